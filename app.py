@@ -1,0 +1,51 @@
+"""The Sluice application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+import loader
+from extensions import csrf, db, login_manager
+from settings import load_config
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: configuration, extensions, blueprints, error handlers and commands."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    load_config(app, test_config)
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from database import install_sqlite_pragmas
+
+    with app.app_context():
+        install_sqlite_pragmas(db.engine)
+
+    loader.configure(
+        timeout=app.config["SLUICE_LOAD_TIMEOUT"],
+        memory_mb=app.config["SLUICE_LOAD_MEMORY_MB"],
+        packages_dir=app.config["SLUICE_FUNCTION_PACKAGES_DIR"],
+    )
+
+    from blueprints import install_template_globals, register_blueprints
+    from blueprints.access import install_access_rules
+    from blueprints.errors import install_error_handlers
+
+    install_access_rules(app)
+    install_error_handlers(app)
+    register_blueprints(app)
+    install_template_globals(app)
+
+    from cli import register_commands
+
+    register_commands(app)
+
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO)
+    return app

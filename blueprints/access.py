@@ -1,0 +1,154 @@
+"""Who is calling, and may they: API keys and session cookies, roles, CSRF and the pending gate.
+
+One policy for both faces, as CTFd does: a JSON caller gets a status and a ``detail``, a browser is sent to the
+sign-in page. CSRF is checked on every unsafe method that relies on the session cookie; API-key calls carry no
+cookie authority and need no token.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, g, redirect, request, session, url_for
+from flask_login import current_user
+
+from extensions import csrf, db, login_manager
+from models import User
+from services import accounts
+
+NOT_AUTHENTICATED = "Not authenticated"
+INVALID_CREDENTIALS = "Your session has expired or the token is invalid. Please sign in again."
+NO_PERMISSION = (
+    "You do not have permission to access this resource. Please contact your administrator for assistance."
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class ApiAuthError(Exception):
+    def __init__(self, detail: str, status: int = 401):
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+def is_api_request() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def _presented_key() -> str | None:
+    """The credential in the request's headers, or None when it carries none."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        # A malformed header is still a credential presented (and rejected), never a fallback to the cookie.
+        return token.strip() if scheme.lower() == "bearer" else header
+    api_key = request.headers.get("x-api-key")
+    if api_key is not None:
+        return api_key.strip()
+    return None
+
+
+def api_caller() -> User:
+    """The authenticated caller of an API route, or ``ApiAuthError`` saying why not."""
+    if "api_user" in g:
+        return g.api_user
+    key = _presented_key()
+    if key is not None:
+        user = accounts.user_for_api_key(key)
+        if user is None:
+            raise ApiAuthError(INVALID_CREDENTIALS)
+    elif current_user.is_authenticated:
+        user = current_user._get_current_object()
+    elif session.get("_user_id"):
+        # The cookie names an account that no longer exists (deleted, or the secret changed).
+        raise ApiAuthError(INVALID_CREDENTIALS)
+    else:
+        raise ApiAuthError(NOT_AUTHENTICATED)
+    g.api_user = user
+    return user
+
+
+def _require_api(role: str):
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            user = api_caller()
+            if user.role == "pending" or (role == "admin" and user.role != "admin"):
+                raise ApiAuthError(NO_PERMISSION)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+api_user_required = _require_api("user")
+api_admin_required = _require_api("admin")
+
+
+def page_login_required(view):
+    """Pages for any approved account."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def page_admin_required(view):
+    """Pages for admins only; anyone else signed in gets the 403 page."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """Follow ``next=`` only to a path on this site; anything else (other hosts, ``//x``, schemes) is refused."""
+    if not target:
+        return fallback
+    target = target.strip().replace("\\", "/")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return fallback
+    return target
+
+
+# Endpoints a pending account may reach: the waiting page, signing out, assets.
+PENDING_ALLOWED = {"auth.pending", "auth.sign_out", "static", "system.health"}
+
+
+def install_access_rules(app: Flask) -> None:
+    login_manager.login_view = "auth.sign_in"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        return db.session.get(User, user_id)
+
+    @app.before_request
+    def enforce_csrf_and_pending():
+        if request.method not in SAFE_METHODS:
+            if is_api_request():
+                # Header credentials are not ambient authority; only cookie-authenticated calls need the token.
+                if _presented_key() is None and current_user.is_authenticated:
+                    csrf.protect()
+            else:
+                csrf.protect()
+        if (
+            not is_api_request()
+            and current_user.is_authenticated
+            and current_user.is_pending
+            and request.endpoint not in PENDING_ALLOWED
+        ):
+            return redirect(url_for("auth.pending"))
+        return None

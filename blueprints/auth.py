@@ -1,0 +1,105 @@
+"""Sign-in, first-run admin creation, optional sign-up, sign-out and the pending page."""
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from blueprints.access import safe_next
+from services import accounts
+from services.errors import ServiceError
+
+bp = Blueprint("auth", __name__)
+
+
+def _landing() -> str:
+    return url_for("system.home")
+
+
+@bp.route("/auth", methods=["GET", "POST"])
+def sign_in():
+    """Sign in; on an empty database, create the first admin instead."""
+    first_run = not accounts.has_users()
+    next_url = safe_next(request.values.get("next"), _landing())
+    if current_user.is_authenticated and not first_run:
+        return redirect(next_url)
+    form = {"name": "", "email": ""}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = {"name": request.form.get("name", ""), "email": request.form.get("email", "")}
+        password = request.form.get("password", "")
+        if first_run:
+            try:
+                user = accounts.create_first_admin(form["name"], form["email"], password)
+            except accounts.AccountError as exc:
+                errors = exc.fields
+            except ServiceError as exc:
+                flash(exc.detail, "error")
+                return redirect(url_for("auth.sign_in"))
+            else:
+                login_user(user)
+                flash("Welcome to Sluice. Your administrator account is ready.", "success")
+                return redirect(_landing())
+        else:
+            result = accounts.authenticate(
+                form["email"],
+                password,
+                current_app.config["SLUICE_SIGNIN_MAX_FAILURES"],
+                current_app.config["SLUICE_SIGNIN_LOCK_SECONDS"],
+            )
+            if result.user is not None:
+                login_user(result.user)
+                return redirect(next_url)
+            errors["form"] = result.error
+    status = 400 if errors else 200
+    return (
+        render_template(
+            "auth/sign_in.html",
+            first_run=first_run,
+            form=form,
+            errors=errors,
+            next=request.values.get("next", ""),
+            signup_enabled=current_app.config["SLUICE_ENABLE_SIGNUP"],
+        ),
+        status,
+    )
+
+
+@bp.route("/auth/signup", methods=["GET", "POST"])
+def sign_up():
+    """Self sign-up, when the operator enabled it: creates a pending account."""
+    if not current_app.config["SLUICE_ENABLE_SIGNUP"]:
+        return render_template("auth/signup_closed.html"), 404
+    form = {"name": "", "email": ""}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = {"name": request.form.get("name", ""), "email": request.form.get("email", "")}
+        try:
+            # The very first account is still the admin: sign-up must not bypass first-run set-up.
+            if not accounts.has_users():
+                return redirect(url_for("auth.sign_in"))
+            user = accounts.create_user(
+                form["name"], form["email"], request.form.get("password", ""), role="pending"
+            )
+        except accounts.AccountError as exc:
+            errors = exc.fields
+        else:
+            login_user(user)
+            return redirect(url_for("auth.pending"))
+    return render_template("auth/sign_up.html", form=form, errors=errors), 400 if errors else 200
+
+
+@bp.post("/auth/signout")
+def sign_out():
+    """Sign out and return to the sign-in page."""
+    logout_user()
+    flash("You have signed out.", "info")
+    return redirect(url_for("auth.sign_in"))
+
+
+@bp.get("/pending")
+def pending():
+    """What a pending account sees until an admin approves it."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.sign_in"))
+    if not current_user.is_pending:
+        return redirect(_landing())
+    return render_template("auth/pending.html")

@@ -1,0 +1,45 @@
+"""Operator commands: `flask --app app init-db | create-user | create-api-key`."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from database import upgrade_database
+from extensions import db
+from models import ROLES, User
+from services import accounts
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("init-db")
+    def init_db():
+        """Create or upgrade the database schema to the latest migration (safe to run again)."""
+        upgrade_database(current_app.config["SQLALCHEMY_DATABASE_URI"])
+        click.echo("Database is up to date.")
+
+    @app.cli.command("create-user")
+    @click.option("--email", required=True)
+    @click.option("--name", required=True)
+    @click.option("--password", required=True)
+    @click.option("--role", type=click.Choice(ROLES), default="user", show_default=True)
+    def create_user(email: str, name: str, password: str, role: str):
+        """Create an account."""
+        try:
+            user = accounts.create_user(name, email, password, role=role)
+        except accounts.AccountError as exc:
+            raise click.ClickException(exc.detail) from None
+        click.echo(f"Created {user.role} {user.email} ({user.id}).")
+
+    @app.cli.command("create-api-key")
+    @click.option("--email", required=True)
+    @click.option("--name", default="cli", show_default=True)
+    def create_api_key(email: str, name: str):
+        """Create an API key for an account; the key is the last line printed."""
+        user = db.session.scalar(select(User).where(User.email == accounts.normalise_email(email)))
+        if user is None:
+            raise click.ClickException(f"No account has the email {email}.")
+        _key, plain = accounts.create_api_key(user, name)
+        click.echo(f"API key for {user.email} (shown once):")
+        click.echo(plain)

@@ -1,0 +1,18 @@
+"""SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
+
+from models.base import Base, new_id, now
+from models.function import FUNCTION_TYPES, Function, FunctionVersion, UserValves
+from models.user import ROLES, ApiKey, User
+
+__all__ = [
+    "Base",
+    "new_id",
+    "now",
+    "FUNCTION_TYPES",
+    "Function",
+    "FunctionVersion",
+    "UserValves",
+    "ROLES",
+    "ApiKey",
+    "User",
+]

@@ -1,0 +1,75 @@
+"""Functions, their version history and the per-user valves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, new_id, now
+
+FUNCTION_TYPES = ("pipe", "filter", "action", "event")
+
+
+class Function(Base):
+    __tablename__ = "functions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # No foreign key: a function outlives the account that created it, as in Open WebUI.
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(16), index=True)
+    content: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    valves: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    is_global: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the loader derived from `content`; kept so reads never have to run the code again.
+    valves_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    user_valves_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    load_status: Mapped[str] = mapped_column(String(16), default="ok")
+    load_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, index=True)
+
+
+class FunctionVersion(Base):
+    """A snapshot of a function's name, content and meta, recorded by create and by each real update."""
+
+    __tablename__ = "function_versions"
+    __table_args__ = (Index("ix_function_versions_function_created", "function_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    function_id: Mapped[str] = mapped_column(ForeignKey("functions.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
+    commit_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    name: Mapped[str] = mapped_column(String(256))
+    content: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class UserValves(Base):
+    """One user's own settings for one function: only the keys they set."""
+
+    __tablename__ = "user_valves"
+    __table_args__ = (UniqueConstraint("user_id", "function_id", name="uq_user_valves_user_function"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    function_id: Mapped[str] = mapped_column(ForeignKey("functions.id", ondelete="CASCADE"), index=True)
+    valves: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)

@@ -1,0 +1,1 @@
+"""The service layer: business rules shared by the HTML pages and the JSON API."""

@@ -1,0 +1,206 @@
+"""Accounts: creation, passwords, sign-in with lockout, roles and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+
+from extensions import db
+from models import ROLES, ApiKey, User, now
+from services.errors import NotFound, ServiceError
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so that a miss costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("sluice-dummy-password")
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+MIN_PASSWORD_LENGTH = 8
+API_KEY_PREFIX = "sk-"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(user: User, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def validate_account(name: str, email: str, password: str | None, role: str) -> dict[str, str]:
+    """Field errors for an account form, keyed by field name; empty when everything is fine."""
+    errors: dict[str, str] = {}
+    if not (name or "").strip():
+        errors["name"] = "Enter a name."
+    elif len(name.strip()) > 256:
+        errors["name"] = "The name is longer than 256 characters."
+    if not EMAIL_RE.match(normalise_email(email)):
+        errors["email"] = "Enter a valid email address."
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        errors["password"] = f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    if role not in ROLES:
+        errors["role"] = f"The role must be one of: {', '.join(ROLES)}."
+    return errors
+
+
+class AccountError(ServiceError):
+    """An account form that does not validate; ``fields`` holds one message per field."""
+
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(" ".join(fields.values()), fields=fields)
+        self.fields = fields
+
+
+def create_user(name: str, email: str, password: str, role: str = "user") -> User:
+    fields = validate_account(name, email, password, role)
+    email = normalise_email(email)
+    if not fields and db.session.scalar(select(User.id).where(User.email == email)):
+        fields["email"] = "An account with this email already exists."
+    if fields:
+        raise AccountError(fields)
+    user = User(name=name.strip(), email=email, role=role, password_hash=hash_password(password))
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def has_admin() -> bool:
+    return db.session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) > 0
+
+
+def has_users() -> bool:
+    return db.session.scalar(select(func.count()).select_from(User)) > 0
+
+
+def create_first_admin(name: str, email: str, password: str) -> User:
+    """Create the first admin account; refused once any account exists."""
+    if has_users():
+        raise ServiceError("Sluice already has an administrator. Sign in instead.", status=403)
+    return create_user(name, email, password, role="admin")
+
+
+@dataclass
+class SignInResult:
+    user: User | None
+    error: str | None = None
+
+
+def authenticate(email: str, password: str, max_failures: int, lock_seconds: int) -> SignInResult:
+    """Check a password; after ``max_failures`` misses in a row the account is locked for a while."""
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    generic = "The email or password is incorrect."
+    if user is None:
+        try:
+            _hasher.verify(_DUMMY_HASH, password or "x")
+        except VerificationError:
+            pass
+        return SignInResult(None, generic)
+    if user.locked_until and user.locked_until > now():
+        minutes = max(1, (user.locked_until - now() + 59) // 60)
+        return SignInResult(
+            None, f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}."
+        )
+    if not check_password(user, password or ""):
+        user.failed_sign_ins = (user.failed_sign_ins or 0) + 1
+        if user.failed_sign_ins >= max_failures:
+            user.locked_until = now() + lock_seconds
+            user.failed_sign_ins = 0
+        db.session.commit()
+        return SignInResult(None, generic)
+    if user.failed_sign_ins or user.locked_until:
+        user.failed_sign_ins = 0
+        user.locked_until = None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    db.session.commit()
+    return SignInResult(user)
+
+
+def get_user(user_id: str) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("This user does not exist.")
+    return user
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.created_at, User.email)))
+
+
+def change_role(acting: User, user_id: str, role: str) -> User:
+    if role not in ROLES:
+        raise ServiceError(f"The role must be one of: {', '.join(ROLES)}.")
+    user = get_user(user_id)
+    if user.id == acting.id and role != "admin":
+        raise ServiceError("You cannot remove your own admin role.")
+    user.role = role
+    db.session.commit()
+    return user
+
+
+def delete_user(acting: User, user_id: str) -> None:
+    user = get_user(user_id)
+    if user.id == acting.id:
+        raise ServiceError("You cannot delete your own account.")
+    db.session.delete(user)
+    db.session.commit()
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def _key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(user: User, name: str = "") -> tuple[ApiKey, str]:
+    """Create a key and return it with its plain text, which is never stored and never shown again."""
+    plain = API_KEY_PREFIX + secrets.token_urlsafe(32)  # 43 characters of randomness
+    key = ApiKey(
+        user_id=user.id, name=(name or "").strip()[:128], key_hash=_key_digest(plain), prefix=plain[:10]
+    )
+    db.session.add(key)
+    db.session.commit()
+    return key, plain
+
+
+def user_for_api_key(plain: str) -> User | None:
+    """The active owner of a key, or None for an unknown, revoked or malformed key."""
+    if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
+        return None
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _key_digest(plain)))
+    if key is None or key.is_revoked:
+        return None
+    # Written at most once a minute so that busy scripts do not turn every read into a write.
+    if key.last_used_at is None or now() - key.last_used_at > 60:
+        key.last_used_at = now()
+        db.session.commit()
+    return key.user
+
+
+def list_api_keys(user: User) -> list[ApiKey]:
+    return list(
+        db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at.desc()))
+    )
+
+
+def revoke_api_key(user: User, key_id: str) -> ApiKey:
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.user_id != user.id:
+        raise NotFound("This API key does not exist.")
+    if key.revoked_at is None:
+        key.revoked_at = now()
+        db.session.commit()
+    return key

@@ -1,0 +1,241 @@
+"""Accounts: first run, sign-in/out, lockout, pending, redirects, API keys, roles and CSRF."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import PASSWORD, bearer, csrf_token, sign_in
+
+NOT_AUTHENTICATED = "Not authenticated"
+INVALID = "Your session has expired or the token is invalid. Please sign in again."
+NO_PERMISSION = (
+    "You do not have permission to access this resource. Please contact your administrator for assistance."
+)
+
+
+def test_first_visit_creates_the_first_admin(app, client):
+    page = client.get("/auth")
+    assert b"Set up Sluice" in page.data
+    token = csrf_token(client)
+    response = client.post(
+        "/auth",
+        data={
+            "name": "Root",
+            "email": "Root@Example.com",
+            "password": "a good password",
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 302
+    from extensions import db
+    from models import User
+
+    with app.app_context():
+        user = db.session.scalar(select(User))
+        assert (user.email, user.role, user.name) == ("root@example.com", "admin", "Root")
+        assert user.password_hash.startswith("$argon2")
+        assert "a good password" not in user.password_hash
+    # Signed in straight away.
+    assert client.get("/api/v1/functions/").status_code == 200
+
+
+def test_first_run_form_reports_each_field(client):
+    token = csrf_token(client)
+    response = client.post(
+        "/auth", data={"name": "", "email": "bad", "password": "short", "csrf_token": token}
+    )
+    assert response.status_code == 400
+    assert b"Enter a name." in response.data
+    assert b"Enter a valid email address." in response.data
+    assert b"at least 8 characters" in response.data
+
+
+def test_first_run_is_refused_once_an_admin_exists(app, client, admin_id):
+    page = client.get("/auth")
+    assert b"Set up Sluice" not in page.data and b"Sign in" in page.data
+    from services import accounts
+    from services.errors import ServiceError
+
+    with app.app_context():
+        with pytest.raises(ServiceError):
+            accounts.create_first_admin("Mallory", "m@example.com", "password123")
+    token = csrf_token(client)
+    response = client.post(
+        "/auth", data={"name": "M", "email": "m@example.com", "password": "password123", "csrf_token": token}
+    )
+    assert response.status_code == 400  # treated as a failed sign-in, never as a set-up
+    from extensions import db
+    from models import User
+
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.email == "m@example.com")) is None
+
+
+def test_sign_in_and_out(client, admin_id):
+    response = sign_in(client, "admin@example.com")
+    assert response.status_code == 302
+    assert client.get("/api/v1/functions/").status_code == 200
+    token = csrf_token(client, "/pending")  # any page carries the token
+    assert client.post("/auth/signout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/api/v1/functions/").get_json()["detail"] == NOT_AUTHENTICATED
+
+
+def test_wrong_password_is_refused(client, admin_id):
+    response = sign_in(client, "admin@example.com", "wrong password")
+    assert response.status_code == 400
+    assert b"The email or password is incorrect." in response.data
+    response = sign_in(client, "nobody@example.com", "wrong password")
+    assert b"The email or password is incorrect." in response.data
+
+
+def test_repeated_failures_lock_the_account(app, client, admin_id):
+    for _ in range(app.config["SLUICE_SIGNIN_MAX_FAILURES"]):
+        sign_in(client, "admin@example.com", "wrong password")
+    # Even the right password is refused while the lock lasts.
+    response = sign_in(client, "admin@example.com", PASSWORD)
+    assert response.status_code == 400
+    assert b"Too many failed sign-ins" in response.data
+    from extensions import db
+    from models import User
+
+    with app.app_context():
+        user = db.session.get(User, admin_id)
+        user.locked_until = 1  # the lock has expired
+        db.session.commit()
+    assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/settings/keys", "/settings/keys"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("evil.example", "/"),
+    ],
+)
+def test_next_redirect_is_kept_on_site(client, admin_id, target, expected):
+    token = csrf_token(client)
+    response = client.post(
+        "/auth",
+        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": token, "next": target},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == expected
+
+
+def test_pending_user_sees_only_the_waiting_page(client, pending_id):
+    assert sign_in(client, "pending@example.com").status_code == 302
+    response = client.get("/", follow_redirects=True)
+    assert b"Waiting for approval" in response.data
+    for path in ("/admin/functions", "/settings/valves", "/settings/keys", "/admin/users"):
+        response = client.get(path)
+        assert response.status_code == 302 and response.headers["Location"].endswith("/pending")
+    assert client.get("/api/v1/functions/").get_json()["detail"] == NO_PERMISSION
+
+
+def test_signup_is_off_by_default(client, admin_id):
+    assert client.get("/auth/signup").status_code == 404
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_ENABLE_SIGNUP": True}])
+def test_signup_creates_a_pending_account(app, client, admin_id, app_config):
+    token = csrf_token(client, "/auth/signup")
+    response = client.post(
+        "/auth/signup",
+        data={"name": "New", "email": "new@example.com", "password": "password123", "csrf_token": token},
+    )
+    assert response.status_code == 302 and response.headers["Location"].endswith("/pending")
+    from extensions import db
+    from models import User
+
+    with app.app_context():
+        assert db.session.scalar(select(User.role).where(User.email == "new@example.com")) == "pending"
+
+
+def test_cookies_are_httponly_and_lax(client, admin_id):
+    response = sign_in(client, "admin@example.com")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def test_api_key_is_stored_only_as_a_hash(app, admin_key):
+    from extensions import db
+    from models import ApiKey
+
+    with app.app_context():
+        stored = db.session.scalar(select(ApiKey))
+        assert admin_key not in (stored.key_hash, stored.prefix)
+        assert len(stored.key_hash) == 64
+        assert admin_key.startswith(stored.prefix)
+    assert admin_key.startswith("sk-") and len(admin_key) >= 3 + 32
+
+
+def test_api_key_authenticates_and_revoked_key_fails(app, client, admin_id, admin_key):
+    assert client.get("/api/v1/functions/", headers=bearer(admin_key)).status_code == 200
+    assert client.get("/api/v1/functions/", headers={"x-api-key": admin_key}).status_code == 200
+    from extensions import db
+    from models import ApiKey, User
+    from services import accounts
+
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        accounts.revoke_api_key(db.session.get(User, admin_id), key.id)
+    response = client.get("/api/v1/functions/", headers=bearer(admin_key))
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == INVALID
+
+
+@pytest.mark.parametrize(
+    "headers, detail",
+    [
+        ({}, NOT_AUTHENTICATED),
+        ({"Authorization": "Bearer sk-" + "a" * 40}, INVALID),
+        ({"Authorization": "Bearer not-a-key"}, INVALID),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, INVALID),
+        ({"x-api-key": "sk-nope"}, INVALID),
+    ],
+)
+def test_bad_credentials(client, headers, detail):
+    response = client.get("/api/v1/functions/", headers=headers)
+    assert response.status_code == 401
+    assert response.get_json() == {"detail": detail}
+
+
+def test_roles_on_an_admin_route(client, admin_key, user_key, pending_key):
+    assert client.get("/api/v1/functions/export", headers=bearer(admin_key)).status_code == 200
+    for key in (user_key, pending_key):
+        response = client.get("/api/v1/functions/export", headers=bearer(key))
+        assert response.status_code == 401
+        assert response.get_json()["detail"] == NO_PERMISSION
+    assert client.get("/api/v1/functions/", headers=bearer(user_key)).status_code == 200
+    assert client.get("/api/v1/functions/", headers=bearer(pending_key)).get_json()["detail"] == NO_PERMISSION
+
+
+def test_csrf_is_required_for_cookie_api_calls(admin_client):
+    body = {"functions": []}
+    response = admin_client.post("/api/v1/functions/sync", json=body)
+    assert response.status_code == 403
+    assert "CSRF" in response.get_json()["detail"]
+    token = csrf_token(admin_client, "/auth/signup")
+    response = admin_client.post("/api/v1/functions/sync", json=body, headers={"X-CSRFToken": token})
+    assert response.status_code == 200
+
+
+def test_csrf_not_required_with_an_api_key(client, admin_key):
+    assert (
+        client.post("/api/v1/functions/sync", json={"functions": []}, headers=bearer(admin_key)).status_code
+        == 200
+    )
+
+
+def test_csrf_is_required_for_forms(client, admin_id):
+    response = client.post("/auth", data={"email": "admin@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert b"This form has expired" in response.data
