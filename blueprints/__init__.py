@@ -9,7 +9,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(system.bp)
     app.register_blueprint(auth.bp)
     # The API and console blueprints register themselves here as they are written.
-    for module_name in ("api_functions", "console", "settings", "users"):
+    for module_name in ("api_functions", "console", "valves", "settings", "users"):
         try:
             module = __import__(f"blueprints.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
