@@ -1,0 +1,1 @@
+"""Open WebUI's HTTP routers; their handlers are stand-ins."""

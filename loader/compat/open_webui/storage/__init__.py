@@ -1,0 +1,1 @@
+"""Open WebUI's file storage (not available in Sluice)."""
