@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import uuid
 
 import pytest
 
@@ -42,18 +43,37 @@ def sqlite_template(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """The PostgreSQL test database, emptied and migrated once per session."""
-    from sqlalchemy import create_engine, text
+    """A PostgreSQL database for this test session, migrated once.
 
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    Without ``TEST_DATABASE_URL`` each session creates its own database beside ``test`` and drops it at the
+    end, so that several suites (two checkouts, or pytest-xdist workers) never clobber each other.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
     from database import upgrade_database
 
-    upgrade_database(PG_URL)
-    return PG_URL
+    if "TEST_DATABASE_URL" in os.environ:
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        upgrade_database(PG_URL)
+        yield PG_URL
+        return
+    name = f"sluice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _truncate_postgres(url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,12 @@ def test_migrations_match_models(backend, tmp_path):
     else:
         from sqlalchemy import text
 
-        url = PG_URL
-        engine = create_engine(url)
+        schema = f"migration_check_{uuid.uuid4().hex[:8]}"
+        engine = create_engine(PG_URL)
         with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS migration_check CASCADE"))
-            conn.execute(text("CREATE SCHEMA migration_check"))
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
         engine.dispose()
-        url = url + ("&" if "?" in url else "?") + "options=-csearch_path%3Dmigration_check"
+        url = PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
     upgrade_database(url)
     upgrade_database(url)  # idempotent
     engine = create_engine(url)
@@ -95,6 +95,11 @@ def test_migrations_match_models(backend, tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         tables = set(inspect(conn).get_table_names())
     engine.dispose()
+    if backend != "sqlite":
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
     assert diff == []
     assert {"users", "api_keys", "functions", "function_versions", "user_valves"} <= tables
 
