@@ -262,7 +262,7 @@ def build_meta(client_meta: Any, manifest: dict, toggle: bool) -> dict:
     return meta
 
 
-def _apply_load(f: Function, result: Any) -> None:
+def apply_load_result(f: Function, result: Any) -> None:
     f.type = result.type
     f.valves_schema = result.valves_schema
     f.user_valves_schema = result.user_valves_schema
@@ -339,7 +339,7 @@ def create_function(
         created_at=timestamp,
         updated_at=timestamp,
     )
-    _apply_load(f, result)
+    apply_load_result(f, result)
     db.session.add(f)
     record_version(f, user, commit_message)
     try:
@@ -437,7 +437,7 @@ def _update_loaded(
     f.meta = new_meta
     if new_valves != stored_valves:
         f.valves = new_valves
-    _apply_load(f, result)
+    apply_load_result(f, result)
     f.updated_at = now()
     if restore_version is not None:
         f.version_id = restore_version.id
@@ -510,13 +510,17 @@ def delete_function(function_id: str) -> bool:
 
 
 def _options_need_loader(schema: dict | None) -> bool:
-    """True when a field names a method for its `input.options`, which only the code can answer."""
+    """True when a field has `input.options`, which may come from a method answering per user.
+
+    The loader resolves such methods while loading, so the stored schema already holds a list; only the loader
+    knows whether that list depends on the user (its result cache makes the common, user-independent case cheap).
+    """
     if not isinstance(schema, dict):
         return False
     for prop in (schema.get("properties") or {}).values():
         if isinstance(prop, dict):
             ui = prop.get("input")
-            if isinstance(ui, dict) and isinstance(ui.get("options"), str):
+            if isinstance(ui, dict) and "options" in ui:
                 return True
     return False
 

@@ -1,0 +1,299 @@
+"""Wire shapes of the functions API as pydantic models: request bodies are parsed with them, and the OpenAPI
+document is generated from them, so the description and the behaviour cannot drift apart.
+
+Field order is the wire order of SPEC §2 (Open WebUI 0.12's order).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FunctionType = Literal["pipe", "filter", "action", "event"]
+
+
+class FunctionMeta(BaseModel):
+    """`description`, `manifest` (the code's frontmatter), `toggle` when set; other keys are kept verbatim."""
+
+    model_config = ConfigDict(extra="allow")
+
+    description: str | None = None
+    manifest: dict[str, Any] | None = Field(default=None, description="Derived from the code's frontmatter.")
+    toggle: bool | None = Field(default=None, description="Present (true) only for toggle filters.")
+
+
+class FunctionModel(BaseModel):
+    version_id: str | None
+    id: str
+    user_id: str
+    name: str
+    type: FunctionType
+    content: str
+    meta: FunctionMeta
+    is_active: bool
+    is_global: bool
+    updated_at: int
+    created_at: int
+
+
+class FunctionWithValvesModel(BaseModel):
+    version_id: str | None
+    id: str
+    user_id: str
+    name: str
+    type: FunctionType
+    content: str
+    meta: FunctionMeta
+    valves: dict[str, Any]
+    is_active: bool
+    is_global: bool
+    updated_at: int
+    created_at: int
+
+
+class FunctionResponse(BaseModel):
+    version_id: str | None
+    id: str
+    user_id: str
+    type: FunctionType
+    name: str
+    meta: FunctionMeta
+    is_active: bool
+    is_global: bool
+    updated_at: int
+    created_at: int
+
+
+class UserPublic(BaseModel):
+    id: str
+    name: str
+    role: str
+    email: str
+
+
+class FunctionUserResponse(FunctionResponse):
+    user: UserPublic | None
+
+
+class FunctionForm(BaseModel):
+    """Body of update (the `id`, if any, is ignored)."""
+
+    id: str | None = None
+    name: str
+    content: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+    commit_message: str | None = None
+
+
+class FunctionCreateForm(FunctionForm):
+    """Body of create: the id is required."""
+
+    id: str
+
+
+class LoadUrlForm(BaseModel):
+    url: str
+
+
+class LoadUrlResponse(BaseModel):
+    name: str
+    content: str
+
+
+def _unwrap_function(data: Any) -> Any:
+    """Accept the community site's format, where the function sits under a `function` key."""
+    if isinstance(data, dict) and isinstance(data.get("function"), dict) and "content" not in data:
+        inner = dict(data["function"])
+        for key in ("id", "name"):
+            if key not in inner and key in data:
+                inner[key] = data[key]
+        return inner
+    return data
+
+
+class SyncItem(BaseModel):
+    """One function of a sync body: FunctionWithValvesModel, an Open WebUI export item or a community item.
+
+    `type`, `user_id`, timestamps and `version_id` may be present but are never taken from the client.
+    """
+
+    id: str
+    name: str
+    content: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+    valves: dict[str, Any] | None = None
+    is_active: bool = False
+    is_global: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def unwrap(cls, data: Any) -> Any:
+        return _unwrap_function(data)
+
+
+class SyncForm(BaseModel):
+    functions: list[SyncItem]
+
+
+class SyncPlan(BaseModel):
+    """What a sync would do (`?dry_run=true`): function ids by outcome."""
+
+    created: list[str]
+    updated: list[str]
+    deleted: list[str]
+    unchanged: list[str]
+
+
+class SyncItemError(BaseModel):
+    id: str | None
+    detail: str
+    error: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class SyncErrorResponse(BaseModel):
+    detail: str
+    errors: list[SyncItemError]
+
+
+class VersionForm(BaseModel):
+    version_id: str
+
+
+class VersionAuthor(BaseModel):
+    name: str
+
+
+class VersionResponse(BaseModel):
+    id: str
+    function_id: str
+    parent_id: str | None
+    user_id: str
+    commit_message: str | None
+    created_at: int
+    user: VersionAuthor | None
+
+
+class VersionSnapshot(BaseModel):
+    name: str
+    content: str
+    meta: dict[str, Any]
+
+
+class VersionModel(VersionResponse):
+    snapshot: VersionSnapshot
+
+
+class DiffChange(BaseModel):
+    before: Any
+    after: Any
+
+
+class VersionDiff(BaseModel):
+    from_id: str
+    to_id: str
+    metadata: dict[str, DiffChange]
+    content_diff: str
+    line_endings_only: bool
+
+
+class RequirementState(BaseModel):
+    requirement: str
+    name: str
+    specifier: str
+    extras: list[str]
+    marker: str | None
+    url: str | None
+    applies: bool
+    installed_version: str | None
+    satisfied: bool
+
+
+class InvalidRequirement(BaseModel):
+    requirement: str
+    reason: str
+
+
+class RequirementsStatus(BaseModel):
+    id: str
+    requirements: str | None = Field(description="The manifest's `requirements:` value, as written.")
+    valid: list[RequirementState]
+    missing: list[str] = Field(description="Specifiers of applicable requirements not installed.")
+    invalid: list[InvalidRequirement]
+    ok: bool
+    install_allowed: bool
+
+
+class InstallStarted(BaseModel):
+    job_id: str | None = Field(description="None when nothing was missing.")
+    status: str
+
+
+class InstallJob(BaseModel):
+    job_id: str
+    status: str
+    requirements: list[str]
+    created_at: int | None
+    started_at: int | None
+    ended_at: int | None
+    exit_code: int | None
+    error: str | None
+    output: str
+    output_truncated: bool
+
+
+# --- query strings ----------------------------------------------------------------------------------------------
+
+
+class ExportQuery(BaseModel):
+    include_valves: bool = False
+
+
+class UpdateQuery(BaseModel):
+    reset_incompatible_valves: bool = False
+
+
+class SyncQuery(BaseModel):
+    dry_run: bool = False
+
+
+class HistoryQuery(BaseModel):
+    page: int = Field(default=1, ge=1)
+
+
+class DiffQuery(BaseModel):
+    from_id: str
+    to_id: str
+
+
+# --- errors -----------------------------------------------------------------------------------------------------
+
+
+class LoadErrorInfo(BaseModel):
+    type: str
+    message: str
+    line: int | None
+    column: int | None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class HTTPError(BaseModel):
+    """Every error answer: `detail` is a sentence; load failures add `error`, refused valves add `errors`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str
+    error: LoadErrorInfo | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: the body or query does not fit the route's shape (FastAPI's convention)."""
+
+    detail: list[FieldError]

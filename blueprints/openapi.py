@@ -1,0 +1,316 @@
+"""A registry of JSON API routes and the OpenAPI 3.1 document built from it.
+
+Each route declares its method, path, who may call it, its query, body and response types and its error
+statuses. The same declaration parses requests (pydantic, FastAPI-style 422 answers) and generates the document,
+so what the document says is what the routes do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache, lru_cache, wraps
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from blueprints.access import api_admin_required, api_user_required
+from blueprints.api_schemas import HTTPError, ValidationErrorResponse
+from services.errors import ServiceError
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+AUTH_LEVELS = ("public", "user", "admin")
+STATUS_TEXT = {
+    400: "The request was refused; `detail` says why.",
+    401: "Not authenticated, an invalid key or session, or not allowed.",
+    403: "Turned off by the operator, or a missing CSRF token on a cookie call.",
+    404: "No such function (or version, or job).",
+    413: "The body, or the function's code, is too large.",
+    422: "The body or query string does not fit the route's shape.",
+    500: "An unexpected failure, logged on the server.",
+}
+
+
+class RequestInvalid(ServiceError):
+    """A body or query string that does not fit: answered 422 with a list of `{type, loc, msg}`."""
+
+    status = 422
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("The request could not be understood")
+        self.detail = errors
+
+
+@cache
+def adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp)
+
+
+def _field_errors(error: ValidationError, where: str) -> list[dict]:
+    return [
+        {"type": item["type"], "loc": [where, *item["loc"]], "msg": item["msg"]}
+        for item in error.errors(include_url=False)
+    ]
+
+
+def parse_json_body(tp: Any) -> Any:
+    """The request body, parsed as JSON whatever its content type, then validated as ``tp``."""
+    raw = request.get_data(cache=True)  # beyond MAX_CONTENT_LENGTH this raises 413
+    if not raw.strip():
+        raise RequestInvalid([{"type": "missing", "loc": ["body"], "msg": "Field required"}])
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        position = getattr(error, "pos", 0)
+        reason = getattr(error, "msg", None) or str(error)
+        raise RequestInvalid(
+            [{"type": "json_invalid", "loc": ["body", position], "msg": f"JSON decode error: {reason}"}]
+        ) from None
+    try:
+        return adapter(tp).validate_python(data)
+    except ValidationError as error:
+        raise RequestInvalid(_field_errors(error, "body")) from None
+
+
+def parse_query(model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as error:
+        raise RequestInvalid(_field_errors(error, "query")) from None
+
+
+@dataclass
+class ApiRoute:
+    rule: str
+    method: str
+    endpoint: str
+    auth: str
+    summary: str
+    response: Any
+    body: Any = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> list[int]:
+        found = set(self.errors)
+        if self.auth != "public":
+            found.add(401)
+        if self.body is not None:
+            found.update((413, 422))
+        if self.query is not None:
+            found.add(422)
+        found.add(500)
+        return sorted(found)
+
+
+class RouteRegistry:
+    """Routes of one blueprint, mounted under several prefixes, described once."""
+
+    def __init__(self, blueprint: Blueprint, prefixes: tuple[str, ...], tag: str):
+        self.blueprint = blueprint
+        self.prefixes = prefixes
+        self.tag = tag
+        self.routes: list[ApiRoute] = []
+
+    def route(
+        self,
+        rule: str,
+        method: str,
+        *,
+        auth: str,
+        summary: str,
+        response: Any,
+        body: Any = None,
+        query: type[BaseModel] | None = None,
+        errors: tuple[int, ...] = (),
+        strict_slashes: bool | None = None,
+    ) -> Callable:
+        """Register ``view(**path, [query=...], [body=...])``; it returns plain data, answered as JSON."""
+        if auth not in AUTH_LEVELS:
+            raise ValueError(f"unknown auth level {auth!r}")
+
+        def decorator(view: Callable) -> Callable:
+            @wraps(view)
+            def endpoint(**path: Any):
+                kwargs = dict(path)
+                if query is not None:
+                    kwargs["query"] = parse_query(query)
+                if body is not None:
+                    kwargs["body"] = parse_json_body(body)
+                return jsonify(view(**kwargs))
+
+            guarded = endpoint
+            if auth == "admin":
+                guarded = api_admin_required(endpoint)
+            elif auth == "user":
+                guarded = api_user_required(endpoint)
+            options = {} if strict_slashes is None else {"strict_slashes": strict_slashes}
+            self.blueprint.add_url_rule(rule, view.__name__, guarded, methods=[method], **options)
+            self.routes.append(
+                ApiRoute(
+                    rule=rule,
+                    method=method,
+                    endpoint=view.__name__,
+                    auth=auth,
+                    summary=summary,
+                    response=response,
+                    body=body,
+                    query=query,
+                    errors=errors,
+                    description=(view.__doc__ or "").strip(),
+                    tags=[self.tag],
+                )
+            )
+            return view
+
+        return decorator
+
+
+# --- the document ------------------------------------------------------------------------------------------------
+
+
+def _openapi_path(rule: str) -> str:
+    out, depth, name = [], 0, []
+    for char in rule:
+        if char == "<":
+            depth, name = 1, []
+        elif char == ">" and depth:
+            depth = 0
+            out.append("{" + "".join(name).split(":")[-1] + "}")
+        elif depth:
+            name.append(char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _path_parameters(rule: str) -> list[dict]:
+    params = []
+    for part in rule.split("<")[1:]:
+        name = part.split(">", 1)[0].split(":")[-1]
+        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    return params
+
+
+class _Schemas:
+    def __init__(self):
+        self.components: dict[str, Any] = {}
+
+    def of(self, tp: Any) -> dict:
+        schema = adapter(tp).json_schema(ref_template=REF_TEMPLATE)
+        for name, definition in schema.pop("$defs", {}).items():
+            self.components.setdefault(name, definition)
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and "properties" in schema:
+            self.components.setdefault(tp.__name__, schema)
+            return {"$ref": REF_TEMPLATE.format(model=tp.__name__)}
+        return schema
+
+
+def _query_parameters(model: type[BaseModel], schemas: _Schemas) -> list[dict]:
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key (`sk-…`)."},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "session",
+        "description": "The console's session; unsafe methods also need the `X-CSRFToken` header.",
+    },
+}
+
+
+def build_document(registries: list[RouteRegistry], *, title: str, version: str) -> dict:
+    schemas = _Schemas()
+    error_ref = schemas.of(HTTPError)
+    invalid_ref = schemas.of(ValidationErrorResponse)
+    paths: dict[str, dict] = {}
+    for registry in registries:
+        for prefix in registry.prefixes:
+            for route in registry.routes:
+                path = prefix + _openapi_path(route.rule)
+                operation: dict[str, Any] = {
+                    "operationId": f"{route.endpoint}{prefix.replace('/', '_')}",
+                    "summary": route.summary,
+                    "tags": route.tags,
+                }
+                if route.description:
+                    operation["description"] = route.description
+                parameters = _path_parameters(route.rule)
+                if route.query is not None:
+                    parameters += _query_parameters(route.query, schemas)
+                if parameters:
+                    operation["parameters"] = parameters
+                if route.body is not None:
+                    operation["requestBody"] = {
+                        "required": True,
+                        "content": {"application/json": {"schema": schemas.of(route.body)}},
+                    }
+                responses: dict[str, Any] = {
+                    "200": {
+                        "description": "Success",
+                        "content": {"application/json": {"schema": schemas.of(route.response)}},
+                    }
+                }
+                for status in route.statuses:
+                    responses[str(status)] = {
+                        "description": STATUS_TEXT.get(status, "Error"),
+                        "content": {
+                            "application/json": {"schema": invalid_ref if status == 422 else error_ref}
+                        },
+                    }
+                operation["responses"] = responses
+                operation["security"] = (
+                    [] if route.auth == "public" else [{name: []} for name in SECURITY_SCHEMES]
+                )
+                operation["x-sluice-auth"] = route.auth
+                paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Sluice's functions API, compatible with Open WebUI's /api/v1/functions.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas.components, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+docs_bp = Blueprint("api_docs", __name__)
+_REGISTRIES: list[RouteRegistry] = []
+
+
+def publish(registry: RouteRegistry) -> None:
+    if registry not in _REGISTRIES:
+        _REGISTRIES.append(registry)
+
+
+@lru_cache(maxsize=1)
+def _document_text() -> str:
+    return json.dumps(build_document(_REGISTRIES, title="Sluice API", version="1.0.0"))
+
+
+@docs_bp.get("/api/openapi.json")
+def openapi_json():
+    """The OpenAPI 3.1 description of the JSON API; no credentials needed."""
+    from flask import current_app
+
+    return current_app.response_class(_document_text(), mimetype="application/json")
+
+
+def register_docs(app: Flask) -> None:
+    if "api_docs" not in app.blueprints:
+        app.register_blueprint(docs_bp)

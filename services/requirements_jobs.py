@@ -1,0 +1,85 @@
+"""A function's `requirements:`: what is valid, installed and missing, and admin-started install jobs.
+
+pip never runs in a request: ``loader.installer`` starts a detached job whose state lives in files under the
+instance folder, so any worker can report on it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import current_app
+
+import loader
+from services import functions
+from services.errors import Forbidden, NotFound, ServiceError
+
+INSTALL_DISABLED = "Installing requirements is turned off. The operator can allow it by setting SLUICE_ALLOW_PIP_INSTALL=true."
+JOB_NOT_FOUND = "There is no such install job."
+
+
+def _packages_dir() -> str:
+    return current_app.config["SLUICE_FUNCTION_PACKAGES_DIR"]
+
+
+def jobs_dir() -> str:
+    return os.path.join(current_app.instance_path, "install-jobs")
+
+
+def requirements_status(function_id: str) -> dict:
+    """The function's requirements, each checked: `valid` (with installed versions), `missing`, `invalid`."""
+    f = functions.get_function(function_id)
+    manifest = (f.meta or {}).get("manifest") or {}
+    value = manifest.get("requirements") if isinstance(manifest, dict) else None
+    value = value if isinstance(value, str) else None
+    report = loader.parse_requirements(value, packages_dir=_packages_dir())
+    data = report.to_dict()
+    return {
+        "id": f.id,
+        "requirements": value,
+        "valid": data["requirements"],
+        "missing": data["missing"],
+        "invalid": data["invalid"],
+        "ok": report.ok,
+        "install_allowed": bool(current_app.config["SLUICE_ALLOW_PIP_INSTALL"]),
+    }
+
+
+def start_install(function_id: str) -> dict:
+    """Start installing the function's missing requirements in the background; refused unless allowed."""
+    if not current_app.config["SLUICE_ALLOW_PIP_INSTALL"]:
+        raise Forbidden(INSTALL_DISABLED)
+    status = requirements_status(function_id)
+    if status["invalid"]:
+        reasons = "; ".join(f"{item['requirement']}: {item['reason']}" for item in status["invalid"])
+        raise ServiceError(f"Some requirements are not valid, so nothing was installed: {reasons}")
+    if not status["missing"]:
+        return {"job_id": None, "status": "satisfied"}
+    from loader import installer
+
+    try:
+        job_id = installer.start_install(status["missing"], _packages_dir(), jobs_dir())
+    except ValueError as error:  # RequirementError: the installer re-validates what it is given
+        raise ServiceError(f"Not installed: {error}") from None
+    job = installer.get_job(job_id, jobs_dir()) or {"status": "queued"}
+    return {"job_id": job_id, "status": job.get("status", "queued")}
+
+
+def get_job(job_id: str) -> dict:
+    from loader import installer
+
+    job = installer.get_job(job_id, jobs_dir())
+    if job is None:
+        raise NotFound(JOB_NOT_FOUND)
+    return {
+        "job_id": job.get("id", job_id),
+        "status": job.get("status"),
+        "requirements": job.get("requirements") or [],
+        "created_at": job.get("created_at"),
+        "started_at": job.get("started_at"),
+        "ended_at": job.get("ended_at"),
+        "exit_code": job.get("exit_code"),
+        "error": job.get("error"),
+        "output": job.get("output") or "",
+        "output_truncated": bool(job.get("output_truncated")),
+    }

@@ -1,0 +1,194 @@
+"""Sync: make the stored functions exactly the listed ones, all or nothing.
+
+Every item is checked and loaded before anything is written (unchanged code is not loaded again: its content hash
+matches the stored one); if any item fails, nothing changes and each failure is reported with its id. The writes
+then happen in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+
+import loader
+from extensions import db
+from models import Function, FunctionVersion, User, UserValves, now
+from services import functions as fs
+from services.errors import ServiceError
+
+
+@dataclass
+class _Planned:
+    id: str
+    name: str
+    content: str
+    meta: dict
+    valves: dict
+    is_active: bool
+    is_global: bool
+    type: str
+    load: Any  # the LoadResult, or None when the stored code was reused
+    existing: Function | None
+
+
+class SyncFailed(ServiceError):
+    def __init__(self, errors: list[dict], total: int):
+        noun = "function" if total == 1 else "functions"
+        super().__init__(
+            f"{len(errors)} of {total} {noun} could not be synced, so nothing was changed.", errors=errors
+        )
+
+
+def _item_error(item_id: Any, error: ServiceError) -> dict:
+    entry: dict[str, Any] = {"id": item_id if isinstance(item_id, str) else None, "detail": error.detail}
+    for key in ("error", "errors"):
+        if key in error.extra:
+            entry[key] = error.extra[key]
+    return entry
+
+
+def _check_valves(content: str, function_id: str, values: dict, load: Any) -> dict:
+    """The valves to store: nulls dropped, validated by the function's own class, as it normalises them."""
+    values = {key: value for key, value in values.items() if value is not None}
+    if not values:
+        return {}
+    check = load.valves_check if load is not None and load.valves_check is not None else None
+    if check is None:
+        check = loader.validate_valves(content, values, kind="valves", function_id=function_id)
+    if check.error is not None:
+        if check.error.type == "NoValvesClass":
+            raise ServiceError("This function has no Valves class, but the item sets valves.")
+        raise fs.LoadFailed(check.error)
+    if not check.ok:
+        raise fs.ValvesRejected(check.errors)
+    return check.values
+
+
+def _plan_item(user: User, item: dict, existing: Function | None) -> _Planned:
+    function_id = fs.check_new_id(item.get("id"))
+    name = fs.check_name(item.get("name"))
+    content = loader.rewrite_imports(fs.check_content(item.get("content")))
+    fs.check_content(content)
+    given_valves = item.get("valves")
+    if given_valves is None:
+        given_valves = dict(existing.valves or {}) if existing is not None else {}
+    given_valves = {key: value for key, value in given_valves.items() if value is not None}
+
+    reuse = (
+        existing is not None
+        and existing.load_status == "ok"
+        and existing.content_hash == fs.content_hash(content)
+        and existing.content == content
+    )
+    if reuse:
+        load = None
+        kind = existing.type
+        toggle = bool((existing.meta or {}).get("toggle"))
+        manifest = loader.parse_frontmatter(content)
+        if given_valves == (existing.valves or {}):
+            valves = dict(existing.valves or {})
+        else:
+            valves = _check_valves(content, function_id, given_valves, None)
+    else:
+        load = fs.load_code(content, function_id, user, valves=given_valves or None)
+        kind, toggle, manifest = load.type, load.toggle, load.manifest
+        valves = _check_valves(content, function_id, given_valves, load)
+    return _Planned(
+        id=function_id,
+        name=name,
+        content=content,
+        meta=fs.build_meta(item.get("meta"), manifest, toggle),
+        valves=valves,
+        is_active=bool(item.get("is_active")),
+        is_global=bool(item.get("is_global")),
+        type=kind,
+        load=load,
+        existing=existing,
+    )
+
+
+def _changed(plan: _Planned) -> bool:
+    f = plan.existing
+    return (
+        f.name != plan.name
+        or f.content != plan.content
+        or (f.meta or {}) != plan.meta
+        or (f.valves or {}) != plan.valves
+        or bool(f.is_active) != plan.is_active
+        or bool(f.is_global) != plan.is_global
+    )
+
+
+def sync_functions(user: User, items: list[dict], *, dry_run: bool = False) -> list[dict] | dict:
+    """Create or update each item and delete every function not listed; or, with ``dry_run``, say what would."""
+    stored = {f.id: f for f in db.session.scalars(select(Function))}
+    plans: list[_Planned] = []
+    errors: list[dict] = []
+    seen: set[str] = set()
+    for item in items:
+        raw_id = item.get("id")
+        try:
+            function_id = fs.check_new_id(raw_id)
+            if function_id in seen:
+                raise ServiceError("This id appears more than once in the list.")
+            seen.add(function_id)
+            plans.append(_plan_item(user, item, stored.get(function_id)))
+        except ServiceError as error:
+            errors.append(_item_error(raw_id, error))
+    if errors:
+        db.session.rollback()
+        raise SyncFailed(errors, len(items))
+
+    listed = {plan.id for plan in plans}
+    deleted = sorted(function_id for function_id in stored if function_id not in listed)
+    created = [plan.id for plan in plans if plan.existing is None]
+    updated = [plan.id for plan in plans if plan.existing is not None and _changed(plan)]
+    unchanged = [plan.id for plan in plans if plan.existing is not None and not _changed(plan)]
+    if dry_run:
+        db.session.rollback()
+        return {"created": created, "updated": updated, "deleted": deleted, "unchanged": unchanged}
+
+    try:
+        result = _apply(user, plans, deleted)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return result
+
+
+def _apply(user: User, plans: list[_Planned], deleted: list[str]) -> list[dict]:
+    if deleted:
+        db.session.execute(delete(UserValves).where(UserValves.function_id.in_(deleted)))
+        db.session.execute(delete(FunctionVersion).where(FunctionVersion.function_id.in_(deleted)))
+        db.session.execute(delete(Function).where(Function.id.in_(deleted)))
+    timestamp = now()
+    answer = []
+    for plan in plans:
+        f = plan.existing
+        if f is None:
+            f = Function(id=plan.id, user_id=user.id, created_at=timestamp, valves={})
+            db.session.add(f)
+            before = None
+        elif not _changed(plan):
+            answer.append(fs.function_with_valves_model(f))
+            continue
+        else:
+            before = fs.snapshot_of(f)
+        f.name = plan.name
+        f.content = plan.content
+        f.meta = plan.meta
+        f.valves = plan.valves
+        f.is_active = plan.is_active
+        f.is_global = plan.is_global
+        f.type = plan.type
+        if plan.load is not None:
+            fs.apply_load_result(f, plan.load)
+        f.updated_at = timestamp
+        if before is None or fs.snapshot_of(f) != before or not f.version_id:
+            fs.record_version(f, user)
+        answer.append(fs.function_with_valves_model(f))
+    db.session.flush()
+    return answer

@@ -1,0 +1,254 @@
+"""Load a function's code from a URL: GitHub links made raw, a suggested name, and a guarded fetch.
+
+The fetch refuses internal addresses (unless the operator allows them) and cannot be tricked by DNS: each host is
+resolved once, every address is checked, and the connection is made to the checked address itself, with the
+original host name kept for the Host header and TLS. Redirects are followed by hand, at most three, each one
+checked the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.connection import create_connection
+
+from services.errors import ServiceError
+
+MAX_BYTES = 1024 * 1024
+MAX_REDIRECTS = 3
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+TOTAL_TIMEOUT = 20.0
+FOLDER_FILES = ("main.py", "index.py", "__init__.py")
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class UrlLoadError(ServiceError):
+    """Any failure of load/url: a 400 with a sentence saying what went wrong."""
+
+
+# --- links and names ---------------------------------------------------------------------------------------------
+
+
+def raw_url(url: str) -> str:
+    """The URL to fetch: GitHub `blob`/`raw` links become raw links, `tree` links the folder's `main.py`."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if host in ("github.com", "www.github.com") and len(segments) >= 4:
+        owner, repo, kind, branch, *rest = segments
+        if kind in ("blob", "raw") and rest:
+            return _raw_github(owner, repo, branch, rest)
+        if kind == "tree":
+            return _raw_github(owner, repo, branch, [*rest, "main.py"])
+    if host == "gist.github.com" and len(segments) == 2:
+        # A gist's page: its raw link gives the (first) file.
+        return f"https://gist.githubusercontent.com/{segments[0]}/{segments[1]}/raw"
+    return url.strip()
+
+
+def _raw_github(owner: str, repo: str, branch: str, path: list[str]) -> str:
+    if branch == "refs" and len(path) >= 2 and path[0] == "heads":
+        branch, path = path[1], path[2:]  # already spelled refs/heads/B
+    return "https://raw.githubusercontent.com/" + "/".join([owner, repo, "refs", "heads", branch, *path])
+
+
+def suggest_name(url: str) -> str:
+    """The file name without `.py`, or the folder's name when the file is main.py, index.py or __init__.py."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if host == "gist.github.com" and parts.fragment.startswith("file-"):
+        # `#file-my_filter-py` names the file on a gist's page.
+        name = parts.fragment[len("file-") :]
+        return name[:-3] if name.endswith("-py") else name
+    segments = [unquote(segment) for segment in parts.path.split("/") if segment]
+    if host in ("github.com", "www.github.com") and len(segments) >= 4 and segments[2] == "tree":
+        segments = [*segments, "main.py"]
+    if not segments:
+        return host.split(".")[0] if host else "function"
+    last = segments[-1]
+    if last.lower() in FOLDER_FILES and len(segments) >= 2:
+        return segments[-2]
+    if last.lower().endswith(".py"):
+        return last[:-3]
+    return last
+
+
+# --- address checks ----------------------------------------------------------------------------------------------
+
+
+def is_internal(address: str) -> bool:
+    """True for loopback, private, link-local, reserved, multicast, unspecified and other non-public addresses."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and is_internal(str(embedded)):
+            return True
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+def resolve(host: str, port: int, allow_private: bool) -> str:
+    """Resolve ``host`` and return the address to connect to, refusing internal ones unless allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UrlLoadError(f"The host {host} could not be found.") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses:
+        raise UrlLoadError(f"The host {host} could not be found.")
+    if not allow_private:
+        for address in addresses:
+            if is_internal(address):
+                raise UrlLoadError(
+                    f"The host {host} resolves to an internal address ({address.split('%', 1)[0]}), "
+                    "which Sluice does not fetch from."
+                )
+    return addresses[0]
+
+
+# --- a requests adapter that connects to one checked address -----------------------------------------------------
+
+
+def _pinned(base: type, address: str) -> type:
+    class PinnedConnection(base):
+        def _new_conn(self):
+            # Connect to the checked address; `self.host` (the name) still goes into Host and TLS (SNI, certificate).
+            try:
+                return create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except TimeoutError as error:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from error
+            except OSError as error:
+                raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
+
+    return PinnedConnection
+
+
+class PinnedAdapter(HTTPAdapter):
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        address = self.address
+
+        class PinnedHTTPPool(HTTPConnectionPool):
+            ConnectionCls = _pinned(HTTPConnection, address)
+
+        class PinnedHTTPSPool(HTTPSConnectionPool):
+            ConnectionCls = _pinned(HTTPSConnection, address)
+
+        self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
+
+
+def _check_url(url: str) -> tuple[str, int]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UrlLoadError("This is not a valid URL.") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UrlLoadError("Only http and https URLs can be loaded.")
+    if not parts.hostname:
+        raise UrlLoadError("This URL has no host name.")
+    if parts.username or parts.password:
+        raise UrlLoadError("URLs with a user name or password are not accepted.")
+    return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+def fetch(url: str, *, allow_private: bool = False, max_bytes: int = MAX_BYTES) -> str:
+    """Fetch ``url`` as UTF-8 text, within the limits above; every failure is a ``UrlLoadError``."""
+    deadline = time.monotonic() + TOTAL_TIMEOUT
+    for _hop in range(MAX_REDIRECTS + 1):
+        host, port = _check_url(url)
+        address = resolve(host, port, allow_private)
+        session = requests.Session()
+        session.trust_env = False  # a proxy from the environment would connect somewhere unchecked
+        session.mount("http://", PinnedAdapter(address))
+        session.mount("https://", PinnedAdapter(address))
+        try:
+            response = session.get(
+                urlunsplit(urlsplit(url)._replace(fragment="")),
+                stream=True,
+                allow_redirects=False,
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                headers={"User-Agent": "Sluice (load function from URL)", "Accept": "text/plain, */*"},
+            )
+        except requests.exceptions.SSLError:
+            raise UrlLoadError(f"The TLS certificate of {host} could not be verified.") from None
+        except requests.exceptions.Timeout:
+            raise UrlLoadError(f"{host} did not answer in time.") from None
+        except requests.exceptions.RequestException:
+            raise UrlLoadError(f"Could not connect to {host}.") from None
+        try:
+            if response.status_code in REDIRECT_STATUSES:
+                location = response.headers.get("Location")
+                if not location:
+                    raise UrlLoadError("The URL redirected without saying where to.")
+                url = urljoin(url, location)
+                continue
+            if response.status_code != 200:
+                reason = f" {response.reason}" if response.reason else ""
+                raise UrlLoadError(f"The URL answered HTTP {response.status_code}{reason}.")
+            return _read_text(response, max_bytes, deadline)
+        finally:
+            response.close()
+            session.close()
+    raise UrlLoadError(f"The URL redirected more than {MAX_REDIRECTS} times.")
+
+
+def _read_text(response: requests.Response, max_bytes: int, deadline: float) -> str:
+    too_large = UrlLoadError(f"The file at this URL is larger than {max_bytes // (1024 * 1024)} MiB.")
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            body += chunk
+            if len(body) > max_bytes:
+                raise too_large
+            if time.monotonic() > deadline:
+                raise UrlLoadError("The download took too long.")
+    except requests.exceptions.RequestException:
+        raise UrlLoadError("The download was interrupted.") from None
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UrlLoadError("The file at this URL is not UTF-8 text.") from None
+    return text.removeprefix("\ufeff")
+
+
+def load_from_url(url: str, *, allow_private: bool = False) -> dict:
+    """`{"name", "content"}` for the code at ``url``; nothing is stored."""
+    url = (url or "").strip()
+    if not url:
+        raise UrlLoadError("Enter a URL.")
+    _check_url(url)
+    target = raw_url(url)
+    content = fetch(target, allow_private=allow_private)
+    return {"name": suggest_name(url), "content": content}
