@@ -17,7 +17,6 @@ PHONE = {"width": 390, "height": 844}
 __all__ = ["ADMIN_EMAIL", "ADMIN_NAME", "LAPTOP", "PASSWORD", "PHONE", "SCREENSHOTS", "shot", "sign_in"]
 
 
-
 def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
     """Sign in through the sign-in form and wait until the signed-in page is shown."""
     page.goto("/auth")
