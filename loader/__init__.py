@@ -1,0 +1,26 @@
+"""Turning a function's source into what Sluice needs, without Flask and without running it in the caller.
+
+See loader/CONTRACT.md for what the web app may rely on.
+"""
+
+from loader.frontmatter import parse_frontmatter
+from loader.imports import rewrite_imports
+from loader.requirements import parse_requirements
+from loader.results import LoadError, LoadResult, ValvesResult
+from loader.runner import clear_cache, configure, load_function, shutdown, start, stats, validate_valves
+
+__all__ = [
+    "LoadError",
+    "LoadResult",
+    "ValvesResult",
+    "clear_cache",
+    "configure",
+    "load_function",
+    "parse_frontmatter",
+    "parse_requirements",
+    "rewrite_imports",
+    "shutdown",
+    "start",
+    "stats",
+    "validate_valves",
+]

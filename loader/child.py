@@ -1,0 +1,452 @@
+"""One job's life inside a child forked from the zygote: isolate, run the function's module, answer, exit.
+
+Everything here runs after `fork()` in a process that is about to execute untrusted code. `run` never returns: it
+writes one length-prefixed JSON answer to its result pipe and leaves through `os._exit`, so nothing the function
+registered (atexit hooks, threads, finalisers) runs afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import math
+import os
+import resource
+import signal
+import sys
+import tempfile
+import types
+import warnings
+from enum import Enum
+from importlib.util import spec_from_file_location
+
+from loader.errors import describe_exception, safe_str
+
+FUNCTION_CLASSES = (("Pipe", "pipe"), ("Filter", "filter"), ("Action", "action"), ("Event", "event"))
+VALVES_CLASS = {"valves": "Valves", "user_valves": "UserValves"}
+
+PR_SET_PDEATHSIG = 1
+FILE_SIZE_LIMIT = 256 * 1024 * 1024
+MAX_WARNINGS = 20
+MAX_JSON_NODES = 200_000
+MAX_JSON_DEPTH = 64
+
+# Taken before any function code runs, so that code patching `os` cannot stop the child from answering or leaving.
+_exit = os._exit
+_write = os.write
+_dumps = json.dumps
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def run(*, job_fd: int, result_fd: int, output_fd: int, devnull_fd: int, workdir: str, zygote_pid: int,
+        prctl=None, spare: bool = False) -> None:
+    """Serve one job in this freshly forked child, then exit; never returns.
+
+    The job arrives on `job_fd` (JSON, then end of file). A `spare` child loads a throwaway function before
+    waiting for its job, so that the pages pydantic touches are copied now rather than while a caller waits.
+    """
+    status = 0
+    try:
+        _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl)
+        if spare:
+            with contextlib.suppress(Exception):
+                warm_up(workdir)
+        request = _receive(job_fd)
+        if request is None:  # the zygote retired this spare
+            _exit(0)
+        os.close(job_fd)
+        _prepare_job(request)
+        answer = _answer(request, workdir)
+        payload = _encode(answer, int(request.get("result_cap") or 2 * 1024 * 1024))
+        _flush_std()
+        _send(result_fd, payload)
+    except BaseException:  # the child must leave through _exit whatever happened
+        status = 70
+    finally:
+        _exit(status)
+
+
+def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl) -> None:
+    os.setsid()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != zygote_pid:  # the zygote died before the death signal was armed
+        _exit(0)
+
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write becomes an OSError, not a kill
+
+    os.dup2(devnull_fd, 0)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    # Close every other descriptor inherited from the zygote (its request pipe, other jobs' pipes).
+    low, high = sorted((job_fd, result_fd))
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, 1 << 20)
+
+    os.chdir(workdir)
+    os.environ["TMPDIR"] = workdir
+    tempfile.tempdir = workdir
+    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)
+    sys.stdout = sys.__stdout__ = _text_stream(1)
+    sys.stderr = sys.__stderr__ = _text_stream(2)
+
+
+def _receive(job_fd: int) -> dict | None:
+    chunks = []
+    while True:
+        chunk = os.read(job_fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    return json.loads(data) if data else None
+
+
+def _prepare_job(request: dict) -> None:
+    _limit_resources(request)
+    packages_dir = request.get("packages_dir")
+    if packages_dir and os.path.isdir(packages_dir) and packages_dir not in sys.path:
+        sys.path.append(packages_dir)
+        importlib.invalidate_caches()
+
+
+def _text_stream(fd: int):
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+def _limit_resources(request: dict) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm", "rb") as statm:
+        mapped = int(statm.read().split()[0]) * page
+    memory = mapped + int(request.get("memory_mb") or 1024) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = math.ceil(float(request.get("timeout") or 10)) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # the function may have replaced or closed them
+            pass
+
+
+def _send(fd: int, payload: bytes) -> None:
+    view = memoryview(len(payload).to_bytes(4, "big") + payload)
+    while view:
+        written = _write(fd, view)
+        view = view[written:]
+
+
+# A typical small function: loading it once in a spare copies (on write) most of the pages a real load touches,
+# so the real load, run while a caller waits, finds them already private.
+_WARM_SOURCE = '''"""
+title: warm-up
+"""
+from typing import Literal, Optional
+from pydantic import BaseModel, Field
+
+class Filter:
+    class Valves(BaseModel):
+        priority: int = Field(default=0, description="order")
+        mode: Literal["a", "b"] = "a"
+        note: Optional[str] = Field(default=None, json_schema_extra={"input": {"type": "password"}})
+
+    class UserValves(BaseModel):
+        enabled: bool = True
+
+    def __init__(self):
+        self.valves = self.Valves()
+'''
+
+
+def warm_up(workdir: str) -> None:
+    """Load a throwaway function the way a job would, then forget it."""
+    request = {"op": "load", "content": _WARM_SOURCE, "function_id": "sluice_warm_up", "valves": {"priority": "1"}}
+    try:
+        _encode(_answer(request, workdir), 1 << 20)
+    finally:
+        sys.modules.pop("function_sluice_warm_up", None)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(workdir, "function_sluice_warm_up.py"))
+
+
+# --- the job itself -------------------------------------------------------------------------------------------
+
+
+def _answer(request: dict, workdir: str) -> dict:
+    memory_mb = int(request.get("memory_mb") or 1024)
+    function_id = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(request.get("function_id")))
+    path = os.path.join(workdir, f"function_{function_id}.py")
+    notes: list[str] = []
+    reserve = bytearray(512 * 1024)  # released to report a MemoryError with memory to spare
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            answer = _load(request, f"function_{function_id}", path, notes, memory_mb)
+        except MemoryError as exc:
+            del reserve
+            answer = {"ok": False, "error": describe_exception(exc, path, memory_mb=memory_mb)}
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, custom BaseExceptions
+            answer = {"ok": False, "error": describe_exception(exc, path, memory_mb=memory_mb)}
+    for item in caught[:MAX_WARNINGS]:
+        where = f" (line {item.lineno})" if item.filename == path else ""
+        notes.append(f"{item.category.__name__}: {safe_str(item.message, 500)}{where}")
+    answer["warnings"] = notes
+    return answer
+
+
+def _load(request: dict, module_name: str, path: str, notes: list[str], memory_mb: int) -> dict:
+    content = request.get("content") or ""
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as source:
+        source.write(content)
+    try:
+        code = compile(content, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        return {"ok": False, "error": describe_exception(exc, path)}
+
+    module = types.ModuleType(module_name)
+    module.__file__ = path
+    module.__spec__ = spec_from_file_location(module_name, path)
+    module.__loader__ = module.__spec__.loader
+    # Registered while it runs: pydantic resolves postponed annotations through sys.modules[cls.__module__].
+    sys.modules[module_name] = module
+    try:
+        exec(code, module.__dict__)  # running the function's code is this child's purpose
+    except BaseException as exc:
+        return {"ok": False, "error": describe_exception(exc, path, memory_mb=memory_mb)}
+
+    found = next(((name, kind) for name, kind in FUNCTION_CLASSES if _has(module, name)), None)
+    if found is None:
+        message = "No Pipe, Filter, Action or Event class found"
+        return {"ok": False, "error": {"type": "NoFunctionClass", "message": message, "line": None, "column": None}}
+    attribute, kind = found
+    function_class = getattr(module, attribute)
+
+    try:
+        instance = function_class()
+    except BaseException as exc:
+        error = describe_exception(exc, path, memory_mb=memory_mb)
+        error["message"] = f"creating {attribute}() failed: {error['message']}"
+        return {"ok": False, "error": error}
+
+    if request.get("op") == "validate":
+        kind_name = request.get("kind") or "valves"
+        return _check_valves(_valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes),
+                             request.get("values") or {}, kind_name)
+
+    user = request.get("user")
+    answer = {"ok": True, "type": kind, "toggle": False, "user_dependent": False}
+    if kind == "filter":
+        try:
+            answer["toggle"] = bool(getattr(instance, "toggle", False))
+        except Exception as exc:
+            notes.append(f"toggle could not be read: {safe_str(exc, 500)}")
+    valves_class = _valves_class(instance, "Valves", notes)
+    for key, cls in (("valves_schema", valves_class), ("user_valves_schema", _valves_class(instance, "UserValves",
+                                                                                         notes))):
+        answer[key] = _schema(cls, user, notes, answer) if cls is not None else None
+    if "valves" in request:
+        answer["valves_check"] = _check_valves(valves_class, request.get("valves") or {}, "valves")
+    return answer
+
+
+def _has(module: types.ModuleType, name: str) -> bool:
+    try:
+        return hasattr(module, name)
+    except Exception:  # a module __getattr__ raising something odd means "not there"
+        return False
+
+
+def _valves_class(instance: object, name: str, notes: list[str]):
+    """The `Valves`/`UserValves` class as Open WebUI finds it: an attribute of the function instance."""
+    try:
+        cls = getattr(instance, name, None)
+    except Exception as exc:
+        notes.append(f"{name} could not be read: {safe_str(exc, 500)}")
+        return None
+    if cls is None:
+        return None
+    if not isinstance(cls, type) or not (hasattr(cls, "model_json_schema") or hasattr(cls, "schema")):
+        notes.append(f"{name} is not a pydantic model class; it is ignored")
+        return None
+    return cls
+
+
+def _schema(cls: type, user: dict | None, notes: list[str], answer: dict) -> dict | None:
+    try:
+        schema = cls.model_json_schema() if hasattr(cls, "model_json_schema") else cls.schema()
+    except Exception as exc:  # Open WebUI still loads such a function; only its form is lost
+        notes.append(f"{cls.__name__}: its JSON schema could not be built: {type(exc).__name__}: "
+                     f"{safe_str(exc, 1000)}")
+        return None
+    if not isinstance(schema, dict):
+        return None
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        for name, prop in properties.items():
+            control = prop.get("input") if isinstance(prop, dict) else None
+            if isinstance(control, dict) and isinstance(control.get("options"), str):
+                control["options"], used_user = _options(cls, control["options"], user, name, notes)
+                answer["user_dependent"] = answer["user_dependent"] or used_user
+    return schema
+
+
+def _options(cls: type, method_name: str, user: dict | None, field: str, notes: list[str]) -> tuple[list, bool]:
+    """Resolve `input.options` given as a method name by calling that method of the valves class."""
+    try:
+        raw = inspect.getattr_static(cls, method_name)
+    except AttributeError:
+        notes.append(f"{cls.__name__}.{field}: options method {method_name!r} does not exist")
+        return [], False
+    try:
+        if isinstance(raw, (classmethod, staticmethod)) or not inspect.isfunction(raw):
+            method = getattr(cls, method_name)
+        else:  # a plain method wants an instance; defaults must be enough to build one
+            method = getattr(cls(), method_name)
+        if not callable(method):
+            notes.append(f"{cls.__name__}.{field}: {method_name!r} is not a method")
+            return [], False
+        parameters = list(inspect.signature(method).parameters.values())
+        used_user = False
+        if any(p.name == "__user__" for p in parameters):
+            result, used_user = method(__user__=user), True
+        elif any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters):
+            result, used_user = method(user), True
+        else:
+            result = method()
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+        if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
+            notes.append(f"{cls.__name__}.{field}: options method {method_name!r} did not return a list")
+            return [], used_user
+        return list(result), used_user
+    except Exception as exc:  # a failing options method empties the list, it does not fail the load
+        notes.append(f"{cls.__name__}.{field}: options method {method_name!r} failed: {type(exc).__name__}: "
+                     f"{safe_str(exc, 500)}")
+        return [], False
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+def _check_valves(cls: type | None, values: dict, kind: str) -> dict:
+    """Validate `values` with the function's own class, as Sluice stores them: only what was explicitly set."""
+    if cls is None:
+        name = VALVES_CLASS.get(kind, "Valves")
+        message = f"the function has no {name} class"
+        return {"ok": False, "values": {}, "errors": [],
+                "error": {"type": "NoValvesClass", "message": message, "line": None, "column": None}}
+    values = {key: value for key, value in dict(values).items() if value is not None}
+    try:
+        if hasattr(cls, "model_validate"):
+            model = cls.model_validate(values)
+            dumped = model.model_dump(exclude_unset=True, mode="json")
+        else:  # a pydantic.v1 model
+            model = cls(**values)
+            dumped = model.dict(exclude_unset=True)
+    except Exception as exc:  # ValidationError, or a validator raising something else
+        return {"ok": False, "values": {}, "errors": _validation_errors(exc), "error": None}
+    return {"ok": True, "values": dumped, "errors": [], "error": None}
+
+
+def _validation_errors(exc: Exception) -> list[dict]:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            try:
+                items = errors(include_url=False, include_context=False, include_input=False)
+            except TypeError:
+                items = errors()
+            return [
+                {
+                    "loc": [part if isinstance(part, (str, int)) else safe_str(part) for part in item.get("loc", ())],
+                    "msg": safe_str(item.get("msg", "")),
+                    "type": safe_str(item.get("type", "value_error")),
+                }
+                for item in items
+            ]
+        except Exception:  # fall back to the exception's text below
+            pass
+    return [{"loc": [], "msg": safe_str(exc) or type(exc).__name__, "type": type(exc).__name__}]
+
+
+# --- answering in JSON ------------------------------------------------------------------------------------------
+
+
+def json_safe(value, budget: list[int] | None = None, depth: int = 0):
+    """A copy of `value` that `json.dumps` accepts: schemas may hold sets, enums, bytes, NaN or arbitrary objects."""
+    if budget is None:
+        budget = [MAX_JSON_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
+    if value is None or isinstance(value, (bool, int, str)):
+        return value if type(value) in (bool, int, str) or value is None else _primitive(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_JSON_DEPTH:
+        return safe_str(value, 200)
+    if isinstance(value, dict):
+        return {_key(key): json_safe(item, budget, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item, budget, depth + 1) for item in value]
+    if isinstance(value, (set, frozenset)):
+        items = [json_safe(item, budget, depth + 1) for item in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(value, Enum):
+        return json_safe(value.value, budget, depth + 1)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return safe_str(value, 1000)
+
+
+def _primitive(value):
+    """Plain bool/int/str for subclasses (IntEnum, str-based secrets), whose own methods must not run on dump."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    return str.__str__(value)
+
+
+def _key(key) -> str:
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, Enum):
+        key = key.value
+    return safe_str(key, 200)
+
+
+def _encode(answer: dict, cap: int) -> bytes:
+    try:
+        payload = _dumps(json_safe(answer), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+    except _TooLarge:
+        payload = None
+    if payload is None or len(payload) > cap:
+        size = f"{len(payload) / 1048576:.1f} MiB of JSON" if payload is not None else "too many values"
+        message = f"the answer is too large ({size}; at most {cap / 1048576:g} MiB): is the valves schema huge?"
+        answer = {"ok": False, "error": {"type": "ResultTooLarge", "message": message, "line": None,
+                                         "column": None}, "warnings": answer.get("warnings", [])[:5]}
+        payload = _dumps(json_safe(answer), ensure_ascii=True).encode()
+    return payload

@@ -1,0 +1,173 @@
+"""Turning whatever a function's code raised into a structured load error.
+
+This module runs inside the isolated child as well as in the caller, so it imports nothing beyond the standard
+library. It produces plain dicts (`{"type", "message", "line", "column"}`); `loader.results.LoadError` wraps them.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from types import TracebackType
+
+MAX_MESSAGE = 4000
+
+# Import names whose distribution on PyPI is called something else. Anything not listed is assumed to be published
+# under its own top-level name, with underscores spelled as dashes (pip treats both alike).
+PACKAGE_FOR_MODULE = {
+    "PIL": "Pillow",
+    "yaml": "PyYAML",
+    "bs4": "beautifulsoup4",
+    "cv2": "opencv-python",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "google.genai": "google-genai",
+    "google.generativeai": "google-generativeai",
+    "google.cloud.storage": "google-cloud-storage",
+    "google.cloud.aiplatform": "google-cloud-aiplatform",
+    "google.auth": "google-auth",
+    "google.oauth2": "google-auth",
+    "google.protobuf": "protobuf",
+    "googleapiclient": "google-api-python-client",
+    "docx": "python-docx",
+    "pptx": "python-pptx",
+    "dotenv": "python-dotenv",
+    "dateutil": "python-dateutil",
+    "jwt": "PyJWT",
+    "jose": "python-jose",
+    "Crypto": "pycryptodome",
+    "Cryptodome": "pycryptodomex",
+    "fitz": "PyMuPDF",
+    "magic": "python-magic",
+    "serial": "pyserial",
+    "OpenSSL": "pyOpenSSL",
+    "attr": "attrs",
+    "git": "GitPython",
+    "telegram": "python-telegram-bot",
+    "multipart": "python-multipart",
+    "MySQLdb": "mysqlclient",
+    "psycopg2": "psycopg2-binary",
+    "duckduckgo_search": "duckduckgo-search",
+    "youtube_transcript_api": "youtube-transcript-api",
+    "faiss": "faiss-cpu",
+    "Levenshtein": "python-Levenshtein",
+    "websocket": "websocket-client",
+    "socks": "PySocks",
+    "win32api": "pywin32",
+    "zmq": "pyzmq",
+    "mcp": "mcp",
+    "lxml": "lxml",
+    "markdownify": "markdownify",
+    "pypdf": "pypdf",
+    "PyPDF2": "PyPDF2",
+    "newspaper": "newspaper3k",
+    "readability": "readability-lxml",
+    "sentence_transformers": "sentence-transformers",
+    "transformers": "transformers",
+    "torch": "torch",
+    "imageio_ffmpeg": "imageio-ffmpeg",
+}
+
+_NAMESPACE_MISS = re.compile(r"cannot import name '(\w+)' from '([\w.]+)' \(unknown location\)")
+
+
+def package_for_module(module_name: str) -> str:
+    """Name the distribution that provides `module_name`, e.g. `PIL.Image` -> `Pillow`."""
+    parts = module_name.split(".")
+    for end in range(len(parts), 0, -1):
+        known = PACKAGE_FOR_MODULE.get(".".join(parts[:end]))
+        if known:
+            return known
+    return parts[0].replace("_", "-")
+
+
+def safe_str(value: object, limit: int = MAX_MESSAGE) -> str:
+    """`str(value)` that never raises and never grows without bound."""
+    try:
+        text = str(value)
+    except BaseException:  # a hostile __str__ must not break error reporting
+        try:
+            text = object.__repr__(value)
+        except BaseException:
+            text = "<unprintable>"
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text
+
+
+def _position(tb: TracebackType | None, filename: str) -> tuple[int | None, int | None]:
+    """Line and 1-based column of the innermost traceback frame that runs in `filename`."""
+    line = column = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == filename:
+            line, column = tb.tb_lineno, None
+            try:
+                positions = list(code.co_positions())[tb.tb_lasti // 2]
+                if positions[0] == line and positions[2] is not None:
+                    column = positions[2] + 1
+            except (IndexError, ValueError, AttributeError):
+                pass
+        tb = tb.tb_next
+    return line, column
+
+
+def _missing_package_message(exc: ImportError) -> str | None:
+    name = getattr(exc, "name", None)
+    if isinstance(exc, ModuleNotFoundError) and name:
+        if name == "open_webui" or name.startswith("open_webui."):
+            return f"Open WebUI's module '{name}' is not available in Sluice"
+        return f"this function needs the package '{package_for_module(name)}', which is not installed"
+    # `from google import genai` with the namespace package present but the distribution missing.
+    match = _NAMESPACE_MISS.search(safe_str(exc))
+    if match:
+        module = f"{match.group(2)}.{match.group(1)}"
+        return f"this function needs the package '{package_for_module(module)}', which is not installed"
+    return None
+
+
+def describe_exception(exc: BaseException, filename: str, *, memory_mb: int | None = None) -> dict:
+    """Describe `exc`, raised while loading the module stored at `filename`, as a load error dict."""
+    line, column = _position(exc.__traceback__, filename)
+    kind = type(exc).__name__
+    text = safe_str(exc)
+
+    if isinstance(exc, SyntaxError):
+        message = safe_str(exc.msg) if exc.msg else "invalid syntax"
+        if exc.filename == filename and exc.lineno:
+            line, column = exc.lineno, exc.offset or None
+        return {"type": kind, "message": message, "line": line, "column": column}
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None or isinstance(code, int):
+            message = f"the code exited (status {code or 0}) while loading"
+        else:
+            message = f"the code exited (status 1) while loading: {safe_str(code)}"
+        return {"type": "Exit", "message": message, "line": line, "column": column}
+    if isinstance(exc, MemoryError):
+        limit = f"the {memory_mb} MiB" if memory_mb else "the"
+        message = f"the code needed more than {limit} memory allowed while loading"
+        return {"type": "MemoryError", "message": message, "line": line, "column": column}
+    if isinstance(exc, ImportError):
+        missing = _missing_package_message(exc)
+        if missing:
+            return {"type": kind, "message": missing, "line": line, "column": column}
+    if not text:
+        text = f"the code raised {kind} while loading"
+    return {"type": kind, "message": text, "line": line, "column": column}
+
+
+def exit_status_error(returncode: int) -> dict:
+    """The error for a child that ended without answering; `returncode` as `os.waitstatus_to_exitcode` gives it."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        if -returncode == signal.SIGXCPU:
+            message = "the code used more CPU time than allowed while loading"
+            return {"type": "CPULimit", "message": message, "line": None, "column": None}
+        message = f"the code was killed by {name} while loading"
+        return {"type": "Killed", "message": message, "line": None, "column": None}
+    message = f"the code exited (status {returncode}) while loading"
+    return {"type": "Exit", "message": message, "line": None, "column": None}

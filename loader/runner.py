@@ -1,0 +1,538 @@
+"""Loading a function's code without running it in the caller: the caller's side of the isolated runner.
+
+`load_function` and `validate_valves` hand the code to a warm zygote process (`loader.zygote`), which forks one
+child per job with a wall-clock timeout, a memory cap and captured output. Calls are thread-safe: a reader thread
+dispatches the zygote's answers to the waiting callers by request id. Identical loads are answered from a bounded
+cache in this process. If the zygote dies, the calls in flight get a clear error and the next call starts a new one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from loader.results import LoadError, LoadResult, ValvesResult
+from loader.zygote import PREFIX, encode_frame
+
+log = logging.getLogger(__name__)
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPAT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compat")
+STARTUP_LIMIT = 60.0
+
+# The zygote is started in isolated mode (-I: no PYTHON* variables, no user site, no script directory on sys.path)
+# and takes the repository root off sys.path once the loader is imported, so function code cannot import Sluice.
+_BOOTSTRAP = (
+    "import sys; root = sys.argv[1]; sys.path.insert(0, root); from loader import zygote; "
+    "sys.path.remove(root); zygote.main(sys.argv[2:])"
+)
+
+# Names of environment variables that must not reach function code: Sluice's own settings and anything that looks
+# like a credential (which would otherwise surface as a valve's `os.getenv` default in a form).
+_SECRET_NAME = re.compile(
+    r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY|_KEY$|^KEY$|DATABASE|_DSN$", re.IGNORECASE
+)
+
+# Errors that depend on the moment (load, installed packages) rather than on the code alone are not cached.
+_UNCACHED = {"Timeout", "Killed", "CPULimit", "MemoryError", "LoaderUnavailable", "LoaderCrashed", "BadAnswer",
+             "ModuleNotFoundError", "ImportError"}
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        log.warning("ignoring %s=%r: not a number", name, os.environ.get(name))
+        return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeout: float = 10.0
+    memory_mb: int = 1024
+    packages_dir: str | None = None
+    cache_size: int = 256
+    output_cap: int = 64 * 1024
+    result_cap: int = 2 * 1024 * 1024
+    max_jobs: int = 8
+    spares: int = 2
+    python: str = sys.executable
+
+
+_settings = Settings(
+    timeout=_env_float("SLUICE_LOAD_TIMEOUT", 10.0),
+    memory_mb=int(_env_float("SLUICE_LOAD_MEMORY_MB", 1024)),
+    packages_dir=os.environ.get("SLUICE_FUNCTION_PACKAGES_DIR") or None,
+)
+
+_UNSET = object()
+
+
+def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, *, cache_size=None, output_cap=None,
+              result_cap=None, max_jobs=None, spares=None, python=None) -> Settings:
+    """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
+    global _settings
+    changes = {
+        key: value
+        for key, value in (("timeout", timeout), ("memory_mb", memory_mb), ("cache_size", cache_size),
+                           ("output_cap", output_cap), ("result_cap", result_cap), ("max_jobs", max_jobs),
+                           ("spares", spares), ("python", python))
+        if value is not None
+    }
+    if packages_dir is not _UNSET:
+        changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
+    with _state_lock:
+        old, _settings = _settings, replace(_settings, **changes)
+    if old.packages_dir != _settings.packages_dir:
+        clear_cache()
+    if (old.max_jobs, old.spares, old.python) != (_settings.max_jobs, _settings.spares, _settings.python):
+        shutdown()
+    _cache.resize(_settings.cache_size)
+    return _settings
+
+
+def settings() -> Settings:
+    return _settings
+
+
+# --- public API ------------------------------------------------------------------------------------------------
+
+
+def load_function(content: str, *, function_id: str = "function", user: dict | None = None,
+                  valves: dict | None = None) -> LoadResult:
+    """Run `content` in an isolated child and describe the function it defines (see loader/CONTRACT.md)."""
+    content_hash = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+    manifest = _manifest(content)
+    request = {"op": "load", "content": content, "function_id": function_id, "user": user}
+    if valves is not None:
+        request["valves"] = valves
+    base_key = ("load", content_hash, function_id, _digest(valves) if valves is not None else None)
+    user_key = _digest(user) if user is not None else None
+
+    def compute():
+        header, answer = _run(request)
+        if header.get("error"):
+            result = LoadResult.failed(content_hash, LoadError.from_answer(header["error"]), manifest)
+            result.output = _output(header)
+            return result, None
+        result = LoadResult.from_answer(answer, content_hash=content_hash, manifest=manifest,
+                                        output=_output(header))
+        user_dependent = isinstance(answer, dict) and answer.get("user_dependent") is True
+        return result, (base_key + (user_key,) if user_dependent else base_key + (None,))
+
+    result = _cache.get(base_key + (None,)) or (user_key and _cache.get(base_key + (user_key,)))
+    if result is not None:
+        _stats.bump("cache_hits")
+        return result
+    return _single_flight(base_key + (user_key,), compute)
+
+
+def validate_valves(content: str, values: dict, *, kind: str = "valves", function_id: str = "function",
+                    user: dict | None = None) -> ValvesResult:
+    """Validate `values` with the function's own `Valves` (kind="valves") or `UserValves` class, in a child."""
+    if kind not in ("valves", "user_valves"):
+        raise ValueError(f"kind must be 'valves' or 'user_valves', not {kind!r}")
+    content_hash = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+    key = ("validate", content_hash, function_id, kind, _digest(values))
+    request = {"op": "validate", "content": content, "function_id": function_id, "kind": kind, "values": values,
+               "user": user}
+
+    def compute():
+        header, answer = _run(request)
+        if header.get("error"):
+            return ValvesResult(ok=False, error=LoadError.from_answer(header["error"])), None
+        return ValvesResult.from_answer(answer), key
+
+    result = _cache.get(key)
+    if result is not None:
+        _stats.bump("cache_hits")
+        return result
+    return _single_flight(key, compute)
+
+
+def start() -> dict:
+    """Start the zygote now rather than on the first load (e.g. when the app starts); returns its ready report."""
+    return dict(_zygote().ready)
+
+
+def shutdown() -> None:
+    """Stop the zygote (and every child); the next load starts a new one."""
+    global _current
+    with _state_lock:
+        zygote, _current = _current, None
+    if zygote is not None:
+        zygote.close()
+
+
+def clear_cache() -> None:
+    """Forget cached results, e.g. after packages were installed for function code."""
+    _cache.clear()
+
+
+def stats() -> dict:
+    """Counters for this process: jobs sent to the zygote, cache hits, zygote starts, and the zygote's pid."""
+    counters = _stats.snapshot()
+    zygote = _current
+    counters["zygote_pid"] = zygote.pid if zygote is not None and zygote.alive else None
+    return counters
+
+
+# --- the cache ---------------------------------------------------------------------------------------------------
+
+
+class _Cache:
+    """A bounded LRU of results; callers always get their own copy to mutate."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.entries: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key not in self.entries:
+                return None
+            self.entries.move_to_end(key)
+            value = self.entries[key]
+        return copy.deepcopy(value)
+
+    def put(self, key, value) -> None:
+        if self.size <= 0:
+            return
+        with self.lock:
+            self.entries[key] = copy.deepcopy(value)
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+    def resize(self, size: int) -> None:
+        with self.lock:
+            self.size = size
+            while len(self.entries) > max(size, 0):
+                self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+class _Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {"jobs": 0, "cache_hits": 0, "zygote_starts": 0}
+
+    def bump(self, name: str) -> None:
+        with self.lock:
+            self.counts[name] += 1
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return dict(self.counts)
+
+
+class _Flight:
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = None
+
+
+_cache = _Cache(_settings.cache_size)
+_stats = _Stats()
+_flights: dict = {}
+_flights_lock = threading.Lock()
+
+
+def _single_flight(key, compute):
+    """Run `compute` once for concurrent identical requests; cache what it says may be cached."""
+    with _flights_lock:
+        flight = _flights.get(key)
+        leader = flight is None
+        if leader:
+            flight = _flights[key] = _Flight()
+    if not leader:
+        flight.done.wait()
+        return copy.deepcopy(flight.result)
+    try:
+        result, cache_key = compute()
+        if cache_key is not None and _cacheable(result):
+            _cache.put(cache_key, result)
+        flight.result = result
+        return result  # the cache and any followers copy it; the leader may keep the original
+    finally:
+        with _flights_lock:
+            _flights.pop(key, None)
+        flight.done.set()
+
+
+def _cacheable(result) -> bool:
+    error = getattr(result, "error", None)
+    check = getattr(result, "valves_check", None)
+    if check is not None and check.error is not None and check.error.type in _UNCACHED:
+        return False
+    return error is None or error.type not in _UNCACHED
+
+
+def _digest(value) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _manifest(content: str) -> dict:
+    from loader.frontmatter import parse_frontmatter
+
+    try:
+        return parse_frontmatter(content)
+    except Exception:  # the manifest is informative; a parser bug must not hide the load result
+        log.exception("parse_frontmatter failed")
+        return {}
+
+
+def _output(header: dict) -> str:
+    output = header.get("output") if isinstance(header.get("output"), str) else ""
+    dropped = header.get("dropped")
+    if isinstance(dropped, int) and dropped > 0:
+        output += f"\n[{dropped} more bytes of output were discarded]"
+    return output
+
+
+# --- talking to the zygote ---------------------------------------------------------------------------------------
+
+
+def _run(request: dict) -> tuple[dict, object]:
+    """Send one job to the zygote and wait for its answer: (header, parsed child answer or None)."""
+    current = _settings
+    request = {
+        **request,
+        "timeout": current.timeout,
+        "memory_mb": current.memory_mb,
+        "packages_dir": current.packages_dir,
+        "output_cap": current.output_cap,
+        "result_cap": current.result_cap,
+    }
+    try:
+        zygote = _zygote()
+    except _Unavailable as exc:
+        return {"error": _error("LoaderUnavailable", str(exc))}, None
+    _stats.bump("jobs")
+    # Jobs beyond max_jobs wait in the zygote's queue, so allow for a full round of slow jobs before them.
+    header, body = zygote.call(request, wait=current.timeout * 2 + 10)
+    if header.get("error"):
+        return header, None
+    try:
+        return header, json.loads(body)
+    except ValueError:
+        return {**header, "error": _error("BadAnswer", "the loader gave an unreadable answer")}, None
+
+
+def _error(kind: str, message: str) -> dict:
+    return {"type": kind, "message": message, "line": None, "column": None}
+
+
+class _Unavailable(Exception):
+    pass
+
+
+class _Waiter:
+    __slots__ = ("done", "header", "body")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.header: dict = {}
+        self.body = b""
+
+
+class _ZygoteProcess:
+    """One running zygote, its request pipe (written under a lock) and the thread that reads its answers."""
+
+    def __init__(self, settings: Settings):
+        self.write_lock = threading.Lock()
+        self.pending: dict[int, _Waiter] = {}
+        self.ids = itertools.count(1)
+        self.alive = True
+        self.ready: dict = {}
+        self.started = threading.Event()
+        compat = COMPAT_DIR if os.path.isdir(COMPAT_DIR) else ""
+        self.proc = subprocess.Popen(  # our own interpreter running our own module
+            [settings.python, "-I", "-B", "-c", _BOOTSTRAP, PACKAGE_ROOT, compat, str(settings.max_jobs),
+             str(settings.spares)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=child_environment(os.environ),
+            cwd=tempfile.gettempdir(),
+            close_fds=True,
+            start_new_session=True,
+            bufsize=0,
+        )
+        self.pid = self.proc.pid
+        self.reader = threading.Thread(target=self._read_answers, name="sluice-loader-reader", daemon=True)
+        self.reader.start()
+        if not self.started.wait(STARTUP_LIMIT) or not self.alive:
+            self.close()
+            raise _Unavailable("the loader process did not start")
+
+    def call(self, request: dict, *, wait: float) -> tuple[dict, bytes]:
+        waiter = _Waiter()
+        with self.write_lock:
+            if not self.alive:
+                return {"error": _error("LoaderCrashed", "the loader process stopped; try again")}, b""
+            request_id = next(self.ids)
+            self.pending[request_id] = waiter
+            try:
+                frame = encode_frame({**request, "id": request_id})
+                view = memoryview(frame)
+                while view:
+                    view = view[self.proc.stdin.write(view):]
+            except (OSError, ValueError):
+                self.pending.pop(request_id, None)
+                self._died()
+                return {"error": _error("LoaderCrashed", "the loader process stopped; try again")}, b""
+        if not waiter.done.wait(wait):
+            with self.write_lock:
+                self.pending.pop(request_id, None)
+            log.error("the loader process did not answer within %.0f s; restarting it", wait)
+            self.close()
+            return {"error": _error("LoaderUnavailable", "the loader process did not answer in time")}, b""
+        return waiter.header, waiter.body
+
+    def _read_answers(self) -> None:
+        stream = self.proc.stdout
+        try:
+            while True:
+                prefix = _read_exactly(stream, PREFIX)
+                head = int.from_bytes(prefix[:4], "big")
+                size = int.from_bytes(prefix[4:], "big")
+                header = json.loads(_read_exactly(stream, head))
+                body = _read_exactly(stream, size) if size else b""
+                if header.get("kind") == "ready":
+                    self.ready = header
+                    self.started.set()
+                    continue
+                with self.write_lock:
+                    waiter = self.pending.pop(header.get("id"), None)
+                if waiter is not None:
+                    waiter.header, waiter.body = header, body
+                    waiter.done.set()
+        except (EOFError, OSError, ValueError):
+            pass
+        finally:
+            self._died()
+
+    def _died(self) -> None:
+        """Mark this zygote dead and fail every call still waiting on it."""
+        with self.write_lock:
+            was_alive, self.alive = self.alive, False
+            pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            message = "the loader process stopped while loading; try again"
+            waiter.header = {"error": _error("LoaderCrashed", message)}
+            waiter.done.set()
+        self.started.set()
+        if was_alive:
+            self._stop_process()
+
+    def _stop_process(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        """Stop the zygote: closing its request pipe makes it kill its children and exit."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except (OSError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._died()
+
+    def forget(self) -> None:
+        """In a forked copy of this process: drop our copies of the pipes without touching the zygote."""
+        self.alive = False
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                os.close(stream.fileno())
+            except (OSError, ValueError):
+                pass
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    chunks, missing = [], size
+    while missing:
+        chunk = stream.read(missing)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def child_environment(environ) -> dict:
+    """The environment for the zygote and its children: the caller's, minus Sluice's settings and credentials."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if not name.upper().startswith("SLUICE_") and not _SECRET_NAME.search(name)
+    }
+    # Numeric libraries would otherwise start thread pools, and the zygote must stay single-threaded to fork.
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
+    return env
+
+
+_current: _ZygoteProcess | None = None
+_state_lock = threading.Lock()
+_start_lock = threading.Lock()
+
+
+def _zygote() -> _ZygoteProcess:
+    global _current
+    with _start_lock:
+        zygote = _current
+        if zygote is not None and zygote.alive:
+            return zygote
+        if zygote is not None:
+            zygote.close()
+        try:
+            zygote = _ZygoteProcess(_settings)
+        except OSError as exc:
+            raise _Unavailable(f"the loader process could not start: {exc}") from exc
+        _stats.bump("zygote_starts")
+        with _state_lock:
+            _current = zygote
+        return zygote
+
+
+def _after_fork_in_child() -> None:
+    """A forked web worker must not share its parent's zygote: it starts its own on first use."""
+    global _current, _state_lock, _start_lock, _flights_lock
+    zygote, _current = _current, None
+    _state_lock, _start_lock, _flights_lock = threading.Lock(), threading.Lock(), threading.Lock()
+    _flights.clear()
+    _cache.lock = threading.Lock()
+    _stats.lock = threading.Lock()
+    if zygote is not None:
+        zygote.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

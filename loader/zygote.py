@@ -1,0 +1,531 @@
+"""The warm zygote: one single-threaded process that imports the heavy packages once and forks a child per job.
+
+It speaks length-prefixed JSON frames on its stdin/stdout with the caller (`loader.runner`). Each frame is an
+8-byte prefix (header length, body length, both 4-byte big-endian) followed by a JSON header and a raw body.
+Requests carry an `id`; answers carry the same `id`, in whatever order the jobs finish. A poll loop watches the
+request pipe, every child's result and output pipes, and a self-pipe woken by SIGCHLD, so a hanging job never
+delays another one. Children are killed as a whole process group when they answer, time out or overrun a cap;
+because the zygote is a child subreaper, grandchildren that escaped into their own session come back to it and are
+killed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import gc
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+import time
+from collections import deque
+
+from loader import child
+from loader.errors import exit_status_error
+
+PREFIX = 8
+PR_SET_CHILD_SUBREAPER = 36
+F_SETPIPE_SZ = 1031
+READ_CHUNK = 1 << 20
+DEFAULT_OUTPUT_CAP = 64 * 1024
+DEFAULT_RESULT_CAP = 2 * 1024 * 1024
+# A spare is not forked while a job younger than this runs: the fork would stall the loop just as it answers.
+SPARE_DELAY = 0.02
+
+# Imported once here so that children start with them in memory: pydantic and the packages community functions
+# import most at module level (see REAL-FUNCTIONS.md), then the Open WebUI compatibility layer.
+PRELOAD = (
+    "pydantic",
+    "pydantic_core",
+    "typing_extensions",
+    "fastapi",
+    "starlette",
+    "requests",
+    "aiohttp",
+    "httpx",
+    "cryptography",
+    "cryptography.fernet",
+    "loguru",
+    "openai",
+    "aiofiles",
+    "sqlalchemy",
+    "open_webui",
+    "open_webui.env",
+    "open_webui.constants",
+    "open_webui.config",
+    "open_webui.main",
+    "open_webui.models.users",
+    "open_webui.models.files",
+    "open_webui.models.chats",
+    "open_webui.models.models",
+    "open_webui.models.functions",
+    "open_webui.utils.misc",
+    "open_webui.utils.chat",
+    "open_webui.storage.provider",
+    "open_webui.internal.db",
+)
+
+
+def encode_frame(header: dict, body: bytes = b"") -> bytes:
+    head = json.dumps(header, ensure_ascii=True, separators=(",", ":"), default=str).encode()
+    return len(head).to_bytes(4, "big") + len(body).to_bytes(4, "big") + head + body
+
+
+def preload(names=PRELOAD) -> tuple[list[str], list[str]]:
+    """Import what children will most likely need; a name that cannot be imported is skipped."""
+    loaded, missing = [], []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:  # a missing optional package only costs children time
+            missing.append(name)
+    _warm_up()
+    return loaded, missing
+
+
+def _warm_up() -> None:
+    """Load a throwaway function once, so that every lazy import on a load's path happens before any fork."""
+    with tempfile.TemporaryDirectory(prefix="sluice-warm-") as workdir:
+        child.warm_up(workdir)
+
+
+class Child:
+    """A forked child: a spare waiting for its job, or a job in progress (then `request` is set)."""
+
+    __slots__ = ("id", "request", "pid", "job_fd", "result_fd", "output_fd", "workdir", "deadline", "result",
+                 "output", "dropped", "answered", "started")
+
+    def __init__(self):
+        self.id = None
+        self.request: dict | None = None
+        self.pid = 0
+        self.job_fd = self.result_fd = self.output_fd = -1
+        self.workdir = ""
+        self.deadline = 0.0
+        self.result = bytearray()
+        self.output = bytearray()
+        self.dropped = 0
+        self.answered = False
+        self.started = 0.0
+
+
+class Zygote:
+    def __init__(self, request_fd: int, answer_fd: int, devnull_fd: int, *, max_jobs: int, spares: int,
+                 ready: dict):
+        self.request_fd = request_fd
+        self.answer_fd = answer_fd
+        self.devnull_fd = devnull_fd
+        self.max_jobs = max(1, max_jobs)
+        self.spare_count = max(0, spares)
+        self.pid = os.getpid()
+        self.children: dict[int, Child] = {}
+        self.spares: deque[Child] = deque()
+        self.pipes: dict[int, tuple[Child, str]] = {}
+        self.queue: deque[dict] = deque()
+        self.inbox = bytearray()
+        self.forks = 0
+        self.last_spawn_error = ""
+        self.poller = select.poll()
+        self.prctl = _prctl()
+        if self.prctl is not None:
+            self.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+        os.set_blocking(request_fd, False)
+        self.poller.register(request_fd, select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+        self._send({**ready, "kind": "ready", "pid": self.pid})
+
+    # --- the loop --------------------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            for fd, _events in self.poller.poll(self._poll_timeout()):
+                if fd == self.request_fd:
+                    if not self._read_requests():
+                        return self.shutdown()
+                elif fd == self.wake_r:
+                    with contextlib.suppress(OSError):
+                        while os.read(self.wake_r, 4096):
+                            pass
+                elif fd in self.pipes:
+                    self._read_pipe(fd)
+            self._reap()
+            self._expire()
+            while self.queue and self._busy() < self.max_jobs:
+                self._dispatch(self.queue.popleft())
+            self._replenish()
+
+    def _busy(self) -> int:
+        return sum(1 for item in self.children.values() if item.request is not None)
+
+    def _waiting(self) -> list[Child]:
+        return [item for item in self.children.values() if item.request is not None and not item.answered]
+
+    def _poll_timeout(self) -> int:
+        now = time.monotonic()
+        waiting = self._waiting()
+        moments = [item.deadline for item in waiting]
+        if len(self.spares) < self.spare_count and waiting:
+            moments.append(max(item.started for item in waiting) + SPARE_DELAY)
+        if not moments:
+            return -1
+        return max(0, int((min(moments) - now) * 1000) + 1)
+
+    def _read_requests(self) -> bool:
+        try:
+            data = os.read(self.request_fd, READ_CHUNK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False  # the caller went away
+        self.inbox += data
+        while len(self.inbox) >= PREFIX:
+            head = int.from_bytes(self.inbox[:4], "big")
+            body = int.from_bytes(self.inbox[4:8], "big")
+            if len(self.inbox) < PREFIX + head + body:
+                break
+            raw = bytes(self.inbox[PREFIX:PREFIX + head])
+            del self.inbox[:PREFIX + head + body]
+            try:
+                request = json.loads(raw)
+            except ValueError:
+                continue
+            self._accept(request)
+        return True
+
+    def _accept(self, request: dict) -> None:
+        if request.get("op") == "ping":
+            self._send({"kind": "answer", "id": request.get("id"), "pid": self.pid, "forks": self.forks,
+                        "running": self._busy(), "spares": len(self.spares), "times": list(os.times())[:4]})
+        elif self._busy() < self.max_jobs:
+            self._dispatch(request)
+        else:
+            self.queue.append(request)
+
+    # --- children --------------------------------------------------------------------------------------------
+
+    def _spawn(self, *, warm: bool) -> Child | None:
+        """Fork a child that waits for its job on a pipe; None (and the reason logged) if that is impossible."""
+        try:
+            threads = len(os.listdir("/proc/self/task"))
+        except OSError:
+            threads = 1
+        if threads > 1:  # forking a multi-threaded process could copy a lock held by a thread that is not there
+            self.last_spawn_error = "the loader process is multi-threaded and cannot fork safely"
+            return None
+        item = Child()
+        fds: list[int] = []
+        try:
+            item.workdir = tempfile.mkdtemp(prefix="sluice-load-")
+            for _ in range(3):
+                fds.extend(os.pipe())
+            job_r, job_w, result_r, result_w, output_r, output_w = fds
+            for fd in (job_w, result_w):
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(fd, F_SETPIPE_SZ, READ_CHUNK)
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            _remove_tree(item.workdir)
+            self.last_spawn_error = f"could not start a child: {exc}"
+            return None
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            child.run(job_fd=job_r, result_fd=result_w, output_fd=output_w, devnull_fd=self.devnull_fd,
+                      workdir=item.workdir, zygote_pid=self.pid, prctl=self.prctl,
+                      spare=warm)
+        self.forks += 1
+        for fd in (job_r, result_w, output_w):
+            os.close(fd)
+        item.pid, item.job_fd, item.result_fd, item.output_fd = pid, job_w, result_r, output_r
+        self.children[pid] = item
+        for fd, which in ((result_r, "result"), (output_r, "output")):
+            os.set_blocking(fd, False)
+            self.pipes[fd] = (item, which)
+            self.poller.register(fd, select.POLLIN)
+        return item
+
+    def _dispatch(self, request: dict) -> None:
+        while self.spares:
+            if self._hand(self.spares.popleft(), request):
+                return
+        item = self._spawn(warm=False)
+        if item is None:
+            self._fail_request(request, "LoaderUnavailable", self.last_spawn_error)
+        elif not self._hand(item, request):
+            self._fail_request(request, "LoaderUnavailable", "a child died before it was given its job")
+
+    def _hand(self, item: Child, request: dict) -> bool:
+        """Give `request` to a waiting child; False if the child is gone."""
+        item.request, item.id = request, request.get("id")
+        item.started = time.monotonic()
+        item.deadline = item.started + float(request.get("timeout") or 10)
+        payload = json.dumps(request, ensure_ascii=True, separators=(",", ":")).encode()
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(item.job_fd, view):]
+        except OSError:
+            item.request = None
+            item.answered = True
+            self._kill(item)
+            return False
+        finally:
+            os.close(item.job_fd)
+            item.job_fd = -1
+        return True
+
+    def _replenish(self) -> None:
+        """Keep spares ready, forking one per loop turn and never while a young job may be about to answer."""
+        if len(self.spares) >= self.spare_count:
+            return
+        now = time.monotonic()
+        if any(now - item.started < SPARE_DELAY for item in self._waiting()):
+            return
+        item = self._spawn(warm=True)
+        if item is not None:
+            self.spares.append(item)
+
+    def _read_pipe(self, fd: int, rounds: int = 1) -> None:
+        item, which = self.pipes[fd]
+        for _ in range(rounds):
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pipe(fd)
+                return
+            if which == "output":
+                cap = int((item.request or {}).get("output_cap") or DEFAULT_OUTPUT_CAP)
+                room = max(0, cap - len(item.output))
+                item.output += data[:room]
+                item.dropped += len(data) - min(room, len(data))
+                continue
+            if item.answered or item.request is None:
+                continue  # already answered (or refused), or a spare writing before its job: discarded
+            item.result += data
+            cap = int(item.request.get("result_cap") or DEFAULT_RESULT_CAP) + 65536
+            size = int.from_bytes(item.result[:4], "big") if len(item.result) >= 4 else 0
+            if size > cap or len(item.result) > cap + 4:
+                self._fail(item, "ResultTooLarge", "the answer is too large: is the valves schema huge?")
+                self._kill(item)
+            elif len(item.result) >= 4 and len(item.result) >= 4 + size:
+                self._answer_from_child(item)
+                self._kill(item)
+                return
+
+    def _answer_from_child(self, item: Child) -> None:
+        if item.output_fd >= 0:
+            self._read_pipe(item.output_fd, rounds=8)
+        size = int.from_bytes(item.result[:4], "big")
+        self._reply(item, None, bytes(item.result[4:4 + size]))
+
+    def _fail(self, item: Child, kind: str, message: str) -> None:
+        self._reply(item, {"type": kind, "message": message, "line": None, "column": None})
+
+    def _fail_request(self, request: dict, kind: str, message: str) -> None:
+        error = {"type": kind, "message": message, "line": None, "column": None}
+        self._send({"kind": "answer", "id": request.get("id"), "error": error, "output": "", "dropped": 0})
+
+    def _reply(self, item: Child, error: dict | None, body: bytes = b"") -> None:
+        if item.answered:
+            return
+        item.answered = True
+        header = {
+            "kind": "answer",
+            "id": item.id,
+            "error": error,
+            "output": item.output.decode("utf-8", "replace"),
+            "dropped": item.dropped,
+            "elapsed": round(time.monotonic() - item.started, 6),
+        }
+        self._send(header, body)
+
+    def _kill(self, item: Child) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(item.pid, signal.SIGKILL)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for item in self._waiting():
+            if item.deadline <= now:
+                timeout = float(item.request.get("timeout") or 10)
+                self._fail(item, "Timeout", f"loading took longer than {timeout:g} s")
+                self._kill(item)
+
+    def _reap(self) -> None:
+        reaped = False
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break
+            if info is None or info.si_pid == 0:
+                break
+            pid = info.si_pid
+            item = self.children.get(pid)
+            if item is not None:  # kill what is left of its group while the leader's pid still pins the group
+                self._kill(item)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                status = 0
+            reaped = True
+            if item is not None:
+                self._finish(item, os.waitstatus_to_exitcode(status))
+        if reaped:
+            self._sweep()
+
+    def _finish(self, item: Child, returncode: int) -> None:
+        if item.request is not None and not item.answered:
+            for fd in (item.result_fd, item.output_fd):
+                if fd in self.pipes:
+                    self._read_pipe(fd, rounds=8)
+        if item.request is not None and not item.answered:
+            size = int.from_bytes(item.result[:4], "big") if len(item.result) >= 4 else -1
+            if size >= 0 and len(item.result) >= 4 + size:
+                self._answer_from_child(item)
+            else:
+                self._reply(item, exit_status_error(returncode))
+        for fd in (item.result_fd, item.output_fd):
+            if fd in self.pipes:
+                self._close_pipe(fd)
+        if item.job_fd >= 0:
+            os.close(item.job_fd)
+            item.job_fd = -1
+        with contextlib.suppress(ValueError):
+            self.spares.remove(item)
+        del self.children[item.pid]
+        _remove_tree(item.workdir)
+
+    def _close_pipe(self, fd: int) -> None:
+        item, which = self.pipes.pop(fd)
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(fd)
+        os.close(fd)
+        if which == "result":
+            item.result_fd = -1
+        else:
+            item.output_fd = -1
+
+    def _sweep(self) -> None:
+        """Kill processes that are our children but not ones we forked: grandchildren orphaned to the subreaper."""
+        for pid in _children(self.pid):
+            if pid not in self.children:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _send(self, header: dict, body: bytes = b"") -> None:
+        view = memoryview(encode_frame(header, body))
+        while view:
+            try:
+                written = os.write(self.answer_fd, view)
+            except InterruptedError:
+                continue
+            except OSError:
+                self.shutdown()
+                os._exit(0)
+            view = view[written:]
+
+    def shutdown(self) -> None:
+        for item in list(self.children.values()):
+            self._kill(item)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(item.pid, 0)
+            _remove_tree(item.workdir)
+        self.children.clear()
+        self.spares.clear()
+        self._sweep()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(item) for item in listing.read().split()]
+    except OSError:
+        pass
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat_file:
+                    fields = stat_file.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _prctl():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _remove_tree(path: str) -> None:
+    if not path:
+        return
+
+    def allow(function, target, _exc_info):  # the function's code may have made files read-only
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(target), stat.S_IRWXU)
+            os.chmod(target, stat.S_IRWXU)
+            function(target)
+
+    shutil.rmtree(path, onerror=allow)
+    if os.path.exists(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main(argv: list[str]) -> None:
+    """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares]`, started by `loader.runner`."""
+    compat_dir = argv[0] if argv else ""
+    max_jobs = int(argv[1]) if len(argv) > 1 else 8
+    spares = int(argv[2]) if len(argv) > 2 else 2
+    # Keep the caller's pipes away from descriptors 0 and 1, so nothing printed by imports can corrupt them.
+    request_fd, answer_fd = os.dup(0), os.dup(1)
+    devnull_fd = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull_fd, 0)
+    os.dup2(devnull_fd, 1)
+    if compat_dir and os.path.isdir(compat_dir):
+        sys.path.insert(0, compat_dir)
+    started = time.monotonic()
+    loaded, missing = preload()
+    gc.collect()
+    gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
+    with open("/proc/self/statm", "rb") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    ready = {"preloaded": loaded, "missing": missing, "mapped_bytes": mapped,
+             "startup": round(time.monotonic() - started, 3), "python": sys.version.split()[0]}
+    Zygote(request_fd, answer_fd, devnull_fd, max_jobs=max_jobs, spares=spares, ready=ready).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
