@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import statistics
 import sys
 import time
 import urllib.error
@@ -291,6 +292,13 @@ def command_compare(args: argparse.Namespace) -> int:
         add_reasons_from_log(answers, Path(args.owui_log))
     if args.record and any("open-webui" in by_side for by_side in answers.values()):
         record_openwebui(answers)
+    for side in sides:
+        times = sorted(by_side[side.label]["create_ms"] for by_side in answers.values())
+        if times:
+            print(
+                f"{side.label}: create took {statistics.median(times):.1f} ms median, {times[-1]:.1f} ms max "
+                f"over {len(times)} fixtures"
+            )
     if len(sides) == 2:
         print(f"{mismatches} difference(s) over {len(answers)} fixtures")
     return 1 if mismatches else 0
