@@ -2,8 +2,8 @@
 
 Sluice writes out the modules community functions use most (``open_webui.models.users``, ``open_webui.utils.misc``
 …). Any other module that exists in Open WebUI — and the legacy ``open_webui.apps.*`` paths of functions written
-for Open WebUI 0.3 — is created on import as a module whose names are stand-ins. The hook sits last on
-``sys.meta_path``, so real files always win, and it answers only for ``open_webui.*`` names.
+for Open WebUI 0.3 — is created on import as a module whose names are stand-ins. The hook answers only for
+``open_webui.*`` names and lets real files win, except for legacy paths (see ``OpenWebUIFinder.find_spec``).
 """
 
 from __future__ import annotations
