@@ -626,6 +626,24 @@ class FieldView:
         return getattr(self.field, name)
 
     @property
+    def input_type(self) -> str:
+        """The ``<input>`` type; a number field holding text it cannot show (a stale value) stays a text input."""
+        if self.field.kind == "password":
+            return "password"
+        if self.field.kind in ("integer", "number"):
+            try:
+                float(self.text or "0")
+            except ValueError:
+                return "text"
+            return "number"
+        return "text"
+
+    @property
+    def rows(self) -> int:
+        lines = self.text.count("\n") + 2
+        return max(3 if self.field.kind == "list" else 5, min(lines, 16))
+
+    @property
     def placeholder(self) -> str:
         f = self.field
         if f.kind == "password":
@@ -702,3 +720,34 @@ def build_views(
             view.reset = True
         views.append(view)
     return views
+
+
+# --- secrets ------------------------------------------------------------------------------------------------
+
+SECRET_MASK = "••••••"
+
+
+def secret_values(fields: list[ValveField], *sources: Mapping | None) -> list[str]:
+    """The values of the secret fields in ``sources`` (stored and submitted valves), to keep out of any page."""
+    secrets: set[str] = set()
+    for f in fields:
+        if f.kind != "password":
+            continue
+        for source in sources:
+            value = (source or {}).get(f.name)
+            if isinstance(value, str) and value:
+                secrets.add(value)
+    return sorted(secrets, key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret replaced by a mask, for messages that a function's validator may fill with input.
+
+    A very short secret is masked only as a whole word, so that a one-letter value does not garble the message.
+    """
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, SECRET_MASK)
+        else:
+            text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", SECRET_MASK, text)
+    return text

@@ -528,3 +528,13 @@ def test_service_errors_map_to_their_fields():
     assert by_field["temperature"] == "Input should be less than or equal to 2"
     assert by_field["weights"].startswith("0: Input should be a valid number")
     assert general == ["Whole model is off"]
+
+
+def test_secrets_are_masked_in_messages():
+    fields = vf.describe(SCHEMA)
+    secrets = vf.secret_values(
+        fields, {"openai_api_key": "sk-stored", "temperature": 1}, {"secret_header": "ab"}
+    )
+    assert secrets == ["sk-stored", "ab"]
+    message = "Key sk-stored is wrong; ab is too short; about tab"
+    assert vf.mask_secrets(message, secrets) == "Key •••••• is wrong; •••••• is too short; about tab"

@@ -1,0 +1,149 @@
+"""The admin valves page, and the form handling it shares with the personal valves pages.
+
+Both pages are generated from the function's own JSON schema by ``services.valves_form`` and write through the same
+service calls as the JSON API (``update_valves`` / ``update_user_valves``), so the API's rules hold here: only what
+the user set is stored, and the function's own class has the last word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from blueprints.access import page_admin_required
+from services import functions, valves_form
+from services.errors import ServiceError
+
+bp = Blueprint("valves", __name__)
+
+SAVED = "Valves saved."
+RESET_ALL = "Every valve is back to its default."
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+# --- shared by the admin and the personal pages ---------------------------------------------------------------
+
+
+def form_context(
+    spec: Mapping | None,
+    stored: Mapping | None,
+    *,
+    field_errors: Mapping[str, str] | None = None,
+    form_errors: list[str] | None = None,
+    submission: valves_form.Submission | None = None,
+) -> dict[str, Any]:
+    """What ``valves/_form.html`` needs: one view per field (no secret in it), errors and stale keys."""
+    fields = valves_form.describe(spec)
+    return {
+        "fields": valves_form.build_views(fields, stored, errors=field_errors, submission=submission),
+        "form_errors": form_errors or [],
+        "unknown_keys": valves_form.unknown_keys(fields, stored),
+        "stored_count": sum(1 for f in fields if f.name in (stored or {})),
+    }
+
+
+def stale_errors(
+    spec: Mapping | None, stored: Mapping | None, errors: list[dict]
+) -> tuple[dict[str, str], list[str]]:
+    """The field errors of stored values that the current class refuses, with any secret in them masked."""
+    fields = valves_form.describe(spec)
+    by_field, general = valves_form.map_errors(fields, errors)
+    secrets = valves_form.secret_values(fields, stored)
+    return (
+        {name: valves_form.mask_secrets(text, secrets) for name, text in by_field.items()},
+        [valves_form.mask_secrets(text, secrets) for text in general],
+    )
+
+
+def submit_valves(
+    spec: Mapping | None, stored: Mapping | None, save: Callable[[dict], Any]
+) -> tuple[bool, dict[str, Any]]:
+    """Read the posted form, save it through ``save`` and say whether it worked, with the context to re-render.
+
+    Parse errors stop before ``save``; the service's own validation errors come back beside their fields. What was
+    typed is kept for the re-rendered form, except secrets (stored or typed), which never go back to the browser.
+    """
+    fields = valves_form.describe(spec)
+    if request.form.get("action") == "reset_all":
+        submission = valves_form.Submission(values={}, errors={}, typed={}, resets=set(), secrets_typed=set())
+    else:
+        submission = valves_form.parse_submission(fields, request.form, stored)
+    if not submission.ok:
+        count = len(submission.errors)
+        message = f"Nothing was saved: {count} field{'s' if count > 1 else ''} need{'' if count > 1 else 's'} fixing."
+        return False, form_context(
+            spec, stored, field_errors=submission.errors, form_errors=[message], submission=submission
+        )
+    try:
+        save(submission.values)
+    except ServiceError as exc:
+        secrets = valves_form.secret_values(fields, stored, submission.values)
+        by_field, general = valves_form.map_errors(fields, exc.extra.get("errors"))
+        by_field = {name: valves_form.mask_secrets(text, secrets) for name, text in by_field.items()}
+        messages = [valves_form.mask_secrets(text, secrets) for text in general]
+        if not by_field and not messages:
+            messages = [valves_form.mask_secrets(exc.detail, secrets)]
+        messages.insert(0, "Nothing was saved: the function refused these values.")
+        return False, form_context(
+            spec, stored, field_errors=by_field, form_errors=messages, submission=submission
+        )
+    flash(RESET_ALL if request.form.get("action") == "reset_all" else SAVED, "success")
+    return True, {}
+
+
+def absolute_time(timestamp: int | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso_time(timestamp: int | None) -> str:
+    return datetime.fromtimestamp(timestamp or 0, UTC).isoformat()
+
+
+# --- the admin page ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/admin/functions/valves", methods=["GET", "POST"])
+@page_admin_required
+def function_valves():
+    """Edit a function's admin valves in a form generated from its `Valves` schema."""
+    function = functions.get_function(request.args.get("id", ""))
+    spec = functions.valves_spec(function.id, user=current_user._get_current_object())
+    stored = functions.get_valves(function.id)
+    status = 200
+    if spec is None:
+        context = form_context(None, stored)
+        if request.method == "POST":
+            context["form_errors"] = ["This function has no Valves class, so there is nothing to set."]
+            status = 400
+    elif request.method == "POST":
+        ok, context = submit_valves(spec, stored, lambda values: functions.update_valves(function.id, values))
+        if ok:
+            return redirect(url_for("valves.function_valves", id=function.id))
+        status = 400
+    else:
+        context = form_context(spec, stored)
+    return (
+        render_template(
+            "valves/admin.html",
+            function=function,
+            spec=spec,
+            description=_description(function),
+            **context,
+        ),
+        status,
+    )
+
+
+def _description(function) -> str:
+    meta = function.meta if isinstance(function.meta, dict) else {}
+    description = meta.get("description")
+    return description if isinstance(description, str) else ""

@@ -1,0 +1,374 @@
+"""The admin valves page: a form generated from the function's `Valves` schema, saved through the valves service."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import bearer, csrf_token, sign_in
+from tests.console.html_forms import read_form
+from tests.factories import ACTION, make_function, source
+
+RICH = source(
+    '''
+    """
+    title: Rich Valves
+    description: One valve of every kind.
+    """
+
+    import os
+    from typing import Literal, Optional
+
+    from pydantic import BaseModel, Field, field_validator
+
+
+    class Pipe:
+        class Valves(BaseModel):
+            api_key: str = Field(default="", description="Key for <b>the</b> service.\\nKeep it safe.")
+            base_url: str = Field(default=os.getenv("SLUICE_TEST_RICH_URL", "https://api.example.com"))
+            model: Literal["small", "large"] = "small"
+            temperature: float = Field(default=0.7, ge=0, le=2)
+            max_tokens: int = Field(default=256, ge=1)
+            retries: Optional[int] = None
+            verbose: bool = False
+            stream: Optional[bool] = None
+            stop: list[str] = Field(default_factory=list)
+            extra: dict = {}
+            prompt: str = Field(default="Be brief.", json_schema_extra={"input": {"type": "textarea"}})
+            voice: str = Field(
+                default="alloy",
+                json_schema_extra={
+                    "input": {
+                        "type": "select",
+                        "options": [{"value": "alloy", "label": "Alloy"}, {"value": "echo", "label": "Echo"}],
+                    }
+                },
+            )
+
+            @field_validator("api_key")
+            @classmethod
+            def no_spaces(cls, value):
+                if " " in value:
+                    raise ValueError(f"the key {value!r} has a space")
+                return value
+
+        def __init__(self):
+            self.valves = self.Valves()
+
+        def pipe(self, body: dict) -> str:
+            return "ok"
+    '''
+)
+
+URL = "/admin/functions/valves?id=rich"
+SECRET = "sk-VERY-SECRET-0123456789"
+
+
+@pytest.fixture
+def rich(app, admin_id):
+    return make_function(app, admin_id, id="rich", content=RICH, name="Rich Valves")
+
+
+def stored_valves(client, key):
+    response = client.get("/api/v1/functions/id/rich/valves", headers=bearer(key))
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def set_valves(client, key, values):
+    response = client.post("/api/v1/functions/id/rich/valves/update", json=values, headers=bearer(key))
+    assert response.status_code == 200, response.get_json()
+
+
+def field_html(page: bytes, name: str) -> str:
+    """The markup of one generated field."""
+    html = page.decode()
+    match = re.search(
+        rf'<div class="field valve-field[^"]*"[^>]*data-testid="valve-field-{name}".*?(?=<div class="field valve-field|</form>)',
+        html,
+        re.S,
+    )
+    assert match, f"no field {name}"
+    return match.group(0)
+
+
+# --- access ---------------------------------------------------------------------------------------------------
+
+
+def test_anonymous_is_sent_to_sign_in(client, rich):
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth")
+
+
+def test_a_user_gets_403(user_client, rich):
+    assert user_client.get(URL).status_code == 403
+    token = csrf_token(user_client, "/settings/valves")
+    assert user_client.post(URL, data={"csrf_token": token, "valve-max_tokens": "9"}).status_code == 403
+
+
+def test_unknown_function_is_404(admin_client):
+    assert admin_client.get("/admin/functions/valves?id=nope").status_code == 404
+    assert admin_client.get("/admin/functions/valves").status_code == 404
+
+
+def test_a_function_without_valves_says_so(app, admin_id, admin_client):
+    make_function(app, admin_id, id="plain_action", content=ACTION)
+    page = admin_client.get("/admin/functions/valves?id=plain_action")
+    assert page.status_code == 200
+    assert b'data-testid="valves-none"' in page.data
+    assert b"has no <code>Valves</code> class" in page.data
+    assert b'data-testid="valves-form"' not in page.data
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+def test_every_kind_of_field_is_rendered(admin_client, rich):
+    page = admin_client.get(URL)
+    assert page.status_code == 200
+    data = page.data
+
+    api_key = field_html(data, "api_key")
+    assert 'type="password"' in api_key and 'value=""' in api_key and 'autocomplete="new-password"' in api_key
+    assert 'placeholder="Not set"' in api_key
+
+    assert (
+        'id="valve-base_url" name="valve-base_url" type="text" value="https://api.example.com"'
+        in field_html(data, "base_url")
+    )
+
+    model = field_html(data, "model")
+    assert '<select id="valve-model" name="valve-model"' in model
+    assert '<option value="" selected>Default (small)</option>' in model
+    assert '<option value="large">large</option>' in model
+
+    temperature = field_html(data, "temperature")
+    assert 'type="number"' in temperature and 'value="0.7"' in temperature
+    assert 'step="any"' in temperature and 'min="0"' in temperature and 'max="2"' in temperature
+    assert "between 0 and 2" in temperature
+
+    max_tokens = field_html(data, "max_tokens")
+    assert 'step="1"' in max_tokens and 'min="1"' in max_tokens and 'value="256"' in max_tokens
+
+    retries = field_html(data, "retries")
+    assert 'type="number"' in retries and 'value=""' in retries and 'placeholder="Not set"' in retries
+
+    verbose = field_html(data, "verbose")
+    assert '<input type="hidden" name="valve-verbose" value="off">' in verbose
+    assert 'type="checkbox" id="valve-verbose" name="valve-verbose" value="on"' in verbose
+    assert "checked" not in verbose.split('id="valve-verbose"')[1].split(">")[0]
+
+    stream = field_html(data, "stream")
+    assert "Default (none)" in stream and '<option value="true">On</option>' in stream
+
+    stop = field_html(data, "stop")
+    assert "<textarea" in stop and "one item per line" in stop and "computed by the function" in stop
+
+    extra = field_html(data, "extra")
+    assert 'data-json="true"' in extra and "{}" in extra
+
+    prompt = field_html(data, "prompt")
+    assert '<textarea id="valve-prompt"' in prompt and "Be brief." in prompt
+
+    voice = field_html(data, "voice")
+    assert '<option value="echo">Echo</option>' in voice and "Default (Alloy)" in voice
+
+    for name in ("api_key", "model", "temperature", "stop", "prompt"):
+        assert f'<label for="valve-{name}">' in field_html(data, name)
+
+
+def test_descriptions_are_escaped_text(admin_client, rich):
+    api_key = field_html(admin_client.get(URL).data, "api_key")
+    assert "Key for &lt;b&gt;the&lt;/b&gt; service.\nKeep it safe." in api_key
+    assert "<b>the</b>" not in api_key
+
+
+def test_titles_defaults_and_state_are_shown(admin_client, app, admin_key, rich):
+    client = app.test_client()
+    set_valves(client, admin_key, {"temperature": 1.1})
+    data = admin_client.get(URL).data
+    temperature = field_html(data, "temperature")
+    assert ">Temperature</label>" in temperature
+    assert 'data-testid="valve-default-temperature">0.7<' in temperature
+    assert 'data-testid="valve-state-temperature">Custom<' in temperature
+    assert 'value="1.1"' in temperature
+    assert 'name="reset-temperature"' in temperature
+    assert 'data-testid="valve-state-model">Default<' in field_html(data, "model")
+    assert 'name="reset-model"' not in field_html(data, "model")
+    assert b"1 of 12 set" in data
+
+
+# --- saving ---------------------------------------------------------------------------------------------------
+
+
+def test_an_untouched_form_stores_nothing(app, admin_client, admin_key, rich):
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 302
+    assert stored_valves(app.test_client(), admin_key) == {}
+    page = admin_client.get(URL)
+    assert b"Valves saved." in page.data
+
+
+def test_values_are_coerced_and_only_what_was_set_is_stored(app, admin_client, admin_key, rich):
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-temperature", ["1.5"])
+    form.setlist("valve-max_tokens", ["512"])
+    form.setlist("valve-model", ["large"])
+    form.setlist("valve-voice", ["echo"])
+    form.setlist("valve-verbose", ["off", "on"])
+    form.setlist("valve-stream", ["false"])
+    form.setlist("valve-stop", ["END\nSTOP\n"])
+    form.setlist("valve-extra", ['{"a": [1, 2]}'])
+    form.setlist("valve-prompt", ["Line one\r\nLine two"])
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 302, response.data
+    assert stored_valves(app.test_client(), admin_key) == {
+        "temperature": 1.5,
+        "max_tokens": 512,
+        "model": "large",
+        "voice": "echo",
+        "verbose": True,
+        "stream": False,
+        "stop": ["END", "STOP"],
+        "extra": {"a": [1, 2]},
+        "prompt": "Line one\nLine two",
+    }
+    # Re-rendered from what is stored, and re-submitted untouched, nothing changes.
+    page = admin_client.get(URL).data
+    assert 'value="1.5"' in field_html(page, "temperature")
+    assert '<option value="large" selected>' in field_html(page, "model")
+    assert "checked" in field_html(page, "verbose")
+    assert admin_client.post(URL, data=read_form(page, "valves-form")).status_code == 302
+    assert stored_valves(app.test_client(), admin_key)["stop"] == ["END", "STOP"]
+    assert len(stored_valves(app.test_client(), admin_key)) == 9
+
+
+def test_reset_and_optional_fields_left_empty(app, admin_client, admin_key, rich):
+    set_valves(app.test_client(), admin_key, {"temperature": 1.5, "retries": 3, "model": "large"})
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.add("reset-temperature", "1")
+    form.setlist("valve-retries", [""])  # Optional emptied: back to its default
+    assert admin_client.post(URL, data=form).status_code == 302
+    assert stored_valves(app.test_client(), admin_key) == {"model": "large"}
+
+
+def test_reset_all(app, admin_client, admin_key, rich):
+    set_valves(app.test_client(), admin_key, {"temperature": 1.5, "api_key": SECRET})
+    token = csrf_token(admin_client, URL)
+    response = admin_client.post(
+        URL, data={"csrf_token": token, "action": "reset_all"}, follow_redirects=True
+    )
+    assert b"Every valve is back to its default." in response.data
+    assert stored_valves(app.test_client(), admin_key) == {}
+
+
+def test_parse_errors_are_shown_beside_their_field_and_nothing_is_saved(app, admin_client, admin_key, rich):
+    set_valves(app.test_client(), admin_key, {"temperature": 1.5})
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-max_tokens", ["lots"])
+    form.setlist("valve-extra", ["{broken"])
+    form.setlist("valve-base_url", ["https://typed.example"])
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 400
+    max_tokens = field_html(response.data, "max_tokens")
+    assert (
+        "Enter a whole number." in max_tokens
+        and 'value="lots"' in max_tokens
+        and 'aria-invalid="true"' in max_tokens
+    )
+    assert "This is not valid JSON" in field_html(response.data, "extra")
+    assert 'value="https://typed.example"' in field_html(response.data, "base_url")  # what was typed is kept
+    assert b"Nothing was saved: 2 fields need fixing." in response.data
+    assert stored_valves(app.test_client(), admin_key) == {"temperature": 1.5}
+
+
+def test_the_functions_own_validation_errors_are_shown_beside_their_field(app, admin_client, admin_key, rich):
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-temperature", ["5"])
+    form.setlist("valve-max_tokens", ["0"])
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 400
+    assert "less than or equal to 2" in field_html(response.data, "temperature")
+    assert 'value="5"' in field_html(response.data, "temperature")
+    assert "greater than or equal to 1" in field_html(response.data, "max_tokens")
+    assert b"the function refused these values" in response.data
+    assert stored_valves(app.test_client(), admin_key) == {}
+
+
+def test_csrf_is_required(app, admin_client, admin_key, rich):
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.pop("csrf_token")
+    form.setlist("valve-max_tokens", ["9"])
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 400
+    assert b"This form has expired" in response.data
+    assert stored_valves(app.test_client(), admin_key) == {}
+
+
+# --- secrets --------------------------------------------------------------------------------------------------
+
+
+def test_a_stored_secret_never_reaches_the_page_and_is_kept_when_untouched(
+    app, admin_client, admin_key, rich
+):
+    set_valves(app.test_client(), admin_key, {"api_key": SECRET})
+    page = admin_client.get(URL)
+    assert SECRET.encode() not in page.data
+    api_key = field_html(page.data, "api_key")
+    assert 'value=""' in api_key
+    assert "•••••• (stored — leave empty to keep)" in api_key
+    assert "Clear the stored secret" in api_key
+
+    form = read_form(page.data, "valves-form")
+    form.setlist("valve-max_tokens", ["300"])
+    response = admin_client.post(URL, data=form, follow_redirects=True)
+    assert SECRET.encode() not in response.data
+    assert stored_valves(app.test_client(), admin_key) == {"api_key": SECRET, "max_tokens": 300}
+
+
+def test_a_typed_secret_replaces_and_clear_removes(app, admin_client, admin_key, rich):
+    set_valves(app.test_client(), admin_key, {"api_key": SECRET})
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-api_key", ["sk-new"])
+    assert admin_client.post(URL, data=form).status_code == 302
+    assert stored_valves(app.test_client(), admin_key) == {"api_key": "sk-new"}
+
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.add("reset-api_key", "1")
+    assert admin_client.post(URL, data=form).status_code == 302
+    assert stored_valves(app.test_client(), admin_key) == {}
+
+
+def test_secrets_stay_out_of_error_pages(app, admin_client, admin_key, rich):
+    set_valves(app.test_client(), admin_key, {"api_key": SECRET})
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-max_tokens", ["0"])  # refused by the class: the page comes back with errors
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 400
+    assert SECRET.encode() not in response.data
+    assert "•••••• (stored — leave empty to keep)" in field_html(response.data, "api_key")
+
+
+def test_a_typed_secret_is_not_echoed_even_when_the_function_quotes_it(app, admin_client, admin_key, rich):
+    typed = "sk-typed with-a-space"
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-api_key", [typed])
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 400
+    assert b"has a space" in response.data  # the function's own message, beside its field
+    assert typed.encode() not in response.data
+    assert b"with-a-space" not in response.data
+    api_key = field_html(response.data, "api_key")
+    assert "has a space" in api_key and "type it again" in api_key
+    assert stored_valves(app.test_client(), admin_key) == {}
+
+
+def test_admin_is_signed_in_through_the_real_form(app, admin_id):
+    # The fixture path and a fresh sign-in both reach the page (guards against a stale session cookie setup).
+    client = app.test_client()
+    sign_in(client, "admin@example.com")
+    make_function(app, admin_id, id="rich", content=RICH)
+    assert client.get(URL).status_code == 200
