@@ -14,7 +14,17 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
-__all__ = ["ADMIN_EMAIL", "ADMIN_NAME", "LAPTOP", "PASSWORD", "PHONE", "SCREENSHOTS", "shot", "sign_in"]
+__all__ = [
+    "ADMIN_EMAIL",
+    "ADMIN_NAME",
+    "LAPTOP",
+    "PASSWORD",
+    "PHONE",
+    "SCREENSHOTS",
+    "assert_fits_width",
+    "shot",
+    "sign_in",
+]
 
 
 def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
@@ -34,3 +44,17 @@ def shot(page: Page, name: str, viewport: dict | None = None) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True, animations="disabled", caret="initial")
     return path
+
+
+def assert_fits_width(page: Page) -> None:
+    """The page does not scroll sideways: nothing is wider than the viewport (wide content scrolls in its own box)."""
+    overflow = page.evaluate(
+        """() => {
+            const width = document.documentElement.clientWidth;
+            const wide = [...document.querySelectorAll("body *")]
+                .filter(el => el.getBoundingClientRect().right > width + 1 && !el.closest(".cm-scroller, .table-wrap"))
+                .map(el => el.tagName.toLowerCase() + (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\\s+/).join(".") : ""));
+            return {scrollWidth: document.documentElement.scrollWidth, width, wide: wide.slice(0, 8)};
+        }"""
+    )
+    assert overflow["scrollWidth"] <= overflow["width"], f"{page.url} scrolls sideways: {overflow}"

@@ -1,0 +1,89 @@
+"""The functions list: switches that change a function in place, without reloading the page."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import factories
+from tests.browser.support import LAPTOP, PHONE, assert_fits_width, shot
+
+
+def switch(page, function_id: str, kind: str = "active"):
+    return page.locator(f'tr[data-function-id="{function_id}"]').get_by_test_id(f"toggle-{kind}")
+
+
+def switch_error(page, function_id: str, kind: str = "active"):
+    return page.locator(f'form[data-switch="{kind}"][data-function-id="{function_id}"] .switch-error')
+
+
+def flip(page, function_id: str, kind: str = "active") -> None:
+    """Click a switch and wait for the API's answer."""
+    suffix = "/toggle/global" if kind == "global" else "/toggle"
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith(f"/api/v1/functions/id/{function_id}{suffix}")
+    ) as answer:
+        switch(page, function_id, kind).click()
+    assert answer.value.status == 200, answer.value.text()
+
+
+@pytest.mark.browser
+def test_the_active_switch_changes_the_function_without_a_reload(admin_page, live_server):
+    live_server.create_function("list_filter", factories.FILTER, name="List Filter")
+    live_server.create_function("list_action", factories.ACTION, name="List Action")
+    live_server.create_function("list_pipe", factories.PIPE, name="List Pipe", active=True)
+    page = admin_page
+    page.goto("/admin/functions")
+    row = page.locator('tr[data-function-id="list_filter"]')
+    expect(row.get_by_test_id("function-name")).to_have_text("List Filter")
+    expect(switch(page, "list_filter")).to_have_attribute("aria-pressed", "false")
+    shot(page, "functions-list-laptop", LAPTOP)
+
+    # A marker on the window survives only if the page is not reloaded.
+    page.evaluate("window.__sameDocument = true")
+    flip(page, "list_filter")
+    expect(switch(page, "list_filter")).to_have_attribute("aria-pressed", "true")
+    expect(switch(page, "list_filter")).to_contain_text("On")
+    expect(switch_error(page, "list_filter")).to_be_empty()
+    assert page.evaluate("window.__sameDocument") is True
+
+    function = live_server.api_json("GET", "/api/v1/functions/id/list_filter")
+    assert function["is_active"] is True
+    assert function["is_global"] is False
+
+    # A filter can also be made global in place; a pipe has no global switch.
+    flip(page, "list_filter", "global")
+    expect(switch(page, "list_filter", "global")).to_have_attribute("aria-pressed", "true")
+    assert live_server.api_json("GET", "/api/v1/functions/id/list_filter")["is_global"] is True
+    expect(switch(page, "list_pipe", "global")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument") is True
+
+    page.reload()
+    expect(switch(page, "list_filter")).to_have_attribute("aria-pressed", "true")
+    expect(switch(page, "list_filter")).to_contain_text("On")
+    expect(switch(page, "list_filter", "global")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("window.__sameDocument") is None
+
+    # Switched off again, in place; the server agrees.
+    flip(page, "list_filter")
+    expect(switch(page, "list_filter")).to_have_attribute("aria-pressed", "false")
+    assert live_server.api_json("GET", "/api/v1/functions/id/list_filter")["is_active"] is False
+    shot(page, "functions-list-phone", PHONE)
+    assert_fits_width(page)
+
+
+@pytest.mark.browser
+def test_a_failed_switch_flips_back_and_says_why(admin_page, live_server):
+    live_server.create_function("doomed_filter", factories.FILTER, name="Doomed Filter")
+    page = admin_page
+    page.goto("/admin/functions?q=doomed")
+    expect(switch(page, "doomed_filter")).to_have_attribute("aria-pressed", "false")
+    # Deleted behind the page's back: the API answers 404, so the switch must not claim it is on.
+    assert live_server.api("DELETE", "/api/v1/functions/id/doomed_filter/delete").status_code == 200
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/v1/functions/id/doomed_filter/toggle")
+    ) as answer:
+        switch(page, "doomed_filter").click()
+    assert answer.value.status == 404
+    expect(switch(page, "doomed_filter")).to_have_attribute("aria-pressed", "false")
+    expect(switch_error(page, "doomed_filter")).not_to_be_empty()
