@@ -60,6 +60,16 @@ def test_fixture_loads_as_expected(name):
     assert (result.user_valves_schema is not None) is expected["user_valves"]
 
 
+@pytest.mark.parametrize("name", sorted(n for n in LOADING if "warning_lines" in EXPECTED[n]))
+def test_deprecated_valves_load_with_a_warning_naming_the_line(name):
+    result = load(name)
+
+    assert result.ok
+    assert [warning.rsplit("(line ", 1)[-1].rstrip(")") for warning in result.warnings] == [
+        str(line) for line in EXPECTED[name]["warning_lines"]
+    ]
+
+
 @pytest.mark.parametrize("name", sorted(n for n in LOADING if EXPECTED[n].get("same_as_openwebui")))
 def test_fixture_schemas_match_open_webui(name):
     result = load(name)
