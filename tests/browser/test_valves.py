@@ -1,0 +1,184 @@
+"""Valves forms in the browser: the admin's (a password and selects) and a normal user's personal valves."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import factories
+from tests.browser.support import PHONE, assert_fits_width, shot, sign_in
+
+SECRET = "sk-live-0123456789-very-secret"
+
+VALVED_FILTER = factories.source(
+    '''
+    """
+    title: Valved Filter
+    description: Has one valve of every common kind.
+    """
+
+    from typing import Literal
+
+    from pydantic import BaseModel, Field
+
+
+    class Filter:
+        class Valves(BaseModel):
+            api_key: str = Field(
+                default="", description="Key of the upstream service", json_schema_extra={"input": {"type": "password"}}
+            )
+            model: Literal["small", "medium", "large"] = Field(default="small", description="Which model answers")
+            region: str = Field(
+                default="eu", json_schema_extra={"input": {"type": "select", "options": ["eu", "us", "asia"]}}
+            )
+            temperature: float = Field(default=0.7, ge=0, le=2)
+            prefix: str = Field(default=">> ", description="Put **in front** of every message")
+            verbose: bool = False
+
+        class UserValves(BaseModel):
+            nickname: str = Field(default="", description="What the model calls you")
+            max_turns: int = Field(default=4, ge=1, le=100)
+            enabled: bool = True
+
+        def __init__(self):
+            self.valves = self.Valves()
+
+        def inlet(self, body: dict) -> dict:
+            return body
+    '''
+)
+
+
+def field(page, name: str):
+    return page.locator(f'[name="valve-{name}"]:not([type="hidden"])')
+
+
+@pytest.mark.browser
+def test_admin_valves_store_only_what_was_set_and_never_show_the_secret(admin_page, live_server):
+    live_server.create_function("valved_filter", VALVED_FILTER, name="Valved Filter")
+    page = admin_page
+    page.goto("/admin/functions/edit?id=valved_filter")
+    page.get_by_test_id("valves-link").click()
+    expect(page).to_have_url(re.compile(r"/admin/functions/valves\?id=valved_filter$"))
+    expect(page.get_by_test_id("valves-form")).to_be_visible()
+
+    expect(field(page, "api_key")).to_have_attribute("type", "password")
+    expect(field(page, "model")).to_have_js_property("tagName", "SELECT")
+    expect(field(page, "region")).to_have_js_property("tagName", "SELECT")
+    expect(page.get_by_test_id("valve-default-model")).to_have_text("small")
+    expect(page.get_by_test_id("valve-state-model")).to_have_text("Default")
+    shot(page, "valves-admin-empty")
+
+    field(page, "api_key").fill(SECRET)
+    field(page, "model").select_option(label="large")
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+
+    # Only the two fields that were set are stored; the others follow the function's defaults.
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_filter/valves") == {
+        "api_key": SECRET,
+        "model": "large",
+    }
+    expect(page.get_by_test_id("valve-state-model")).to_have_text("Custom")
+    expect(page.get_by_test_id("valve-state-api_key")).to_have_text("Custom")
+    expect(page.get_by_test_id("valve-state-region")).to_have_text("Default")
+    expect(field(page, "model")).to_have_value("large")
+    expect(field(page, "api_key")).to_have_value("")
+    assert SECRET not in page.content()
+
+    # A second save that leaves the password field empty keeps the stored secret.
+    page.reload()
+    assert SECRET not in page.content()
+    field(page, "prefix").fill("## ")
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_filter/valves") == {
+        "api_key": SECRET,
+        "model": "large",
+        "prefix": "## ",
+    }
+    assert SECRET not in page.content()
+    shot(page, "valves-admin-saved")
+    shot(page, "valves-admin-phone", PHONE)
+    assert_fits_width(page)
+
+    # Reset one field to its default: it is no longer stored.
+    page.get_by_test_id("valve-reset-model").check()
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_filter/valves") == {
+        "api_key": SECRET,
+        "prefix": "## ",
+    }
+
+
+@pytest.mark.browser
+def test_a_field_error_is_shown_beside_its_field_and_nothing_is_stored(admin_page, live_server):
+    live_server.create_function("valved_filter_2", VALVED_FILTER, name="Valved Filter 2")
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_filter_2")
+    field(page, "api_key").fill(SECRET)
+    field(page, "temperature").fill("5")  # above le=2
+    page.get_by_test_id("valves-save").click()
+    expect(page.get_by_test_id("valves-form-errors")).to_be_visible()
+    expect(page.get_by_test_id("valve-field-temperature").locator(".field-error")).to_be_visible()
+    expect(field(page, "temperature")).to_have_value("5")
+    assert SECRET not in page.content()
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_filter_2/valves") == {}
+
+
+@pytest.mark.browser
+def test_a_user_sets_personal_valves_and_cannot_open_admin_pages(page, live_server):
+    live_server.create_function("personal_filter", VALVED_FILTER, name="Personal Filter", active=True)
+    live_server.create_function("inactive_filter", VALVED_FILTER, name="Inactive Filter")
+    live_server.create_user("uma@example.com", "Uma User")
+    user_key = live_server.create_key("uma@example.com")
+
+    sign_in(page, "uma@example.com")
+    expect(page).to_have_url(re.compile(r"/settings/valves$"))
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="My valves")).to_be_visible()
+    expect(nav.get_by_role("link", name="Functions")).to_have_count(0)
+    expect(nav.get_by_role("link", name="Users")).to_have_count(0)
+    # Only active functions with UserValves are listed.
+    expect(page.get_by_test_id("my-valves-link-inactive_filter")).to_have_count(0)
+
+    page.get_by_test_id("my-valves-link-personal_filter").click()
+    expect(page).to_have_url(re.compile(r"/settings/valves\?id=personal_filter$"))
+    expect(field(page, "max_turns")).to_have_value("4")
+    expect(field(page, "api_key")).to_have_count(0)  # the admin valves are not on this page
+    field(page, "max_turns").fill("12")
+    field(page, "nickname").fill("Captain")
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    expect(field(page, "max_turns")).to_have_value("12")
+    shot(page, "valves-personal")
+    shot(page, "valves-personal-phone", PHONE)
+    assert_fits_width(page)
+
+    assert live_server.api_json("GET", "/api/v1/functions/id/personal_filter/valves/user", key=user_key) == {
+        "max_turns": 12,
+        "nickname": "Captain",
+    }
+    # The admin's own personal valves are untouched.
+    assert live_server.api_json("GET", "/api/v1/functions/id/personal_filter/valves/user") == {}
+
+    for path in (
+        "/admin/functions",
+        "/admin/functions/edit?id=personal_filter",
+        "/admin/functions/valves?id=personal_filter",
+        "/admin/functions/create",
+        "/admin/users",
+    ):
+        response = page.goto(path)
+        assert response.status == 403, path
+        expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    shot(page, "error-403")
+    assert live_server.api(
+        "GET", "/api/v1/functions/id/personal_filter/valves", key=user_key
+    ).status_code in (
+        401,
+        403,
+    )
