@@ -6,6 +6,7 @@ library. It produces plain dicts (`{"type", "message", "line", "column"}`); `loa
 
 from __future__ import annotations
 
+import ast
 import re
 import signal
 from types import TracebackType
@@ -112,12 +113,50 @@ def _position(tb: TracebackType | None, filename: str) -> tuple[int | None, int 
     return line, column
 
 
-def _missing_package_message(exc: ImportError) -> str | None:
+def _imported_names(filename: str, line: int | None) -> list[str]:
+    """Dotted names the import statement at `line` of `filename` asks for (`from a import b` gives `a.b`)."""
+    if not line:
+        return []
+    try:
+        with open(filename, encoding="utf-8", errors="surrogatepass") as source:
+            tree = ast.parse(source.read(), filename)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if not node.lineno <= line <= (node.end_lineno or node.lineno):
+            continue
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif node.module and not node.level:
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+            names.append(node.module)
+    return names
+
+
+def _missing_module(name: str, filename: str, line: int | None) -> str:
+    """The most specific module the failing import wanted: `google.genai` rather than the namespace `google`."""
+    wanted = [
+        candidate
+        for candidate in _imported_names(filename, line)
+        if candidate == name or candidate.startswith(name + ".")
+    ]
+    for candidate in sorted(wanted, key=len, reverse=True):
+        parts = candidate.split(".")
+        if any(".".join(parts[:end]) in PACKAGE_FOR_MODULE for end in range(len(parts), 0, -1)):
+            return candidate
+    return name
+
+
+def _missing_package_message(exc: ImportError, filename: str, line: int | None) -> str | None:
     name = getattr(exc, "name", None)
     if isinstance(exc, ModuleNotFoundError) and name:
         if name == "open_webui" or name.startswith("open_webui."):
             return f"Open WebUI's module '{name}' is not available in Sluice"
-        return f"this function needs the package '{package_for_module(name)}', which is not installed"
+        module = _missing_module(name, filename, line)
+        return f"this function needs the package '{package_for_module(module)}', which is not installed"
     # `from google import genai` with the namespace package present but the distribution missing.
     match = _NAMESPACE_MISS.search(safe_str(exc))
     if match:
@@ -149,7 +188,7 @@ def describe_exception(exc: BaseException, filename: str, *, memory_mb: int | No
         message = f"the code needed more than {limit} memory allowed while loading"
         return {"type": "MemoryError", "message": message, "line": line, "column": column}
     if isinstance(exc, ImportError):
-        missing = _missing_package_message(exc)
+        missing = _missing_package_message(exc, filename, line)
         if missing:
             return {"type": kind, "message": missing, "line": line, "column": column}
     if not text:

@@ -1,0 +1,374 @@
+"""Function code runs in a separate, capped process: whatever it does, the caller gets an answer and keeps working."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from loader import runner
+
+PLAIN = "class Filter:\n    pass\n"
+
+
+def unique(text: str) -> str:
+    return f"{text}\n# {uuid.uuid4().hex}\n"
+
+
+def assert_still_answering(loader, within: float = 1.0) -> None:
+    """A normal load right after a failure answers promptly."""
+    started = time.monotonic()
+    result = loader.load_function(unique(PLAIN))
+    assert result.ok, result.error
+    assert time.monotonic() - started < within
+
+
+def defaults(result) -> dict:
+    return {name: prop.get("default") for name, prop in result.valves_schema["properties"].items()}
+
+
+def process_gone(pid: int, within: float = 2.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_code_never_runs_in_the_callers_process(loader_fast, source):
+    path_before = list(sys.path)
+    result = loader_fast.load_function(unique(source("""
+        import os
+        from pydantic import BaseModel
+
+        class Filter:
+            class Valves(BaseModel):
+                pid: int = os.getpid()
+                parent: int = os.getppid()
+    """)))
+
+    assert result.ok, result.error
+    assert defaults(result)["pid"] != os.getpid()
+    assert defaults(result)["parent"] == loader_fast.stats()["zygote_pid"]
+    assert "function_function" not in sys.modules
+    assert sys.path == path_before
+    assert runner.COMPAT_DIR not in sys.path
+
+
+def test_infinite_loop_times_out_and_the_loader_keeps_answering(loader_fast):
+    started = time.monotonic()
+    result = loader_fast.load_function(unique("while True:\n    pass\n"))
+    elapsed = time.monotonic() - started
+
+    assert not result.ok
+    assert result.error.type == "Timeout"
+    assert result.error.message == "loading took longer than 2 s"
+    assert 1.9 < elapsed < 3.5
+    assert_still_answering(loader_fast)
+
+
+def test_timeouts_are_not_cached(loader_fast):
+    content = unique("import time\ntime.sleep(60)\n")
+    assert loader_fast.load_function(content).error.type == "Timeout"
+    jobs = loader_fast.stats()["jobs"]
+    assert loader_fast.load_function(content).error.type == "Timeout"
+    assert loader_fast.stats()["jobs"] == jobs + 1
+
+
+def test_a_hanging_load_does_not_delay_others(loader_fast):
+    hanging = {}
+
+    def hang():
+        hanging["result"] = loader_fast.load_function(unique("import time\ntime.sleep(30)\n"))
+
+    thread = threading.Thread(target=hang)
+    thread.start()
+    time.sleep(0.2)
+    try:
+        started = time.monotonic()
+        results = [loader_fast.load_function(unique(PLAIN)) for _ in range(5)]
+        assert time.monotonic() - started < 1.0
+        assert all(result.ok for result in results)
+        assert thread.is_alive()
+    finally:
+        thread.join(5)
+    assert hanging["result"].error.type == "Timeout"
+
+
+def test_concurrent_callers_each_get_their_own_answer(loader_fast):
+    answers: dict[int, object] = {}
+
+    def load(number: int) -> None:
+        content = unique(f"from pydantic import BaseModel\nclass Pipe:\n    class Valves(BaseModel):\n"
+                         f"        number: int = {number}\n")
+        answers[number] = loader_fast.load_function(content)
+
+    threads = [threading.Thread(target=load, args=(number,)) for number in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert sorted(answers) == list(range(12))
+    for number, result in answers.items():
+        assert result.ok, result.error
+        assert defaults(result)["number"] == number
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "message"),
+    [
+        ("import os\nos._exit(0)", "Exit", "the code exited (status 0) while loading"),
+        ("import os\nos._exit(7)", "Exit", "the code exited (status 7) while loading"),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "Killed",
+         "the code was killed by SIGKILL while loading"),
+        ("import ctypes\nctypes.string_at(0)", "Killed", "the code was killed by SIGSEGV while loading"),
+        ("import os\nos.abort()", "Killed", "the code was killed by SIGABRT while loading"),
+    ],
+)
+def test_the_code_ending_its_own_process_is_a_clear_error(loader_fast, code, kind, message):
+    result = loader_fast.load_function(unique(code + "\nclass Pipe:\n    pass\n"))
+
+    assert not result.ok
+    assert result.error.type == kind
+    assert result.error.message == message
+    assert_still_answering(loader_fast)
+
+
+def test_memory_is_capped(loader_fast):
+    result = loader_fast.load_function(unique("hoard = bytearray(3 * 1024 ** 3)\nclass Pipe:\n    pass\n"))
+
+    assert not result.ok
+    assert result.error.type == "MemoryError"
+    assert result.error.message == "the code needed more than the 1024 MiB memory allowed while loading"
+    assert result.error.line == 1
+    assert_still_answering(loader_fast)
+
+
+def test_memory_cap_follows_configure(loader_fast):
+    grow = "chunks = [bytearray(16 * 1024 ** 2) for _ in range(20)]\nclass Pipe:\n    pass\n"
+    assert loader_fast.load_function(unique(grow)).ok
+    loader_fast.configure(memory_mb=128)
+    try:
+        result = loader_fast.load_function(unique(grow))
+    finally:
+        loader_fast.configure(memory_mb=1024)
+    assert result.error.type == "MemoryError"
+
+
+def test_deep_native_recursion_is_killed_not_fatal(loader_fast):
+    code = "import sys\nsys.setrecursionlimit(10 ** 7)\ndef down(n):\n    return down(n + 1)\ndown(0)\n"
+    result = loader_fast.load_function(unique(code))
+
+    assert not result.ok
+    assert result.error.type in ("Killed", "RecursionError", "MemoryError", "Timeout")
+    assert_still_answering(loader_fast)
+
+
+def test_stdout_flood_is_capped_without_blocking(loader_fast):
+    code = "import sys\nfor _ in range(20000):\n    sys.stdout.write('x' * 1023 + '\\n')\nclass Filter:\n    pass\n"
+    started = time.monotonic()
+    result = loader_fast.load_function(unique(code))
+
+    assert result.ok, result.error
+    assert time.monotonic() - started < 2
+    kept, _, note = result.output.rpartition("\n[")
+    assert len(kept) == 64 * 1024
+    assert note.startswith(f"{20000 * 1024 - 64 * 1024} more bytes")
+
+
+def test_endless_output_times_out(loader_fast):
+    result = loader_fast.load_function(unique("import os\nwhile True:\n    os.write(2, b'y' * 65536)\n"))
+
+    assert result.error.type == "Timeout"
+    assert len(result.output) < 70 * 1024
+    assert_still_answering(loader_fast)
+
+
+def test_reading_stdin_gets_end_of_file(loader_fast):
+    result = loader_fast.load_function(unique("try:\n    input()\nexcept EOFError:\n    pass\nclass Filter:\n"
+                                              "    pass\n"))
+
+    assert result.ok, result.error
+
+
+def test_threads_left_running_do_not_hold_the_answer(loader_fast):
+    code = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\nclass Filter:\n    pass\n"
+    started = time.monotonic()
+    result = loader_fast.load_function(unique(code))
+
+    assert result.ok, result.error
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("escape", [False, True], ids=["same-group", "own-session"])
+def test_forked_grandchildren_are_killed(loader_fast, source, escape):
+    result = loader_fast.load_function(unique(source(f"""
+        import os, time
+        from pydantic import BaseModel
+
+        pid = os.fork()
+        if pid == 0:
+            if {escape}:
+                os.setsid()
+                if os.fork():
+                    os._exit(0)
+            time.sleep(60)
+            os._exit(0)
+
+        class Pipe:
+            class Valves(BaseModel):
+                grandchild: int = pid
+    """)))
+
+    assert result.ok, result.error
+    assert process_gone(defaults(result)["grandchild"])
+    assert_still_answering(loader_fast)
+
+
+def test_forked_grandchildren_of_a_timed_out_load_are_killed(loader_fast, tmp_path):
+    marker = tmp_path / "pid"
+    code = (f"import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
+            f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n    time.sleep(60)\n    os._exit(0)\n"
+            "time.sleep(60)\n")
+    result = loader_fast.load_function(unique(code))
+
+    assert result.error.type == "Timeout"
+    assert process_gone(int(marker.read_text()))
+
+
+def test_secrets_are_not_in_the_childs_environment(monkeypatch, source):
+    import loader
+
+    monkeypatch.setenv("SECRET_KEY", "app-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://user:pw@db/sluice")
+    monkeypatch.setenv("SLUICE_ADMIN_PASSWORD", "pw")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
+    monkeypatch.setenv("SLUICE_TEST_PLAIN_SETTING", "kept?")
+    monkeypatch.setenv("HARMLESS_SETTING", "kept")
+    loader.shutdown()  # the environment is taken when the zygote starts
+    try:
+        result = loader.load_function(unique(source("""
+            import os
+            from pydantic import BaseModel
+
+            NAMES = ["SECRET_KEY", "DATABASE_URL", "SLUICE_ADMIN_PASSWORD", "OPENAI_API_KEY", "GITHUB_TOKEN",
+                     "SLUICE_TEST_PLAIN_SETTING", "HARMLESS_SETTING"]
+
+            class Pipe:
+                class Valves(BaseModel):
+                    seen: dict = {name: os.environ.get(name) for name in NAMES}
+        """)))
+    finally:
+        loader.shutdown()
+
+    assert result.ok, result.error
+    assert defaults(result)["seen"] == {
+        "SECRET_KEY": None,
+        "DATABASE_URL": None,
+        "SLUICE_ADMIN_PASSWORD": None,
+        "OPENAI_API_KEY": None,
+        "GITHUB_TOKEN": None,
+        "SLUICE_TEST_PLAIN_SETTING": None,
+        "HARMLESS_SETTING": "kept",
+    }
+
+
+def test_each_load_gets_a_fresh_scratch_directory_removed_afterwards(loader_fast, source):
+    code = source("""
+        import os
+        from pydantic import BaseModel
+
+        with open("lock.file", "w") as lock:
+            lock.write("mine")
+        os.chmod(".", 0o500)
+        LEFT_BEFORE = sorted(os.listdir("."))
+
+        class Pipe:
+            class Valves(BaseModel):
+                cwd: str = os.getcwd()
+                seen: list = LEFT_BEFORE
+                tmp: str = __import__("tempfile").gettempdir()
+    """)
+    first = defaults(loader_fast.load_function(unique(code)))
+    second = defaults(loader_fast.load_function(unique(code)))
+
+    assert first["cwd"] != second["cwd"] != os.getcwd()
+    assert first["tmp"] == first["cwd"]
+    assert first["seen"] == ["function_function.py", "lock.file"]
+    deadline = time.monotonic() + 2
+    while os.path.exists(first["cwd"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(first["cwd"])
+
+
+def test_packages_dir_is_on_the_childs_path_only(loader_fast, tmp_path):
+    package = "sluice_extra_" + uuid.uuid4().hex[:8]
+    (tmp_path / f"{package}.py").write_text("VALUE = 42\n")
+    code = unique(f"import {package}\nclass Pipe:\n    pass\n")
+
+    missing = loader_fast.load_function(code)
+    assert missing.error.type == "ModuleNotFoundError"
+    assert missing.error.message == f"this function needs the package '{package.replace('_', '-')}', which is not installed"
+
+    loader_fast.configure(packages_dir=str(tmp_path))
+    try:
+        assert loader_fast.load_function(code).ok
+        assert str(tmp_path) not in sys.path
+    finally:
+        loader_fast.configure(packages_dir=None)
+
+
+def test_zygote_killed_externally_is_restarted(loader_fast):
+    assert_still_answering(loader_fast)
+    stats = loader_fast.stats()
+    os.kill(stats["zygote_pid"], signal.SIGKILL)
+    time.sleep(0.1)
+
+    result = loader_fast.load_function(unique(PLAIN))
+
+    assert result.ok, result.error
+    after = loader_fast.stats()
+    assert after["zygote_starts"] == stats["zygote_starts"] + 1
+    assert after["zygote_pid"] != stats["zygote_pid"]
+
+
+def test_a_load_in_flight_when_the_zygote_dies_gets_a_clear_error(loader_fast):
+    assert_still_answering(loader_fast)
+    zygote_pid = loader_fast.stats()["zygote_pid"]
+    answer = {}
+
+    def slow():
+        answer["result"] = loader_fast.load_function(unique("import time\ntime.sleep(1.5)\nclass Pipe:\n    pass\n"))
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    os.kill(zygote_pid, signal.SIGKILL)
+    started = time.monotonic()
+    thread.join(5)
+
+    assert time.monotonic() - started < 1
+    assert answer["result"].error.type == "LoaderCrashed"
+    assert_still_answering(loader_fast, within=5)
+
+
+def test_a_function_killing_the_zygote_only_fails_itself(loader_fast):
+    result = loader_fast.load_function(unique("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                                              "import time\ntime.sleep(5)\n"))
+
+    assert not result.ok
+    assert result.error.type == "LoaderCrashed"
+    assert_still_answering(loader_fast, within=5)
