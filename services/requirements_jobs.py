@@ -23,7 +23,10 @@ def _packages_dir() -> str:
 
 
 def jobs_dir() -> str:
-    return os.path.join(current_app.instance_path, "install-jobs")
+    """Where install jobs keep their state: `SLUICE_INSTALL_JOBS_DIR`, or `install-jobs` in the instance folder."""
+    return current_app.config.get("SLUICE_INSTALL_JOBS_DIR") or os.path.join(
+        current_app.instance_path, "install-jobs"
+    )
 
 
 def requirements_status(function_id: str) -> dict:

@@ -90,7 +90,10 @@ def is_internal(address: str) -> bool:
     """True for loopback, private, link-local, reserved, multicast, unspecified and other non-public addresses."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if ip.ipv4_mapped is not None:
+            # `::ffff:a.b.c.d` is the IPv4 address a.b.c.d reached over an IPv6 socket.
+            return is_internal(str(ip.ipv4_mapped))
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is None and ip in NAT64:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None and is_internal(str(embedded)):

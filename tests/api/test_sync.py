@@ -1,0 +1,164 @@
+"""Sync: the listed functions become exactly what is stored, all or nothing; dry runs write nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import factories as F
+from tests.api.conftest import WITH_VALVES_KEYS
+
+
+def item(id, content=F.FILTER, name=None, **extra):
+    return {"id": id, "name": name or id.title(), "content": content, "meta": {}, **extra}
+
+
+def _state(admin_api):
+    return admin_api.get("/export?include_valves=true").get_json()
+
+
+def test_sync_creates_updates_and_deletes(app, admin_api, user_id, admin_id):
+    from tests.factories import make_function
+
+    make_function(app, user_id, "keep", F.FILTER)  # created by another account
+    make_function(app, admin_id, "drop", F.ACTION)
+    original = admin_api.get("/id/keep").get_json()
+    response = admin_api.post(
+        "/sync",
+        {
+            "functions": [
+                item("keep", F.FILTER, name="Kept", valves={"priority": "3"}, is_active=True),
+                item("fresh", F.TOGGLE_FILTER, is_global=True, type="pipe", user_id="forged"),
+            ]
+        },
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert [list(f) for f in body] == [WITH_VALVES_KEYS, WITH_VALVES_KEYS]
+    keep, fresh = body
+    assert keep["id"] == "keep" and keep["name"] == "Kept"
+    assert keep["valves"] == {"priority": 3} and keep["is_active"] is True
+    # Existing functions keep their creator and created_at.
+    assert keep["user_id"] == user_id and keep["created_at"] == original["created_at"]
+    # Type, manifest and toggle come from the code, never from the item.
+    assert fresh["type"] == "filter" and fresh["meta"]["toggle"] is True
+    assert fresh["meta"]["manifest"] == {"title": "Toggle Filter"}
+    assert fresh["user_id"] == admin_id and fresh["is_global"] is True and fresh["is_active"] is False
+    assert admin_api.get("/id/drop").status_code == 404
+    assert sorted(f["id"] for f in _state(admin_api)) == ["fresh", "keep"]
+
+
+def test_sync_with_an_empty_list_deletes_everything(admin_api, sample):
+    response = admin_api.post("/sync", {"functions": []})
+    assert response.status_code == 200 and response.get_json() == []
+    assert admin_api.get("/").get_json() == []
+
+
+def test_a_failing_item_changes_nothing_and_is_reported(admin_api, sample):
+    admin_api.post("/id/sample_filter/valves/update", {"priority": 1})
+    before = _state(admin_api)
+    response = admin_api.post(
+        "/sync",
+        {
+            "functions": [
+                item("sample_filter", F.FILTER, name="Changed"),
+                item("good_new", F.PIPE),
+                item("broken", F.SYNTAX_ERROR),
+                item("bad_valves", F.FILTER, valves={"priority": "lots"}),
+                item("bad id", F.FILTER),
+                item("good_new", F.PIPE),
+            ]
+        },
+    )
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["detail"] == "4 of 6 functions could not be synced, so nothing was changed."
+    errors = {entry["id"]: entry for entry in body["errors"]}
+    assert set(errors) == {"broken", "bad_valves", "bad id", "good_new"}
+    assert errors["broken"]["error"]["type"] == "SyntaxError"
+    assert errors["broken"]["detail"].startswith("SyntaxError")
+    assert errors["bad_valves"]["errors"][0]["loc"] == ["priority"]
+    assert "alphanumeric" in errors["bad id"]["detail"]
+    assert "more than once" in errors["good_new"]["detail"]
+    assert _state(admin_api) == before
+
+
+def test_dry_run_says_what_would_happen_and_writes_nothing(app, admin_api, admin_id):
+    from tests.factories import make_function
+
+    make_function(app, admin_id, "same", F.FILTER, name="Same")
+    make_function(app, admin_id, "changes", F.FILTER)
+    make_function(app, admin_id, "goes", F.ACTION)
+    before = _state(admin_api)
+    same = next(f for f in before if f["id"] == "same")
+    response = admin_api.post(
+        "/sync?dry_run=true",
+        {"functions": [same, item("changes", F.PIPE), item("arrives", F.ACTION)]},
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "created": ["arrives"],
+        "updated": ["changes"],
+        "deleted": ["goes"],
+        "unchanged": ["same"],
+    }
+    assert _state(admin_api) == before
+
+
+def test_dry_run_reports_failures_like_a_real_sync(admin_api):
+    response = admin_api.post("/sync?dry_run=true", {"functions": [item("broken", F.SYNTAX_ERROR)]})
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0]["id"] == "broken"
+
+
+def test_an_export_syncs_back_unchanged_without_loading_the_code_again(admin_api, sample, monkeypatch):
+    admin_api.post("/id/sample_filter/valves/update", {"priority": 2})
+    admin_api.post("/id/sample_filter/toggle")
+    before = _state(admin_api)
+    import loader
+
+    calls = []
+    real = loader.load_function
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_function", counting)
+    response = admin_api.post("/sync", {"functions": before})
+    assert response.status_code == 200
+    assert response.get_json() == before
+    assert calls == []
+    dry = admin_api.post("/sync?dry_run=true", {"functions": before}).get_json()
+    assert dry["unchanged"] == ["sample_filter"] and dry["updated"] == []
+
+
+def test_sync_accepts_the_community_wrapper(admin_api):
+    wrapped = {
+        "id": "community_item",
+        "function": {"id": "community_item", "name": "Community", "content": F.PIPE},
+    }
+    response = admin_api.post("/sync", {"functions": [wrapped]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[0]["name"] == "Community"
+    assert response.get_json()[0]["type"] == "pipe"
+
+
+def test_sync_without_valves_keeps_the_stored_ones(admin_api, sample):
+    admin_api.post("/id/sample_filter/valves/update", {"priority": 2})
+    response = admin_api.post("/sync", {"functions": [item("sample_filter", F.FILTER)]})
+    assert response.get_json()[0]["valves"] == {"priority": 2}
+
+
+def test_sync_records_versions_for_changed_code(admin_api, sample):
+    admin_api.post("/sync", {"functions": [item("sample_filter", F.PIPE, name="Sample Filter")]})
+    assert len(admin_api.get("/id/sample_filter/history").get_json()) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"functions": {}}, {"functions": [{"id": "x"}]}, {"functions": [5]}],
+)
+def test_sync_with_a_body_of_the_wrong_shape_is_422(admin_api, body):
+    response = admin_api.post("/sync", body)
+    assert response.status_code == 422
+    assert isinstance(response.get_json()["detail"], list)
