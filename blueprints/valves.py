@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from blueprints.access import page_admin_required
-from services import functions, valves_form
+from services import functions, personal_valves, valves_form
 from services.errors import ServiceError
 
 bp = Blueprint("valves", __name__)
@@ -144,6 +144,4 @@ def function_valves():
 
 
 def _description(function) -> str:
-    meta = function.meta if isinstance(function.meta, dict) else {}
-    description = meta.get("description")
-    return description if isinstance(description, str) else ""
+    return personal_valves.function_description(function.meta)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import bearer, csrf_token, sign_in
+from tests.conftest import bearer, csrf_token
 from tests.console.html_forms import read_form
 from tests.factories import ACTION, make_function, source
 
@@ -364,11 +364,3 @@ def test_a_typed_secret_is_not_echoed_even_when_the_function_quotes_it(app, admi
     api_key = field_html(response.data, "api_key")
     assert "has a space" in api_key and "type it again" in api_key
     assert stored_valves(app.test_client(), admin_key) == {}
-
-
-def test_admin_is_signed_in_through_the_real_form(app, admin_id):
-    # The fixture path and a fresh sign-in both reach the page (guards against a stale session cookie setup).
-    client = app.test_client()
-    sign_in(client, "admin@example.com")
-    make_function(app, admin_id, id="rich", content=RICH)
-    assert client.get(URL).status_code == 200

@@ -1,0 +1,137 @@
+"""Every user's own pages: personal valves (`/settings/valves`) and API keys (`/settings/keys`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from blueprints.access import page_login_required
+from blueprints.valves import absolute_time, form_context, iso_time, stale_errors, submit_valves
+from services import accounts, functions, personal_valves
+from services.errors import ServiceError
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.before_request
+@page_login_required
+def _signed_in_only():
+    """Every page here is for a signed-in, approved account (pending ones are held back by the access rules)."""
+    return None
+
+
+@bp.context_processor
+def _helpers():
+    return {"absolute_time": absolute_time, "iso_time": iso_time}
+
+
+def _me():
+    return current_user._get_current_object()
+
+
+# --- personal valves ------------------------------------------------------------------------------------------
+
+
+@bp.route("/valves", methods=["GET", "POST"])
+def valves():
+    """The functions that have personal valves; with `?id=`, that function's form, holding only the caller's own."""
+    me = _me()
+    entries = personal_valves.functions_with_user_valves(me)
+    function_id = request.args.get("id", "").strip()
+    if not function_id:
+        if request.method == "POST":
+            return redirect(url_for("settings.valves"))
+        return render_template("settings/valves.html", entries=entries, function=None)
+
+    function = functions.get_function(function_id)
+    # An inactive function does not exist for a non-admin (the API's rule); the services say so with a 404.
+    spec = functions.user_valves_spec(me, function.id)
+    stored = functions.get_user_valves(me, function.id)
+    action = url_for("settings.valves", id=function.id)
+    status = 200
+    if spec is None:
+        context = form_context(None, stored)
+        if request.method == "POST":
+            context["form_errors"] = ["This function has no UserValves class, so there is nothing to set."]
+            status = 400
+    elif request.method == "POST":
+        ok, context = submit_valves(
+            spec, stored, lambda values: functions.update_user_valves(me, function.id, values)
+        )
+        if ok:
+            return redirect(action)
+        status = 400
+    else:
+        # Stored values that the current code refuses are shown as errors beside their fields, never dropped.
+        field_errors, form_errors = stale_errors(spec, stored, functions.check_user_valves(me, function.id))
+        if field_errors or form_errors:
+            form_errors.insert(
+                0,
+                "Some of your saved values no longer fit this version of the function. "
+                "Fix or reset the fields marked below, then save.",
+            )
+        context = form_context(spec, stored, field_errors=field_errors, form_errors=form_errors)
+    return (
+        render_template(
+            "settings/valves.html",
+            entries=entries,
+            function=function,
+            spec=spec,
+            action=action,
+            description=_description(function),
+            **context,
+        ),
+        status,
+    )
+
+
+def _description(function) -> str:
+    return personal_valves.function_description(function.meta)
+
+
+# --- API keys -------------------------------------------------------------------------------------------------
+
+
+@bp.get("/keys")
+def keys():
+    """The caller's API keys: name, prefix, dates and whether revoked; and a form to create one."""
+    return _keys_page()
+
+
+@bp.post("/keys")
+def create_key():
+    """Create a key and show its plain text on this answer only; it is never shown again."""
+    name = request.form.get("name", "")
+    key, plain = accounts.create_api_key(_me(), name)
+    response = _keys_page(new_key=plain, new_key_id=key.id)
+    # The key is in this page only: no cache may keep it, and the browser is told not to store it either.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/keys/<key_id>/revoke")
+def revoke_key(key_id: str):
+    """Revoke one of the caller's keys; it stops working at once."""
+    try:
+        key = accounts.revoke_api_key(_me(), key_id)
+    except ServiceError as exc:
+        flash(exc.detail, "error")
+        return redirect(url_for("settings.keys"))
+    label = f"“{key.name}”" if key.name else f"{key.prefix}…"
+    flash(f"API key {label} revoked. Anything using it is now refused.", "success")
+    return redirect(url_for("settings.keys"))
+
+
+def _keys_page(new_key: str | None = None, new_key_id: str | None = None):
+    return make_response(
+        render_template(
+            "settings/keys.html",
+            keys=accounts.list_api_keys(_me()),
+            new_key=new_key,
+            new_key_id=new_key_id,
+        )
+    )

@@ -1,0 +1,63 @@
+"""Which functions offer personal valves to a user, with how many of their own values each one holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from extensions import db
+from models import Function, User, UserValves
+
+
+@dataclass(frozen=True)
+class PersonalValvesEntry:
+    id: str
+    name: str
+    type: str
+    description: str
+    set_count: int
+
+
+def function_description(meta) -> str:
+    """The function's description: the one given with it, else its frontmatter's."""
+    if not isinstance(meta, dict):
+        return ""
+    manifest = meta.get("manifest") if isinstance(meta.get("manifest"), dict) else {}
+    for value in (meta.get("description"), manifest.get("description")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def _has_fields(schema) -> bool:
+    return isinstance(schema, dict) and bool(schema.get("properties"))
+
+
+def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
+    """The active functions whose code has a ``UserValves`` class with fields, by name (admins see the same list)."""
+    rows = db.session.execute(
+        select(Function.id, Function.name, Function.type, Function.meta, Function.user_valves_schema)
+        .where(Function.is_active.is_(True))
+        .order_by(Function.name, Function.id)
+    ).all()
+    mine = dict(
+        db.session.execute(
+            select(UserValves.function_id, UserValves.valves).where(UserValves.user_id == user.id)
+        ).all()
+    )
+    entries = []
+    for function_id, name, kind, meta, schema in rows:
+        if not _has_fields(schema):
+            continue
+        stored = mine.get(function_id)
+        entries.append(
+            PersonalValvesEntry(
+                id=function_id,
+                name=name,
+                type=kind,
+                description=function_description(meta),
+                set_count=len(stored) if isinstance(stored, dict) else 0,
+            )
+        )
+    return entries
