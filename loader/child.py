@@ -45,21 +45,24 @@ class _TooLarge(Exception):
 
 
 def run(*, job_fd: int, result_fd: int, output_fd: int, devnull_fd: int, workdir: str, zygote_pid: int,
-        prctl=None, spare: bool = False) -> None:
+        prctl=None) -> None:
     """Serve one job in this freshly forked child, then exit; never returns.
 
-    The job arrives on `job_fd` (JSON, then end of file). A `spare` child loads a throwaway function before
-    waiting for its job, so that the pages pydantic touches are copied now rather than while a caller waits.
+    Messages arrive on `job_fd`, each a 4-byte length and JSON. `{"op": "warm"}` (sent to a spare while the
+    zygote is idle) loads a throwaway function, so that the pages a load touches are copied now rather than while
+    a caller waits; any other message is the job. End of file before a job means the spare was retired.
     """
     status = 0
     try:
         _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl)
-        if spare:
+        while True:
+            request = _receive(job_fd)
+            if request is None:
+                _exit(0)
+            if request.get("op") != "warm":
+                break
             with contextlib.suppress(Exception):
                 warm_up(workdir)
-        request = _receive(job_fd)
-        if request is None:  # the zygote retired this spare
-            _exit(0)
         os.close(job_fd)
         _prepare_job(request)
         answer = _answer(request, workdir)
@@ -104,14 +107,23 @@ def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prct
 
 
 def _receive(job_fd: int) -> dict | None:
-    chunks = []
-    while True:
-        chunk = os.read(job_fd, 1 << 20)
+    """Read one message from the zygote; None at end of file."""
+    head = _read_exactly(job_fd, 4)
+    if head is None:
+        return None
+    body = _read_exactly(job_fd, int.from_bytes(head, "big"))
+    return json.loads(body) if body is not None else None
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks, missing = [], size
+    while missing:
+        chunk = os.read(fd, min(missing, 1 << 20))
         if not chunk:
-            break
+            return None
         chunks.append(chunk)
-    data = b"".join(chunks)
-    return json.loads(data) if data else None
+        missing -= len(chunk)
+    return b"".join(chunks)
 
 
 def _prepare_job(request: dict) -> None:
