@@ -53,8 +53,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def report(name: str, seconds: list[float]) -> None:
     ms = [value * 1000 for value in seconds]
-    print(f"{name:<44} median {statistics.median(ms):6.2f} ms   p95 {percentile(ms, 0.95):6.2f} ms   "
-          f"n={len(ms)}")
+    print(
+        f"{name:<44} median {statistics.median(ms):6.2f} ms   p95 {percentile(ms, 0.95):6.2f} ms   "
+        f"n={len(ms)}"
+    )
 
 
 def timed_load(content: str) -> float:
@@ -74,9 +76,11 @@ def main() -> None:
 
     started = time.perf_counter()
     ready = loader.start()
-    print(f"zygote started in {time.perf_counter() - started:.2f} s (pid {ready.get('pid')}, "
-          f"{ready.get('mapped_bytes', 0) / 1048576:.0f} MiB mapped, {len(ready.get('preloaded', []))} "
-          f"modules preloaded)")
+    print(
+        f"zygote started in {time.perf_counter() - started:.2f} s (pid {ready.get('pid')}, "
+        f"{ready.get('mapped_bytes', 0) / 1048576:.0f} MiB mapped, {len(ready.get('preloaded', []))} "
+        f"modules preloaded)"
+    )
     time.sleep(0.5)
     counter = iter(range(10**9))
 

@@ -44,8 +44,9 @@ class _TooLarge(Exception):
     pass
 
 
-def run(*, job_fd: int, result_fd: int, output_fd: int, devnull_fd: int, workdir: str, zygote_pid: int,
-        prctl=None) -> None:
+def run(
+    *, job_fd: int, result_fd: int, output_fd: int, devnull_fd: int, workdir: str, zygote_pid: int, prctl=None
+) -> None:
     """Serve one job in this freshly forked child, then exit; never returns.
 
     Messages arrive on `job_fd`, each a 4-byte length and JSON. `{"op": "warm"}` (sent to a spare while the
@@ -189,7 +190,12 @@ class Filter:
 
 def warm_up(workdir: str) -> None:
     """Load a throwaway function the way a job would, then forget it."""
-    request = {"op": "load", "content": _WARM_SOURCE, "function_id": "sluice_warm_up", "valves": {"priority": "1"}}
+    request = {
+        "op": "load",
+        "content": _WARM_SOURCE,
+        "function_id": "sluice_warm_up",
+        "valves": {"priority": "1"},
+    }
     try:
         _encode(_answer(request, workdir), 1 << 20)
     finally:
@@ -247,7 +253,10 @@ def _load(request: dict, module_name: str, path: str, notes: list[str], memory_m
     found = next(((name, kind) for name, kind in FUNCTION_CLASSES if _has(module, name)), None)
     if found is None:
         message = "No Pipe, Filter, Action or Event class found"
-        return {"ok": False, "error": {"type": "NoFunctionClass", "message": message, "line": None, "column": None}}
+        return {
+            "ok": False,
+            "error": {"type": "NoFunctionClass", "message": message, "line": None, "column": None},
+        }
     attribute, kind = found
     function_class = getattr(module, attribute)
 
@@ -260,8 +269,11 @@ def _load(request: dict, module_name: str, path: str, notes: list[str], memory_m
 
     if request.get("op") == "validate":
         kind_name = request.get("kind") or "valves"
-        return _check_valves(_valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes),
-                             request.get("values") or {}, kind_name)
+        return _check_valves(
+            _valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes),
+            request.get("values") or {},
+            kind_name,
+        )
 
     user = request.get("user")
     answer = {"ok": True, "type": kind, "toggle": False, "user_dependent": False}
@@ -271,8 +283,10 @@ def _load(request: dict, module_name: str, path: str, notes: list[str], memory_m
         except Exception as exc:
             notes.append(f"toggle could not be read: {safe_str(exc, 500)}")
     valves_class = _valves_class(instance, "Valves", notes)
-    for key, cls in (("valves_schema", valves_class), ("user_valves_schema", _valves_class(instance, "UserValves",
-                                                                                         notes))):
+    for key, cls in (
+        ("valves_schema", valves_class),
+        ("user_valves_schema", _valves_class(instance, "UserValves", notes)),
+    ):
         answer[key] = _schema(cls, user, notes, answer) if cls is not None else None
     if "valves" in request:
         answer["valves_check"] = _check_valves(valves_class, request.get("valves") or {}, "valves")
@@ -305,8 +319,9 @@ def _schema(cls: type, user: dict | None, notes: list[str], answer: dict) -> dic
     try:
         schema = cls.model_json_schema() if hasattr(cls, "model_json_schema") else cls.schema()
     except Exception as exc:  # Open WebUI still loads such a function; only its form is lost
-        notes.append(f"{cls.__name__}: its JSON schema could not be built: {type(exc).__name__}: "
-                     f"{safe_str(exc, 1000)}")
+        notes.append(
+            f"{cls.__name__}: its JSON schema could not be built: {type(exc).__name__}: {safe_str(exc, 1000)}"
+        )
         return None
     if not isinstance(schema, dict):
         return None
@@ -320,7 +335,9 @@ def _schema(cls: type, user: dict | None, notes: list[str], answer: dict) -> dic
     return schema
 
 
-def _options(cls: type, method_name: str, user: dict | None, field: str, notes: list[str]) -> tuple[list, bool]:
+def _options(
+    cls: type, method_name: str, user: dict | None, field: str, notes: list[str]
+) -> tuple[list, bool]:
     """Resolve `input.options` given as a method name by calling that method of the valves class."""
     try:
         raw = inspect.getattr_static(cls, method_name)
@@ -339,7 +356,9 @@ def _options(cls: type, method_name: str, user: dict | None, field: str, notes: 
         used_user = False
         if any(p.name == "__user__" for p in parameters):
             result, used_user = method(__user__=user), True
-        elif any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters):
+        elif any(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+        ):
             result, used_user = method(user), True
         else:
             result = method()
@@ -350,8 +369,10 @@ def _options(cls: type, method_name: str, user: dict | None, field: str, notes: 
             return [], used_user
         return list(result), used_user
     except Exception as exc:  # a failing options method empties the list, it does not fail the load
-        notes.append(f"{cls.__name__}.{field}: options method {method_name!r} failed: {type(exc).__name__}: "
-                     f"{safe_str(exc, 500)}")
+        notes.append(
+            f"{cls.__name__}.{field}: options method {method_name!r} failed: {type(exc).__name__}: "
+            f"{safe_str(exc, 500)}"
+        )
         return [], False
 
 
@@ -364,8 +385,12 @@ def _check_valves(cls: type | None, values: dict, kind: str) -> dict:
     if cls is None:
         name = VALVES_CLASS.get(kind, "Valves")
         message = f"the function has no {name} class"
-        return {"ok": False, "values": {}, "errors": [],
-                "error": {"type": "NoValvesClass", "message": message, "line": None, "column": None}}
+        return {
+            "ok": False,
+            "values": {},
+            "errors": [],
+            "error": {"type": "NoValvesClass", "message": message, "line": None, "column": None},
+        }
     values = {key: value for key, value in dict(values).items() if value is not None}
     try:
         if hasattr(cls, "model_validate"):
@@ -389,7 +414,10 @@ def _validation_errors(exc: Exception) -> list[dict]:
                 items = errors()
             return [
                 {
-                    "loc": [part if isinstance(part, (str, int)) else safe_str(part) for part in item.get("loc", ())],
+                    "loc": [
+                        part if isinstance(part, (str, int)) else safe_str(part)
+                        for part in item.get("loc", ())
+                    ],
                     "msg": safe_str(item.get("msg", "")),
                     "type": safe_str(item.get("type", "value_error")),
                 }
@@ -452,13 +480,20 @@ def _key(key) -> str:
 
 def _encode(answer: dict, cap: int) -> bytes:
     try:
-        payload = _dumps(json_safe(answer), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+        payload = _dumps(
+            json_safe(answer), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
     except _TooLarge:
         payload = None
     if payload is None or len(payload) > cap:
         size = f"{len(payload) / 1048576:.1f} MiB of JSON" if payload is not None else "too many values"
-        message = f"the answer is too large ({size}; at most {cap / 1048576:g} MiB): is the valves schema huge?"
-        answer = {"ok": False, "error": {"type": "ResultTooLarge", "message": message, "line": None,
-                                         "column": None}, "warnings": answer.get("warnings", [])[:5]}
+        message = (
+            f"the answer is too large ({size}; at most {cap / 1048576:g} MiB): is the valves schema huge?"
+        )
+        answer = {
+            "ok": False,
+            "error": {"type": "ResultTooLarge", "message": message, "line": None, "column": None},
+            "warnings": answer.get("warnings", [])[:5],
+        }
         payload = _dumps(json_safe(answer), ensure_ascii=True).encode()
     return payload

@@ -41,12 +41,22 @@ _BOOTSTRAP = (
 # Names of environment variables that must not reach function code: Sluice's own settings and anything that looks
 # like a credential (which would otherwise surface as a valve's `os.getenv` default in a form).
 _SECRET_NAME = re.compile(
-    r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY|_KEY$|^KEY$|DATABASE|_DSN$", re.IGNORECASE
+    r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY|_KEY$|^KEY$|DATABASE|_DSN$",
+    re.IGNORECASE,
 )
 
 # Errors that depend on the moment (load, installed packages) rather than on the code alone are not cached.
-_UNCACHED = {"Timeout", "Killed", "CPULimit", "MemoryError", "LoaderUnavailable", "LoaderCrashed", "BadAnswer",
-             "ModuleNotFoundError", "ImportError"}
+_UNCACHED = {
+    "Timeout",
+    "Killed",
+    "CPULimit",
+    "MemoryError",
+    "LoaderUnavailable",
+    "LoaderCrashed",
+    "BadAnswer",
+    "ModuleNotFoundError",
+    "ImportError",
+}
 
 
 def _env_float(name: str, default: float) -> float:
@@ -79,15 +89,32 @@ _settings = Settings(
 _UNSET = object()
 
 
-def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, *, cache_size=None, output_cap=None,
-              result_cap=None, max_jobs=None, spares=None, python=None) -> Settings:
+def configure(
+    timeout=None,
+    memory_mb=None,
+    packages_dir=_UNSET,
+    *,
+    cache_size=None,
+    output_cap=None,
+    result_cap=None,
+    max_jobs=None,
+    spares=None,
+    python=None,
+) -> Settings:
     """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
     global _settings
     changes = {
         key: value
-        for key, value in (("timeout", timeout), ("memory_mb", memory_mb), ("cache_size", cache_size),
-                           ("output_cap", output_cap), ("result_cap", result_cap), ("max_jobs", max_jobs),
-                           ("spares", spares), ("python", python))
+        for key, value in (
+            ("timeout", timeout),
+            ("memory_mb", memory_mb),
+            ("cache_size", cache_size),
+            ("output_cap", output_cap),
+            ("result_cap", result_cap),
+            ("max_jobs", max_jobs),
+            ("spares", spares),
+            ("python", python),
+        )
         if value is not None
     }
     if packages_dir is not _UNSET:
@@ -109,8 +136,9 @@ def settings() -> Settings:
 # --- public API ------------------------------------------------------------------------------------------------
 
 
-def load_function(content: str, *, function_id: str = "function", user: dict | None = None,
-                  valves: dict | None = None) -> LoadResult:
+def load_function(
+    content: str, *, function_id: str = "function", user: dict | None = None, valves: dict | None = None
+) -> LoadResult:
     """Run `content` in an isolated child and describe the function it defines (see loader/CONTRACT.md)."""
     content_hash = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
     manifest = _manifest(content)
@@ -126,8 +154,9 @@ def load_function(content: str, *, function_id: str = "function", user: dict | N
             result = LoadResult.failed(content_hash, LoadError.from_answer(header["error"]), manifest)
             result.output = _output(header)
             return result, None
-        result = LoadResult.from_answer(answer, content_hash=content_hash, manifest=manifest,
-                                        output=_output(header))
+        result = LoadResult.from_answer(
+            answer, content_hash=content_hash, manifest=manifest, output=_output(header)
+        )
         user_dependent = isinstance(answer, dict) and answer.get("user_dependent") is True
         return result, (base_key + (user_key,) if user_dependent else base_key + (None,))
 
@@ -138,15 +167,27 @@ def load_function(content: str, *, function_id: str = "function", user: dict | N
     return _single_flight(base_key + (user_key,), compute)
 
 
-def validate_valves(content: str, values: dict, *, kind: str = "valves", function_id: str = "function",
-                    user: dict | None = None) -> ValvesResult:
+def validate_valves(
+    content: str,
+    values: dict,
+    *,
+    kind: str = "valves",
+    function_id: str = "function",
+    user: dict | None = None,
+) -> ValvesResult:
     """Validate `values` with the function's own `Valves` (kind="valves") or `UserValves` class, in a child."""
     if kind not in ("valves", "user_valves"):
         raise ValueError(f"kind must be 'valves' or 'user_valves', not {kind!r}")
     content_hash = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
     key = ("validate", content_hash, function_id, kind, _digest(values))
-    request = {"op": "validate", "content": content, "function_id": function_id, "kind": kind, "values": values,
-               "user": user}
+    request = {
+        "op": "validate",
+        "content": content,
+        "function_id": function_id,
+        "kind": kind,
+        "values": values,
+        "user": user,
+    }
 
     def compute():
         header, answer = _run(request)
@@ -364,8 +405,17 @@ class _ZygoteProcess:
         self.started = threading.Event()
         compat = COMPAT_DIR if os.path.isdir(COMPAT_DIR) else ""
         self.proc = subprocess.Popen(  # our own interpreter running our own module
-            [settings.python, "-I", "-B", "-c", _BOOTSTRAP, PACKAGE_ROOT, compat, str(settings.max_jobs),
-             str(settings.spares)],
+            [
+                settings.python,
+                "-I",
+                "-B",
+                "-c",
+                _BOOTSTRAP,
+                PACKAGE_ROOT,
+                compat,
+                str(settings.max_jobs),
+                str(settings.spares),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=child_environment(os.environ),
@@ -392,7 +442,7 @@ class _ZygoteProcess:
                 frame = encode_frame({**request, "id": request_id})
                 view = memoryview(frame)
                 while view:
-                    view = view[self.proc.stdin.write(view):]
+                    view = view[self.proc.stdin.write(view) :]
             except (OSError, ValueError):
                 self.pending.pop(request_id, None)
                 self._died()

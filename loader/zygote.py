@@ -102,8 +102,22 @@ def _warm_up() -> None:
 class Child:
     """A forked child: a spare waiting for its job, or a job in progress (then `request` is set)."""
 
-    __slots__ = ("id", "request", "pid", "job_fd", "result_fd", "output_fd", "workdir", "deadline", "result",
-                 "output", "dropped", "answered", "started", "warmed")
+    __slots__ = (
+        "id",
+        "request",
+        "pid",
+        "job_fd",
+        "result_fd",
+        "output_fd",
+        "workdir",
+        "deadline",
+        "result",
+        "output",
+        "dropped",
+        "answered",
+        "started",
+        "warmed",
+    )
 
     def __init__(self):
         self.id = None
@@ -121,8 +135,9 @@ class Child:
 
 
 class Zygote:
-    def __init__(self, request_fd: int, answer_fd: int, devnull_fd: int, *, max_jobs: int, spares: int,
-                 ready: dict):
+    def __init__(
+        self, request_fd: int, answer_fd: int, devnull_fd: int, *, max_jobs: int, spares: int, ready: dict
+    ):
         self.request_fd = request_fd
         self.answer_fd = answer_fd
         self.devnull_fd = devnull_fd
@@ -208,8 +223,8 @@ class Zygote:
             body = int.from_bytes(self.inbox[4:8], "big")
             if len(self.inbox) < PREFIX + head + body:
                 break
-            raw = bytes(self.inbox[PREFIX:PREFIX + head])
-            del self.inbox[:PREFIX + head + body]
+            raw = bytes(self.inbox[PREFIX : PREFIX + head])
+            del self.inbox[: PREFIX + head + body]
             try:
                 request = json.loads(raw)
             except ValueError:
@@ -220,8 +235,17 @@ class Zygote:
 
     def _accept(self, request: dict) -> None:
         if request.get("op") == "ping":
-            self._send({"kind": "answer", "id": request.get("id"), "pid": self.pid, "forks": self.forks,
-                        "running": self._busy(), "spares": len(self.spares), "times": list(os.times())[:4]})
+            self._send(
+                {
+                    "kind": "answer",
+                    "id": request.get("id"),
+                    "pid": self.pid,
+                    "forks": self.forks,
+                    "running": self._busy(),
+                    "spares": len(self.spares),
+                    "times": list(os.times())[:4],
+                }
+            )
         elif self._busy() < self.max_jobs:
             self._dispatch(request)
         else:
@@ -235,7 +259,9 @@ class Zygote:
             threads = len(os.listdir("/proc/self/task"))
         except OSError:
             threads = 1
-        if threads > 1:  # forking a multi-threaded process could copy a lock held by a thread that is not there
+        if (
+            threads > 1
+        ):  # forking a multi-threaded process could copy a lock held by a thread that is not there
             self.last_spawn_error = "the loader process is multi-threaded and cannot fork safely"
             return None
         item = Child()
@@ -256,8 +282,15 @@ class Zygote:
             self.last_spawn_error = f"could not start a child: {exc}"
             return None
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            child.run(job_fd=job_r, result_fd=result_w, output_fd=output_w, devnull_fd=self.devnull_fd,
-                      workdir=item.workdir, zygote_pid=self.pid, prctl=self.prctl)
+            child.run(
+                job_fd=job_r,
+                result_fd=result_w,
+                output_fd=output_w,
+                devnull_fd=self.devnull_fd,
+                workdir=item.workdir,
+                zygote_pid=self.pid,
+                prctl=self.prctl,
+            )
         self.forks += 1
         for fd in (job_r, result_w, output_w):
             os.close(fd)
@@ -300,7 +333,7 @@ class Zygote:
         payload = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
         view = memoryview(len(payload).to_bytes(4, "big") + payload)
         while view:
-            view = view[os.write(item.job_fd, view):]
+            view = view[os.write(item.job_fd, view) :]
 
     def _replenish(self) -> None:
         """Keep spares forked, and warm them up once the zygote is idle.
@@ -363,7 +396,7 @@ class Zygote:
         if item.output_fd >= 0:
             self._read_pipe(item.output_fd, rounds=8)
         size = int.from_bytes(item.result[:4], "big")
-        self._reply(item, None, bytes(item.result[4:4 + size]))
+        self._reply(item, None, bytes(item.result[4 : 4 + size]))
 
     def _fail(self, item: Child, kind: str, message: str) -> None:
         self._reply(item, {"type": kind, "message": message, "line": None, "column": None})
@@ -586,9 +619,14 @@ def main(argv: list[str]) -> None:
     huge = _collapse_into_huge_pages()
     with open("/proc/self/statm", "rb") as statm:
         mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    ready = {"preloaded": loaded, "missing": missing, "mapped_bytes": mapped,
-             "huge_page_bytes": huge, "startup": round(time.monotonic() - started, 3),
-             "python": sys.version.split()[0]}
+    ready = {
+        "preloaded": loaded,
+        "missing": missing,
+        "mapped_bytes": mapped,
+        "huge_page_bytes": huge,
+        "startup": round(time.monotonic() - started, 3),
+        "python": sys.version.split()[0],
+    }
     Zygote(request_fd, answer_fd, devnull_fd, max_jobs=max_jobs, spares=spares, ready=ready).serve()
 
 

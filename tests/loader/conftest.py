@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import uuid
 
 import pytest
 
@@ -16,17 +17,23 @@ def loader_fast():
     before = runner.settings()
     loader.configure(timeout=2)
     loader.clear_cache()
+    loader.start()  # so that no test's timing includes the zygote's start-up
     yield loader
-    loader.configure(timeout=before.timeout, memory_mb=before.memory_mb, packages_dir=before.packages_dir,
-                     output_cap=before.output_cap, result_cap=before.result_cap)
+    loader.configure(
+        timeout=before.timeout,
+        memory_mb=before.memory_mb,
+        packages_dir=before.packages_dir,
+        output_cap=before.output_cap,
+        result_cap=before.result_cap,
+    )
     loader.clear_cache()
 
 
 @pytest.fixture
 def source():
-    """Dedent an inline function source, so tests can write it indented."""
+    """Dedent an inline function source (so tests can write it indented) and make it unique (so no cache answers)."""
 
     def make(text: str) -> str:
-        return textwrap.dedent(text).lstrip("\n")
+        return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
 
     return make

@@ -48,7 +48,8 @@ def process_gone(pid: int, within: float = 2.0) -> bool:
 
 def test_code_never_runs_in_the_callers_process(loader_fast, source):
     path_before = list(sys.path)
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         import os
         from pydantic import BaseModel
 
@@ -56,7 +57,8 @@ def test_code_never_runs_in_the_callers_process(loader_fast, source):
             class Valves(BaseModel):
                 pid: int = os.getpid()
                 parent: int = os.getppid()
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     assert defaults(result)["pid"] != os.getpid()
@@ -110,8 +112,10 @@ def test_concurrent_callers_each_get_their_own_answer(loader_fast):
     answers: dict[int, object] = {}
 
     def load(number: int) -> None:
-        content = unique(f"from pydantic import BaseModel\nclass Pipe:\n    class Valves(BaseModel):\n"
-                         f"        number: int = {number}\n")
+        content = unique(
+            f"from pydantic import BaseModel\nclass Pipe:\n    class Valves(BaseModel):\n"
+            f"        number: int = {number}\n"
+        )
         answers[number] = loader_fast.load_function(content)
 
     threads = [threading.Thread(target=load, args=(number,)) for number in range(12)]
@@ -131,8 +135,11 @@ def test_concurrent_callers_each_get_their_own_answer(loader_fast):
     [
         ("import os\nos._exit(0)", "Exit", "the code exited (status 0) while loading"),
         ("import os\nos._exit(7)", "Exit", "the code exited (status 7) while loading"),
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "Killed",
-         "the code was killed by SIGKILL while loading"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+            "Killed",
+            "the code was killed by SIGKILL while loading",
+        ),
         ("import ctypes\nctypes.string_at(0)", "Killed", "the code was killed by SIGSEGV while loading"),
         ("import os\nos.abort()", "Killed", "the code was killed by SIGABRT while loading"),
     ],
@@ -197,8 +204,9 @@ def test_endless_output_times_out(loader_fast):
 
 
 def test_reading_stdin_gets_end_of_file(loader_fast):
-    result = loader_fast.load_function(unique("try:\n    input()\nexcept EOFError:\n    pass\nclass Filter:\n"
-                                              "    pass\n"))
+    result = loader_fast.load_function(
+        unique("try:\n    input()\nexcept EOFError:\n    pass\nclass Filter:\n    pass\n")
+    )
 
     assert result.ok, result.error
 
@@ -214,7 +222,8 @@ def test_threads_left_running_do_not_hold_the_answer(loader_fast):
 
 @pytest.mark.parametrize("escape", [False, True], ids=["same-group", "own-session"])
 def test_forked_grandchildren_are_killed(loader_fast, source, escape):
-    result = loader_fast.load_function(unique(source(f"""
+    result = loader_fast.load_function(
+        source(f"""
         import os, time
         from pydantic import BaseModel
 
@@ -230,7 +239,8 @@ def test_forked_grandchildren_are_killed(loader_fast, source, escape):
         class Pipe:
             class Valves(BaseModel):
                 grandchild: int = pid
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     assert process_gone(defaults(result)["grandchild"])
@@ -239,18 +249,18 @@ def test_forked_grandchildren_are_killed(loader_fast, source, escape):
 
 def test_forked_grandchildren_of_a_timed_out_load_are_killed(loader_fast, tmp_path):
     marker = tmp_path / "pid"
-    code = (f"import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
-            f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n    time.sleep(60)\n    os._exit(0)\n"
-            "time.sleep(60)\n")
+    code = (
+        f"import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
+        f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n    time.sleep(60)\n    os._exit(0)\n"
+        "time.sleep(60)\n"
+    )
     result = loader_fast.load_function(unique(code))
 
     assert result.error.type == "Timeout"
     assert process_gone(int(marker.read_text()))
 
 
-def test_secrets_are_not_in_the_childs_environment(monkeypatch, source):
-    import loader
-
+def test_secrets_are_not_in_the_childs_environment(loader_fast, monkeypatch, source):
     monkeypatch.setenv("SECRET_KEY", "app-secret")
     monkeypatch.setenv("DATABASE_URL", "postgresql://user:pw@db/sluice")
     monkeypatch.setenv("SLUICE_ADMIN_PASSWORD", "pw")
@@ -258,9 +268,10 @@ def test_secrets_are_not_in_the_childs_environment(monkeypatch, source):
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
     monkeypatch.setenv("SLUICE_TEST_PLAIN_SETTING", "kept?")
     monkeypatch.setenv("HARMLESS_SETTING", "kept")
-    loader.shutdown()  # the environment is taken when the zygote starts
+    loader_fast.shutdown()  # the environment is taken when the zygote starts
     try:
-        result = loader.load_function(unique(source("""
+        result = loader_fast.load_function(
+            source("""
             import os
             from pydantic import BaseModel
 
@@ -270,9 +281,12 @@ def test_secrets_are_not_in_the_childs_environment(monkeypatch, source):
             class Pipe:
                 class Valves(BaseModel):
                     seen: dict = {name: os.environ.get(name) for name in NAMES}
-        """)))
+        """)
+        )
     finally:
-        loader.shutdown()
+        loader_fast.shutdown()
+        monkeypatch.undo()
+        loader_fast.start()
 
     assert result.ok, result.error
     assert defaults(result)["seen"] == {
@@ -321,7 +335,10 @@ def test_packages_dir_is_on_the_childs_path_only(loader_fast, tmp_path):
 
     missing = loader_fast.load_function(code)
     assert missing.error.type == "ModuleNotFoundError"
-    assert missing.error.message == f"this function needs the package '{package.replace('_', '-')}', which is not installed"
+    assert (
+        missing.error.message
+        == f"this function needs the package '{package.replace('_', '-')}', which is not installed"
+    )
 
     loader_fast.configure(packages_dir=str(tmp_path))
     try:
@@ -351,7 +368,9 @@ def test_a_load_in_flight_when_the_zygote_dies_gets_a_clear_error(loader_fast):
     answer = {}
 
     def slow():
-        answer["result"] = loader_fast.load_function(unique("import time\ntime.sleep(1.5)\nclass Pipe:\n    pass\n"))
+        answer["result"] = loader_fast.load_function(
+            unique("import time\ntime.sleep(1.5)\nclass Pipe:\n    pass\n")
+        )
 
     thread = threading.Thread(target=slow)
     thread.start()
@@ -366,9 +385,40 @@ def test_a_load_in_flight_when_the_zygote_dies_gets_a_clear_error(loader_fast):
 
 
 def test_a_function_killing_the_zygote_only_fails_itself(loader_fast):
-    result = loader_fast.load_function(unique("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
-                                              "import time\ntime.sleep(5)\n"))
+    result = loader_fast.load_function(
+        unique("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)\n")
+    )
 
     assert not result.ok
     assert result.error.type == "LoaderCrashed"
     assert_still_answering(loader_fast, within=5)
+
+
+def test_the_zygote_is_single_threaded_and_keeps_compat_off_the_callers_path(loader_fast):
+    assert_still_answering(loader_fast)
+    zygote_pid = loader_fast.stats()["zygote_pid"]
+
+    assert os.listdir(f"/proc/{zygote_pid}/task") == [str(zygote_pid)]
+    with open(f"/proc/{zygote_pid}/environ", "rb") as environ:
+        names = {item.split(b"=", 1)[0].decode() for item in environ.read().split(b"\0") if item}
+    assert not any(name.startswith("SLUICE_") for name in names)
+
+
+def test_a_forked_caller_starts_its_own_zygote(loader_fast):
+    """A web worker forked after the parent used the loader (gunicorn --preload) must not share its zygote."""
+    assert_still_answering(loader_fast)
+    parent_zygote = loader_fast.stats()["zygote_pid"]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked copy reports through its exit status
+        status = 1
+        try:
+            result = loader_fast.load_function(unique(PLAIN))
+            own = loader_fast.stats()["zygote_pid"]
+            status = 0 if result.ok and own not in (None, parent_zygote) else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert_still_answering(loader_fast)
+    assert loader_fast.stats()["zygote_pid"] == parent_zygote

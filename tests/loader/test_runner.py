@@ -95,7 +95,7 @@ def test_toggle_is_read_from_class_or_instance_on_filters_only(loader_fast, body
 
 
 def test_module_runs_as_a_real_module_with_file_doc_and_name(loader_fast, source):
-    content = unique(source('''
+    content = source('''
         """
         title: Self Reader
         """
@@ -121,7 +121,7 @@ def test_module_runs_as_a_real_module_with_file_doc_and_name(loader_fast, source
 
             def __init__(self):
                 self.valves = self.Valves(class_module=type(self).__module__)
-    '''))
+    ''')
     result = loader_fast.load_function(content, function_id="self_reader")
 
     assert result.ok, result.error
@@ -134,7 +134,8 @@ def test_module_runs_as_a_real_module_with_file_doc_and_name(loader_fast, source
 
 
 def test_postponed_annotations_with_nested_valves_resolve(loader_fast, source):
-    result = loader_fast.load_function(unique(source('''
+    result = loader_fast.load_function(
+        source("""
         from __future__ import annotations
 
         from typing import Literal, Optional
@@ -159,7 +160,8 @@ def test_postponed_annotations_with_nested_valves_resolve(loader_fast, source):
 
             def __init__(self):
                 self.valves = self.Valves()
-    ''')))
+    """)
+    )
 
     assert result.ok, result.error
     props = result.valves_schema["properties"]
@@ -168,11 +170,15 @@ def test_postponed_annotations_with_nested_valves_resolve(loader_fast, source):
     assert props["tags"] == {"items": {"type": "string"}, "title": "Tags", "type": "array"}
     assert props["secret"]["input"] == {"type": "password"}
     assert props["choice"]["input"] == {"type": "select", "options": ["a", "b"]}
-    assert result.user_valves_schema["properties"]["enabled"]["anyOf"] == [{"type": "boolean"}, {"type": "null"}]
+    assert result.user_valves_schema["properties"]["enabled"]["anyOf"] == [
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
 
 
 def test_valves_are_looked_up_on_the_function_class_not_the_module(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         from pydantic import BaseModel
 
         class Valves(BaseModel):
@@ -181,13 +187,14 @@ def test_valves_are_looked_up_on_the_function_class_not_the_module(loader_fast, 
         class Filter:
             def __init__(self):
                 self.valves = Valves()
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     assert result.valves_schema is None
 
 
-OPTIONS_FUNCTION = '''
+OPTIONS_FUNCTION = """
 from pydantic import BaseModel, Field
 
 
@@ -208,7 +215,7 @@ class Pipe:
         @classmethod
         def explode(cls):
             raise RuntimeError("no models today")
-'''
+"""
 
 
 def test_options_given_as_a_method_name_are_resolved_with_the_user(loader_fast):
@@ -241,7 +248,8 @@ def test_user_dependent_options_are_cached_per_user(loader_fast):
 
 
 def test_non_json_values_in_schemas_are_made_json_safe(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         import enum
 
         from pydantic import BaseModel, Field
@@ -256,7 +264,8 @@ def test_non_json_values_in_schemas_are_made_json_safe(loader_fast, source):
                 tags: set[str] = Field(default={"b", "a"})
                 ratio: float = Field(default=1.0, json_schema_extra={"hint": float("nan"), "pick": {Colour.RED, 2},
                                                                      "raw": b"bytes"})
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     json.dumps(result.to_dict(), allow_nan=False)
@@ -268,13 +277,15 @@ def test_non_json_values_in_schemas_are_made_json_safe(loader_fast, source):
 
 
 def test_a_schema_pydantic_cannot_build_loses_the_form_not_the_function(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         from pydantic import BaseModel, Field
 
         class Action:
             class Valves(BaseModel):
                 ratio: float = Field(default=1.0, json_schema_extra={"obj": object})
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     assert result.valves_schema is None
@@ -297,7 +308,8 @@ def test_json_safe_copes_with_any_value():
 
 
 def test_pydantic_v1_style_field_arguments_still_load(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         from pydantic import BaseModel, Field
 
 
@@ -305,7 +317,8 @@ def test_pydantic_v1_style_field_arguments_still_load(loader_fast, source):
             class Valves(BaseModel):
                 mode: str = Field(default="a", extra={"x": 1})
                 level: str = Field(default="low", enum=["low", "high"])
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     assert set(result.valves_schema["properties"]) == {"mode", "level"}
@@ -328,7 +341,8 @@ def test_syntax_error_reports_line_and_column(loader_fast):
 
 
 def test_exception_at_import_points_at_the_innermost_line_in_the_function(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         import json
 
         def helper():
@@ -338,7 +352,8 @@ def test_exception_at_import_points_at_the_innermost_line_in_the_function(loader
 
         class Filter:
             pass
-    """)))
+    """)
+    )
 
     assert not result.ok
     assert result.error.type == "JSONDecodeError"
@@ -356,12 +371,14 @@ def test_no_function_class(loader_fast):
 
 
 def test_instantiation_failure(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         class Pipe:
             def __init__(self):
                 self.ready = False
                 raise ValueError("needs configuration")
-    """)))
+    """)
+    )
 
     assert not result.ok
     assert result.error.type == "ValueError"
@@ -390,14 +407,16 @@ def test_missing_module_names_the_package_to_install(loader_fast, statement, pac
 
 
 def test_open_webui_modules_come_from_the_compatibility_layer(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         from open_webui.models.users import Users
         from open_webui.utils.misc import get_last_user_message
 
         class Filter:
             def inlet(self, body):
                 return body
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
 
@@ -422,12 +441,14 @@ def test_base_exceptions_are_reported_not_fatal(loader_fast, code, kind, message
 
 
 def test_deep_recursion(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         def down(n):
             return down(n + 1)
 
         down(0)
-    """)))
+    """)
+    )
 
     assert not result.ok
     assert result.error.type == "RecursionError"
@@ -435,13 +456,15 @@ def test_deep_recursion(loader_fast, source):
 
 
 def test_exception_whose_str_fails_is_still_reported(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         class Weird(Exception):
             def __str__(self):
                 raise RuntimeError("no")
 
         raise Weird()
-    """)))
+    """)
+    )
 
     assert not result.ok
     assert result.error.type == "Weird"
@@ -449,13 +472,15 @@ def test_exception_whose_str_fails_is_still_reported(loader_fast, source):
 
 
 def test_huge_valves_schema_is_refused_clearly(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         from pydantic import BaseModel, Field
 
         class Filter:
             class Valves(BaseModel):
                 notes: str = Field(default="", json_schema_extra={"examples": ["x" * 1000] * 3000})
-    """)))
+    """)
+    )
 
     assert not result.ok
     assert result.error.type == "ResultTooLarge"
@@ -463,14 +488,16 @@ def test_huge_valves_schema_is_refused_clearly(loader_fast, source):
 
 
 def test_warnings_do_not_fail_the_load_and_are_reported(loader_fast, source):
-    result = loader_fast.load_function(unique(source("""
+    result = loader_fast.load_function(
+        source("""
         import warnings
 
         warnings.warn("this filter is old", UserWarning)
 
         class Filter:
             pass
-    """)))
+    """)
+    )
 
     assert result.ok, result.error
     assert result.warnings == ["UserWarning: this filter is old (line 3)"]
@@ -485,7 +512,7 @@ def test_output_is_captured(loader_fast):
 
 # --- valves validation -----------------------------------------------------------------------------------------
 
-VALIDATED = '''
+VALIDATED = """
 from typing import Literal, Optional
 
 from pydantic import BaseModel, Field, field_validator
@@ -507,7 +534,7 @@ class Filter:
 
     class UserValves(BaseModel):
         enabled: bool = True
-'''
+"""
 
 
 def test_validate_valves_coerces_drops_none_and_keeps_only_what_was_set(loader_fast):
