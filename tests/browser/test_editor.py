@@ -1,0 +1,126 @@
+"""The function editor: a failed save keeps what was typed and marks the failing line; the fix saves."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.support import LAPTOP, PHONE, shot
+
+FUNCTION_ID = "typed_filter"
+
+CODE = textwrap.dedent(
+    '''\
+    """
+    title: Typed Filter
+    description: Written in a real browser.
+    """
+
+
+    class Filter:
+        def inlet(self, body: dict) -> dict:
+            return body
+    '''
+)
+DEF_LINE = 8  # "    def inlet(self, body: dict) -> dict:"
+COMMENT = "  # typed in Chromium"
+
+
+def editor_text(page) -> str:
+    return page.evaluate("document.querySelector('textarea#content').sluiceEditor.getValue()")
+
+
+def click_end_of_line(page, text: str) -> None:
+    """Put the cursor at the end of the editor line that contains ``text``, as a person would."""
+    page.locator(".cm-line", has_text=text).click()
+    page.keyboard.press("End")
+
+
+@pytest.mark.browser
+def test_a_syntax_error_is_marked_on_its_line_then_the_fix_saves(admin_page, live_server):
+    page = admin_page
+    page.goto("/admin/functions/create")
+    editor = page.locator(".sluice-editor")
+    expect(page.locator('.code-field[data-editor-ready="1"]')).to_be_visible()
+    expect(editor.locator(".cm-content")).to_have_attribute("contenteditable", "true")
+    shot(page, "function-create")
+
+    # Set up the code through the editor's API, then break it with the keyboard: delete the colon of `def`.
+    page.evaluate("code => document.querySelector('textarea#content').sluiceEditor.setValue(code)", CODE)
+    # The title: and description: lines of the docstring fill the empty name and description; the id follows.
+    expect(page.get_by_label("Name")).to_have_value("Typed Filter")
+    expect(page.locator("#id")).to_have_value(FUNCTION_ID)
+    expect(page.get_by_label("Description")).to_have_value("Written in a real browser.")
+
+    click_end_of_line(page, "return body")
+    page.keyboard.type(COMMENT)
+    click_end_of_line(page, "def inlet")
+    page.keyboard.press("Backspace")
+    broken = CODE.replace("-> dict:", "-> dict").replace("return body", "return body" + COMMENT)
+    assert editor_text(page) == broken
+    expect(page.locator("textarea#content")).to_have_value(broken)  # what the form posts
+
+    # Ctrl+S in the editor saves; the loader refuses the code.
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "/admin/functions/create" in r.url
+    ) as answer:
+        page.keyboard.press("Control+s")
+    assert answer.value.status == 400
+    error_box = page.get_by_test_id("code-error")
+    expect(error_box).to_be_visible()
+    expect(error_box).to_contain_text(f"Line {DEF_LINE}")
+    expect(error_box).to_contain_text("SyntaxError")
+    expect(page.locator('.code-field[data-editor-ready="1"]')).to_be_visible()
+
+    # The failing line is marked in the editor: a red line and an error marker in the gutter.
+    marked = editor.locator(".cm-line.cm-sluice-errorLine")
+    expect(marked).to_have_count(1)
+    expect(marked).to_contain_text("def inlet(self, body: dict) -> dict")
+    expect(editor.locator(".cm-gutter .cm-lint-marker-error")).to_have_count(1)
+    # Everything typed is kept: code, name, id and description.
+    assert editor_text(page) == broken
+    expect(page.get_by_label("Name")).to_have_value("Typed Filter")
+    expect(page.locator("#id")).to_have_value(FUNCTION_ID)
+    expect(page.get_by_label("Description")).to_have_value("Written in a real browser.")
+    assert live_server.api("GET", f"/api/v1/functions/id/{FUNCTION_ID}").status_code == 404
+    shot(page, "function-create-syntax-error")
+
+    # Fix the line by typing the colon back, and save with Ctrl+S again.
+    click_end_of_line(page, "def inlet")
+    page.keyboard.type(":")
+    fixed = CODE.replace("return body", "return body" + COMMENT)
+    assert editor_text(page) == fixed
+    page.keyboard.press("Control+s")
+
+    expect(page).to_have_url(re.compile(rf"/admin/functions/edit\?id={FUNCTION_ID}$"))
+    expect(page.locator(".flash-success")).to_have_text("Saved Typed Filter.")
+    expect(page.get_by_role("heading", name="Typed Filter", exact=True)).to_be_visible()
+    expect(page.locator("#id")).to_have_attribute("readonly", "")
+    expect(page.locator('.code-field[data-editor-ready="1"]')).to_be_visible()
+    expect(page.locator(".cm-sluice-errorLine")).to_have_count(0)
+    assert editor_text(page) == fixed
+
+    stored = live_server.api_json("GET", f"/api/v1/functions/id/{FUNCTION_ID}")
+    assert stored["content"] == fixed
+    assert stored["name"] == "Typed Filter"
+    assert stored["type"] == "filter"
+    assert stored["meta"]["description"] == "Written in a real browser."
+
+    shot(page, "function-edit-laptop", LAPTOP)
+    shot(page, "function-edit-phone", PHONE)
+
+
+@pytest.mark.browser
+def test_tab_indents_inside_the_editor_and_does_not_leave_it(admin_page):
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator('.code-field[data-editor-ready="1"]')).to_be_visible()
+    page.evaluate("document.querySelector('textarea#content').sluiceEditor.setValue('x = 1\\n')")
+    page.locator(".cm-line", has_text="x = 1").click()
+    page.keyboard.press("Home")
+    page.keyboard.press("Tab")
+    expect(page.locator(".cm-content")).to_be_focused()
+    assert editor_text(page) == "    x = 1\n"

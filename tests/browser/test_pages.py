@@ -1,0 +1,124 @@
+"""A tour of the console: every main page opens, labels its controls, fits a phone; screenshots for people.
+
+And "load from URL", against a small web server on this machine (the live server allows private addresses).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import factories
+from tests.browser.support import LAPTOP, PHONE, assert_fits_width, shot
+
+ADMIN_PAGES = [
+    ("functions-list", "/admin/functions"),
+    ("function-create", "/admin/functions/create?template=pipe"),
+    ("function-edit", "/admin/functions/edit?id=tour_filter"),
+    ("function-source", "/admin/functions/source?id=tour_filter"),
+    ("valves-admin", "/admin/functions/valves?id=tour_filter"),
+    ("import", "/admin/functions/import"),
+    ("load-url", "/admin/functions/load-url"),
+    ("users", "/admin/users"),
+    ("my-valves", "/settings/valves"),
+    ("my-valves-form", "/settings/valves?id=tour_filter"),
+    ("api-keys", "/settings/keys"),
+]
+
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, select, textarea, button")]
+    .filter(el => el.type !== "hidden" && !el.hidden && el.getClientRects().length > 0)
+    .filter(el => {
+        if (el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || el.title) return false;
+        if (el.labels && el.labels.length) return false;
+        if (el.tagName === "BUTTON" && el.textContent.trim()) return false;
+        return true;
+    })
+    .map(el => el.outerHTML.slice(0, 120))"""
+
+
+@pytest.fixture(scope="module")
+def tour_function(live_server):
+    if live_server.api("GET", "/api/v1/functions/id/tour_filter").status_code == 404:
+        live_server.create_function("tour_filter", factories.FILTER, name="Tour Filter", active=True)
+    return "tour_filter"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name, path", ADMIN_PAGES, ids=[name for name, _ in ADMIN_PAGES])
+def test_each_page_opens_labels_its_controls_and_fits_a_phone(admin_page, tour_function, name, path):
+    page = admin_page
+    response = page.goto(path)
+    assert response.status == 200, f"{path} → {response.status}"
+    if page.locator("[data-code-editor]").count():
+        expect(page.locator('.code-field[data-editor-ready="1"]')).to_be_visible()
+    expect(page.locator("h1")).to_have_count(1)
+    assert page.evaluate(UNLABELLED_CONTROLS) == [], f"controls without a label on {path}"
+    shot(page, f"tour-{name}-laptop", LAPTOP)
+    shot(page, f"tour-{name}-phone", PHONE)
+    assert_fits_width(page)
+
+
+@pytest.mark.browser
+def test_the_sign_in_page_fits_a_phone(page):
+    page.set_viewport_size(PHONE)
+    page.goto("/auth")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    shot(page, "sign-in-phone")
+    assert_fits_width(page)
+
+
+@pytest.fixture
+def code_server(tmp_path):
+    """A plain web server for a folder of Python files, on 127.0.0.1."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+@pytest.mark.browser
+def test_load_from_url_opens_the_code_in_the_editor_and_saves_it(admin_page, live_server, code_server):
+    folder, base = code_server
+    (folder / "echo_pipe.py").write_text(factories.PIPE)
+    page = admin_page
+    page.goto("/admin/functions")
+    page.get_by_role("link", name="Load from URL").first.click()
+    page.get_by_label("Address of the Python file").fill(f"{base}/echo_pipe.py")
+    page.get_by_role("button", name="Load").click()
+
+    expect(page.get_by_test_id("loaded-from")).to_contain_text(f"{base}/echo_pipe.py")
+    expect(page.locator('.code-field[data-editor-ready="1"]')).to_be_visible()
+    expect(page.get_by_label("Name")).to_have_value("Echo Pipe")
+    expect(page.locator("#id")).to_have_value("echo_pipe")
+    assert (
+        page.evaluate("document.querySelector('textarea#content').sluiceEditor.getValue()") == factories.PIPE
+    )
+    assert live_server.api("GET", "/api/v1/functions/id/echo_pipe").status_code == 404  # nothing stored yet
+
+    page.get_by_test_id("save").click()
+    expect(page).to_have_url(re.compile(r"/admin/functions/edit\?id=echo_pipe$"))
+    expect(page.locator(".flash-success")).to_have_text("Saved Echo Pipe.")
+    stored = live_server.api_json("GET", "/api/v1/functions/id/echo_pipe")
+    assert stored["content"] == factories.PIPE
+    assert stored["type"] == "pipe"
+
+
+@pytest.mark.browser
+def test_load_from_url_says_why_an_address_fails(admin_page, code_server):
+    _folder, base = code_server
+    page = admin_page
+    page.goto("/admin/functions/load-url")
+    page.get_by_label("Address of the Python file").fill(f"{base}/missing.py")
+    page.get_by_role("button", name="Load").click()
+    expect(page.locator(".field.has-error .field-error")).to_be_visible()
+    expect(page.get_by_label("Address of the Python file")).to_have_value(f"{base}/missing.py")
