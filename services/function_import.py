@@ -1,0 +1,212 @@
+"""Import an export file in the console: read it, preview what each item would do, then create or update each.
+
+Accepted files: Open WebUI's (and Sluice's) export, a list of FunctionModel objects; the community site's, where
+each element wraps the function under a ``function`` key; and the body of ``POST /sync`` (``{"functions": [...]}``).
+Each item is then created or updated through ``services.functions`` exactly as the API's create and update routes
+do it, one at a time, so one bad item does not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from extensions import db
+from models import Function
+from services import functions
+from services.errors import ServiceError
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
+IMPORT_COMMIT_MESSAGE = "Imported from an export file"
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported; the message tells the admin why."""
+
+
+@dataclass
+class ImportItem:
+    """One function found in the file, and what importing it would do."""
+
+    index: int
+    id: str
+    name: str
+    content: str = field(repr=False)
+    meta: dict[str, Any]
+    file_type: str | None
+    action: str  # "create", "update" or "skip"
+    problem: str | None = None
+    current_name: str | None = None
+
+    @property
+    def importable(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class ImportPlan:
+    items: list[ImportItem]
+    community_format: bool
+
+    @property
+    def creates(self) -> int:
+        return sum(1 for item in self.items if item.action == "create")
+
+    @property
+    def updates(self) -> int:
+        return sum(1 for item in self.items if item.action == "update")
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for item in self.items if item.action == "skip")
+
+
+@dataclass
+class ImportResult:
+    index: int
+    id: str
+    name: str
+    status: str  # "created", "updated", "failed" or "skipped"
+    detail: str = ""
+    line: int | None = None
+
+
+def plan_import(raw: bytes | str) -> ImportPlan:
+    """Read an export file and say, item by item, whether it would be created, updated or skipped (and why)."""
+    elements = _elements(_parse(raw))
+    community = False
+    items: list[ImportItem] = []
+    seen: dict[str, int] = {}
+    for index, element in enumerate(elements):
+        if isinstance(element, dict) and isinstance(element.get("function"), dict):
+            element = element["function"]
+            community = True
+        items.append(_item(index, element, seen))
+
+    existing = _existing_names([item.id for item in items if item.importable])
+    for item in items:
+        if not item.importable:
+            continue
+        if item.id in existing:
+            item.action = "update"
+            item.current_name = existing[item.id]
+        else:
+            item.action = "create"
+    return ImportPlan(items=items, community_format=community)
+
+
+def apply_import(user, plan: ImportPlan, chosen: set[int]) -> list[ImportResult]:
+    """Create or update each chosen, importable item through the service layer; report every item's outcome."""
+    results: list[ImportResult] = []
+    for item in plan.items:
+        if not item.importable:
+            results.append(ImportResult(item.index, item.id, item.name, "skipped", item.problem or ""))
+            continue
+        if item.index not in chosen:
+            results.append(ImportResult(item.index, item.id, item.name, "skipped", "Not chosen."))
+            continue
+        try:
+            if item.action == "update":
+                functions.update_function(
+                    user,
+                    item.id,
+                    name=item.name,
+                    content=item.content,
+                    meta=item.meta,
+                    commit_message=IMPORT_COMMIT_MESSAGE,
+                )
+                status = "updated"
+            else:
+                functions.create_function(
+                    user,
+                    id=item.id,
+                    name=item.name,
+                    content=item.content,
+                    meta=item.meta,
+                    commit_message=IMPORT_COMMIT_MESSAGE,
+                )
+                status = "created"
+        except ServiceError as error:
+            load_error = error.extra.get("error") if isinstance(error.extra.get("error"), dict) else {}
+            results.append(
+                ImportResult(item.index, item.id, item.name, "failed", error.detail, load_error.get("line"))
+            )
+        else:
+            results.append(ImportResult(item.index, item.id, item.name, status))
+    return results
+
+
+def _parse(raw: bytes | str) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ImportFileError("The file is not UTF-8 text; choose a .json export file.") from None
+    if not raw.strip():
+        raise ImportFileError("The file is empty.")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ImportFileError(
+            f"The file is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        ) from None
+
+
+def _elements(data: Any) -> list[Any]:
+    if isinstance(data, dict):
+        if isinstance(data.get("functions"), list):
+            data = data["functions"]
+        elif "content" in data or isinstance(data.get("function"), dict):
+            data = [data]
+    if not isinstance(data, list):
+        raise ImportFileError(
+            "The file does not hold a list of functions. Choose a file exported from the functions page of "
+            "Open WebUI or Sluice, or downloaded from the community site."
+        )
+    if not data:
+        raise ImportFileError("The file holds no functions.")
+    return data
+
+
+def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
+    if not isinstance(element, dict):
+        return ImportItem(index, "", "", "", {}, None, "skip", "This item is not a function object.")
+    raw_id, name, content, meta = (element.get(key) for key in ("id", "name", "content", "meta"))
+    function_id = raw_id.lower() if isinstance(raw_id, str) else ""
+    item = ImportItem(
+        index=index,
+        id=function_id,
+        name=name.strip() if isinstance(name, str) else "",
+        content=content if isinstance(content, str) else "",
+        meta=meta if isinstance(meta, dict) else {},
+        file_type=element.get("type") if isinstance(element.get("type"), str) else None,
+        action="skip",
+    )
+    if not isinstance(raw_id, str) or not raw_id:
+        item.problem = "It has no id."
+    elif not ID_PATTERN.fullmatch(raw_id):
+        item.problem = "Only alphanumeric characters and underscores are allowed in the id."
+    elif function_id in seen:
+        item.problem = (
+            f"Item {seen[function_id] + 1} of the file has the same id; only the first is imported."
+        )
+    elif not item.name:
+        item.problem = "It has no name."
+    elif not item.content.strip():
+        item.problem = "It has no code (content)."
+    elif meta is not None and not isinstance(meta, dict):
+        item.problem = "Its meta is not an object."
+    if item.id and item.id not in seen:
+        seen[item.id] = index
+    return item
+
+
+def _existing_names(ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = db.session.execute(select(Function.id, Function.name).where(Function.id.in_(ids)))
+    return {row.id: row.name for row in rows}
