@@ -1,0 +1,503 @@
+"""The admin console's functions pages: list, create, edit, source, toggles, delete, import, export, load from URL.
+
+Every page is a thin layer over ``services.functions`` (the same calls the JSON API makes), so a rule holds on both
+faces. Each page works without JavaScript; ``static/js`` only makes it quicker (in-place toggles, the editor).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+from sqlalchemy import func, select
+
+import loader
+from blueprints.access import page_admin_required, safe_next
+from extensions import db
+from models import FUNCTION_TYPES, FunctionVersion
+from services import function_import, functions, requirements_jobs, url_loader
+from services.errors import NotFound, ServiceError
+from services.function_search import SORT_KEYS, FunctionQuery, search_functions
+
+bp = Blueprint("console", __name__, url_prefix="/admin/functions")
+
+STARTER_TYPES = ("filter", "action", "pipe")
+TYPE_LABELS = {"pipe": "Pipe", "filter": "Filter", "action": "Action", "event": "Event"}
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.before_request
+@page_admin_required
+def _admins_only():
+    """Every page here is for admins; the decorator answers anyone else (sign-in redirect or 403)."""
+    return None
+
+
+@bp.context_processor
+def _page_helpers() -> dict[str, Any]:
+    return {
+        "relative_time": relative_time,
+        "absolute_time": absolute_time,
+        "iso_time": iso_time,
+        "type_labels": TYPE_LABELS,
+        "function_types": FUNCTION_TYPES,
+        "sort_keys": SORT_KEYS,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# List and toggles
+
+
+@bp.get("")
+def functions_list():
+    """The functions list: search, filter, sort and one page of results."""
+    page = search_functions(FunctionQuery.from_args(request.args))
+    return render_template("console/functions_list.html", page=page, query=page.query)
+
+
+@bp.post("/toggle")
+def functions_toggle():
+    """Switch a function on or off (the form behind the list's switch when scripts do not run)."""
+    return _set_switch("is_active", functions.toggle_active, "switched on", "switched off")
+
+
+@bp.post("/toggle-global")
+def functions_toggle_global():
+    """Make a filter or action global, or not (the form behind the list's global switch)."""
+    return _set_switch("is_global", functions.toggle_global, "made global", "no longer global")
+
+
+def _set_switch(column: str, toggle, on_text: str, off_text: str):
+    function = _function_or_404(request.form.get("id", ""))
+    wanted = request.form.get("state") == "on"
+    # The form says which state the admin saw it switch to, so a repeated submit does not flip it back.
+    if bool(getattr(function, column)) != wanted:
+        toggle(function.id)
+    flash(f"{function.name} is {on_text if wanted else off_text}.", "success")
+    return redirect(safe_next(request.form.get("next"), url_for("console.functions_list")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Create, clone, edit, load from URL
+
+
+@bp.route("/create", methods=["GET", "POST"])
+def functions_create():
+    """Write a new function: from a starter template, a clone, or a blank page; save stores it."""
+    if request.method == "POST":
+        form = _read_form()
+        errors, load_error = _fill_and_check(form, creating=True)
+        if not errors:
+            try:
+                function = functions.create_function(
+                    current_user,
+                    id=form["id"],
+                    name=form["name"],
+                    content=form["content"],
+                    meta={"description": form["description"]},
+                    commit_message=form["commit_message"] or None,
+                )
+            except ServiceError as error:
+                errors, load_error = _form_errors(error)
+            else:
+                flash(f"Saved {function.name}.", "success")
+                return redirect(url_for("console.functions_edit", id=function.id))
+        return _editor_page("create", form, errors, load_error, status=400)
+
+    template = request.args.get("template", "filter")
+    clone_id = request.args.get("clone")
+    if clone_id:
+        source = _function_or_404(clone_id)
+        form = {
+            "id": f"{source.id}_copy"[:64],
+            "name": f"{source.name} (copy)",
+            "description": _description(source.meta),
+            "content": source.content,
+            "commit_message": "",
+        }
+        template = ""
+    else:
+        template = template if template in STARTER_TYPES else "filter"
+        form = {"id": "", "name": "", "description": "", "content": starter(template), "commit_message": ""}
+    return _editor_page("create", form, template=template, cloned_from=clone_id)
+
+
+@bp.route("/edit", methods=["GET", "POST"])
+def functions_edit():
+    """Change a function's name, description and code; its id never changes."""
+    function = _function_or_404(request.args.get("id", ""))
+    if request.method == "POST":
+        form = _read_form()
+        form["id"] = function.id
+        errors, load_error = _fill_and_check(form, creating=False)
+        reset_valves = request.form.get("reset_incompatible_valves") == "on"
+        if not errors:
+            meta = dict(function.meta or {})
+            meta["description"] = form["description"]
+            try:
+                function = functions.update_function(
+                    current_user,
+                    function.id,
+                    name=form["name"],
+                    content=form["content"],
+                    meta=meta,
+                    commit_message=form["commit_message"] or None,
+                    reset_incompatible_valves=reset_valves,
+                )
+            except ServiceError as error:
+                errors, load_error = _form_errors(error)
+            else:
+                flash(f"Saved {function.name}.", "success")
+                return redirect(url_for("console.functions_edit", id=function.id))
+        return _editor_page("edit", form, errors, load_error, function=function, status=400)
+
+    form = {
+        "id": function.id,
+        "name": function.name,
+        "description": _description(function.meta),
+        "content": function.content,
+        "commit_message": "",
+    }
+    return _editor_page("edit", form, function=function)
+
+
+@bp.route("/load-url", methods=["GET", "POST"])
+def functions_load_url():
+    """Fetch a function's code from a web address and open it in the editor; nothing is stored until saved."""
+    url = request.values.get("url", "").strip()
+    if request.method == "POST":
+        errors: dict[str, str] = {}
+        if not url:
+            errors["url"] = "Enter the address of a Python file (a GitHub link works too)."
+        else:
+            try:
+                loaded = url_loader.load_from_url(
+                    url, allow_private=current_app.config["SLUICE_ALLOW_PRIVATE_URLS"]
+                )
+            except ServiceError as error:
+                errors["url"] = error.detail
+            else:
+                name = loaded.get("name") or ""
+                content = loaded.get("content") or ""
+                manifest = loader.parse_frontmatter(content)
+                form = {
+                    "id": slugify(name),
+                    "name": manifest.get("title") or name,
+                    "description": manifest.get("description", ""),
+                    "content": content,
+                    "commit_message": f"Loaded from {url}"[:500],
+                }
+                form["id"] = slugify(form["name"]) or form["id"]
+                return _editor_page("create", form, loaded_from=url)
+        return render_template("console/load_url.html", url=url, errors=errors), 400
+    return render_template("console/load_url.html", url=url, errors={})
+
+
+def _read_form() -> dict[str, str]:
+    return {
+        "id": request.form.get("id", "").strip(),
+        "name": request.form.get("name", "").strip(),
+        "description": request.form.get("description", "").strip(),
+        # Browsers send CRLF line endings from a textarea; the stored code uses the author's LF.
+        "content": request.form.get("content", "").replace("\r\n", "\n"),
+        "commit_message": request.form.get("commit_message", "").strip(),
+    }
+
+
+def _fill_and_check(form: dict[str, str], *, creating: bool) -> tuple[dict[str, str], dict | None]:
+    """Fill an empty name and description from the code's frontmatter, derive the id, and check what is required."""
+    manifest = loader.parse_frontmatter(form["content"])
+    if not form["name"]:
+        form["name"] = (manifest.get("title") or "").strip()
+    if not form["description"]:
+        form["description"] = (manifest.get("description") or "").strip()
+    if creating and not form["id"]:
+        form["id"] = slugify(form["name"])
+    errors: dict[str, str] = {}
+    if not form["name"]:
+        errors["name"] = "Give the function a name, or a title: line in its docstring."
+    if creating and not form["id"]:
+        errors["id"] = "Give the function an id: letters, digits and underscores."
+    if not form["content"].strip():
+        errors["content"] = "The function has no code yet."
+    return errors, None
+
+
+def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
+    """Place a service error next to the field it is about; a load error also carries the failing line."""
+    load_error = error.extra.get("error")
+    if isinstance(load_error, dict):
+        return {"content": error.detail}, load_error
+    if error.detail in (functions.ID_FORMAT_ERROR, functions.ID_TAKEN_ERROR):
+        return {"id": error.detail}, None
+    if isinstance(error, functions.IncompatibleValves):
+        return {"form": error.detail, "incompatible_valves": error.detail}, None
+    if isinstance(error, functions.ContentTooLarge):
+        return {"content": error.detail}, None
+    for item in error.extra.get("errors") or []:
+        loc = item.get("loc") if isinstance(item, dict) else None
+        if loc and loc[0] in ("name", "content", "description"):
+            return {loc[0]: error.detail}, None
+    return {"form": error.detail}, None
+
+
+def _editor_page(mode: str, form: dict[str, str], errors=None, load_error=None, *, status=200, **extra):
+    function = extra.pop("function", None)
+    context: dict[str, Any] = {
+        "mode": mode,
+        "creating": mode == "create",
+        "form": form,
+        "errors": errors or {},
+        "load_error": load_error,
+        "function": function,
+        "starters": {kind: starter(kind) for kind in STARTER_TYPES} if mode == "create" else {},
+        **extra,
+    }
+    if function is not None:
+        context.update(_function_details(function))
+    return render_template("console/function_editor.html", **context), status if errors else 200
+
+
+def _function_details(function) -> dict[str, Any]:
+    """What the edit page shows beside the form: history, requirements, valves and the last load problem."""
+    manifest = (function.meta or {}).get("manifest") or {}
+    value = manifest.get("requirements") if isinstance(manifest, dict) else None
+    has_requirements = isinstance(value, str) and bool(value.strip())
+    requirements = requirements_jobs.requirements_status(function.id) if has_requirements else None
+    versions = db.session.scalar(
+        select(func.count()).select_from(FunctionVersion).where(FunctionVersion.function_id == function.id)
+    )
+    return {
+        "manifest": manifest if isinstance(manifest, dict) else {},
+        "requirements": requirements,
+        "version_count": versions or 0,
+        "valves_url": _valves_url(function.id),
+        "has_valves": bool(getattr(function, "valves_schema", None)),
+        "has_user_valves": bool(getattr(function, "user_valves_schema", None)),
+    }
+
+
+@bp.post("/requirements/install")
+def functions_requirements_install():
+    """Start installing a function's missing requirements in the background, when the operator allows it."""
+    function = _function_or_404(request.form.get("id", ""))
+    try:
+        job = requirements_jobs.start_install(function.id)
+    except ServiceError as error:
+        flash(error.detail, "error")
+    else:
+        if job.get("job_id"):
+            flash(f"Installing the missing requirements (job {job['job_id']}, {job['status']}).", "success")
+        else:
+            flash("Every requirement is already installed.", "success")
+    return redirect(url_for("console.functions_edit", id=function.id))
+
+
+def _valves_url(function_id: str) -> str:
+    # The valves page belongs to another blueprint; its address is fixed (Open WebUI's), so link to it directly.
+    return "/admin/functions/valves?" + urlencode({"id": function_id})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Source, delete, export, import
+
+
+@bp.get("/source")
+def functions_source():
+    """The stored code, highlighted by Pygments, with line numbers and any error line marked."""
+    function = _function_or_404(request.args.get("id", ""))
+    error = function.load_error if getattr(function, "load_status", "ok") != "ok" else None
+    line = _positive_int(request.args.get("line")) or (error or {}).get("line")
+    formatter = HtmlFormatter(
+        linenos="table",
+        anchorlinenos=True,
+        lineanchors="L",
+        hl_lines=[line] if line else [],
+        cssclass="source-code",
+        wrapcode=True,
+    )
+    code = Markup(highlight(function.content, PythonLexer(), formatter))  # noqa: S704 - Pygments escapes the source
+    return render_template(
+        "console/function_source.html",
+        function=function,
+        code=code,
+        line=line,
+        error=error,
+        line_count=function.content.count("\n") + 1,
+    )
+
+
+@bp.route("/delete", methods=["GET", "POST"])
+def functions_delete():
+    """Ask for confirmation (GET), then delete the function and its users' valves (POST)."""
+    function = _function_or_404(request.values.get("id", ""))
+    if request.method == "POST":
+        functions.delete_function(function.id)
+        flash(f"Deleted {function.name}.", "success")
+        return redirect(safe_next(request.form.get("next"), url_for("console.functions_list")))
+    return render_template(
+        "console/function_delete.html",
+        function=function,
+        next=safe_next(request.args.get("next"), url_for("console.functions_list")),
+    )
+
+
+@bp.get("/export")
+def functions_export():
+    """Download every function (or one, with ``id``) as an export file that import, sync and Open WebUI accept."""
+    include_valves = request.args.get("include_valves") in ("1", "true", "on")
+    function_id = request.args.get("id")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    if function_id:
+        function = _function_or_404(function_id)
+        serialise = functions.function_with_valves_model if include_valves else functions.function_model
+        items = [serialise(function)]
+        filename = f"function-{function.id}-export-{stamp}.json"
+    else:
+        items = functions.export_functions(include_valves)
+        filename = f"functions-export-{stamp}.json"
+    body = json.dumps(items, indent=2, ensure_ascii=False)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+@bp.route("/import", methods=["GET", "POST"])
+def functions_import():
+    """Upload an export file and preview what it would create or update; nothing changes yet."""
+    if request.method == "GET":
+        return render_template("console/function_import.html", errors={})
+    upload = request.files.get("file")
+    raw = upload.read() if upload else b""
+    if not raw:
+        raw = request.form.get("payload", "").encode()
+    try:
+        plan = function_import.plan_import(raw)
+    except function_import.ImportFileError as error:
+        return render_template("console/function_import.html", errors={"file": str(error)}), 400
+    return render_template(
+        "console/function_import_preview.html",
+        plan=plan,
+        payload=raw.decode("utf-8", errors="replace"),
+        filename=upload.filename if upload else "",
+    )
+
+
+@bp.post("/import/apply")
+def functions_import_apply():
+    """Create or update each chosen item of the previewed file, and report each one's outcome."""
+    raw = request.form.get("payload", "").encode()
+    try:
+        plan = function_import.plan_import(raw)
+    except function_import.ImportFileError as error:
+        return render_template("console/function_import.html", errors={"file": str(error)}), 400
+    chosen = {int(value) for value in request.form.getlist("item") if value.isdigit()}
+    results = function_import.apply_import(current_user, plan, chosen)
+    failed = sum(1 for result in results if result.status == "failed")
+    done = sum(1 for result in results if result.status in ("created", "updated"))
+    flash(
+        f"Imported {done} function{'s' if done != 1 else ''}" + (f"; {failed} failed." if failed else "."),
+        "error" if failed else "success",
+    )
+    return render_template("console/function_import_results.html", results=results), 200
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers shared by the pages
+
+
+def _function_or_404(function_id: str):
+    if not function_id:
+        abort(404)
+    try:
+        return functions.get_function(function_id)
+    except NotFound:
+        abort(404)
+
+
+def _description(meta: dict | None) -> str:
+    value = (meta or {}).get("description")
+    return value if isinstance(value, str) else ""
+
+
+def starter(kind: str) -> str:
+    """The starter code for a new function of ``kind`` (templates/console/starters/<kind>.py)."""
+    env = current_app.jinja_env
+    source, _filename, _uptodate = env.loader.get_source(env, f"console/starters/{kind}.py")
+    return source
+
+
+_SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(name: str) -> str:
+    """The id a name suggests: lower-case, every run of other characters turned into one underscore."""
+    return _SLUG_UNSAFE.sub("_", name.lower()).strip("_")[:64].rstrip("_")
+
+
+def _positive_int(value: str | None) -> int | None:
+    try:
+        number = int(value) if value else None
+    except ValueError:
+        return None
+    return number if number and number > 0 else None
+
+
+def absolute_time(timestamp: int | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso_time(timestamp: int | None) -> str:
+    return datetime.fromtimestamp(timestamp or 0, UTC).isoformat()
+
+
+def relative_time(timestamp: int | None, now: float | None = None) -> str:
+    """ "just now", "5 minutes ago", "3 days ago" … then the date, for the list's last-update column."""
+    if not timestamp:
+        return "never"
+    seconds = int((now if now is not None else time.time()) - timestamp)
+    if seconds < 0:
+        return "just now" if seconds > -60 else absolute_time(timestamp)
+    for limit, size, unit in (
+        (60, 1, None),
+        (3600, 60, "minute"),
+        (86400, 3600, "hour"),
+        (86400 * 30, 86400, "day"),
+        (86400 * 365, 86400 * 30, "month"),
+    ):
+        if seconds < limit:
+            if unit is None:
+                return "just now"
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    years = seconds // (86400 * 365)
+    return f"{years} year{'s' if years != 1 else ''} ago"

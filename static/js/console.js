@@ -1,0 +1,120 @@
+/* Sluice console: in-place switches and delete confirmation for the functions pages.
+   Everything here is an enhancement: without it, the switches are forms and delete has a confirmation page. */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  function apiDetail(response, body) {
+    if (body && typeof body.detail === "string") return body.detail;
+    if (body && Array.isArray(body.detail)) return body.detail.map(function (e) { return e.msg; }).join("; ");
+    return "The change failed (" + response.status + ").";
+  }
+
+  function setSwitch(form, on) {
+    var button = form.querySelector("button.switch");
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    var text = button.querySelector(".switch-text");
+    if (text) text.textContent = on ? "On" : "Off";
+    // Keep the no-script fallback coherent with what is shown.
+    form.querySelector('input[name="state"]').value = on ? "off" : "on";
+  }
+
+  function showError(form, message) {
+    var slot = form.querySelector(".switch-error");
+    if (!slot) return;
+    slot.textContent = message || "";
+    form.classList.toggle("has-error", Boolean(message));
+  }
+
+  /* A switch flips at once, calls the JSON API, and shows the server's answer; on failure it flips back and
+     says why next to the switch. */
+  function onSwitchSubmit(event) {
+    var form = event.target.closest("form.switch-form");
+    if (!form) return;
+    event.preventDefault();
+    if (form.dataset.busy === "1") return;
+    var button = form.querySelector("button.switch");
+    var was = button.getAttribute("aria-pressed") === "true";
+    var kind = form.dataset.switch;
+    var id = form.dataset.functionId;
+    var url = "/api/v1/functions/id/" + encodeURIComponent(id) + "/toggle" + (kind === "global" ? "/global" : "");
+    form.dataset.busy = "1";
+    button.setAttribute("aria-busy", "true");
+    showError(form, "");
+    setSwitch(form, !was);
+    fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+    })
+      .then(function (response) {
+        return response.json().catch(function () { return null; }).then(function (body) {
+          if (!response.ok || !body) throw new Error(apiDetail(response, body));
+          setSwitch(form, Boolean(kind === "global" ? body.is_global : body.is_active));
+        });
+      })
+      .catch(function (error) {
+        setSwitch(form, was);
+        showError(form, error && error.message && error.message !== "Failed to fetch"
+          ? error.message : "Could not reach Sluice; nothing changed.");
+      })
+      .then(function () {
+        delete form.dataset.busy;
+        button.removeAttribute("aria-busy");
+      });
+  }
+
+  /* Delete: with scripts, a confirm() and a direct POST; without, the link opens the confirmation page. */
+  function onDeleteClick(event) {
+    var link = event.target.closest("a[data-confirm-delete]");
+    if (!link) return;
+    event.preventDefault();
+    var name = link.dataset.confirmDelete;
+    if (!window.confirm("Delete " + name + "? Its history and every user's valves for it are deleted too.")) return;
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = link.href;
+    [["csrf_token", csrfToken()], ["id", link.dataset.functionId]].forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = pair[0];
+      input.value = pair[1];
+      form.appendChild(input);
+    });
+    document.body.appendChild(form);
+    form.submit();
+  }
+
+  /* Close an open row menu when focus or a click goes elsewhere, or on Escape. */
+  function closeMenus(except) {
+    document.querySelectorAll("details.row-menu[open]").forEach(function (menu) {
+      if (menu !== except) menu.removeAttribute("open");
+    });
+  }
+
+  document.addEventListener("submit", onSwitchSubmit);
+  document.addEventListener("click", function (event) {
+    onDeleteClick(event);
+    closeMenus(event.target.closest("details.row-menu"));
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var open = document.querySelector("details.row-menu[open]");
+    if (open) {
+      open.removeAttribute("open");
+      open.querySelector("summary").focus();
+    }
+  });
+
+  /* The list's selects apply as soon as they change; the Apply button stays for keyboard and no-script use. */
+  var filters = document.querySelector("form.filters");
+  if (filters) {
+    filters.addEventListener("change", function (event) {
+      if (event.target.matches("select")) filters.requestSubmit();
+    });
+  }
+})();

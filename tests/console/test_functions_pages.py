@@ -1,0 +1,819 @@
+"""The admin console's functions pages, driven through the Flask test client as a browser without scripts."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import csrf_token
+from tests.factories import ACTION, FILTER, FILTER_STRICT_PRIORITY, PIPE, SYNTAX_ERROR, make_function
+
+FUNCTION_MODEL_KEYS = [
+    "version_id",
+    "id",
+    "user_id",
+    "name",
+    "type",
+    "content",
+    "meta",
+    "is_active",
+    "is_global",
+    "updated_at",
+    "created_at",
+]
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def post(client, path, data=None, *, token_from="/admin/functions", **kwargs):
+    """Post a console form the way a browser does: with the page's CSRF token."""
+    data = dict(data or {})
+    data.setdefault("csrf_token", csrf_token(client, token_from))
+    return client.post(path, data=data, **kwargs)
+
+
+def text_of(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def textarea(response, name="content") -> str:
+    """What a browser would put in the named textarea (the first newline after the tag is not content)."""
+    page = response.get_data(as_text=True)
+    match = re.search(rf'<textarea id="{name}" name="{name}"[^>]*>\n(.*?)</textarea>', page, re.S)
+    assert match, f"no textarea {name!r}"
+    return html.unescape(match.group(1))
+
+
+def insert_functions(app, user_id, rows):
+    """Store functions directly (no loader): enough for pages that only read the list."""
+    from extensions import db
+    from models import Function
+
+    with app.app_context():
+        for index, row in enumerate(rows):
+            meta = {"description": row.get("description"), "manifest": row.get("manifest", {})}
+            db.session.add(
+                Function(
+                    id=row["id"],
+                    user_id=user_id,
+                    name=row.get("name", row["id"]),
+                    type=row.get("type", "filter"),
+                    content="class Filter:\n    pass\n",
+                    meta=meta,
+                    valves={},
+                    is_active=row.get("active", False),
+                    is_global=False,
+                    created_at=row.get("created_at", 1_700_000_000 + index),
+                    updated_at=row.get("updated_at", 1_700_000_000 + index),
+                )
+            )
+        db.session.commit()
+
+
+def stored(app, function_id):
+    from extensions import db
+    from models import Function
+
+    with app.app_context():
+        f = db.session.get(Function, function_id)
+        if f is None:
+            return None
+        db.session.expunge(f)
+        return f
+
+
+def listed_ids(response) -> list[str]:
+    return re.findall(
+        r'data-testid="function-row" data-function-id="([^"]+)"', response.get_data(as_text=True)
+    )
+
+
+# --- access ---------------------------------------------------------------------------------------------------
+
+PAGES = [
+    "/admin/functions",
+    "/admin/functions/create",
+    "/admin/functions/edit?id=sample_filter",
+    "/admin/functions/source?id=sample_filter",
+    "/admin/functions/delete?id=sample_filter",
+    "/admin/functions/import",
+    "/admin/functions/export",
+    "/admin/functions/load-url",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_anonymous_visitors_are_sent_to_sign_in(client, admin_id, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth?next=")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_non_admins_get_the_403_page(app, admin_id, user_client, path):
+    make_function(app, admin_id)
+    response = user_client.get(path)
+    assert response.status_code == 403
+    assert "Not allowed" in text_of(response)
+
+
+def test_non_admins_cannot_post_to_console_forms(app, admin_id, user_client):
+    make_function(app, admin_id)
+    # The 403 page still carries the session's CSRF token, so this is refused for the role, not the token.
+    response = post(user_client, "/admin/functions/toggle", {"id": "sample_filter", "state": "on"})
+    assert response.status_code == 403
+    assert stored(app, "sample_filter").is_active is False
+
+
+def test_forms_without_the_csrf_token_are_refused(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    response = admin_client.post("/admin/functions/create", data={"name": "X", "content": FILTER})
+    assert response.status_code == 400
+    assert "This form has expired" in text_of(response)
+    response = admin_client.post("/admin/functions/toggle", data={"id": "sample_filter", "state": "on"})
+    assert response.status_code == 400
+    assert stored(app, "sample_filter").is_active is False
+    response = admin_client.post("/admin/functions/delete?id=sample_filter", data={"id": "sample_filter"})
+    assert response.status_code == 400
+    assert stored(app, "sample_filter") is not None
+
+
+# --- list -----------------------------------------------------------------------------------------------------
+
+
+def test_empty_list_offers_the_ways_to_add_a_function(admin_client):
+    response = admin_client.get("/admin/functions")
+    assert response.status_code == 200
+    page = text_of(response)
+    assert 'data-testid="empty-state"' in page
+    assert "No functions yet" in page
+    for path in ("/admin/functions/create", "/admin/functions/import", "/admin/functions/load-url"):
+        assert f'href="{path}"' in page
+
+
+def test_list_shows_each_functions_facts(app, admin_client, admin_id):
+    make_function(app, admin_id, id="sample_filter", name="Sample Filter", meta={"description": "Prefixes"})
+    response = admin_client.get("/admin/functions")
+    page = text_of(response)
+    assert listed_ids(response) == ["sample_filter"]
+    assert "Sample Filter" in page
+    assert '<code class="function-id">sample_filter</code>' in page
+    assert 'class="badge type-badge type-filter">Filter<' in page
+    assert "1.0.0" in page  # manifest version
+    assert "Sluice Tests" in page  # manifest author
+    assert "Prefixes" in page  # meta.description
+    assert "Ada Admin" in page  # creator
+    assert "just now" in page
+    assert re.search(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d UTC">', page)
+    assert "1 function · 0 active · 1 filter" in " ".join(page.split())
+
+
+def test_author_is_linked_only_to_web_addresses(app, admin_client, admin_id):
+    insert_functions(
+        app,
+        admin_id,
+        [
+            {"id": "linked", "manifest": {"author": "Alice", "author_url": "https://alice.example"}},
+            {"id": "scripted", "manifest": {"author": "Mallory", "author_url": "javascript:alert(1)"}},
+        ],
+    )
+    page = admin_client.get("/admin/functions").get_data(as_text=True)
+    assert (
+        '<a href="https://alice.example" rel="noopener noreferrer nofollow" target="_blank">Alice</a>' in page
+    )
+    assert "javascript:" not in page
+    assert "Mallory" in page
+
+
+def test_switches_show_state_and_global_only_for_filters_and_actions(app, admin_client, admin_id):
+    insert_functions(
+        app,
+        admin_id,
+        [{"id": "on_filter", "type": "filter", "active": True}, {"id": "a_pipe", "type": "pipe"}],
+    )
+    page = admin_client.get("/admin/functions").get_data(as_text=True)
+    rows = dict(re.findall(r'data-function-id="([^"]+)">(.*?)</tr>', page, re.S))
+    assert 'aria-pressed="true" aria-label="Active: on_filter"' in rows["on_filter"]
+    assert 'data-testid="toggle-global"' in rows["on_filter"]
+    assert 'aria-pressed="false" aria-label="Active: a_pipe"' in rows["a_pipe"]
+    assert 'data-testid="toggle-global"' not in rows["a_pipe"]
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("summar", ["summariser"]),  # name, case-insensitive below
+        ("SUMMAR", ["summariser"]),
+        ("trans_", ["trans_lator"]),  # id; `_` is literal, not a wildcard
+        ("shouting", ["shouter"]),  # description in meta
+        ("grace", ["trans_lator"]),  # author in the manifest
+        ("%", []),  # not a wildcard either
+        ("summar grace", []),  # every word must match
+        ("translate grace", ["trans_lator"]),
+    ],
+)
+def test_search_covers_name_id_description_and_author(app, admin_client, admin_id, q, expected):
+    insert_functions(
+        app,
+        admin_id,
+        [
+            {"id": "summariser", "name": "Chat Summariser", "description": "Summaries", "manifest": {}},
+            {"id": "trans_lator", "name": "Translate", "manifest": {"author": "Grace Hopper"}},
+            {"id": "shouter", "name": "Caps", "description": "Makes everything SHOUTING"},
+            {"id": "transxlator", "name": "Other", "manifest": {"author": "Ada"}},
+        ],
+    )
+    response = admin_client.get("/admin/functions", query_string={"q": q})
+    assert response.status_code == 200
+    assert sorted(listed_ids(response)) == expected
+    if not expected:
+        assert "No function matches" in text_of(response)
+
+
+def test_filters_by_type_and_state(app, admin_client, admin_id):
+    insert_functions(
+        app,
+        admin_id,
+        [
+            {"id": "f_on", "type": "filter", "active": True},
+            {"id": "f_off", "type": "filter"},
+            {"id": "p_on", "type": "pipe", "active": True},
+            {"id": "a_off", "type": "action"},
+        ],
+    )
+    by_type = admin_client.get("/admin/functions?type=filter&sort=id")
+    assert listed_ids(by_type) == ["f_off", "f_on"]
+    active = admin_client.get("/admin/functions?status=active&sort=id")
+    assert listed_ids(active) == ["f_on", "p_on"]
+    both = admin_client.get("/admin/functions?status=inactive&type=action")
+    assert listed_ids(both) == ["a_off"]
+    # Unknown values are ignored rather than failing.
+    assert len(listed_ids(admin_client.get("/admin/functions?type=bogus&status=maybe&sort=x&dir=y"))) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ("", ["c_three", "b_two", "a_one"]),  # newest update first by default
+        ("sort=name", ["b_two", "a_one", "c_three"]),  # Alpha, beta, Gamma: case-insensitive
+        ("sort=name&dir=desc", ["c_three", "a_one", "b_two"]),
+        ("sort=id", ["a_one", "b_two", "c_three"]),
+        ("sort=type", ["b_two", "c_three", "a_one"]),  # action, filter, pipe
+        ("sort=created&dir=asc", ["c_three", "a_one", "b_two"]),
+        ("sort=updated&dir=asc", ["a_one", "b_two", "c_three"]),
+    ],
+)
+def test_sorting(app, admin_client, admin_id, args, expected):
+    insert_functions(
+        app,
+        admin_id,
+        [
+            {"id": "a_one", "name": "beta", "type": "pipe", "created_at": 20, "updated_at": 100},
+            {"id": "b_two", "name": "Alpha", "type": "action", "created_at": 30, "updated_at": 200},
+            {"id": "c_three", "name": "Gamma", "type": "filter", "created_at": 10, "updated_at": 300},
+        ],
+    )
+    assert listed_ids(admin_client.get(f"/admin/functions?{args}")) == expected
+
+
+def test_sort_headers_link_to_the_other_direction(app, admin_client, admin_id):
+    insert_functions(app, admin_id, [{"id": "one"}])
+    page = admin_client.get("/admin/functions?sort=name").get_data(as_text=True)
+    assert 'aria-sort="ascending"' in page
+    assert 'href="/admin/functions?sort=name&amp;dir=desc"' in page
+
+
+def test_pagination_is_done_by_the_server(app, admin_client, admin_id):
+    insert_functions(app, admin_id, [{"id": f"fn_{n:03d}", "name": f"Function {n:03d}"} for n in range(120)])
+    first = admin_client.get("/admin/functions?sort=id")
+    assert listed_ids(first) == [f"fn_{n:03d}" for n in range(50)]
+    assert "Showing 1–50 of 120" in text_of(first)
+    assert 'href="/admin/functions?sort=id&amp;page=2"' in first.get_data(as_text=True)
+    last = admin_client.get("/admin/functions?sort=id&page=3")
+    assert listed_ids(last) == [f"fn_{n:03d}" for n in range(100, 120)]
+    assert "Showing 101–120 of 120" in text_of(last)
+    # A page past the end shows the last one.
+    assert listed_ids(admin_client.get("/admin/functions?sort=id&page=99")) == listed_ids(last)
+    searched = admin_client.get("/admin/functions?q=function 11&sort=id")
+    assert listed_ids(searched) == ["fn_011"] + [f"fn_{n:03d}" for n in range(110, 120)]
+    assert 'data-testid="pagination"' not in searched.get_data(as_text=True)
+
+
+# --- toggles --------------------------------------------------------------------------------------------------
+
+
+def test_active_switch_form_works_without_scripts(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    response = post(
+        admin_client,
+        "/admin/functions/toggle",
+        {"id": "sample_filter", "state": "on", "next": "/admin/functions?q=sample"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/functions?q=sample"
+    assert stored(app, "sample_filter").is_active is True
+    # The form names the wanted state, so submitting it twice does not switch the function back off.
+    post(admin_client, "/admin/functions/toggle", {"id": "sample_filter", "state": "on"})
+    assert stored(app, "sample_filter").is_active is True
+    page = admin_client.get("/admin/functions")
+    assert "Sample Filter is switched on." in text_of(page)
+    post(admin_client, "/admin/functions/toggle", {"id": "sample_filter", "state": "off"})
+    assert stored(app, "sample_filter").is_active is False
+
+
+def test_global_switch_form_and_safe_redirect(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    response = post(
+        admin_client,
+        "/admin/functions/toggle-global",
+        {"id": "sample_filter", "state": "on", "next": "https://evil.example/"},
+    )
+    assert response.headers["Location"] == "/admin/functions"
+    assert stored(app, "sample_filter").is_global is True
+
+
+def test_toggle_of_a_missing_function_is_404(admin_client):
+    response = post(admin_client, "/admin/functions/toggle", {"id": "nope", "state": "on"})
+    assert response.status_code == 404
+
+
+def test_the_api_toggle_the_scripts_call_accepts_the_pages_csrf_token(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    token = csrf_token(admin_client, "/admin/functions")
+    refused = admin_client.post("/api/v1/functions/id/sample_filter/toggle")
+    assert refused.status_code == 403
+    response = admin_client.post("/api/v1/functions/id/sample_filter/toggle", headers={"X-CSRFToken": token})
+    assert response.status_code == 200
+    assert response.get_json()["is_active"] is True
+
+
+# --- create ---------------------------------------------------------------------------------------------------
+
+
+def test_create_page_offers_three_starters_that_load(admin_client):
+    page = admin_client.get("/admin/functions/create").get_data(as_text=True)
+    for kind in ("filter", "action", "pipe"):
+        assert f'data-starter="{kind}"' in page
+    assert 'id="starter-sources"' in page
+    assert "sluice-editor.js" in page
+    assert 'name="content"' in page and "required" not in re.search(r"<textarea[^>]*>", page).group(0)
+    action_page = text_of(admin_client.get("/admin/functions/create?template=action"))
+    assert "class Action:" in action_page
+
+
+@pytest.mark.parametrize("kind", ["filter", "action", "pipe"])
+def test_each_starter_template_saves_as_its_type(app, admin_client, kind):
+    from blueprints.console import starter
+
+    with app.test_request_context():
+        code = starter(kind)
+    assert "class Valves(BaseModel)" in code and "class UserValves(BaseModel)" in code
+    response = post(admin_client, "/admin/functions/create", {"name": "", "id": "", "content": code})
+    assert response.status_code == 302, text_of(response)
+    f = stored(app, f"my_{kind}")
+    assert f.type == kind
+    assert f.name == f"My {kind.title()}"  # from the frontmatter title
+    assert f.meta["description"]
+    assert f.user_valves_schema is not None
+
+
+def test_create_success_redirects_to_the_edit_page(app, admin_client):
+    response = post(
+        admin_client,
+        "/admin/functions/create",
+        {
+            "name": "Sample Filter",
+            "id": "",
+            "description": "Mine",
+            "content": FILTER.replace("\n", "\r\n"),
+            "commit_message": "first",
+        },
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/functions/edit?id=sample_filter"
+    f = stored(app, "sample_filter")
+    assert f.content == FILTER  # browsers' CRLF line endings are not stored
+    assert f.meta["description"] == "Mine"
+    assert f.is_active is False
+    page = text_of(admin_client.get(response.headers["Location"]))
+    assert "Saved Sample Filter." in page
+
+
+def test_failed_create_keeps_everything_and_points_at_the_line(app, admin_client):
+    response = post(
+        admin_client,
+        "/admin/functions/create",
+        {
+            "name": "Broken <One>",
+            "id": "broken",
+            "description": "keeps me",
+            "content": SYNTAX_ERROR,
+            "commit_message": "wip",
+        },
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert textarea(response) == SYNTAX_ERROR  # the typed code, exactly
+    assert 'value="Broken &lt;One&gt;"' in page
+    assert 'value="keeps me"' in page and 'value="wip"' in page and 'value="broken"' in page
+    assert "SyntaxError" in page
+    assert 'data-error-line="2"' in page  # for the editor's markErrorLine
+    assert re.search(r"Line 2\b", page)  # readable without scripts
+    assert stored(app, "broken") is None
+
+
+def test_create_refuses_a_taken_or_malformed_id_next_to_the_id_field(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    taken = post(
+        admin_client, "/admin/functions/create", {"name": "X", "id": "sample_filter", "content": PIPE}
+    )
+    assert taken.status_code == 400
+    page = text_of(taken)
+    assert re.search(r'id="id-error"[^>]*>Uh-oh! This id is already registered', page)
+    assert "class Pipe:" in page
+    malformed = post(
+        admin_client, "/admin/functions/create", {"name": "X", "id": "has space", "content": PIPE}
+    )
+    assert malformed.status_code == 400
+    assert "Only alphanumeric characters and underscores are allowed in the id" in text_of(malformed)
+
+
+def test_create_needs_a_name_and_code(admin_client):
+    code_without_title = "class Pipe:\n    def pipe(self, body):\n        return ''\n"
+    response = post(admin_client, "/admin/functions/create", {"name": "", "content": code_without_title})
+    assert response.status_code == 400
+    assert "Give the function a name" in text_of(response)
+    response = post(admin_client, "/admin/functions/create", {"name": "Empty", "content": "   "})
+    assert response.status_code == 400
+    assert "The function has no code yet." in text_of(response)
+
+
+def test_server_derives_the_id_from_the_name(app, admin_client):
+    response = post(admin_client, "/admin/functions/create", {"name": "Échos & Co. 2!", "content": PIPE})
+    assert response.status_code == 302
+    assert stored(app, "chos_co_2") is not None
+
+
+# --- edit, clone, source --------------------------------------------------------------------------------------
+
+
+def test_edit_page_shows_the_function_with_a_read_only_id(app, admin_client, admin_id):
+    make_function(app, admin_id, id="echo", content=PIPE, name="Echo")
+    response = admin_client.get("/admin/functions/edit?id=echo")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert re.search(r'<input id="id" name="id" type="text" value="echo"\s+readonly', page)
+    assert "class Pipe:" in html.unescape(page)
+    assert 'href="/admin/functions/valves?id=echo"' in page
+    assert 'href="/admin/functions/source?id=echo"' in page
+    assert 'href="/admin/functions/export?id=echo"' in page
+    assert re.search(r'data-testid="version-count">1 version<', page)
+    # PIPE's manifest has `requirements: requests`, which is installed.
+    assert 'data-testid="requirements"' in page and "requests" in page and "installed" in page
+
+
+def test_edit_saves_and_never_changes_the_id(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    response = post(
+        admin_client,
+        "/admin/functions/edit?id=sample_filter",
+        {"id": "hijack", "name": "Renamed", "description": "New words", "content": FILTER + "\n# more\n"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/functions/edit?id=sample_filter"
+    f = stored(app, "sample_filter")
+    assert (f.name, f.meta["description"]) == ("Renamed", "New words")
+    assert f.content.endswith("# more\n")
+    assert stored(app, "hijack") is None
+    page = admin_client.get("/admin/functions/edit?id=sample_filter").get_data(as_text=True)
+    assert "2 versions" in page
+
+
+def test_failed_edit_keeps_the_typed_code_and_the_stored_function(app, admin_client, admin_id):
+    make_function(app, admin_id, active=True)
+    response = post(
+        admin_client,
+        "/admin/functions/edit?id=sample_filter",
+        {"name": "Sample Filter", "content": SYNTAX_ERROR},
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert textarea(response) == SYNTAX_ERROR
+    assert 'data-error-line="2"' in page
+    f = stored(app, "sample_filter")
+    assert f.content == FILTER and f.is_active is True
+
+
+def test_incompatible_valves_can_be_dropped_from_the_form(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    with app.app_context():
+        from services import functions
+
+        functions.update_valves("sample_filter", {"priority": 5, "prefix": "!"})
+    data = {"name": "Sample Filter", "content": FILTER_STRICT_PRIORITY}
+    refused = post(admin_client, "/admin/functions/edit?id=sample_filter", data)
+    assert refused.status_code == 400
+    page = text_of(refused)
+    assert "Current Valves are incompatible with this code: priority" in page
+    assert 'name="reset_incompatible_valves"' in page
+    saved = post(
+        admin_client, "/admin/functions/edit?id=sample_filter", {**data, "reset_incompatible_valves": "on"}
+    )
+    assert saved.status_code == 302
+    assert stored(app, "sample_filter").valves == {"prefix": "!"}
+
+
+def test_clone_opens_the_create_page_prefilled(app, admin_client, admin_id):
+    make_function(app, admin_id, meta={"description": "Original"})
+    response = admin_client.get("/admin/functions/create?clone=sample_filter")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'value="Sample Filter (copy)"' in page
+    assert 'value="sample_filter_copy"' in page
+    assert 'value="Original"' in page
+    assert "class Filter:" in html.unescape(page)
+    assert stored(app, "sample_filter_copy") is None  # nothing stored until saved
+    assert admin_client.get("/admin/functions/create?clone=missing").status_code == 404
+
+
+def test_unknown_function_pages_are_404(admin_client):
+    for path in ("/admin/functions/edit?id=nope", "/admin/functions/source?id=nope", "/admin/functions/edit"):
+        response = admin_client.get(path)
+        assert response.status_code == 404
+        assert "Page not found" in text_of(response)
+
+
+def test_source_view_is_highlighted_with_line_numbers_and_a_marked_line(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    response = admin_client.get("/admin/functions/source?id=sample_filter&line=3")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'class="source-code"' in page
+    assert re.search(r'<a href="#L-1">\s*1</a>', page)
+    assert '<span class="kn">from</span>' in page
+    assert page.count('class="hll"') == 1
+    assert re.search(r'<a id="L-3" name="L-3"></a><span class="hll">', page)
+    assert "Go to line 3" in page
+
+
+# --- delete ---------------------------------------------------------------------------------------------------
+
+
+def test_delete_asks_for_confirmation_then_deletes(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    confirm = admin_client.get("/admin/functions/delete?id=sample_filter&next=/admin/functions?page=2")
+    assert confirm.status_code == 200
+    page = text_of(confirm)
+    assert "Delete Sample Filter?" in page
+    assert 'data-testid="confirm-delete"' in page
+    assert stored(app, "sample_filter") is not None  # looking is not deleting
+    response = post(
+        admin_client,
+        "/admin/functions/delete?id=sample_filter",
+        {"id": "sample_filter", "next": "/admin/functions"},
+    )
+    assert response.status_code == 302
+    assert stored(app, "sample_filter") is None
+    assert "Deleted Sample Filter." in text_of(admin_client.get("/admin/functions"))
+    again = post(admin_client, "/admin/functions/delete?id=sample_filter", {"id": "sample_filter"})
+    assert again.status_code == 404
+
+
+def test_list_rows_link_to_each_action(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    page = admin_client.get("/admin/functions").get_data(as_text=True)
+    assert 'href="/admin/functions/edit?id=sample_filter"' in page
+    assert 'href="/admin/functions/valves?id=sample_filter"' in page
+    assert 'href="/admin/functions/create?clone=sample_filter"' in page
+    assert 'href="/admin/functions/export?id=sample_filter"' in page
+    assert re.search(
+        r'href="/admin/functions/delete\?id=sample_filter&amp;next=[^"]*"\s+data-confirm-delete', page
+    )
+
+
+# --- export ---------------------------------------------------------------------------------------------------
+
+
+def test_export_all_downloads_function_models(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    make_function(app, admin_id, id="echo", content=PIPE, name="Echo")
+    response = admin_client.get("/admin/functions/export")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert re.fullmatch(
+        r'attachment; filename="functions-export-\d{4}-\d\d-\d\d\.json"',
+        response.headers["Content-Disposition"],
+    )
+    items = json.loads(response.get_data(as_text=True))
+    assert sorted(item["id"] for item in items) == ["echo", "sample_filter"]
+    assert all(list(item) == FUNCTION_MODEL_KEYS for item in items)
+    with_valves = json.loads(
+        admin_client.get("/admin/functions/export?include_valves=1").get_data(as_text=True)
+    )
+    assert list(with_valves[0]).index("valves") == FUNCTION_MODEL_KEYS.index("meta") + 1
+
+
+def test_export_one(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    make_function(app, admin_id, id="echo", content=PIPE, name="Echo")
+    response = admin_client.get("/admin/functions/export?id=echo")
+    assert "function-echo-export-" in response.headers["Content-Disposition"]
+    items = json.loads(response.get_data(as_text=True))
+    assert len(items) == 1 and list(items[0]) == FUNCTION_MODEL_KEYS
+    assert items[0]["content"] == PIPE
+    assert admin_client.get("/admin/functions/export?id=missing").status_code == 404
+
+
+# --- import ---------------------------------------------------------------------------------------------------
+
+
+def upload(client, payload, filename="functions-export.json"):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return post(
+        client,
+        "/admin/functions/import",
+        {"file": (io.BytesIO(body), filename)},
+        content_type="multipart/form-data",
+    )
+
+
+def apply_payload(client, preview, chosen=None):
+    page = preview.get_data(as_text=True)
+    payload = html.unescape(re.search(r'<textarea name="payload"[^>]*>(.*?)</textarea>', page, re.S).group(1))
+    if chosen is None:
+        chosen = re.findall(r'name="item" value="(\d+)"', page)
+    return post(client, "/admin/functions/import/apply", {"payload": payload, "item": chosen})
+
+
+def test_import_previews_then_creates_and_updates(app, admin_client, admin_id):
+    make_function(app, admin_id, active=True)
+    export = [
+        {
+            "id": "sample_filter",
+            "name": "Filter v2",
+            "type": "filter",
+            "content": FILTER,
+            "meta": {"description": "v2"},
+        },
+        {"id": "Echo", "name": "Echo", "type": "pipe", "content": PIPE, "meta": {}},
+    ]
+    preview = upload(admin_client, export)
+    assert preview.status_code == 200
+    page = text_of(preview)
+    assert "2 items — 1 to create, 1 to update." in " ".join(page.split())
+    assert re.findall(r'data-testid="import-item" data-action="(\w+)"', page) == ["update", "create"]
+    assert "replaces “Sample Filter”" in page
+    assert stored(app, "echo") is None  # a preview changes nothing
+
+    results = apply_payload(admin_client, preview)
+    assert results.status_code == 200
+    assert re.findall(r'data-testid="import-result" data-status="(\w+)"', results.get_data(as_text=True)) == [
+        "updated",
+        "created",
+    ]
+    updated = stored(app, "sample_filter")
+    assert (updated.name, updated.meta["description"], updated.is_active) == ("Filter v2", "v2", True)
+    created = stored(app, "echo")
+    assert created.type == "pipe" and created.is_active is False
+
+
+def test_import_accepts_the_community_format_and_reports_each_item(app, admin_client):
+    community = [
+        {"id": "x1", "userId": "someone", "function": {"id": "good_one", "name": "Good", "content": ACTION}},
+        {"id": "x2", "function": {"id": "bad_code", "name": "Bad", "content": SYNTAX_ERROR}},
+        {"id": "x3", "function": {"id": "bad id!", "name": "Nope", "content": ACTION}},
+        {"id": "x4", "function": {"id": "good_one", "name": "Twice", "content": ACTION}},
+    ]
+    preview = upload(admin_client, community)
+    page = text_of(preview)
+    assert "(community format)" in page
+    assert "Only alphanumeric characters and underscores are allowed in the id" in page
+    assert "Item 1 of the file has the same id" in page
+    results = apply_payload(admin_client, preview)
+    page = text_of(results)
+    statuses = re.findall(r'data-testid="import-result" data-status="(\w+)"', page)
+    assert statuses == ["created", "failed", "skipped", "skipped"]
+    assert "SyntaxError" in page
+    assert stored(app, "good_one").type == "action"
+    assert stored(app, "bad_code") is None
+    assert "Imported 1 function; 1 failed." in page
+
+
+def test_import_only_applies_the_chosen_items(app, admin_client):
+    export = [
+        {"id": "first", "name": "First", "content": ACTION, "meta": {}},
+        {"id": "second", "name": "Second", "content": ACTION, "meta": {}},
+    ]
+    results = apply_payload(admin_client, upload(admin_client, export), chosen=["1"])
+    assert re.findall(r'data-status="(\w+)"', results.get_data(as_text=True)) == ["skipped", "created"]
+    assert stored(app, "first") is None and stored(app, "second") is not None
+
+
+def test_an_export_file_round_trips_through_import(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    exported = admin_client.get("/admin/functions/export").get_data()
+    post(admin_client, "/admin/functions/delete?id=sample_filter", {"id": "sample_filter"})
+    results = apply_payload(admin_client, upload(admin_client, exported))
+    assert 'data-status="created"' in results.get_data(as_text=True)
+    assert stored(app, "sample_filter").content == FILTER
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"", "The file is empty."),
+        (
+            b"{not json",
+            "The file is not valid JSON: Expecting property name enclosed in double quotes (line 1",
+        ),
+        (b"\xff\xfe\x00", "The file is not UTF-8 text"),
+        (b'{"hello": "world"}', "The file does not hold a list of functions."),
+        (b"[]", "The file holds no functions."),
+    ],
+)
+def test_import_explains_a_bad_file(admin_client, payload, message):
+    response = upload(admin_client, payload)
+    assert response.status_code == 400
+    page = text_of(response)
+    assert message in page
+    assert 'id="file-error"' in page
+
+
+# --- load from URL --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def code_server():
+    """A local web server that serves FILTER at /filters/shouter.py and 404 elsewhere."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/filters/shouter.py":
+                body = FILTER.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/x-python")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_ALLOW_PRIVATE_URLS": True}])
+def test_load_from_url_opens_the_editor_prefilled(app, admin_client, code_server):
+    assert admin_client.get("/admin/functions/load-url").status_code == 200
+    response = post(admin_client, "/admin/functions/load-url", {"url": f"{code_server}/filters/shouter.py"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'data-testid="loaded-from"' in page
+    assert textarea(response) == FILTER
+    assert 'value="Sample Filter"' in page  # the frontmatter title
+    assert 'value="sample_filter"' in page
+    assert 'action="/admin/functions/create"' in page
+    assert stored(app, "sample_filter") is None  # nothing stored until saved
+
+    missing = post(admin_client, "/admin/functions/load-url", {"url": f"{code_server}/nothing.py"})
+    assert missing.status_code == 400
+    assert 'id="url-error"' in missing.get_data(as_text=True)
+
+
+def test_load_from_url_refuses_internal_addresses_by_default(admin_client, code_server):
+    response = post(admin_client, "/admin/functions/load-url", {"url": f"{code_server}/filters/shouter.py"})
+    assert response.status_code == 400
+    assert 'id="url-error"' in response.get_data(as_text=True)
+    empty = post(admin_client, "/admin/functions/load-url", {"url": ""})
+    assert "Enter the address of a Python file" in text_of(empty)
+
+
+# --- small helpers --------------------------------------------------------------------------------------------
+
+
+def test_relative_time_reads_naturally():
+    from blueprints.console import relative_time, slugify
+
+    assert relative_time(1000, now=1030) == "just now"
+    assert relative_time(1000, now=1000 + 60) == "1 minute ago"
+    assert relative_time(1000, now=1000 + 7200) == "2 hours ago"
+    assert relative_time(1000, now=1000 + 86400 * 3) == "3 days ago"
+    assert relative_time(0) == "never"
+    assert slugify("  My Filter: v2!  ") == "my_filter_v2"
+    assert slugify("x" * 70) == "x" * 64
