@@ -103,20 +103,19 @@ def configure(
 ) -> Settings:
     """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
     global _settings
-    changes = {
-        key: value
-        for key, value in (
-            ("timeout", timeout),
-            ("memory_mb", memory_mb),
-            ("cache_size", cache_size),
-            ("output_cap", output_cap),
-            ("result_cap", result_cap),
-            ("max_jobs", max_jobs),
-            ("spares", spares),
-            ("python", python),
-        )
-        if value is not None
+    given = {
+        "timeout": (timeout, float),
+        "memory_mb": (memory_mb, int),
+        "cache_size": (cache_size, int),
+        "output_cap": (output_cap, int),
+        "result_cap": (result_cap, int),
+        "max_jobs": (max_jobs, int),
+        "spares": (spares, int),
+        "python": (python, str),
     }
+    changes = {key: convert(value) for key, (value, convert) in given.items() if value is not None}
+    if changes.get("timeout", 1) <= 0 or changes.get("memory_mb", 1) <= 0 or changes.get("max_jobs", 1) <= 0:
+        raise ValueError("timeout, memory_mb and max_jobs must be positive")
     if packages_dir is not _UNSET:
         changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
     with _state_lock:

@@ -234,6 +234,19 @@ class Zygote:
         return True
 
     def _accept(self, request: dict) -> None:
+        try:
+            self._route(request)
+        except Exception as exc:  # a malformed request fails alone; the zygote keeps serving the others
+            self._fail_request(
+                request, "LoaderUnavailable", f"the loader could not run this request: {exc!r}"
+            )
+
+    def _route(self, request: dict) -> None:
+        if not isinstance(request, dict):
+            raise TypeError("a request must be a JSON object")
+        for key in ("timeout", "memory_mb", "output_cap", "result_cap"):
+            if request.get(key) is not None:
+                request[key] = float(request[key]) if key == "timeout" else int(request[key])
         if request.get("op") == "ping":
             self._send(
                 {
@@ -401,9 +414,10 @@ class Zygote:
     def _fail(self, item: Child, kind: str, message: str) -> None:
         self._reply(item, {"type": kind, "message": message, "line": None, "column": None})
 
-    def _fail_request(self, request: dict, kind: str, message: str) -> None:
+    def _fail_request(self, request, kind: str, message: str) -> None:
         error = {"type": kind, "message": message, "line": None, "column": None}
-        self._send({"kind": "answer", "id": request.get("id"), "error": error, "output": "", "dropped": 0})
+        request_id = request.get("id") if isinstance(request, dict) else None
+        self._send({"kind": "answer", "id": request_id, "error": error, "output": "", "dropped": 0})
 
     def _reply(self, item: Child, error: dict | None, body: bytes = b"") -> None:
         if item.answered:
