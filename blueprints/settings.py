@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from blueprints.access import page_login_required
 from blueprints.valves import absolute_time, form_context, iso_time, stale_errors, submit_valves
-from services import accounts, functions, personal_valves
+from services import accounts, functions, valves_pages
 from services.errors import ServiceError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -40,7 +40,7 @@ def _me():
 def valves():
     """The functions that have personal valves; with `?id=`, that function's form, holding only the caller's own."""
     me = _me()
-    entries = personal_valves.functions_with_user_valves(me)
+    entries = valves_pages.functions_with_user_valves(me)
     function_id = request.args.get("id", "").strip()
     if not function_id:
         if request.method == "POST":
@@ -60,7 +60,10 @@ def valves():
             status = 400
     elif request.method == "POST":
         ok, context = submit_valves(
-            spec, stored, lambda values: functions.update_user_valves(me, function.id, values)
+            spec,
+            stored,
+            save=lambda values: functions.update_user_valves(me, function.id, values),
+            check=lambda values: valves_pages.dry_run_errors(function, values, "user_valves", me),
         )
         if ok:
             return redirect(action)
@@ -90,7 +93,7 @@ def valves():
 
 
 def _description(function) -> str:
-    return personal_valves.function_description(function.meta)
+    return valves_pages.function_description(function.meta)
 
 
 # --- API keys -------------------------------------------------------------------------------------------------

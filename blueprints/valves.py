@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from blueprints.access import page_admin_required
-from services import functions, personal_valves, valves_form
+from services import functions, valves_form, valves_pages
 from services.errors import ServiceError
 
 bp = Blueprint("valves", __name__)
@@ -63,28 +63,40 @@ def stale_errors(
 
 
 def submit_valves(
-    spec: Mapping | None, stored: Mapping | None, save: Callable[[dict], Any]
+    spec: Mapping | None,
+    stored: Mapping | None,
+    save: Callable[[dict], Any],
+    check: Callable[[dict], list[dict]] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Read the posted form, save it through ``save`` and say whether it worked, with the context to re-render.
 
-    Parse errors stop before ``save``; the service's own validation errors come back beside their fields. What was
-    typed is kept for the re-rendered form, except secrets (stored or typed), which never go back to the browser.
+    Parse errors stop before ``save`` (then ``check``, a dry run of the function's class, reports the other fields'
+    problems too, so that one round trip shows them all); the service's own validation errors come back beside
+    their fields. What was typed is kept for the re-rendered form, except secrets (stored or typed), which never go
+    back to the browser.
     """
     fields = valves_form.describe(spec)
     if request.form.get("action") == "reset_all":
         submission = valves_form.Submission(values={}, errors={}, typed={}, resets=set(), secrets_typed=set())
     else:
         submission = valves_form.parse_submission(fields, request.form, stored)
+    secrets = valves_form.secret_values(fields, stored, submission.values)
     if not submission.ok:
-        count = len(submission.errors)
+        field_errors = dict(submission.errors)
+        general: list[str] = []
+        if check is not None:
+            by_field, general = valves_form.map_errors(fields, check(submission.values))
+            for name, text in by_field.items():
+                field_errors.setdefault(name, valves_form.mask_secrets(text, secrets))
+            general = [valves_form.mask_secrets(text, secrets) for text in general]
+        count = len(field_errors)
         message = f"Nothing was saved: {count} field{'s' if count > 1 else ''} need{'' if count > 1 else 's'} fixing."
         return False, form_context(
-            spec, stored, field_errors=submission.errors, form_errors=[message], submission=submission
+            spec, stored, field_errors=field_errors, form_errors=[message, *general], submission=submission
         )
     try:
         save(submission.values)
     except ServiceError as exc:
-        secrets = valves_form.secret_values(fields, stored, submission.values)
         by_field, general = valves_form.map_errors(fields, exc.extra.get("errors"))
         by_field = {name: valves_form.mask_secrets(text, secrets) for name, text in by_field.items()}
         messages = [valves_form.mask_secrets(text, secrets) for text in general]
@@ -125,7 +137,12 @@ def function_valves():
             context["form_errors"] = ["This function has no Valves class, so there is nothing to set."]
             status = 400
     elif request.method == "POST":
-        ok, context = submit_valves(spec, stored, lambda values: functions.update_valves(function.id, values))
+        ok, context = submit_valves(
+            spec,
+            stored,
+            save=lambda values: functions.update_valves(function.id, values),
+            check=lambda values: valves_pages.dry_run_errors(function, values, "valves"),
+        )
         if ok:
             return redirect(url_for("valves.function_valves", id=function.id))
         status = 400
@@ -144,4 +161,4 @@ def function_valves():
 
 
 def _description(function) -> str:
-    return personal_valves.function_description(function.meta)
+    return valves_pages.function_description(function.meta)

@@ -1,4 +1,4 @@
-"""Which functions offer personal valves to a user, with how many of their own values each one holds."""
+"""What the valves pages need beyond the functions service: the personal valves list and a dry-run check."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+import loader
 from extensions import db
 from models import Function, User, UserValves
 
@@ -61,3 +62,15 @@ def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
             )
         )
     return entries
+
+
+def dry_run_errors(function: Function, values: dict, kind: str, user: User | None = None) -> list[dict]:
+    """The errors the function's own class finds in ``values``, without storing anything.
+
+    Used when a form also has fields that could not be read, so that every problem is reported at once.
+    """
+    cleaned = {key: value for key, value in values.items() if value is not None}
+    result = loader.validate_valves(
+        function.content, cleaned, kind=kind, function_id=function.id, user=user.to_public() if user else None
+    )
+    return [] if result.error is not None else list(result.errors)

@@ -192,8 +192,12 @@ def test_errors_are_shown_beside_their_fields(app, user_client, user_key, person
     assert 'value="11"' in field_html(response.data, "max_turns")
     assert SECRET.encode() not in response.data
     form.setlist("valve-max_turns", ["many"])
+    form.setlist("valve-tone", ["dry"])
+    form.setlist("valve-token", ["typed-secret-value"])
     response = user_client.post(URL, data=form)
     assert "Enter a whole number." in field_html(response.data, "max_turns")
+    assert "type it again" in field_html(response.data, "token")
+    assert b"typed-secret-value" not in response.data and SECRET.encode() not in response.data
     assert my_valves(app, user_key) == {"token": SECRET}
 
 
