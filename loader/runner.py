@@ -87,6 +87,7 @@ _settings = Settings(
 )
 
 _UNSET = object()
+_ANY_USER = "any user"
 
 
 def configure(
@@ -145,7 +146,8 @@ def load_function(
     if valves is not None:
         request["valves"] = valves
     base_key = ("load", content_hash, function_id, _digest(valves) if valves is not None else None)
-    user_key = _digest(user) if user is not None else None
+    # A result depends on the user only when an options method took the user; then it is cached per user.
+    user_key = _digest(user) if user is not None else "no user"
 
     def compute():
         header, answer = _run(request)
@@ -157,9 +159,9 @@ def load_function(
             answer, content_hash=content_hash, manifest=manifest, output=_output(header)
         )
         user_dependent = isinstance(answer, dict) and answer.get("user_dependent") is True
-        return result, (base_key + (user_key,) if user_dependent else base_key + (None,))
+        return result, base_key + ((user_key,) if user_dependent else (_ANY_USER,))
 
-    result = _cache.get(base_key + (None,)) or (user_key and _cache.get(base_key + (user_key,)))
+    result = _cache.get(base_key + (_ANY_USER,)) or _cache.get(base_key + (user_key,))
     if result is not None:
         _stats.bump("cache_hits")
         return result
@@ -284,6 +286,7 @@ class _Stats:
 class _Flight:
     def __init__(self):
         self.done = threading.Event()
+        self.followers = 0
         self.result = None
 
 
@@ -300,18 +303,25 @@ def _single_flight(key, compute):
         leader = flight is None
         if leader:
             flight = _flights[key] = _Flight()
+        else:
+            flight.followers += 1
     if not leader:
         flight.done.wait()
+        if flight.result is None:  # the leader failed unexpectedly; try on our own
+            return compute()[0]
         return copy.deepcopy(flight.result)
+    result = None
     try:
         result, cache_key = compute()
         if cache_key is not None and _cacheable(result):
             _cache.put(cache_key, result)
-        flight.result = result
-        return result  # the cache and any followers copy it; the leader may keep the original
+        return result
     finally:
         with _flights_lock:
             _flights.pop(key, None)
+            followers = flight.followers
+        # The followers copy a snapshot taken before our caller can change the result it is handed.
+        flight.result = copy.deepcopy(result) if followers and result is not None else None
         flight.done.set()
 
 

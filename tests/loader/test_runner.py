@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 
 import pytest
@@ -245,6 +246,35 @@ def test_user_dependent_options_are_cached_per_user(loader_fast):
 
     assert first.valves_schema == again.valves_schema
     assert other.valves_schema["properties"]["model"]["input"]["options"] == ["model-for-bob", "shared"]
+
+
+def test_options_resolved_without_a_user_are_not_served_to_a_user(loader_fast):
+    content = unique(OPTIONS_FUNCTION)
+    anonymous = loader_fast.load_function(content)
+    ada = loader_fast.load_function(
+        content, user={"id": "u1", "name": "ada", "email": "a@x", "role": "admin"}
+    )
+
+    assert anonymous.valves_schema["properties"]["model"]["input"]["options"][0] == "model-for-nobody"
+    assert ada.valves_schema["properties"]["model"]["input"]["options"][0] == "model-for-ada"
+
+
+def test_concurrent_identical_loads_run_once(loader_fast):
+    content = unique("import time\ntime.sleep(0.3)\n" + SMALL_FILTER)
+    jobs = loader_fast.stats()["jobs"]
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(loader_fast.load_function(content))) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+
+    assert loader_fast.stats()["jobs"] == jobs + 1
+    assert len(results) == 4 and all(result.ok for result in results)
+    results[0].valves_schema.clear()
+    assert all(result.valves_schema for result in results[1:])
 
 
 def test_non_json_values_in_schemas_are_made_json_safe(loader_fast, source):
