@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import bearer, csrf_token
 from tests.console.html_forms import read_form
-from tests.factories import ACTION, make_function, source
+from tests.factories import ACTION, OPTIONS_METHOD, make_function, source
 
 RICH = source(
     '''
@@ -367,3 +367,17 @@ def test_a_typed_secret_is_not_echoed_even_when_the_function_quotes_it(app, admi
     api_key = field_html(response.data, "api_key")
     assert "has a space" in api_key and "type it again" in api_key
     assert stored_valves(app.test_client(), admin_key) == {}
+
+
+def test_options_named_by_a_method_are_offered(app, admin_id, admin_client, admin_key):
+    make_function(app, admin_id, id="options_method", content=OPTIONS_METHOD)
+    url = "/admin/functions/valves?id=options_method"
+    page = admin_client.get(url)
+    model = field_html(page.data, "model")
+    assert '<select id="valve-model"' in model
+    assert '<option value="c">c</option>' in model and "Default (a)" in model
+    form = read_form(page.data, "valves-form")
+    form.setlist("valve-model", ["c"])
+    assert admin_client.post(url, data=form).status_code == 302
+    response = app.test_client().get("/api/v1/functions/id/options_method/valves", headers=bearer(admin_key))
+    assert response.get_json() == {"model": "c"}
