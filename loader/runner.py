@@ -403,10 +403,15 @@ class _Waiter:
 
 
 class _ZygoteProcess:
-    """One running zygote, its request pipe (written under a lock) and the thread that reads its answers."""
+    """One running zygote, its request pipe (written under a lock) and the thread that reads its answers.
+
+    The reader never takes the write lock: a caller writing a large request must not stop the answers from being
+    read, or the zygote, blocked writing an answer, would stop reading requests and both would wait forever.
+    """
 
     def __init__(self, settings: Settings):
         self.write_lock = threading.Lock()
+        self.pending_lock = threading.Lock()
         self.pending: dict[int, _Waiter] = {}
         self.ids = itertools.count(1)
         self.alive = True
@@ -442,22 +447,24 @@ class _ZygoteProcess:
 
     def call(self, request: dict, *, wait: float) -> tuple[dict, bytes]:
         waiter = _Waiter()
-        with self.write_lock:
+        stopped = {"error": _error("LoaderCrashed", "the loader process stopped; try again")}, b""
+        with self.pending_lock:
             if not self.alive:
-                return {"error": _error("LoaderCrashed", "the loader process stopped; try again")}, b""
+                return stopped
             request_id = next(self.ids)
             self.pending[request_id] = waiter
-            try:
-                frame = encode_frame({**request, "id": request_id})
-                view = memoryview(frame)
-                while view:
-                    view = view[self.proc.stdin.write(view) :]
-            except (OSError, ValueError):
-                self.pending.pop(request_id, None)
-                self._died()
-                return {"error": _error("LoaderCrashed", "the loader process stopped; try again")}, b""
-        if not waiter.done.wait(wait):
+        frame = memoryview(encode_frame({**request, "id": request_id}))
+        try:
             with self.write_lock:
+                while frame:
+                    frame = frame[self.proc.stdin.write(frame) :]
+        except (OSError, ValueError):
+            with self.pending_lock:
+                self.pending.pop(request_id, None)
+            self._died()
+            return stopped
+        if not waiter.done.wait(wait):
+            with self.pending_lock:
                 self.pending.pop(request_id, None)
             log.error("the loader process did not answer within %.0f s; restarting it", wait)
             self.close()
@@ -477,7 +484,7 @@ class _ZygoteProcess:
                     self.ready = header
                     self.started.set()
                     continue
-                with self.write_lock:
+                with self.pending_lock:
                     waiter = self.pending.pop(header.get("id"), None)
                 if waiter is not None:
                     waiter.header, waiter.body = header, body
@@ -489,7 +496,7 @@ class _ZygoteProcess:
 
     def _died(self) -> None:
         """Mark this zygote dead and fail every call still waiting on it."""
-        with self.write_lock:
+        with self.pending_lock:
             was_alive, self.alive = self.alive, False
             pending, self.pending = self.pending, {}
         for waiter in pending.values():
@@ -530,7 +537,7 @@ class _ZygoteProcess:
         self.alive = False
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
-                os.close(stream.fileno())
+                stream.close()
             except (OSError, ValueError):
                 pass
 
