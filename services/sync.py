@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 import loader
 from extensions import db
@@ -153,6 +154,12 @@ def sync_functions(user: User, items: list[dict], *, dry_run: bool = False) -> l
     try:
         result = _apply(user, plans, deleted)
         db.session.commit()
+    except IntegrityError:
+        # Another request created one of these ids between the plan and the write.
+        db.session.rollback()
+        raise ServiceError(
+            "The functions changed while syncing, so nothing was changed. Try again."
+        ) from None
     except Exception:
         db.session.rollback()
         raise
