@@ -100,6 +100,7 @@ def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prct
     os.closerange(high + 1, 1 << 20)
 
     os.chdir(workdir)
+    sys.argv = [""]  # rather than the zygote's, which name the repository
     os.environ["TMPDIR"] = workdir
     tempfile.tempdir = workdir
     sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)

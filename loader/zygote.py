@@ -32,6 +32,7 @@ from loader import child
 from loader.errors import exit_status_error
 
 PREFIX = 8
+WORKDIR_PREFIX = "sluice-load-"
 PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
 READ_CHUNK = 1 << 20
@@ -280,7 +281,7 @@ class Zygote:
         item = Child()
         fds: list[int] = []
         try:
-            item.workdir = tempfile.mkdtemp(prefix="sluice-load-")
+            item.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.pid}-")
             for _ in range(3):
                 fds.extend(os.pipe())
             job_r, job_w, result_r, result_w, output_r, output_w = fds
@@ -614,6 +615,28 @@ def _collapse_into_huge_pages() -> int:
     return collapsed
 
 
+def _remove_stale_workdirs() -> None:
+    """Remove scratch directories left by zygotes that were killed before they could clean up."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(WORKDIR_PREFIX):
+            continue
+        owner = name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+        path = os.path.join(base, name)
+        if not owner.isdigit() or os.path.exists(f"/proc/{owner}"):
+            continue
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        _remove_tree(path)
+
+
 def main(argv: list[str]) -> None:
     """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares]`, started by `loader.runner`."""
     compat_dir = argv[0] if argv else ""
@@ -626,6 +649,7 @@ def main(argv: list[str]) -> None:
     os.dup2(devnull_fd, 1)
     if compat_dir and os.path.isdir(compat_dir):
         sys.path.insert(0, compat_dir)
+    _remove_stale_workdirs()
     started = time.monotonic()
     loaded, missing = preload()
     gc.collect()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -381,7 +383,10 @@ def test_a_load_in_flight_when_the_zygote_dies_gets_a_clear_error(loader_fast):
 
     assert time.monotonic() - started < 1
     assert answer["result"].error.type == "LoaderCrashed"
+    left_behind = glob.glob(os.path.join(tempfile.gettempdir(), f"sluice-load-{zygote_pid}-*"))
+    assert left_behind  # the killed zygote could not clean up its children's scratch directories...
     assert_still_answering(loader_fast, within=5)
+    assert not any(os.path.exists(path) for path in left_behind)  # ...so the next one does
 
 
 def test_a_function_killing_the_zygote_only_fails_itself(loader_fast):
