@@ -30,6 +30,7 @@ VALVES_CLASS = {"valves": "Valves", "user_valves": "UserValves"}
 
 PR_SET_PDEATHSIG = 1
 FILE_SIZE_LIMIT = 256 * 1024 * 1024
+EXTRA_TASKS = 512
 MAX_WARNINGS = 20
 MAX_JSON_NODES = 200_000
 MAX_JSON_DEPTH = 64
@@ -150,6 +151,12 @@ def _limit_resources(request: dict) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+    # RLIMIT_NPROC counts every task of the user, so it cannot be a small number; the number of tasks on the whole
+    # machine (an upper bound of the user's) plus a margin leaves threads possible and stops a fork bomb. The
+    # kernel does not apply it to root.
+    with open("/proc/loadavg", "rb") as loadavg:
+        tasks = int(loadavg.read().split()[3].split(b"/")[1])
+    resource.setrlimit(resource.RLIMIT_NPROC, (tasks + EXTRA_TASKS, tasks + EXTRA_TASKS))
 
 
 def _flush_std() -> None:

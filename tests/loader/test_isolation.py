@@ -155,6 +155,29 @@ def test_the_code_ending_its_own_process_is_a_clear_error(loader_fast, code, kin
     assert_still_answering(loader_fast)
 
 
+def test_the_child_runs_under_resource_limits(loader_fast, source):
+    result = loader_fast.load_function(
+        source("""
+        from pydantic import BaseModel
+
+        with open("/proc/self/limits") as limits:
+            LIMITS = {line[:26].strip(): line[26:47].strip() for line in limits.read().splitlines()[1:]}
+
+        class Pipe:
+            class Valves(BaseModel):
+                limits: dict = LIMITS
+    """)
+    )
+
+    assert result.ok, result.error
+    limits = defaults(result)["limits"]
+    assert limits["Max cpu time"] == "3"
+    assert limits["Max core file size"] == "0"
+    assert limits["Max processes"] != "unlimited"
+    assert limits["Max address space"] != "unlimited"
+    assert limits["Max file size"] == str(256 * 1024 * 1024)
+
+
 def test_memory_is_capped(loader_fast):
     result = loader_fast.load_function(unique("hoard = bytearray(3 * 1024 ** 3)\nclass Pipe:\n    pass\n"))
 
