@@ -352,6 +352,8 @@ def test_pydantic_v1_style_field_arguments_still_load(loader_fast, source):
 
     assert result.ok, result.error
     assert set(result.valves_schema["properties"]) == {"mode", "level"}
+    assert result.valves_schema["properties"]["level"]["enum"] == ["low", "high"]
+    assert [warning.split(":")[0] for warning in result.warnings] == ["PydanticDeprecatedSince20"] * 2
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
