@@ -1,0 +1,156 @@
+"""Time the console's functions list with 10,000 functions, on SQLite and (when given) PostgreSQL.
+
+The functions are inserted directly (no loader), each with realistic code (~8 KiB) and a manifest, because the list
+never reads the code and the point is to show that it does not: the page must stay fast however large the code is.
+
+    .venv/bin/python bench/bench_console.py                       # SQLite in a temporary folder
+    .venv/bin/python bench/bench_console.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/bench_console
+
+The PostgreSQL database given is emptied first. Each case prints the median and the 95th percentile of
+``--repeat`` requests through the Flask test client (rendering included, network excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PASSWORD = "bench password 1234"
+WORDS = "summary translate filter context memory rate limit citation search web tool shout emoji code".split()
+AUTHORS = ["Grace Hopper", "Ada Lovelace", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov", "Ken Thompson"]
+
+CASES = [
+    ("first page, newest first", "/admin/functions"),
+    ("page 100", "/admin/functions?page=100"),
+    ("sorted by name", "/admin/functions?sort=name"),
+    ("filter: type=action, active", "/admin/functions?type=action&status=active"),
+    ("search a common word", "/admin/functions?q=memory"),
+    ("search an author (in meta)", "/admin/functions?q=lovelace"),
+    ("search two words, no match", "/admin/functions?q=zebra%20quartz"),
+    ("search + type + sort by name", "/admin/functions?q=filter&type=filter&sort=name"),
+]
+
+
+def code_of(index: int) -> str:
+    body = "\n".join(
+        f"    def helper_{n}(self, body: dict) -> dict:\n        return body  # {n}" for n in range(120)
+    )
+    return f'"""\ntitle: Function {index}\n"""\n\n\nclass Filter:\n{body}\n'
+
+
+def populate(app, count: int) -> None:
+    from extensions import db
+    from models import Function
+    from services import accounts
+
+    rng = random.Random(7)
+    with app.app_context():
+        admin = accounts.create_user("Bench Admin", "bench@example.com", PASSWORD, role="admin")
+        start = 1_700_000_000
+        rows = []
+        for index in range(count):
+            words = rng.sample(WORDS, 3)
+            rows.append(
+                {
+                    "id": f"fn_{index:05d}_{words[0]}",
+                    "user_id": admin.id,
+                    "name": " ".join(word.title() for word in words) + f" {index}",
+                    "type": rng.choice(["filter", "filter", "pipe", "action"]),
+                    "content": code_of(index),
+                    "meta": {
+                        "description": f"Does {words[1]} and {words[2]} for every chat.",
+                        "manifest": {
+                            "title": f"Function {index}",
+                            "author": rng.choice(AUTHORS),
+                            "version": f"0.{index % 10}.{index % 7}",
+                        },
+                    },
+                    "valves": {},
+                    "is_active": rng.random() < 0.3,
+                    "is_global": False,
+                    "created_at": start + index,
+                    "updated_at": start + rng.randrange(count * 10),
+                }
+            )
+        for offset in range(0, count, 1000):
+            db.session.execute(Function.__table__.insert(), rows[offset : offset + 1000])
+        db.session.commit()
+
+
+def time_cases(app, repeat: int) -> list[tuple[str, float, float, int]]:
+    client = app.test_client()
+    import re
+
+    token = re.search(rb'name="csrf-token" content="([^"]+)"', client.get("/auth").data).group(1).decode()
+    signed_in = client.post(
+        "/auth", data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed_in.status_code == 302, signed_in.status_code
+    results = []
+    for label, path in CASES:
+        client.get(path)  # warm caches (templates, statements)
+        samples = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            response = client.get(path)
+            samples.append((time.perf_counter() - began) * 1000)
+            assert response.status_code == 200, (path, response.status_code)
+        rows = response.data.count(b'data-testid="function-row"')
+        samples.sort()
+        p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+        results.append((label, statistics.median(samples), p95, rows))
+    return results
+
+
+def run(database_url: str, count: int, repeat: int) -> None:
+    from app import create_app
+    from database import upgrade_database
+
+    upgrade_database(database_url)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "TESTING": True})
+    began = time.perf_counter()
+    populate(app, count)
+    print(f"  inserted {count} functions in {time.perf_counter() - began:.1f} s")
+    print(f"  {'case':<34} {'median':>9} {'p95':>9}  rows")
+    for label, median, p95, rows in time_cases(app, repeat):
+        print(f"  {label:<34} {median:>7.1f}ms {p95:>7.1f}ms  {rows}")
+
+
+def empty_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--postgres", help="a PostgreSQL URL to bench too (its database is emptied)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        print(f"SQLite, {args.count} functions")
+        run(f"sqlite:///{Path(folder) / 'bench.sqlite3'}", args.count, args.repeat)
+    if args.postgres:
+        print(f"PostgreSQL, {args.count} functions")
+        empty_postgres(args.postgres)
+        run(args.postgres, args.count, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
