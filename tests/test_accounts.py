@@ -76,7 +76,7 @@ def test_sign_in_and_out(client, admin_id):
     response = sign_in(client, "admin@example.com")
     assert response.status_code == 302
     assert client.get("/api/v1/functions/").status_code == 200
-    token = csrf_token(client, "/pending")  # any page carries the token
+    token = csrf_token(client, "/settings/keys")  # any page carries the token
     assert client.post("/auth/signout", data={"csrf_token": token}).status_code == 302
     assert client.get("/api/v1/functions/").get_json()["detail"] == NOT_AUTHENTICATED
 
