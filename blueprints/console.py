@@ -26,7 +26,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
@@ -63,6 +63,7 @@ def _page_helpers() -> dict[str, Any]:
         "relative_time": relative_time,
         "absolute_time": absolute_time,
         "iso_time": iso_time,
+        "breakable_id": breakable_id,
         "type_labels": TYPE_LABELS,
         "function_types": FUNCTION_TYPES,
         "sort_keys": SORT_KEYS,
@@ -348,7 +349,7 @@ def functions_source():
         code=code,
         line=line,
         error=error,
-        line_count=function.content.count("\n") + 1,
+        line_count=len(function.content.splitlines()),
     )
 
 
@@ -399,7 +400,7 @@ def functions_import():
     if not raw:
         raw = request.form.get("payload", "").encode()
     try:
-        plan = function_import.plan_import(raw)
+        plan = function_import.plan_import(raw, check_code=True)
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     return render_template(
@@ -460,6 +461,11 @@ _SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
 def slugify(name: str) -> str:
     """The id a name suggests: lower-case, every run of other characters turned into one underscore."""
     return _SLUG_UNSAFE.sub("_", name.lower()).strip("_")[:64].rstrip("_")
+
+
+def breakable_id(function_id: str) -> Markup:
+    """The id, escaped, with a line-break opportunity after each underscore, so narrow columns split it there."""
+    return Markup(str(escape(function_id)).replace("_", "_<wbr>"))  # noqa: S704 - escaped just above
 
 
 def _positive_int(value: str | None) -> int | None:

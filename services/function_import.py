@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+import loader
 from extensions import db
 from models import Function
 from services import functions
@@ -22,6 +23,8 @@ from services.errors import ServiceError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
 IMPORT_COMMIT_MESSAGE = "Imported from an export file"
+# A preview loads each item's code to show what would fail; past this many items it only reads the file.
+MAX_CODE_CHECKS = 200
 
 
 class ImportFileError(ValueError):
@@ -41,6 +44,8 @@ class ImportItem:
     action: str  # "create", "update" or "skip"
     problem: str | None = None
     current_name: str | None = None
+    type: str | None = None  # detected from the code by the preview's check
+    warning: str | None = None  # the check found that saving it would fail
 
     @property
     def importable(self) -> bool:
@@ -51,6 +56,7 @@ class ImportItem:
 class ImportPlan:
     items: list[ImportItem]
     community_format: bool
+    code_checked: bool = False
 
     @property
     def creates(self) -> int:
@@ -75,8 +81,12 @@ class ImportResult:
     line: int | None = None
 
 
-def plan_import(raw: bytes | str) -> ImportPlan:
-    """Read an export file and say, item by item, whether it would be created, updated or skipped (and why)."""
+def plan_import(raw: bytes | str, *, check_code: bool = False) -> ImportPlan:
+    """Read an export file and say, item by item, whether it would be created, updated or skipped (and why).
+
+    With ``check_code``, each item's code is also loaded (in the isolated loader, as a save would) so that code
+    which would fail is reported before anything is applied.
+    """
     elements = _elements(_parse(raw))
     community = False
     items: list[ImportItem] = []
@@ -96,7 +106,22 @@ def plan_import(raw: bytes | str) -> ImportPlan:
             item.current_name = existing[item.id]
         else:
             item.action = "create"
-    return ImportPlan(items=items, community_format=community)
+    code_checked = check_code and len(items) <= MAX_CODE_CHECKS
+    if code_checked:
+        for item in items:
+            if item.importable:
+                _check_code(item)
+    return ImportPlan(items=items, community_format=community, code_checked=code_checked)
+
+
+def _check_code(item: ImportItem) -> None:
+    try:
+        result = functions.load_code(loader.rewrite_imports(item.content), item.id)
+    except ServiceError as error:
+        # Still offered: the admin sees why it will fail, and the results say so again if they go ahead.
+        item.warning = f"Its code does not load: {error.detail}"
+    else:
+        item.type = result.type
 
 
 def apply_import(user, plan: ImportPlan, chosen: set[int]) -> list[ImportResult]:

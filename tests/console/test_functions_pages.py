@@ -164,7 +164,7 @@ def test_list_shows_each_functions_facts(app, admin_client, admin_id):
     page = text_of(response)
     assert listed_ids(response) == ["sample_filter"]
     assert "Sample Filter" in page
-    assert '<code class="function-id">sample_filter</code>' in page
+    assert '<code class="function-id">sample_<wbr>filter</code>' in page
     assert 'class="badge type-badge type-filter">Filter<' in page
     assert "1.0.0" in page  # manifest version
     assert "Sluice Tests" in page  # manifest author
@@ -425,7 +425,7 @@ def test_failed_create_keeps_everything_and_points_at_the_line(app, admin_client
     assert 'value="keeps me"' in page and 'value="wip"' in page and 'value="broken"' in page
     assert "SyntaxError" in page
     assert 'data-error-line="2"' in page  # for the editor's markErrorLine
-    assert re.search(r"Line 2\b", page)  # readable without scripts
+    assert re.search(r'class="code-error-line">Line 2, column \d+<', page)  # readable without scripts
     assert stored(app, "broken") is None
 
 
@@ -694,6 +694,8 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     preview = upload(admin_client, community)
     page = text_of(preview)
     assert "(community format)" in page
+    assert 'class="badge type-badge type-action">Action<' in page  # the preview loaded the code
+    assert "Its code does not load: SyntaxError" in page
     assert "Only alphanumeric characters and underscores are allowed in the id" in page
     assert "Item 1 of the file has the same id" in page
     results = apply_payload(admin_client, preview)
@@ -704,6 +706,13 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     assert stored(app, "good_one").type == "action"
     assert stored(app, "bad_code") is None
     assert "Imported 1 function; 1 failed." in page
+    # Items the file cannot give are never offered, even when asked for.
+    forced = post(
+        admin_client,
+        "/admin/functions/import/apply",
+        {"payload": json.dumps(community), "item": ["2", "3"]},
+    )
+    assert re.findall(r'data-status="(\w+)"', forced.get_data(as_text=True)) == ["skipped"] * 4
 
 
 def test_import_only_applies_the_chosen_items(app, admin_client):
