@@ -43,6 +43,7 @@ from services.function_search import SORT_KEYS, FunctionQuery, search_functions
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
 STARTER_TYPES = ("filter", "action", "pipe")
+RECENT_VERSIONS = 5
 TYPE_LABELS = {"pipe": "Pipe", "filter": "Filter", "action": "Action", "event": "Event"}
 
 
@@ -297,6 +298,7 @@ def _function_details(function) -> dict[str, Any]:
         "manifest": manifest if isinstance(manifest, dict) else {},
         "requirements": requirements,
         "version_count": versions or 0,
+        "recent_versions": functions.list_versions(function.id)[:RECENT_VERSIONS],
         "valves_url": _valves_url(function.id),
         "has_valves": bool(getattr(function, "valves_schema", None)),
         "has_user_valves": bool(getattr(function, "user_valves_schema", None)),

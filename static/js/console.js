@@ -109,12 +109,4 @@
       open.querySelector("summary").focus();
     }
   });
-
-  /* The list's selects apply as soon as they change; the Apply button stays for keyboard and no-script use. */
-  var filters = document.querySelector("form.filters");
-  if (filters) {
-    filters.addEventListener("change", function (event) {
-      if (event.target.matches("select")) filters.requestSubmit();
-    });
-  }
 })();

@@ -484,7 +484,13 @@ def test_edit_saves_and_never_changes_the_id(app, admin_client, admin_id):
     response = post(
         admin_client,
         "/admin/functions/edit?id=sample_filter",
-        {"id": "hijack", "name": "Renamed", "description": "New words", "content": FILTER + "\n# more\n"},
+        {
+            "id": "hijack",
+            "name": "Renamed",
+            "description": "New words",
+            "content": FILTER + "\n# more\n",
+            "commit_message": "Say more",
+        },
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/functions/edit?id=sample_filter"
@@ -494,6 +500,10 @@ def test_edit_saves_and_never_changes_the_id(app, admin_client, admin_id):
     assert stored(app, "hijack") is None
     page = admin_client.get("/admin/functions/edit?id=sample_filter").get_data(as_text=True)
     assert "2 versions" in page
+    history = re.search(r'data-testid="history">(.*?)</section>', page, re.S).group(1)
+    newest, oldest = re.findall(r"<li.*?</li>", history, re.S)
+    assert "Say more" in newest and "current" in newest and "Ada Admin" in newest
+    assert "current" not in oldest
 
 
 def test_failed_edit_keeps_the_typed_code_and_the_stored_function(app, admin_client, admin_id):
