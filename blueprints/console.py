@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -458,11 +459,16 @@ def starter(kind: str) -> str:
 
 
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
+_COMBINING_ACCENTS = re.compile("[\u0300-\u036f]")
 
 
 def slugify(name: str) -> str:
-    """The id a name suggests: lower-case, every run of other characters turned into one underscore."""
-    return _SLUG_UNSAFE.sub("_", name.lower()).strip("_")[:64].rstrip("_")
+    """The id a name suggests: accents dropped, lower-case, every run of other characters one underscore.
+
+    static/js/function_editor.js does the same as the admin types, so the id shown is the id saved.
+    """
+    plain = _COMBINING_ACCENTS.sub("", unicodedata.normalize("NFKD", name))
+    return _SLUG_UNSAFE.sub("_", plain.lower()).strip("_")[:64].rstrip("_")
 
 
 def breakable_id(function_id: str) -> Markup:

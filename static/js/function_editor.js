@@ -11,9 +11,10 @@
   var idInput = document.getElementById("id");
   var descriptionInput = document.getElementById("description");
 
-  /* Must match blueprints/console.py slugify(). */
+  /* Must match blueprints/console.py slugify(): accents dropped, then runs of anything but a-z0-9 become "_". */
   function slugify(name) {
-    return name.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64).replace(/_+$/, "");
+    return name.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+      .replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64).replace(/_+$/, "");
   }
 
   /* The `key: value` lines of the module docstring, read as the server reads them (first line exactly """). */

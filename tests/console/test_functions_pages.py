@@ -458,7 +458,7 @@ def test_create_needs_a_name_and_code(admin_client):
 def test_server_derives_the_id_from_the_name(app, admin_client):
     response = post(admin_client, "/admin/functions/create", {"name": "Échos & Co. 2!", "content": PIPE})
     assert response.status_code == 302
-    assert stored(app, "chos_co_2") is not None
+    assert stored(app, "echos_co_2") is not None
 
 
 # --- edit, clone, source --------------------------------------------------------------------------------------
@@ -836,3 +836,4 @@ def test_relative_time_reads_naturally():
     assert relative_time(0) == "never"
     assert slugify("  My Filter: v2!  ") == "my_filter_v2"
     assert slugify("x" * 70) == "x" * 64
+    assert slugify("Crème brûlée – Ω") == "creme_brulee"
