@@ -39,7 +39,7 @@ from extensions import db
 from models import FUNCTION_TYPES, FunctionVersion
 from services import function_import, functions, requirements_jobs, url_loader
 from services.errors import NotFound, ServiceError
-from services.function_search import SORT_KEYS, FunctionQuery, search_functions
+from services.function_search import FunctionQuery, search_functions
 
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
@@ -68,7 +68,6 @@ def _page_helpers() -> dict[str, Any]:
         "breakable_id": breakable_id,
         "type_labels": TYPE_LABELS,
         "function_types": FUNCTION_TYPES,
-        "sort_keys": SORT_KEYS,
     }
 
 
@@ -114,11 +113,11 @@ def functions_create():
     """Write a new function: from a starter template, a clone, or a blank page; save stores it."""
     if request.method == "POST":
         form = _read_form()
-        errors, load_error = _fill_and_check(form, creating=True)
+        errors, load_error = _fill_and_check(form, creating=True), None
         if not errors:
             try:
                 function = functions.create_function(
-                    current_user,
+                    current_user._get_current_object(),
                     id=form["id"],
                     name=form["name"],
                     content=form["content"],
@@ -157,14 +156,14 @@ def functions_edit():
     if request.method == "POST":
         form = _read_form()
         form["id"] = function.id
-        errors, load_error = _fill_and_check(form, creating=False)
+        errors, load_error = _fill_and_check(form, creating=False), None
         reset_valves = request.form.get("reset_incompatible_valves") == "on"
         if not errors:
             meta = dict(function.meta or {})
             meta["description"] = form["description"]
             try:
                 function = functions.update_function(
-                    current_user,
+                    current_user._get_current_object(),
                     function.id,
                     name=form["name"],
                     content=form["content"],
@@ -232,7 +231,7 @@ def _read_form() -> dict[str, str]:
     }
 
 
-def _fill_and_check(form: dict[str, str], *, creating: bool) -> tuple[dict[str, str], dict | None]:
+def _fill_and_check(form: dict[str, str], *, creating: bool) -> dict[str, str]:
     """Fill an empty name and description from the code's frontmatter, derive the id, and check what is required."""
     manifest = loader.parse_frontmatter(form["content"])
     if not form["name"]:
@@ -248,7 +247,7 @@ def _fill_and_check(form: dict[str, str], *, creating: bool) -> tuple[dict[str, 
         errors["id"] = "Give the function an id: letters, digits and underscores."
     if not form["content"].strip():
         errors["content"] = "The function has no code yet."
-    return errors, None
+    return errors
 
 
 def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
@@ -423,7 +422,7 @@ def functions_import_apply():
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     chosen = {int(value) for value in request.form.getlist("item") if value.isdigit()}
-    results = function_import.apply_import(current_user, plan, chosen)
+    results = function_import.apply_import(current_user._get_current_object(), plan, chosen)
     failed = sum(1 for result in results if result.status == "failed")
     done = sum(1 for result in results if result.status in ("created", "updated"))
     flash(
