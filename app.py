@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from flask import Flask
 
@@ -33,6 +34,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         packages_dir=app.config["SLUICE_FUNCTION_PACKAGES_DIR"],
     )
 
+    if not app.testing:
+        # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.
+        threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
+
     from blueprints import install_template_globals, register_blueprints
     from blueprints.access import install_access_rules
     from blueprints.errors import install_error_handlers
@@ -49,3 +54,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
     return app
+
+
+def _warm_loader() -> None:
+    try:
+        loader.start()
+    except Exception:  # the first load will try again and report the reason to its caller
+        logging.getLogger(__name__).exception("Could not start the function loader")

@@ -137,6 +137,8 @@ def install_access_rules(app: Flask) -> None:
 
     @app.before_request
     def enforce_csrf_and_pending():
+        if request.routing_exception is not None:
+            return None  # no such route or method: let routing answer 404/405 rather than a CSRF error
         if request.method not in SAFE_METHODS:
             if is_api_request():
                 # Header credentials are not ambient authority; only cookie-authenticated calls need the token.
