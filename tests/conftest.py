@@ -31,6 +31,19 @@ if IN_CI and not POSTGRES:
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES else [])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """Argon2 at its cheapest: the suite creates thousands of accounts, and the cost is not what it tests."""
+    from argon2 import PasswordHasher
+
+    from services import accounts
+
+    saved = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts._hasher = saved
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     """A migrated SQLite file, copied for each test so that every test starts from an empty schema."""
