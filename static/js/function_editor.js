@@ -123,6 +123,24 @@
     });
   });
 
+  /* Ctrl/Cmd+S saves from anywhere on the page; inside the editor, its own binding has already done it. */
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || !(event.ctrlKey || event.metaKey) || event.altKey) return;
+    if (event.key !== "s" && event.key !== "S") return;
+    event.preventDefault();
+    form.requestSubmit();
+  });
+
+  /* The starter choices are links styled as toggle buttons; Space presses them as it would a button. */
+  document.querySelectorAll("[data-starter]").forEach(function (choice) {
+    choice.addEventListener("keydown", function (event) {
+      if (event.key === " ") {
+        event.preventDefault();
+        choice.click();
+      }
+    });
+  });
+
   /* Keyboard users land on the code after pressing "Line N" in the error box. */
   var errorLine = document.querySelector(".code-error-line");
   if (errorLine && editor) {
