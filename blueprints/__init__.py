@@ -4,18 +4,11 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import auth, system
+    from blueprints import api_functions, auth, console, settings, system, users, valves
 
     app.register_blueprint(system.bp)
     app.register_blueprint(auth.bp)
-    # The API and console blueprints register themselves here as they are written.
-    for module_name in ("api_functions", "console", "valves", "settings", "users"):
-        try:
-            module = __import__(f"blueprints.{module_name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"blueprints.{module_name}":
-                raise
-            continue
+    for module in (api_functions, console, valves, settings, users):
         module.register(app)
 
 
