@@ -96,52 +96,45 @@ def _meta(f: Function) -> dict:
     return f.meta if isinstance(f.meta, dict) else {}
 
 
+# One reader per wire field; each shape below is an ordered selection of them (the order is the contract).
+_FIELDS = {
+    "version_id": lambda f: f.version_id,
+    "id": lambda f: f.id,
+    "user_id": lambda f: f.user_id,
+    "name": lambda f: f.name,
+    "type": lambda f: f.type,
+    "content": lambda f: f.content,
+    "meta": _meta,
+    "valves": lambda f: f.valves if isinstance(f.valves, dict) else {},
+    "is_active": lambda f: bool(f.is_active),
+    "is_global": lambda f: bool(f.is_global),
+    "updated_at": lambda f: f.updated_at,
+    "created_at": lambda f: f.created_at,
+}
+FUNCTION_MODEL = ("version_id", "id", "user_id", "name", "type", "content", "meta") + (
+    "is_active",
+    "is_global",
+    "updated_at",
+    "created_at",
+)
+FUNCTION_WITH_VALVES_MODEL = FUNCTION_MODEL[:7] + ("valves",) + FUNCTION_MODEL[7:]
+FUNCTION_RESPONSE = ("version_id", "id", "user_id", "type", "name", "meta") + FUNCTION_MODEL[7:]
+
+
+def _shape(f: Function, keys: tuple[str, ...]) -> dict:
+    return {key: _FIELDS[key](f) for key in keys}
+
+
 def function_model(f: Function) -> dict:
-    return {
-        "version_id": f.version_id,
-        "id": f.id,
-        "user_id": f.user_id,
-        "name": f.name,
-        "type": f.type,
-        "content": f.content,
-        "meta": _meta(f),
-        "is_active": bool(f.is_active),
-        "is_global": bool(f.is_global),
-        "updated_at": f.updated_at,
-        "created_at": f.created_at,
-    }
+    return _shape(f, FUNCTION_MODEL)
 
 
 def function_with_valves_model(f: Function) -> dict:
-    return {
-        "version_id": f.version_id,
-        "id": f.id,
-        "user_id": f.user_id,
-        "name": f.name,
-        "type": f.type,
-        "content": f.content,
-        "meta": _meta(f),
-        "valves": f.valves if isinstance(f.valves, dict) else {},
-        "is_active": bool(f.is_active),
-        "is_global": bool(f.is_global),
-        "updated_at": f.updated_at,
-        "created_at": f.created_at,
-    }
+    return _shape(f, FUNCTION_WITH_VALVES_MODEL)
 
 
 def function_response(f: Function) -> dict:
-    return {
-        "version_id": f.version_id,
-        "id": f.id,
-        "user_id": f.user_id,
-        "type": f.type,
-        "name": f.name,
-        "meta": _meta(f),
-        "is_active": bool(f.is_active),
-        "is_global": bool(f.is_global),
-        "updated_at": f.updated_at,
-        "created_at": f.created_at,
-    }
+    return _shape(f, FUNCTION_RESPONSE)
 
 
 def function_user_response(f: Function, user: User | None) -> dict:
