@@ -111,14 +111,11 @@ _FIELDS = {
     "updated_at": lambda f: f.updated_at,
     "created_at": lambda f: f.created_at,
 }
-FUNCTION_MODEL = ("version_id", "id", "user_id", "name", "type", "content", "meta") + (
-    "is_active",
-    "is_global",
-    "updated_at",
-    "created_at",
-)
-FUNCTION_WITH_VALVES_MODEL = FUNCTION_MODEL[:7] + ("valves",) + FUNCTION_MODEL[7:]
-FUNCTION_RESPONSE = ("version_id", "id", "user_id", "type", "name", "meta") + FUNCTION_MODEL[7:]
+_FLAGS_AND_TIMES = ("is_active", "is_global", "updated_at", "created_at")
+_HEAD = ("version_id", "id", "user_id")
+FUNCTION_MODEL = _HEAD + ("name", "type", "content", "meta") + _FLAGS_AND_TIMES
+FUNCTION_WITH_VALVES_MODEL = _HEAD + ("name", "type", "content", "meta", "valves") + _FLAGS_AND_TIMES
+FUNCTION_RESPONSE = _HEAD + ("type", "name", "meta") + _FLAGS_AND_TIMES
 
 
 def _shape(f: Function, keys: tuple[str, ...]) -> dict:
