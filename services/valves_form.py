@@ -7,7 +7,10 @@ contract it keeps (SPEC §3 "valves update", §5):
 - a stored secret is never put back into a form: a password field renders empty and, left empty, keeps the stored
   value (the server copies it from what is stored, the browser never sees it);
 - what cannot be parsed (``"abc"`` for an integer, broken JSON) is a field error before anything is validated by
-  the function's own class, whose errors (``[{loc, msg, type}]``) are then mapped back to their fields.
+  the function's own class, whose errors (``[{loc, msg, type}]``) are then mapped back to their fields;
+- a stored number or JSON value that is emptied is a field error too, not a silent reset: resetting is the
+  field's own "Reset to default" box. Number fields are text inputs, so a browser always sends what was typed
+  (Chromium sends ``""`` for a ``type=number`` input it cannot parse, which read as "use the default").
 
 Every field's input is named ``valve-<name>``; its reset checkbox ``reset-<name>``.
 """
@@ -96,28 +99,6 @@ class ValveField:
     def has_default(self) -> bool:
         return self.default is not UNSET
 
-    @property
-    def step(self) -> str:
-        if self.multiple_of is not None:
-            return _number_text(self.multiple_of)
-        return "1" if self.kind == "integer" else "any"
-
-    @property
-    def html_min(self) -> str | None:
-        if self.minimum is not None:
-            return _number_text(self.minimum)
-        if self.exclusive_minimum is not None and self.kind == "integer":
-            return _number_text(math.floor(self.exclusive_minimum) + 1)
-        return None
-
-    @property
-    def html_max(self) -> str | None:
-        if self.maximum is not None:
-            return _number_text(self.maximum)
-        if self.exclusive_maximum is not None and self.kind == "integer":
-            return _number_text(math.ceil(self.exclusive_maximum) - 1)
-        return None
-
     def bounds_text(self) -> str:
         """The allowed range in words, e.g. ``between 0 and 2`` or ``greater than 0``."""
         low = high = None
@@ -130,8 +111,11 @@ class ValveField:
         elif self.exclusive_maximum is not None:
             high = f"less than {_number_text(self.exclusive_maximum)}"
         if self.minimum is not None and self.maximum is not None:
-            return f"between {_number_text(self.minimum)} and {_number_text(self.maximum)}"
-        parts = [part for part in (low, high) if part]
+            parts = [f"between {_number_text(self.minimum)} and {_number_text(self.maximum)}"]
+        else:
+            parts = [part for part in (low, high) if part]
+        if self.multiple_of is not None and self.kind in ("integer", "number"):
+            parts.append(f"a multiple of {_number_text(self.multiple_of)}")
         if self.kind in ("text", "textarea", "password"):
             if self.min_length is not None:
                 parts.append(f"at least {self.min_length} characters")
@@ -386,6 +370,14 @@ def _same(a: Any, b: Any) -> bool:
 # --- a submitted form → values ------------------------------------------------------------------------------
 
 
+# Kinds whose empty input has no value of its own (an empty string is not a number, nor JSON).
+_EMPTY_IS_NO_VALUE = {
+    "integer": "Enter a whole number",
+    "number": "Enter a number",
+    "json": "Enter a JSON value",
+}
+
+
 class FieldParseError(ValueError):
     """What the user typed cannot be read as this field's kind."""
 
@@ -462,6 +454,12 @@ def parse_submission(fields: list[ValveField], form: Any, stored: Mapping | None
             value = parse_value(f, raw)
         except FieldParseError as exc:
             errors[f.name] = str(exc)
+            continue
+        if value is UNSET and f.name in stored and not f.nullable and f.kind in _EMPTY_IS_NO_VALUE:
+            # Emptying a stored number or JSON value is not a way to reset it: say how, and keep it.
+            errors[f.name] = _EMPTY_IS_NO_VALUE[f.kind] + (
+                "." if f.required else ", or tick Reset to default."
+            )
             continue
         if value is UNSET or value is None:
             values.pop(f.name, None)
@@ -604,6 +602,14 @@ def unknown_keys(fields: list[ValveField], stored: Mapping | None) -> list[str]:
 # --- fields + stored values → what the template renders -----------------------------------------------------
 
 
+# HTML `pattern`s (Chromium compiles them with the `v` flag, hence the escaped `-`). Whole floats such as `3.0`,
+# which the server accepts for an integer, are allowed too.
+_NUMBER_PATTERNS = {
+    "integer": r"\s*[+\-]?\d+(\.0*)?\s*",
+    "number": r"\s*[+\-]?(\d+(\.\d*)?|\.\d+)([eE][+\-]?\d+)?\s*",
+}
+
+
 @dataclass
 class FieldView:
     """One field ready to render: the text to show (never a secret), its state and its error."""
@@ -627,16 +633,23 @@ class FieldView:
 
     @property
     def input_type(self) -> str:
-        """The ``<input>`` type; a number field holding text it cannot show (a stale value) stays a text input."""
-        if self.field.kind == "password":
-            return "password"
-        if self.field.kind in ("integer", "number"):
-            try:
-                float(self.text or "0")
-            except ValueError:
-                return "text"
-            return "number"
-        return "text"
+        """The ``<input>`` type: ``password`` for secrets, else ``text``.
+
+        Numbers too: a ``type=number`` input that cannot parse what was typed (``4e``, ``0.3-``) submits ``""``
+        in Chromium, which the server could not tell from an emptied field. As text, the server sees what was
+        typed and answers with the field's own error; ``inputmode`` and ``pattern`` keep the phone keyboard and
+        the hint.
+        """
+        return "password" if self.field.kind == "password" else "text"
+
+    @property
+    def inputmode(self) -> str | None:
+        return {"integer": "numeric", "number": "decimal"}.get(self.field.kind)
+
+    @property
+    def pattern(self) -> str | None:
+        """What the server reads as this number (an HTML ``pattern``: marks the field invalid while typing)."""
+        return _NUMBER_PATTERNS.get(self.field.kind)
 
     @property
     def rows(self) -> int:

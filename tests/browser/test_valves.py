@@ -115,6 +115,41 @@ def test_admin_valves_store_only_what_was_set_and_never_show_the_secret(admin_pa
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("typed", ["4e", "0.3-"])
+def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(admin_page, live_server, typed):
+    # As a type=number input, Chromium submitted "" for these, which saved "use the default" and wiped the value.
+    function_id = "valved_number_" + ("a" if typed == "4e" else "b")
+    live_server.create_function(function_id, VALVED_FILTER, name="Valved Number")
+    live_server.api_json(
+        "POST", f"/api/v1/functions/id/{function_id}/valves/update", json={"temperature": 1.5}
+    )
+    page = admin_page
+    page.goto(f"/admin/functions/valves?id={function_id}")
+    temperature = field(page, "temperature")
+    temperature.fill("")
+    temperature.press_sequentially(typed)
+    # The pattern marks it while typing (no blocking: the form is novalidate, the server decides).
+    assert temperature.evaluate("el => el.validity.patternMismatch") is True
+    page.get_by_test_id("valves-save").click()
+    error = page.get_by_test_id("valve-field-temperature").locator(".field-error")
+    expect(error).to_have_text("Enter a number.")
+    expect(temperature).to_have_value(typed)
+    expect(page.locator(".flash-success")).to_have_count(0)
+    assert live_server.api_json("GET", f"/api/v1/functions/id/{function_id}/valves") == {"temperature": 1.5}
+
+    # Emptied, the stored value is not silently dropped either: the reset box is the way.
+    temperature.fill("")
+    page.get_by_test_id("valves-save").click()
+    expect(error).to_have_text("Enter a number, or tick Reset to default.")
+    # The error sits right below its input, above the reset box.
+    input_box = temperature.bounding_box()
+    error_box = error.bounding_box()
+    reset_box = page.get_by_test_id("valve-reset-temperature").bounding_box()
+    assert input_box["y"] + input_box["height"] <= error_box["y"] < reset_box["y"]
+    assert live_server.api_json("GET", f"/api/v1/functions/id/{function_id}/valves") == {"temperature": 1.5}
+
+
+@pytest.mark.browser
 def test_a_field_error_is_shown_beside_its_field_and_nothing_is_stored(admin_page, live_server):
     live_server.create_function("valved_filter_2", VALVED_FILTER, name="Valved Filter 2")
     page = admin_page

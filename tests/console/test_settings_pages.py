@@ -140,9 +140,9 @@ def test_the_form_is_generated_from_user_valves(user_client, personal):
     assert 'type="password"' in field_html(page.data, "token")
     assert 'placeholder="Not set"' in field_html(page.data, "nickname")
     assert "What to call you" in field_html(page.data, "nickname")
-    assert 'min="1"' in field_html(page.data, "max_turns") and 'max="10"' in field_html(
-        page.data, "max_turns"
-    )
+    max_turns = field_html(page.data, "max_turns")
+    assert 'type="text" value="4"' in max_turns and 'inputmode="numeric"' in max_turns
+    assert "between 1 and 10" in max_turns
     assert "Default (warm)" in field_html(page.data, "tone")
     assert 'type="checkbox"' in field_html(page.data, "enabled")
     assert "priority" not in page.data.decode()  # the admin Valves are not on a user's page
@@ -180,6 +180,18 @@ def test_optional_emptied_and_reset(app, user_client, user_key, personal):
     form.add("reset-token", "1")
     assert user_client.post(URL, data=form).status_code == 302
     assert my_valves(app, user_key) == {}
+
+
+@pytest.mark.parametrize("sent", ["", "4e"])
+def test_an_emptied_or_unparseable_number_keeps_what_i_stored(app, user_client, user_key, personal, sent):
+    set_my_valves(app, user_key, {"max_turns": 9, "tone": "dry"})
+    form = read_form(user_client.get(URL).data, "valves-form")
+    form.setlist("valve-max_turns", [sent])
+    response = user_client.post(URL, data=form)
+    assert response.status_code == 400
+    expected = "Enter a whole number, or tick Reset to default." if sent == "" else "Enter a whole number."
+    assert expected in field_html(response.data, "max_turns")
+    assert my_valves(app, user_key) == {"max_turns": 9, "tone": "dry"}
 
 
 def test_errors_are_shown_beside_their_fields(app, user_client, user_key, personal):

@@ -144,16 +144,18 @@ def test_every_kind_of_field_is_rendered(admin_client, rich):
     assert '<option value="" selected>Default (small)</option>' in model
     assert '<option value="large">large</option>' in model
 
+    # Numbers are text inputs (see test_an_unparseable_number_is_a_field_error_whatever_the_browser_sends).
     temperature = field_html(data, "temperature")
-    assert 'type="number"' in temperature and 'value="0.7"' in temperature
-    assert 'step="any"' in temperature and 'min="0"' in temperature and 'max="2"' in temperature
+    assert 'type="text" value="0.7"' in temperature and 'inputmode="decimal"' in temperature
+    assert 'pattern="' in temperature and 'type="number"' not in temperature
     assert "between 0 and 2" in temperature
 
     max_tokens = field_html(data, "max_tokens")
-    assert 'step="1"' in max_tokens and 'min="1"' in max_tokens and 'value="256"' in max_tokens
+    assert 'type="text" value="256"' in max_tokens and 'inputmode="numeric"' in max_tokens
+    assert "at least 1" in max_tokens
 
     retries = field_html(data, "retries")
-    assert 'type="number"' in retries and 'value=""' in retries and 'placeholder="Not set"' in retries
+    assert 'type="text" value=""' in retries and 'placeholder="Not set"' in retries
 
     verbose = field_html(data, "verbose")
     assert '<input type="hidden" name="valve-verbose" value="off">' in verbose
@@ -286,6 +288,34 @@ def test_parse_errors_are_shown_beside_their_field_and_nothing_is_saved(app, adm
     assert "less than or equal to 2" in field_html(response.data, "temperature")
     assert b"Nothing was saved: 3 fields need fixing." in response.data
     assert stored_valves(app.test_client(), admin_key) == {"temperature": 1.5}
+
+
+@pytest.mark.parametrize("sent", ["", "4e", "0.3-"])
+def test_an_unparseable_number_is_a_field_error_whatever_the_browser_sends(
+    app, admin_client, admin_key, rich, sent
+):
+    # Chromium submits "" for a type=number input holding "4e"; the fields are text inputs now, so the server sees
+    # "4e" itself, and an emptied stored number is refused too: neither may wipe what is stored.
+    set_valves(app.test_client(), admin_key, {"max_tokens": 512, "model": "large"})
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-max_tokens", [sent])
+    response = admin_client.post(URL, data=form)
+    assert response.status_code == 400
+    assert b"Valves saved." not in response.data
+    max_tokens = field_html(response.data, "max_tokens")
+    expected = "Enter a whole number, or tick Reset to default." if sent == "" else "Enter a whole number."
+    assert expected in max_tokens and f'value="{sent}"' in max_tokens
+    # The error sits right below the input, before the help and the reset box.
+    assert max_tokens.index("valve-max_tokens-error") < max_tokens.index('class="help valve-help"')
+    assert max_tokens.index('class="help valve-help"') < max_tokens.index('name="reset-max_tokens"')
+    assert stored_valves(app.test_client(), admin_key) == {"max_tokens": 512, "model": "large"}
+
+
+def test_an_emptied_number_that_was_not_stored_stays_at_its_default(app, admin_client, admin_key, rich):
+    form = read_form(admin_client.get(URL).data, "valves-form")
+    form.setlist("valve-max_tokens", [""])
+    assert admin_client.post(URL, data=form).status_code == 302
+    assert stored_valves(app.test_client(), admin_key) == {}
 
 
 def test_the_functions_own_validation_errors_are_shown_beside_their_field(app, admin_client, admin_key, rich):

@@ -135,14 +135,35 @@ def test_nullable_fields_are_marked():
     assert fields["retries"].minimum == 0
 
 
-def test_numeric_bounds_become_html_limits_and_words():
+def test_numeric_bounds_in_words():
     fields = fields_by_name()
-    temperature, turns = fields["temperature"], fields["max_turns"]
-    assert (temperature.html_min, temperature.html_max, temperature.step) == ("0", "2", "any")
-    assert temperature.bounds_text() == "between 0 and 2"
-    # gt=0, lt=100 on an integer: the browser gets the inclusive 1..99.
-    assert (turns.html_min, turns.html_max, turns.step) == ("1", "99", "1")
-    assert turns.bounds_text() == "greater than 0, less than 100"
+    assert fields["temperature"].bounds_text() == "between 0 and 2"
+    assert fields["max_turns"].bounds_text() == "greater than 0, less than 100"
+
+    class Stepped(BaseModel):
+        step: float = Field(default=0.5, ge=0, le=2, multiple_of=0.5)
+
+    (step,) = vf.describe(Stepped.model_json_schema())
+    assert step.bounds_text() == "between 0 and 2, a multiple of 0.5"
+
+
+def test_numbers_are_text_inputs_with_a_numeric_keyboard_and_pattern():
+    import re
+
+    views = {v.name: v for v in vf.build_views(vf.describe(SCHEMA), {})}
+    assert (views["max_turns"].input_type, views["max_turns"].inputmode) == ("text", "numeric")
+    assert (views["temperature"].input_type, views["temperature"].inputmode) == ("text", "decimal")
+    assert views["base_url"].inputmode is None and views["base_url"].pattern is None
+    # The pattern accepts what the server reads as a number, and marks what it refuses.
+    integer, number = views["max_turns"].pattern, views["temperature"].pattern
+    for text in ("4", "-12", " 7 ", "5.0"):
+        assert re.fullmatch(integer, text), text
+    for text in ("4e", "2.5", "abc", ""):
+        assert not re.fullmatch(integer, text), text
+    for text in ("0.3", ".5", "1e-3", "+2", "7."):
+        assert re.fullmatch(number, text), text
+    for text in ("4e", "0.3-", "1,5", "warm"):
+        assert not re.fullmatch(number, text), text
 
 
 def test_select_options_from_enum_literal_and_input_options():
@@ -343,16 +364,44 @@ def test_emptying_fields():
         "retries": 2,
         "base_url": "https://x",
         "stop_words": ["a"],
-        "headers": {"a": "b"},
     }
     data = untouched_form(stored=stored)
     for name in stored:
         data.setlist(f"valve-{name}", [""])
     result = parse(data, stored)
     assert result.ok, result.errors
-    # Optional and numeric fields emptied fall back to their default; a stored string or list emptied is kept
-    # as the empty value the user asked for; an empty JSON editor means "use the default".
+    # Optional fields emptied fall back to their default ("leave empty for the default"); a stored string or list
+    # emptied is kept as the empty value the user asked for.
     assert result.values == {"base_url": "", "stop_words": []}
+
+
+def test_emptying_a_stored_number_or_json_value_is_an_error_not_a_reset():
+    stored = {"temperature": 1.5, "max_turns": 9, "headers": {"a": "b"}, "model": "gpt-4o-mini"}
+    data = untouched_form(stored=stored)
+    for name in ("temperature", "max_turns", "headers"):
+        data.setlist(f"valve-{name}", [""])
+    result = parse(data, stored)
+    assert result.errors == {
+        "temperature": "Enter a number, or tick Reset to default.",
+        "max_turns": "Enter a whole number, or tick Reset to default.",
+        "headers": "Enter a JSON value, or tick Reset to default.",
+    }
+    # Not stored, an emptied number is simply left at its default; ticking reset is the way to drop a stored one.
+    fresh = untouched_form()
+    fresh.setlist("valve-max_turns", [""])
+    assert parse(fresh).values == {}
+    data.add("reset-temperature", "1")
+    data.add("reset-max_turns", "1")
+    data.add("reset-headers", "1")
+    assert parse(data, stored).values == {"model": "gpt-4o-mini"}
+
+
+def test_emptying_a_stored_required_number_asks_for_a_number():
+    class Required(BaseModel):
+        port: int
+
+    result = parse(MultiDict([("valve-port", "")]), {"port": 80}, Required.model_json_schema())
+    assert result.errors == {"port": "Enter a whole number."}
 
 
 def test_emptying_a_string_with_a_default_stores_the_empty_string():
