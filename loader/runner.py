@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -418,7 +419,8 @@ class _ZygoteProcess:
         self.ready: dict = {}
         self.started = threading.Event()
         compat = COMPAT_DIR if os.path.isdir(COMPAT_DIR) else ""
-        self.proc = subprocess.Popen(  # our own interpreter running our own module
+        self.proc = _launcher.run(  # our own interpreter running our own module
+            subprocess.Popen,
             [
                 settings.python,
                 "-I",
@@ -429,6 +431,7 @@ class _ZygoteProcess:
                 compat,
                 str(settings.max_jobs),
                 str(settings.spares),
+                str(os.getpid()),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -553,6 +556,44 @@ def _read_exactly(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
+class _Launcher:
+    """Starts zygotes from one thread that lives as long as this process.
+
+    A zygote asks the kernel for a signal when its parent dies (loader.zygote._die_with_parent), and Linux ties
+    that signal to the *thread* that forked it: a zygote started from a short-lived thread (the app's warm-up
+    thread, a request thread that a server retires) would be stopped when that thread ends.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+
+    def run(self, function, *args, **kwargs):
+        """`function(*args, **kwargs)` called in the launcher thread; its result, or its exception raised here."""
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._serve, name="sluice-loader-launcher", daemon=True)
+                self.thread.start()
+        done, outcome = threading.Event(), {}
+        self.jobs.put((function, args, kwargs, done, outcome))
+        done.wait()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    def _serve(self) -> None:
+        while True:
+            function, args, kwargs, done, outcome = self.jobs.get()
+            try:
+                outcome["result"] = function(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller
+                outcome["error"] = exc
+            finally:
+                done.set()
+                del function, args, kwargs, done, outcome
+
+
 def child_environment(environ) -> dict:
     """The environment for the zygote and its children: the caller's, minus Sluice's settings and credentials."""
     env = {
@@ -567,6 +608,7 @@ def child_environment(environ) -> dict:
 
 
 _current: _ZygoteProcess | None = None
+_launcher = _Launcher()
 _state_lock = threading.Lock()
 _start_lock = threading.Lock()
 
@@ -591,8 +633,9 @@ def _zygote() -> _ZygoteProcess:
 
 def _after_fork_in_child() -> None:
     """A forked web worker must not share its parent's zygote: it starts its own on first use."""
-    global _current, _state_lock, _start_lock, _flights_lock
+    global _current, _state_lock, _start_lock, _flights_lock, _launcher
     zygote, _current = _current, None
+    _launcher = _Launcher()  # its thread was not copied
     _state_lock, _start_lock, _flights_lock = threading.Lock(), threading.Lock(), threading.Lock()
     _flights.clear()
     _cache.lock = threading.Lock()

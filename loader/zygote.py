@@ -7,6 +7,11 @@ request pipe, every child's result and output pipes, and a self-pipe woken by SI
 delays another one. Children are killed as a whole process group when they answer, time out or overrun a cap;
 because the zygote is a child subreaper, grandchildren that escaped into their own session come back to it and are
 killed too.
+
+Nothing outlives the caller: end of file on the request pipe (the caller closed it or died), SIGTERM, or the
+caller's death (a parent-death signal, in case another process holds the request pipe open) make the zygote kill
+every child and exit within about a second. Each child has a parent-death signal too, so even a SIGKILLed zygote
+takes its children with it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from loader.errors import exit_status_error
 
 PREFIX = 8
 WORKDIR_PREFIX = "sluice-load-"
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
 READ_CHUNK = 1 << 20
@@ -42,6 +48,10 @@ DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 SPARE_DELAY = 0.02
 # Spares are warmed up only after this long without a request.
 QUIET = 0.05
+# Shutting down waits this long for the children to be reaped; a process that outlives it is left SIGKILLed.
+SHUTDOWN_WAIT = 1.0
+# The last resort when shutting down somehow stalls: SIGALRM (default action: terminate) after this many seconds.
+SHUTDOWN_ALARM = 10
 
 # Imported once here so that children start with them in memory: pydantic, the packages community functions import
 # most at module level (REAL-FUNCTIONS.md), and the Open WebUI compatibility layer. Heavier, rarer ones (openai,
@@ -153,6 +163,7 @@ class Zygote:
         self.forks = 0
         self.last_request = 0.0
         self.last_spawn_error = ""
+        self.stopping = False
         self.poller = select.poll()
         self.prctl = _prctl()
         if self.prctl is not None:
@@ -163,6 +174,8 @@ class Zygote:
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        # SIGTERM (sent by anyone, or as the parent-death signal) stops the loop, which then kills the children.
+        signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
@@ -175,6 +188,8 @@ class Zygote:
 
     def serve(self) -> None:
         while True:
+            if self.stopping:
+                return self.shutdown()
             for fd, _events in self.poller.poll(self._poll_timeout()):
                 if fd == self.request_fd:
                     if not self._read_requests():
@@ -185,11 +200,16 @@ class Zygote:
                             pass
                 elif fd in self.pipes:
                     self._read_pipe(fd)
+            if self.stopping:
+                continue
             self._reap()
             self._expire()
             while self.queue and self._busy() < self.max_jobs:
                 self._dispatch(self.queue.popleft())
             self._replenish()
+
+    def _stop(self, *_signal) -> None:
+        self.stopping = True
 
     def _busy(self) -> int:
         return sum(1 for item in self.children.values() if item.request is not None)
@@ -435,8 +455,16 @@ class Zygote:
         self._send(header, body)
 
     def _kill(self, item: Child) -> None:
+        """SIGKILL the child's process group and the child itself.
+
+        The group takes the child's descendants with it. The pid covers a child forked so recently that it has not
+        yet made itself a group leader (`setsid` in child.run): there is no such group yet, and killpg fails, but
+        such a child has not run anything nor forked either.
+        """
         with contextlib.suppress(OSError):
             os.killpg(item.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(item.pid, signal.SIGKILL)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -521,10 +549,32 @@ class Zygote:
             view = view[written:]
 
     def shutdown(self) -> None:
-        for item in list(self.children.values()):
+        """Kill every child and reap them, waiting at most SHUTDOWN_WAIT: this must never block for good."""
+        self.stopping = True
+        signal.alarm(SHUTDOWN_ALARM)
+        items = list(self.children.values())
+        for item in items:
+            if item.job_fd >= 0:  # a spare still waiting for its job reads end of file and leaves by itself
+                with contextlib.suppress(OSError):
+                    os.close(item.job_fd)
+                item.job_fd = -1
             self._kill(item)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(item.pid, 0)
+        waiting = {item.pid for item in items}
+        deadline = time.monotonic() + SHUTDOWN_WAIT
+        while waiting:
+            for pid in list(waiting):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done = pid
+                if done:
+                    waiting.discard(pid)
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        for item in items:
+            if item.pid in waiting:  # not reaped in time: SIGKILLed again, left to init
+                self._kill(item)
             _remove_tree(item.workdir)
         self.children.clear()
         self.spares.clear()
@@ -637,11 +687,30 @@ def _remove_stale_workdirs() -> None:
         _remove_tree(path)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM when our parent (the caller) dies, even if it is SIGKILLed.
+
+    End of file on the request pipe normally says the same, but not if another process holds the pipe's write end.
+    The signal is tied to the thread that started us, which is why `loader.runner` starts zygotes from a thread
+    that lives as long as its process. SIGTERM, not SIGKILL: the zygote then kills its children and their escaped
+    descendants before it exits (until the loop runs, SIGTERM's default action ends the zygote, which has no
+    children yet).
+    """
+    prctl = _prctl()
+    if prctl is None or not parent_pid:
+        return
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid and not os.path.exists(f"/proc/{parent_pid}"):
+        os._exit(0)  # the caller died before the signal was armed
+
+
 def main(argv: list[str]) -> None:
-    """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares]`, started by `loader.runner`."""
+    """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares] [parent_pid]`, started by
+    `loader.runner`."""
     compat_dir = argv[0] if argv else ""
     max_jobs = int(argv[1]) if len(argv) > 1 else 8
     spares = int(argv[2]) if len(argv) > 2 else 2
+    _die_with_parent(int(argv[3]) if len(argv) > 3 else 0)
     # Keep the caller's pipes away from descriptors 0 and 1, so nothing printed by imports can corrupt them.
     request_fd, answer_fd = os.dup(0), os.dup(1)
     devnull_fd = os.open(os.devnull, os.O_RDWR)

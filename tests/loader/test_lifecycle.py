@@ -1,0 +1,225 @@
+"""No loader process outlives its owner: shutting down, or the caller dying, leaves no zygote, spare or child behind.
+
+These tests start the loader in a separate Python process (so that it can be killed) and watch the processes it
+leaves through /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from loader import runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting to be reaped has finished)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def all_gone(pids, within: float) -> list[int]:
+    """The pids still running after `within` seconds (an empty list when all are gone)."""
+    deadline = time.monotonic() + within
+    while True:
+        left = [pid for pid in pids if alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(item) for item in listing.read().split()]
+    except OSError:
+        return []
+
+
+def kill_all(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def python(script: str, *args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+# A caller of the loader: it starts the zygote with two spares, loads once, waits until both spares are forked,
+# prints the pids, then idles until it is told (by a line on its stdin, or a signal) to go.
+CALLER = """
+import json, os, sys, subprocess, time
+sys.path.insert(0, os.getcwd())
+import loader
+from loader import runner
+
+loader.configure(spares=2)
+loader.start()
+assert loader.load_function("class Filter:\\n    pass\\n").ok
+zygote = loader.stats()["zygote_pid"]
+deadline = time.monotonic() + 10
+while len(open(f"/proc/{zygote}/task/{zygote}/children").read().split()) < 2 and time.monotonic() < deadline:
+    time.sleep(0.02)
+holder = None
+if "--leak-pipe" in sys.argv:  # another process keeps the zygote's request pipe open: no end of file on death
+    holder = subprocess.Popen(["sleep", "60"], pass_fds=[runner._current.proc.stdin.fileno()])
+spares = [int(pid) for pid in open(f"/proc/{zygote}/task/{zygote}/children").read().split()]
+print(json.dumps({"zygote": zygote, "spares": spares, "holder": holder and holder.pid}), flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("ending", ["SIGKILL", "SIGTERM", "exit"])
+def test_the_zygote_and_its_spares_go_when_the_caller_does(ending):
+    caller = python(CALLER, stdin=subprocess.PIPE)
+    pids = []
+    try:
+        report = json.loads(caller.stdout.readline())
+        pids = [report["zygote"], *report["spares"]]
+        assert len(report["spares"]) == 2
+        assert all(alive(pid) for pid in pids)
+
+        if ending == "exit":
+            caller.stdin.close()
+        else:
+            caller.send_signal(getattr(signal, ending))
+        caller.wait(5)
+
+        assert all_gone(pids, within=2) == []
+    finally:
+        caller.kill()
+        caller.wait()
+        kill_all(pids)
+
+
+def test_the_zygote_goes_when_the_caller_is_killed_even_if_its_request_pipe_stays_open():
+    """The parent-death signal: end of file on the request pipe is not enough if another process holds it."""
+    caller = python(CALLER, "--leak-pipe", stdin=subprocess.PIPE)
+    pids, holder = [], None
+    try:
+        report = json.loads(caller.stdout.readline())
+        pids, holder = [report["zygote"], *report["spares"]], report["holder"]
+        assert holder and alive(holder)
+
+        caller.kill()
+        caller.wait(5)
+
+        assert all_gone(pids, within=2) == []
+    finally:
+        caller.kill()
+        caller.wait()
+        kill_all(pids + ([holder] if holder else []))
+
+
+def test_spares_go_when_the_zygote_is_killed():
+    caller = python(CALLER, stdin=subprocess.PIPE)
+    pids = []
+    try:
+        report = json.loads(caller.stdout.readline())
+        pids = [report["zygote"], *report["spares"]]
+
+        os.kill(report["zygote"], signal.SIGKILL)
+
+        assert all_gone(pids, within=2) == []
+    finally:
+        caller.kill()
+        caller.wait()
+        kill_all(pids)
+
+
+# A zygote whose children are slow to start: each sleeps before it isolates itself (setsid), as a spare forked just
+# before shutdown may be, so shutdown meets a child that is not yet the leader of its own process group.
+SLOW_START = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+from loader import child, zygote
+
+real_run = child.run
+
+def slow_run(**arguments):
+    time.sleep(0.5)
+    real_run(**arguments)
+
+child.run = slow_run
+request_r, request_w = os.pipe()
+answer_r, answer_w = os.pipe()
+keeper = zygote.Zygote(
+    request_r, answer_w, os.open(os.devnull, os.O_RDWR), max_jobs=1, spares=0, ready={}
+)
+spare = keeper._spawn()
+print(spare.pid, flush=True)
+keeper.shutdown()
+print("done", flush=True)
+"""
+
+
+def test_shutdown_right_after_a_spare_was_forked_leaves_nothing_behind():
+    zygote = python(SLOW_START)
+    spare = None
+    try:
+        spare = int(zygote.stdout.readline())
+        try:
+            output, _ = zygote.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            pytest.fail("shutdown hung waiting for a spare that had not yet isolated itself")
+
+        assert output.strip() == "done"
+        assert all_gone([spare], within=1) == []
+    finally:
+        zygote.kill()
+        zygote.wait()
+        if spare:
+            kill_all([spare])
+
+
+def test_a_zygote_started_from_a_short_lived_thread_outlives_the_thread(loader_fast):
+    """The zygote's parent-death signal is tied to the thread that forked it: that must not be the caller's thread."""
+    loader_fast.shutdown()
+    thread = threading.Thread(target=loader_fast.start)
+    thread.start()
+    thread.join(30)
+    zygote = loader_fast.stats()["zygote_pid"]
+    time.sleep(0.3)
+
+    assert alive(zygote)
+    assert loader_fast.load_function("class Filter:\n    pass\n# short-lived thread\n").ok
+    assert loader_fast.stats()["zygote_pid"] == zygote
+
+
+def test_shutdown_stops_the_zygote_and_every_spare(loader_fast):
+    loader_fast.configure(spares=2)
+    assert loader_fast.load_function("class Filter:\n    pass\n# shutdown\n").ok
+    zygote = loader_fast.stats()["zygote_pid"]
+    deadline = time.monotonic() + 5
+    while len(children(zygote)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pids = [zygote, *children(zygote)]
+
+    started = time.monotonic()
+    runner.shutdown()
+
+    assert time.monotonic() - started < 2
+    assert all_gone(pids, within=1) == []
+    loader_fast.start()
