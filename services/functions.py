@@ -25,7 +25,7 @@ from extensions import db
 from models import Function, FunctionVersion, User, UserValves, now
 from services.errors import NotFound, ServiceError
 
-ID_PATTERN = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")  # used with fullmatch: `$` would let "abc\n" through
 MAX_NAME_LENGTH = 256
 MAX_CONTENT_BYTES = 1024 * 1024
 HISTORY_PAGE_SIZE = 20
@@ -213,9 +213,10 @@ def check_content(content: Any) -> str:
 
 
 def check_new_id(function_id: Any) -> str:
-    if not isinstance(function_id, str) or not ID_PATTERN.match(function_id.strip()):
+    """The id to store (lower-cased); anything but 1–64 of `[A-Za-z0-9_]` is refused, surrounding spaces too."""
+    if not isinstance(function_id, str) or ID_PATTERN.fullmatch(function_id) is None:
         raise ServiceError(ID_FORMAT_ERROR)
-    return function_id.strip().lower()
+    return function_id.lower()
 
 
 def _field_error(field: str, msg: str) -> dict:

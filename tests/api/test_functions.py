@@ -95,6 +95,15 @@ def test_create_refuses_ids_of_the_wrong_format(admin_api, bad_id):
     assert response.get_json() == {"detail": ID_FORMAT}
 
 
+@pytest.mark.parametrize("bad_id", ["  pad_id  ", "abc\n", "\tabc", "abc ", "abc\r\n"])
+def test_create_refuses_ids_with_surrounding_whitespace(admin_api, bad_id):
+    # Open WebUI refuses these; trimming them would store an id the client never sent.
+    response = admin_api.post("/create", F.form(id=bad_id))
+    assert response.status_code == 400
+    assert response.get_json() == {"detail": ID_FORMAT}
+    assert admin_api.get("/").get_json() == []
+
+
 def test_create_refuses_a_duplicate_id_case_insensitively(admin_api, sample):
     for duplicate in ("sample_filter", "Sample_Filter"):
         response = admin_api.post("/create", F.form(id=duplicate))
