@@ -335,7 +335,10 @@ def functions_source():
     """The stored code, highlighted by Pygments, with line numbers and any error line marked."""
     function = _function_or_404(request.args.get("id", ""))
     error = function.load_error if getattr(function, "load_status", "ok") != "ok" else None
+    line_count = source_line_count(function.content)
     line = _positive_int(request.args.get("line")) or (error or {}).get("line")
+    if not isinstance(line, int) or line > line_count:
+        line = None
     formatter = HtmlFormatter(
         linenos="table",
         anchorlinenos=True,
@@ -344,15 +347,24 @@ def functions_source():
         cssclass="source-code",
         wrapcode=True,
     )
-    code = Markup(highlight(function.content, PythonLexer(), formatter))  # noqa: S704 - Pygments escapes the source
+    # stripnl=False: by default Pygments drops leading and trailing blank lines, which shifted every line number
+    # (and the marked line) of code that starts with a blank line, and made the count disagree with what is shown.
+    lexer = PythonLexer(stripnl=False)
+    code = Markup(highlight(function.content, lexer, formatter))  # noqa: S704 - Pygments escapes the source
     return render_template(
         "console/function_source.html",
         function=function,
         code=code,
         line=line,
         error=error,
-        line_count=len(function.content.splitlines()),
+        line_count=line_count,
     )
+
+
+def source_line_count(content: str) -> int:
+    """The number of lines the source view shows: lines end at LF, CRLF or CR (as for Pygments and Python)."""
+    text = content.replace("\r\n", "\n").replace("\r", "\n")
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
 @bp.route("/delete", methods=["GET", "POST"])

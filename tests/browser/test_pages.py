@@ -122,3 +122,39 @@ def test_load_from_url_says_why_an_address_fails(admin_page, code_server):
     page.get_by_role("button", name="Load").click()
     expect(page.locator(".field.has-error .field-error")).to_be_visible()
     expect(page.get_by_label("Address of the Python file")).to_have_value(f"{base}/missing.py")
+
+
+# For each line number: its top, and the top of the first token of its line of code (the anchor of a blank line).
+LINE_POSITIONS = """() => {
+    const numbers = [...document.querySelectorAll(".source-code td.linenos a")];
+    return numbers.map(number => {
+        const anchor = document.getElementById(number.getAttribute("href").slice(1));
+        let token = anchor.nextElementSibling;
+        if (token && token.classList.contains("hll")) token = token.firstElementChild;
+        if (!token || token.tagName === "A") token = anchor;
+        return [number.textContent.trim(), number.getBoundingClientRect().top, token.getBoundingClientRect().top];
+    });
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_the_source_view_keeps_numbers_and_lines_in_step_around_a_marked_line(
+    admin_page, tour_function, viewport
+):
+    page = admin_page
+    page.set_viewport_size(viewport)
+    page.goto(f"/admin/functions/source?id={tour_function}&line=12")
+    marked = page.locator(".source-code .hll")
+    expect(marked).to_have_count(1)
+    positions = page.evaluate(LINE_POSITIONS)
+    assert len(positions) == len(factories.FILTER.splitlines())
+    for number, number_top, line_top in positions:
+        assert abs(number_top - line_top) < 2, f"line {number}: number at {number_top}, code at {line_top}"
+    # The marked band is one line tall and holds line 12 (no second, empty line inside it).
+    band = marked.bounding_box()
+    number_tops = {number: top for number, top, _ in positions}
+    pitch = number_tops["13"] - number_tops["12"]
+    assert abs(band["height"] - pitch) < 1
+    assert band["y"] <= number_tops["12"] < number_tops["13"] <= band["y"] + band["height"] + 2
+    shot(page, f"function-source-marked-{'laptop' if viewport is LAPTOP else 'phone'}")

@@ -573,6 +573,29 @@ def test_source_view_is_highlighted_with_line_numbers_and_a_marked_line(app, adm
     assert "Go to line 3" in page
 
 
+def test_source_view_numbers_every_line_of_code_that_starts_and_ends_with_blank_lines(
+    app, admin_client, admin_id
+):
+    # Pygments drops leading and trailing blank lines unless told not to: line 3 then showed as line 1, and the
+    # header counted lines that were not shown.
+    make_function(app, admin_id, content="\n\n" + FILTER + "\n\n")
+    lines = ("\n\n" + FILTER + "\n\n").split("\n")[:-1]
+    response = admin_client.get("/admin/functions/source?id=sample_filter&line=3")
+    page = response.get_data(as_text=True)
+    assert f"· {len(lines)} lines ·" in page
+    assert len(re.findall(r'<a href="#L-\d+">\s*\d+</a>', page)) == len(lines)
+    assert lines[2].startswith('"""')
+    assert re.search(r'<a id="L-3" name="L-3"></a><span class="hll"><span class="sd">"""</span>', page)
+
+
+def test_source_view_ignores_a_line_past_the_end(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    page = admin_client.get("/admin/functions/source?id=sample_filter&line=99999999999999999999").get_data(
+        as_text=True
+    )
+    assert 'class="hll"' not in page and "is marked" not in page
+
+
 # --- delete ---------------------------------------------------------------------------------------------------
 
 
