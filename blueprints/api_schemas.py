@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.functions import MAX_HISTORY_PAGE
+
 FunctionType = Literal["pipe", "filter", "action", "event"]
 
 
@@ -259,7 +261,7 @@ class SyncQuery(BaseModel):
 
 
 class HistoryQuery(BaseModel):
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=MAX_HISTORY_PAGE)
 
 
 class DiffQuery(BaseModel):

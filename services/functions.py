@@ -29,6 +29,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")  # used with fullmatch: `$` would
 MAX_NAME_LENGTH = 256
 MAX_CONTENT_BYTES = 1024 * 1024
 HISTORY_PAGE_SIZE = 20
+# Far beyond any real history, and small enough that the row offset it makes fits every database's integers.
+MAX_HISTORY_PAGE = 1_000_000
 
 ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
 ID_TAKEN_ERROR = "Uh-oh! This id is already registered. Please choose another id string."
@@ -695,6 +697,8 @@ def list_versions(function_id: str, page: int = 1) -> list[dict]:
     """One page of a function's versions, newest first."""
     f = get_function(function_id)
     page = max(1, int(page or 1))
+    if page > MAX_HISTORY_PAGE:
+        return []
     # One more than a page, so the last one on the page knows its parent.
     rows = db.session.execute(
         select(FunctionVersion, User.name)
