@@ -19,6 +19,9 @@ from models import FUNCTION_TYPES, Function, User
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
+# A page number past this is read as this (then as the last page): the OFFSET it makes must fit a 64-bit integer,
+# and ?page=99999999999999999999 overflowed it (a 500).
+MAX_PAGE = 1_000_000
 SORT_KEYS = ("name", "id", "type", "updated", "created")
 DIRECTIONS = ("asc", "desc")
 STATUSES = ("active", "inactive")
@@ -54,8 +57,8 @@ class FunctionQuery:
             status=status if status in STATUSES else "",
             sort=sort,
             direction=direction,
-            page=_positive_int(args.get("page"), 1),
-            per_page=min(_positive_int(args.get("per_page"), PER_PAGE), MAX_PER_PAGE),
+            page=_positive_int(args.get("page"), 1, MAX_PAGE),
+            per_page=_positive_int(args.get("per_page"), PER_PAGE, MAX_PER_PAGE),
         )
 
     def to_args(self, **changes: Any) -> dict[str, Any]:
@@ -265,12 +268,13 @@ def _escape_like(term: str) -> str:
     )
 
 
-def _positive_int(value: str | None, default: int) -> int:
+def _positive_int(value: str | None, default: int, maximum: int) -> int:
+    """``value`` as a whole number from 1 to ``maximum`` (a larger one is ``maximum``); ``default`` if it is not one."""
     try:
         number = int(value) if value is not None else default
     except ValueError:
         return default
-    return number if number >= 1 else default
+    return min(number, maximum) if number >= 1 else default
 
 
 def _text(value: Any) -> str:

@@ -306,6 +306,25 @@ def test_pagination_is_done_by_the_server(app, admin_client, admin_id):
     assert 'data-testid="pagination"' not in searched.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("query", ["q=function&", "", "per_page=99999999999999999999&"])
+def test_a_huge_page_number_shows_the_last_page(app, admin_client, admin_id, query):
+    # It made an OFFSET too large for the database's integers: a 500 (OverflowError on SQLite).
+    insert_functions(app, admin_id, [{"id": f"fn_{n:03d}", "name": f"Function {n:03d}"} for n in range(60)])
+    response = admin_client.get(f"/admin/functions?{query}sort=id&page=99999999999999999999")
+    assert response.status_code == 200
+    ids = listed_ids(response)
+    assert ids[-1] == "fn_059" and ids[0] in ("fn_000", "fn_050")
+
+
+def test_page_numbers_are_read_leniently_and_bounded():
+    from services.function_search import MAX_PAGE, MAX_PER_PAGE, FunctionQuery
+
+    assert FunctionQuery.from_args({"page": "99999999999999999999"}).page == MAX_PAGE
+    assert FunctionQuery.from_args({"page": "-3", "per_page": "0"}).page == 1
+    assert FunctionQuery.from_args({"page": "x"}).page == 1
+    assert FunctionQuery.from_args({"per_page": "10" * 20}).per_page == MAX_PER_PAGE
+
+
 # --- toggles --------------------------------------------------------------------------------------------------
 
 
