@@ -78,13 +78,28 @@ class FunctionUserResponse(FunctionResponse):
     user: UserPublic | None
 
 
+class FunctionMetaForm(BaseModel):
+    """`meta` as a client sends it: `description` is a string or null; every other key is kept verbatim.
+
+    `manifest` and `toggle` are derived from the code, so what a client sends under them is not checked here.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys the client sent, in its order, values unchanged."""
+        return self.model_dump(exclude_unset=True)
+
+
 class FunctionForm(BaseModel):
     """Body of update (the `id`, if any, is ignored)."""
 
     id: str | None = None
     name: str
     content: str
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: FunctionMetaForm = Field(default_factory=FunctionMetaForm)
     commit_message: str | None = None
 
 
@@ -123,7 +138,7 @@ class SyncItem(BaseModel):
     id: str
     name: str
     content: str
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: FunctionMetaForm = Field(default_factory=FunctionMetaForm)
     valves: dict[str, Any] | None = None
     is_active: bool = False
     is_global: bool = False

@@ -195,6 +195,27 @@ def test_create_with_a_body_of_the_wrong_shape_is_422(admin_api, data, loc):
     assert loc in [item["loc"] for item in detail]
 
 
+@pytest.mark.parametrize("path", ["/create", "/id/sample_filter/update"])
+@pytest.mark.parametrize("description", [5, ["a"], {"text": "a"}, True])
+def test_a_description_that_is_not_a_string_is_422(admin_api, sample, path, description):
+    response = admin_api.post(path, F.form(id="described", meta={"description": description}))
+    assert response.status_code == 422
+    detail = response.get_json()["detail"]
+    assert [item["loc"] for item in detail] == [["body", "meta", "description"]]
+    assert detail[0]["type"] == "string_type" and detail[0]["msg"]
+
+
+def test_meta_keeps_a_description_and_other_keys_verbatim(admin_api):
+    meta = {"tags": ["a", {"b": None}], "description": "Shouts", "manifest": "ignored", "n": 1.5}
+    admin_api.create("described", meta=meta)
+    stored = admin_api.get("/id/described").get_json()["meta"]
+    assert stored["description"] == "Shouts"
+    assert stored["tags"] == ["a", {"b": None}] and stored["n"] == 1.5
+    assert stored["manifest"]["title"] == "Sample Filter"
+    absent = admin_api.post("/id/described/update", F.form(meta={"k": 1})).get_json()["meta"]
+    assert absent["description"] is None and absent["k"] == 1 and "tags" not in absent
+
+
 def test_create_accepts_an_open_webui_export_item_unchanged(admin_api, sample):
     exported = admin_api.get("/export?include_valves=true").get_json()[0]
     exported["id"] = "copy_of_sample"

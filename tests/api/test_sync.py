@@ -162,3 +162,13 @@ def test_sync_with_a_body_of_the_wrong_shape_is_422(admin_api, body):
     response = admin_api.post("/sync", body)
     assert response.status_code == 422
     assert isinstance(response.get_json()["detail"], list)
+
+
+def test_an_item_whose_description_is_not_a_string_is_422(admin_api, sample):
+    body = {"functions": [item("sample_filter", meta={"description": 5})]}
+    response = admin_api.post("/sync", body)
+    assert response.status_code == 422
+    assert [entry["loc"] for entry in response.get_json()["detail"]] == [
+        ["body", "functions", 0, "meta", "description"]
+    ]
+    assert admin_api.get("/id/sample_filter").get_json()["meta"]["description"] is None
