@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from blueprints.access import page_login_required
@@ -99,21 +99,30 @@ def _description(function) -> str:
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
+# Where a new key waits, between the POST that made it and the page that shows it once.
+NEW_KEY = "new_api_key"
+
+
 @bp.get("/keys")
 def keys():
-    """The caller's API keys: name, prefix, dates and whether revoked; and a form to create one."""
-    return _keys_page()
+    """The caller's API keys: name, prefix, dates and whether revoked; a form to create one; a new key, once."""
+    me = _me()
+    new = session.pop(NEW_KEY, None)
+    if not isinstance(new, dict) or new.get("user_id") != me.id:
+        new = {}
+    response = _keys_page(new_key=new.get("key"), new_key_id=new.get("id"))
+    # A new key is in this page only: no cache may keep it (nor the page that could show one).
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/keys")
 def create_key():
-    """Create a key and show its plain text on this answer only; it is never shown again."""
-    name = request.form.get("name", "")
-    key, plain = accounts.create_api_key(_me(), name)
-    response = _keys_page(new_key=plain, new_key_id=key.id)
-    # The key is in this page only: no cache may keep it, and the browser is told not to store it either.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    """Create a key, then show it on the keys page, once (post-redirect-get: reloading never makes another)."""
+    me = _me()
+    key, plain = accounts.create_api_key(me, request.form.get("name", ""))
+    session[NEW_KEY] = {"id": key.id, "key": plain, "user_id": me.id}
+    return redirect(url_for("settings.keys"), 303)
 
 
 @bp.post("/keys/<key_id>/revoke")
