@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from extensions import csrf, db, login_manager
@@ -49,6 +49,16 @@ def _presented_key() -> str | None:
     return None
 
 
+def _session_cookie_rejected() -> bool:
+    """True when the request carries a session cookie that Flask refused (bad signature, other secret, expired).
+
+    Flask then starts an empty session. A cookie it did accept is never empty, because Flask deletes the cookie of
+    a session that has been emptied; a browser that only visited the sign-in page holds its CSRF token in it.
+    """
+    presented = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+    return bool(presented) and not session
+
+
 def api_caller() -> User:
     """The authenticated caller of an API route, or ``ApiAuthError`` saying why not."""
     if "api_user" in g:
@@ -60,8 +70,8 @@ def api_caller() -> User:
             raise ApiAuthError(INVALID_CREDENTIALS)
     elif current_user.is_authenticated:
         user = current_user._get_current_object()
-    elif session.get("_user_id"):
-        # The cookie names an account that no longer exists (deleted, or the secret changed).
+    elif session.get("_user_id") or _session_cookie_rejected():
+        # The cookie names an account that no longer exists, or Flask could not load it at all.
         raise ApiAuthError(INVALID_CREDENTIALS)
     else:
         raise ApiAuthError(NOT_AUTHENTICATED)

@@ -162,3 +162,44 @@ def test_cookie_session_works_and_needs_csrf_for_writes(admin_client):
     token = csrf_token(admin_client, "/auth/signup")
     response = admin_client.post("/api/v1/functions/id/x/toggle", headers={"X-CSRFToken": token})
     assert response.status_code == 404
+
+
+def _session_cookie(client) -> str:
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.value
+    return cookie.value
+
+
+@pytest.mark.parametrize("tamper", ["garbage", "signature", "other secret"])
+def test_a_session_cookie_that_does_not_verify_is_invalid(app, admin_client, tamper):
+    from itsdangerous import URLSafeTimedSerializer
+
+    valid = _session_cookie(admin_client)
+    forged = {
+        "garbage": "not-a-session",
+        "signature": valid[:-2] + ("AA" if not valid.endswith("AA") else "BB"),
+        "other secret": URLSafeTimedSerializer("another-secret", salt="cookie-session").dumps(
+            {"_user_id": "someone", "_fresh": True}
+        ),
+    }[tamper]
+    client = app.test_client()
+    client.set_cookie("session", forged)
+    for url in ("/api/v1/functions/", "/api/functions/export"):
+        response = client.get(url)
+        assert response.status_code == 401
+        assert response.get_json() == {"detail": INVALID}
+
+
+def test_a_session_without_an_account_is_not_authenticated(client):
+    # A browser that only opened the sign-in page holds a valid session with a CSRF token and no user.
+    assert client.get("/auth").status_code == 200
+    _session_cookie(client)
+    response = client.get("/api/v1/functions/")
+    assert response.status_code == 401
+    assert response.get_json() == {"detail": NOT_AUTHENTICATED}
+
+
+def test_an_empty_session_cookie_is_no_credential(client):
+    client.set_cookie("session", "")
+    response = client.get("/api/v1/functions/")
+    assert (response.status_code, response.get_json()) == (401, {"detail": NOT_AUTHENTICATED})
