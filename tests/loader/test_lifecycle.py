@@ -79,13 +79,24 @@ loader.configure(spares=2)
 loader.start()
 assert loader.load_function("class Filter:\\n    pass\\n").ok
 zygote = loader.stats()["zygote_pid"]
+
+def running_children():
+    found = []
+    for pid in open(f"/proc/{zygote}/task/{zygote}/children").read().split():
+        try:
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
 deadline = time.monotonic() + 10
-while len(open(f"/proc/{zygote}/task/{zygote}/children").read().split()) < 2 and time.monotonic() < deadline:
+while len(running_children()) != 2 and time.monotonic() < deadline:
     time.sleep(0.02)
 holder = None
 if "--leak-pipe" in sys.argv:  # another process keeps the zygote's request pipe open: no end of file on death
     holder = subprocess.Popen(["sleep", "60"], pass_fds=[runner._current.proc.stdin.fileno()])
-spares = [int(pid) for pid in open(f"/proc/{zygote}/task/{zygote}/children").read().split()]
+spares = running_children()
 print(json.dumps({"zygote": zygote, "spares": spares, "holder": holder and holder.pid}), flush=True)
 sys.stdin.readline()
 """
