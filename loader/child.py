@@ -66,8 +66,16 @@ def run(
             with contextlib.suppress(Exception):
                 warm_up(workdir)
         os.close(job_fd)
-        _prepare_job(request)
-        answer = _answer(request, workdir)
+        try:
+            _prepare_job(request, workdir, zygote_pid, prctl)
+        except PrivilegeError as exc:  # fail closed: no function code runs as root by mistake
+            message = f"the loader could not switch to an unprivileged user: {exc}"
+            answer = {
+                "ok": False,
+                "error": {"type": "LoaderUnavailable", "message": message, "line": None, "column": None},
+            }
+        else:
+            answer = _answer(request, workdir)
         payload = _encode(answer, int(request.get("result_cap") or 2 * 1024 * 1024))
         _flush_std()
         _send(result_fd, payload)
@@ -129,12 +137,51 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _prepare_job(request: dict) -> None:
-    _limit_resources(request)
+def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
+    _limit_resources(
+        request
+    )  # before dropping privileges: root may raise a hard limit, the load user may not
     packages_dir = request.get("packages_dir")
     if packages_dir and os.path.isdir(packages_dir) and packages_dir not in sys.path:
         sys.path.append(packages_dir)
         importlib.invalidate_caches()
+    identity = request.get("privileges")
+    if identity:
+        _drop_privileges(identity, workdir, zygote_pid, prctl)
+
+
+class PrivilegeError(Exception):
+    pass
+
+
+def become(uid: int, gid: int, groups: list[int]) -> None:
+    """Take `uid`, `gid` and `groups` as real, effective and saved ids for good; PrivilegeError if that failed."""
+    try:
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PrivilegeError(f"{type(exc).__name__}: {exc}") from None
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise PrivilegeError(f"the ids are {os.getresuid()}/{os.getresgid()}, not {uid}/{gid}")
+
+
+def _drop_privileges(identity: dict, workdir: str, zygote_pid: int, prctl) -> None:
+    """Run the function's code as the unprivileged load user (the zygote runs as root): it can then neither signal
+    the web server nor raise its own limits, and RLIMIT_NPROC applies to it. The scratch directory becomes its own.
+    """
+    uid, gid = int(identity["uid"]), int(identity["gid"])
+    try:
+        os.chown(workdir, uid, gid)
+    except OSError as exc:
+        raise PrivilegeError(f"could not hand over the scratch directory: {exc}") from None
+    become(uid, gid, [int(group) for group in identity.get("groups") or [gid]])
+    # Changing the effective uid clears the parent-death signal: arm it again, and make sure the zygote is there.
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != zygote_pid:
+        _exit(0)
+    os.environ["HOME"] = workdir  # root's home is not the load user's to read or write
 
 
 def _text_stream(fd: int):

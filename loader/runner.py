@@ -68,6 +68,19 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def _drop_mode(value: str | None) -> str:
+    """SLUICE_LOAD_DROP_PRIVILEGES: "auto" (the default, also 1/true/yes/on), "off" (0/false/no) or "always"."""
+    text = (value or "auto").strip().lower()
+    if text in ("auto", "1", "true", "yes", "on", ""):
+        return "auto"
+    if text in ("off", "0", "false", "no", "never"):
+        return "off"
+    if text in ("always", "force"):
+        return "always"
+    log.warning("ignoring SLUICE_LOAD_DROP_PRIVILEGES=%r: expected auto, off or always", value)
+    return "auto"
+
+
 @dataclass(frozen=True)
 class Settings:
     timeout: float = 10.0
@@ -79,12 +92,19 @@ class Settings:
     max_jobs: int = 8
     spares: int = 2
     python: str = sys.executable
+    # When the server runs as root, load children switch to `load_user` before running function code: "auto"
+    # unless that user cannot read what function code needs (then they stay root, and it is logged), "always",
+    # or "off". See loader.zygote.plan_privileges.
+    drop_privileges: str = "auto"
+    load_user: str = "nobody"
 
 
 _settings = Settings(
     timeout=_env_float("SLUICE_LOAD_TIMEOUT", 10.0),
     memory_mb=int(_env_float("SLUICE_LOAD_MEMORY_MB", 1024)),
     packages_dir=os.environ.get("SLUICE_FUNCTION_PACKAGES_DIR") or None,
+    drop_privileges=_drop_mode(os.environ.get("SLUICE_LOAD_DROP_PRIVILEGES")),
+    load_user=os.environ.get("SLUICE_LOAD_USER") or "nobody",
 )
 
 _UNSET = object()
@@ -102,6 +122,8 @@ def configure(
     max_jobs=None,
     spares=None,
     python=None,
+    drop_privileges=None,
+    load_user=None,
 ) -> Settings:
     """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
     global _settings
@@ -114,6 +136,8 @@ def configure(
         "max_jobs": (max_jobs, int),
         "spares": (spares, int),
         "python": (python, str),
+        "drop_privileges": (drop_privileges, _drop_mode),
+        "load_user": (load_user, str),
     }
     changes = {key: convert(value) for key, (value, convert) in given.items() if value is not None}
     if changes.get("timeout", 1) <= 0 or changes.get("memory_mb", 1) <= 0 or changes.get("max_jobs", 1) <= 0:
@@ -124,7 +148,8 @@ def configure(
         old, _settings = _settings, replace(_settings, **changes)
     if old.packages_dir != _settings.packages_dir:
         clear_cache()
-    if (old.max_jobs, old.spares, old.python) != (_settings.max_jobs, _settings.spares, _settings.python):
+    restart = ("max_jobs", "spares", "python", "drop_privileges", "load_user")
+    if any(getattr(old, name) != getattr(_settings, name) for name in restart):
         shutdown()
     _cache.resize(_settings.cache_size)
     return _settings
@@ -432,6 +457,8 @@ class _ZygoteProcess:
                 str(settings.max_jobs),
                 str(settings.spares),
                 str(os.getpid()),
+                settings.drop_privileges if os.geteuid() == 0 else "off",
+                settings.load_user,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -485,8 +512,11 @@ class _ZygoteProcess:
                 body = _read_exactly(stream, size) if size else b""
                 if header.get("kind") == "ready":
                     self.ready = header
+                    _note_privileges(header.get("privileges"))
                     self.started.set()
                     continue
+                if header.get("notice"):
+                    _log_once(header["notice"])
                 with self.pending_lock:
                     waiter = self.pending.pop(header.get("id"), None)
                 if waiter is not None:
@@ -543,6 +573,24 @@ class _ZygoteProcess:
                 stream.close()
             except (OSError, ValueError):
                 pass
+
+
+_logged: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """Warn about a lasting condition once per process, not on every zygote start or load."""
+    if message not in _logged:
+        _logged.add(message)
+        log.warning("%s", message)
+
+
+def _note_privileges(privileges) -> None:
+    if isinstance(privileges, dict) and not privileges.get("drop") and privileges.get("reason"):
+        _log_once(
+            f"function code is loaded as root, not as {privileges.get('user')!r}: {privileges['reason']} "
+            "(SLUICE_LOAD_DROP_PRIVILEGES=always switches anyway, =off silences this)"
+        )
 
 
 def _read_exactly(stream, size: int) -> bytes:

@@ -24,6 +24,7 @@ import gc
 import importlib
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -48,6 +49,11 @@ DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 SPARE_DELAY = 0.02
 # Spares are warmed up only after this long without a request.
 QUIET = 0.05
+# The user load children run as when the zygote runs as root (SLUICE_LOAD_USER), and its ids when it has no entry.
+DEFAULT_LOAD_USER = "nobody"
+NOBODY = 65534
+# At most this many packages directories' access checks are remembered.
+ACCESS_CACHE = 64
 # Shutting down waits this long for the children to be reaped; a process that outlives it is left SIGKILLed.
 SHUTDOWN_WAIT = 1.0
 # The last resort when shutting down somehow stalls: SIGALRM (default action: terminate) after this many seconds.
@@ -128,6 +134,7 @@ class Child:
         "answered",
         "started",
         "warmed",
+        "notice",
     )
 
     def __init__(self):
@@ -143,11 +150,20 @@ class Child:
         self.answered = False
         self.started = 0.0
         self.warmed = False
+        self.notice = ""
 
 
 class Zygote:
     def __init__(
-        self, request_fd: int, answer_fd: int, devnull_fd: int, *, max_jobs: int, spares: int, ready: dict
+        self,
+        request_fd: int,
+        answer_fd: int,
+        devnull_fd: int,
+        *,
+        max_jobs: int,
+        spares: int,
+        ready: dict,
+        privileges: dict | None = None,
     ):
         self.request_fd = request_fd
         self.answer_fd = answer_fd
@@ -164,6 +180,9 @@ class Zygote:
         self.last_request = 0.0
         self.last_spawn_error = ""
         self.stopping = False
+        # The load user's identity when children drop root before running function code, else None.
+        self.identity = _identity(privileges) if privileges and privileges.get("drop") else None
+        self.package_access: dict[tuple[str, int], str | None] = {}
         self.poller = select.poll()
         self.prctl = _prctl()
         if self.prctl is not None:
@@ -351,6 +370,8 @@ class Zygote:
         item.request, item.id = request, request.get("id")
         item.started = time.monotonic()
         item.deadline = item.started + float(request.get("timeout") or 10)
+        if self.identity is not None:
+            request["privileges"], item.notice = self._identity_for(request)
         try:
             self._message(item, request)
         except OSError:
@@ -362,6 +383,26 @@ class Zygote:
             os.close(item.job_fd)
             item.job_fd = -1
         return True
+
+    def _identity_for(self, request: dict) -> tuple[dict | None, str]:
+        """The identity this job's child takes, or None (stays root) with the reason when the load user cannot read
+        the packages directory the job uses. Checked once per version (modification time) of that directory."""
+        packages_dir = request.get("packages_dir")
+        if not isinstance(packages_dir, str) or not packages_dir:
+            return self.identity, ""
+        try:
+            version = os.stat(packages_dir).st_mtime_ns
+        except OSError:  # not there: the child does not use it
+            return self.identity, ""
+        key = (packages_dir, version)
+        if key not in self.package_access:
+            if len(self.package_access) >= ACCESS_CACHE:
+                self.package_access.clear()
+            self.package_access[key] = probe(self.identity, _package_paths(packages_dir))
+        problem = self.package_access[key]
+        if problem:
+            return None, f"function code is loaded as root: {problem}"
+        return self.identity, ""
 
     def _message(self, item: Child, message: dict) -> None:
         payload = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
@@ -452,6 +493,8 @@ class Zygote:
             "dropped": item.dropped,
             "elapsed": round(time.monotonic() - item.started, 6),
         }
+        if item.notice:
+            header["notice"] = item.notice
         self._send(header, body)
 
     def _kill(self, item: Child) -> None:
@@ -665,8 +708,11 @@ def _collapse_into_huge_pages() -> int:
     return collapsed
 
 
-def _remove_stale_workdirs() -> None:
-    """Remove scratch directories left by zygotes that were killed before they could clean up."""
+def _remove_stale_workdirs(owners: set[int]) -> None:
+    """Remove scratch directories left by zygotes that were killed before they could clean up.
+
+    Only directories owned by `owners` (our uid, and the load user's, to whom children hand theirs) are touched.
+    """
     base = tempfile.gettempdir()
     try:
         names = os.listdir(base)
@@ -680,11 +726,196 @@ def _remove_stale_workdirs() -> None:
         if not owner.isdigit() or os.path.exists(f"/proc/{owner}"):
             continue
         try:
-            if os.stat(path).st_uid != os.getuid():
+            if os.stat(path).st_uid not in owners:
                 continue
         except OSError:
             continue
         _remove_tree(path)
+
+
+# --- dropping root in load children -----------------------------------------------------------------------------
+
+
+def resolve_user(spec: str) -> dict:
+    """`name`, `uid` or `uid:gid` as the ids a load child takes; LookupError if the name is unknown."""
+    identity = _resolve_user(spec)
+    if not all(0 <= value < 0xFFFFFFFF for value in [identity["uid"], identity["gid"], *identity["groups"]]):
+        raise LookupError(f"{spec!r} is not a usable user")  # (uid_t) -1 would mean "leave the id unchanged"
+    return identity
+
+
+def _resolve_user(spec: str) -> dict:
+    spec = (spec or "").strip() or DEFAULT_LOAD_USER
+    if spec.split(":", 1)[0].isdigit():
+        uid_text, _, gid_text = spec.partition(":")
+        uid = int(uid_text)
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            entry = None
+        gid = int(gid_text) if gid_text.isdigit() else (entry.pw_gid if entry else uid)
+        groups = os.getgrouplist(entry.pw_name, gid) if entry and not gid_text else [gid]
+        return {"user": spec, "uid": uid, "gid": gid, "groups": sorted(set(groups))}
+    try:
+        entry = pwd.getpwnam(spec)
+    except KeyError:
+        if spec != DEFAULT_LOAD_USER:
+            raise LookupError(f"there is no user {spec!r}") from None
+        return {"user": spec, "uid": NOBODY, "gid": NOBODY, "groups": [NOBODY]}
+    groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    return {"user": spec, "uid": entry.pw_uid, "gid": entry.pw_gid, "groups": sorted(set(groups))}
+
+
+def _identity(plan: dict) -> dict:
+    return {"uid": plan["uid"], "gid": plan["gid"], "groups": plan["groups"]}
+
+
+def plan_privileges(mode: str, user: str) -> dict:
+    """Whether load children drop root for the load user, and if not, why: the `privileges` of the ready report.
+
+    mode "off": never. "auto": when the zygote runs as root, the user can be taken, and it can read everything
+    function code needs (sys.path, the modules loaded here, the temporary directory, DATA_DIR). "always": when
+    running as root and the user can be taken, whatever it can read.
+    """
+    plan: dict = {"mode": mode, "user": user or DEFAULT_LOAD_USER, "drop": False, "reason": None}
+    if mode not in ("auto", "always") or os.geteuid() != 0:
+        return plan
+    try:
+        plan.update(resolve_user(user))
+    except LookupError as exc:
+        plan["reason"] = str(exc)
+        return plan
+    if plan["uid"] == 0:
+        plan["reason"] = "the load user is root"
+        return plan
+    _hand_over_data_dir(plan["uid"], plan["gid"])
+    plan["reason"] = probe(_identity(plan), [] if mode == "always" else _needed_paths())
+    plan["drop"] = plan["reason"] is None
+    return plan
+
+
+def _data_dir() -> str | None:
+    env = sys.modules.get("open_webui.env")
+    path = getattr(env, "DATA_DIR", None)
+    return str(path) if path is not None else None
+
+
+def _hand_over_data_dir(uid: int, gid: int, limit: int = 10_000) -> None:
+    """Give the compatibility layer's private DATA_DIR (and the folders in it) to the load user, so that function
+    code can keep files there as it could as root. Only the default folder, only directories owned by us, never
+    through a symbolic link; a DATA_DIR set in the environment is the operator's and is left alone."""
+    path = _data_dir()
+    if not path or "DATA_DIR" in os.environ:
+        return
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return
+    except OSError:
+        return
+    for seen, (folder, _names, _files) in enumerate(os.walk(path)):  # os.walk does not enter linked folders
+        if seen >= limit:
+            return
+        with contextlib.suppress(OSError):
+            info = os.lstat(folder)
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+                os.chown(folder, uid, gid, follow_symlinks=False)
+
+
+def _needed_paths() -> list[tuple[str, str]]:
+    """What function code needs to reach, as (path, "list"|"read"|"search"|"write") checks."""
+    checks: list[tuple[str, str]] = []
+    for entry in sys.path:
+        if entry and os.path.isdir(entry):
+            checks.append((entry, "list"))
+        elif entry and os.path.isfile(entry):
+            checks.append((entry, "read"))
+    checks.append((tempfile.gettempdir(), "search"))
+    data_dir = _data_dir()
+    if data_dir and os.path.isdir(data_dir):
+        checks.append((data_dir, "write"))
+    # The files of the modules loaded here stand for the files of those that will be imported lazily.
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and os.path.isfile(path):
+            checks.append((path, "read"))
+    return checks
+
+
+def _package_paths(packages_dir: str) -> list[tuple[str, str]]:
+    checks = [(packages_dir, "list")]
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(packages_dir):
+            checks.append((entry.path, "list" if entry.is_dir() else "read"))
+    return checks
+
+
+_ACCESS = {
+    "list": os.R_OK | os.X_OK,
+    "read": os.R_OK,
+    "search": os.X_OK,
+    "write": os.W_OK | os.X_OK,
+}
+
+
+def _first_denied(checks: list[tuple[str, str]]) -> str | None:
+    denied = [(path, kind) for path, kind in checks if not os.access(path, _ACCESS[kind])]
+    if not denied:
+        return None
+    path, kind = denied[0]
+    more = f" (and {len(denied) - 1} more paths)" if len(denied) > 1 else ""
+    verb = {"list": "list", "read": "read", "search": "reach files in", "write": "write to"}[kind]
+    return f"the load user cannot {verb} {path}{more}"
+
+
+def probe(identity: dict, checks: list[tuple[str, str]], limit: float = 5.0) -> str | None:
+    """Take `identity` in a forked process and try `checks` there: None if all passed, else the first problem.
+
+    The real thing rather than a reading of mode bits: it tells whether the ids can be taken at all (a user
+    namespace may not map them) and sees ACLs and every directory on the way.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(read_fd)
+        os.close(write_fd)
+        return f"could not check the load user: {exc}"
+    if pid == 0:  # pragma: no cover - runs in the forked process
+        message = ""
+        try:
+            os.close(read_fd)
+            child.become(identity["uid"], identity["gid"], identity["groups"])
+            message = _first_denied(checks) or ""
+        except child.PrivilegeError as exc:
+            message = f"the load user's ids cannot be taken: {exc}"
+        except BaseException as exc:
+            message = f"could not check the load user: {exc!r}"
+        finally:
+            with contextlib.suppress(BaseException):
+                os.write(write_fd, message.encode("utf-8", "replace")[:4000])
+            os._exit(0)
+    os.close(write_fd)
+    chunks = []
+    deadline = time.monotonic() + limit
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(int(left * 1000) + 1):
+                chunks = [b"could not check the load user: the check took too long"]
+                break
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return b"".join(chunks).decode("utf-8", "replace") or None
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -705,12 +936,14 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares] [parent_pid]`, started by
-    `loader.runner`."""
+    """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares] [parent_pid] [drop_privileges]
+    [load_user]`, started by `loader.runner`. drop_privileges is "auto", "always" or "off" (see plan_privileges)."""
     compat_dir = argv[0] if argv else ""
     max_jobs = int(argv[1]) if len(argv) > 1 else 8
     spares = int(argv[2]) if len(argv) > 2 else 2
     _die_with_parent(int(argv[3]) if len(argv) > 3 else 0)
+    drop_mode = argv[4] if len(argv) > 4 else "off"
+    load_user = argv[5] if len(argv) > 5 else DEFAULT_LOAD_USER
     # Keep the caller's pipes away from descriptors 0 and 1, so nothing printed by imports can corrupt them.
     request_fd, answer_fd = os.dup(0), os.dup(1)
     devnull_fd = os.open(os.devnull, os.O_RDWR)
@@ -718,9 +951,14 @@ def main(argv: list[str]) -> None:
     os.dup2(devnull_fd, 1)
     if compat_dir and os.path.isdir(compat_dir):
         sys.path.insert(0, compat_dir)
-    _remove_stale_workdirs()
+    owners = {os.getuid()}
+    if drop_mode != "off" and os.geteuid() == 0:
+        with contextlib.suppress(LookupError):
+            owners.add(resolve_user(load_user)["uid"])
+    _remove_stale_workdirs(owners)
     started = time.monotonic()
     loaded, missing = preload()
+    privileges = plan_privileges(drop_mode, load_user)
     gc.collect()
     gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
     huge = _collapse_into_huge_pages()
@@ -733,8 +971,17 @@ def main(argv: list[str]) -> None:
         "huge_page_bytes": huge,
         "startup": round(time.monotonic() - started, 3),
         "python": sys.version.split()[0],
+        "privileges": privileges,
     }
-    Zygote(request_fd, answer_fd, devnull_fd, max_jobs=max_jobs, spares=spares, ready=ready).serve()
+    Zygote(
+        request_fd,
+        answer_fd,
+        devnull_fd,
+        max_jobs=max_jobs,
+        spares=spares,
+        ready=ready,
+        privileges=privileges,
+    ).serve()
 
 
 if __name__ == "__main__":

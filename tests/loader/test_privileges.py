@@ -1,0 +1,299 @@
+"""When the server runs as root, function code runs as an unprivileged user (SLUICE_LOAD_USER, default nobody).
+
+With SLUICE_LOAD_DROP_PRIVILEGES=auto (the default) the children switch only if that user can read everything
+function code needs; otherwise they stay root and the reason is logged once. "always" switches whenever the ids can
+be taken: the tests below use it, so that they exercise the switch even where auto falls back (e.g. a Python
+installed under /root). Their functions use only modules the zygote has loaded and paths the load user can reach.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import uuid
+
+import pytest
+
+from loader import runner, zygote
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a server running as root drops privileges")
+
+
+def unique(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
+
+
+def defaults(result) -> dict:
+    assert result.ok, result.error
+    return {name: prop.get("default") for name, prop in result.valves_schema["properties"].items()}
+
+
+IDENTITY = """
+import os
+from pydantic import BaseModel
+
+class Pipe:
+    class Valves(BaseModel):
+        ids: list = list(os.getresuid()) + list(os.getresgid())
+        groups: list = os.getgroups()
+        home: str = os.environ.get("HOME", "")
+        cwd: str = os.getcwd()
+"""
+
+
+@pytest.fixture
+def dropping(loader_fast):
+    """The loader with children switching to nobody whatever that user can read."""
+    before = runner.settings()
+    loader_fast.configure(drop_privileges="always", load_user="nobody")
+    yield loader_fast
+    loader_fast.configure(drop_privileges=before.drop_privileges, load_user=before.load_user)
+
+
+def test_the_drop_mode_setting_is_read_leniently():
+    assert [runner._drop_mode(value) for value in (None, "", "auto", "1", "True", "on")] == ["auto"] * 6
+    assert [runner._drop_mode(value) for value in ("0", "false", "OFF", "never")] == ["off"] * 4
+    assert runner._drop_mode("always") == "always"
+    assert runner._drop_mode("sometimes") == "auto"
+
+
+def test_the_ready_report_says_whether_children_drop_root(loader_fast):
+    privileges = loader_fast.start()["privileges"]
+    seen = defaults(loader_fast.load_function(unique(IDENTITY)))
+
+    if privileges["drop"]:
+        assert seen["ids"] == [privileges["uid"]] * 3 + [privileges["gid"]] * 3
+    else:
+        assert seen["ids"][0] == os.geteuid()
+        if os.geteuid() == 0 and privileges["mode"] != "off":
+            assert privileges["reason"]  # staying root as root always says why
+
+
+@as_root
+def test_children_run_as_nobody_in_their_own_home(dropping):
+    assert dropping.start()["privileges"]["drop"] is True
+    seen = defaults(dropping.load_function(unique(IDENTITY)))
+
+    assert seen["ids"] == [65534] * 6
+    assert seen["groups"] == [65534]
+    assert seen["home"] == seen["cwd"]
+    assert os.path.basename(seen["cwd"]).startswith("sluice-load-")
+
+
+@as_root
+def test_function_code_cannot_signal_the_server_or_the_zygote(dropping):
+    seen = defaults(
+        dropping.load_function(
+            unique(f"""
+            import os
+            from pydantic import BaseModel
+
+            def signal(pid):
+                try:
+                    os.kill(pid, 0)
+                    return "allowed"
+                except PermissionError:
+                    return "refused"
+
+            class Pipe:
+                class Valves(BaseModel):
+                    server: str = signal({os.getpid()})
+                    zygote: str = signal(os.getppid())
+        """)
+        )
+    )
+
+    assert seen == {"server": "refused", "zygote": "refused"}
+
+
+@as_root
+def test_function_code_cannot_raise_its_limits(dropping):
+    seen = defaults(
+        dropping.load_function(
+            unique("""
+            import resource
+            from pydantic import BaseModel
+
+            def raise_limit(name):
+                kind = getattr(resource, name)
+                soft, hard = resource.getrlimit(kind)
+                try:
+                    resource.setrlimit(kind, (hard + 1, hard + 1))
+                    return "raised"
+                except (ValueError, OSError):
+                    return "refused"
+
+            class Pipe:
+                class Valves(BaseModel):
+                    limits: dict = {name: raise_limit(name) for name in ("RLIMIT_NPROC", "RLIMIT_AS", "RLIMIT_CPU")}
+        """)
+        )
+    )
+
+    assert seen["limits"] == {"RLIMIT_NPROC": "refused", "RLIMIT_AS": "refused", "RLIMIT_CPU": "refused"}
+
+
+@as_root
+def test_file_data_dir_and_scratch_files_still_work(dropping):
+    name = f"sluice-test-{uuid.uuid4().hex}"
+    seen = defaults(
+        dropping.load_function(
+            unique(f"""
+            import os, tempfile
+            from pydantic import BaseModel
+            from open_webui.config import CACHE_DIR, UPLOAD_DIR
+            from open_webui.env import DATA_DIR
+
+            with open(__file__, encoding="utf-8") as own:
+                OWN = own.read()
+            written = []
+            for folder in (DATA_DIR, CACHE_DIR, UPLOAD_DIR):
+                path = os.path.join(folder, {name!r})
+                with open(path, "w") as kept:
+                    kept.write("kept")
+                written.append(os.path.getsize(path))
+                os.unlink(path)
+            with open("here.txt", "w") as here:
+                here.write("x")
+            with tempfile.NamedTemporaryFile() as scratch:
+                scratch.write(b"y")
+
+            class Filter:
+                class Valves(BaseModel):
+                    own: int = len(OWN)
+                    written: list = written
+                    uid: int = os.getuid()
+        """),
+            function_id="privileged_files",
+        )
+    )
+
+    assert seen["own"] > 0
+    assert seen["written"] == [4, 4, 4]
+    assert seen["uid"] == 65534
+
+
+@as_root
+def test_a_packages_dir_the_load_user_can_read_is_used_as_that_user(dropping):
+    packages = tempfile.mkdtemp(prefix="sluice-test-packages-")
+    try:
+        os.chmod(packages, 0o755)
+        module = "sluice_readable_" + uuid.uuid4().hex[:8]
+        with open(os.path.join(packages, f"{module}.py"), "w") as source:
+            source.write("import os\nUID = os.getuid()\n")
+        os.chmod(os.path.join(packages, f"{module}.py"), 0o644)
+        dropping.configure(packages_dir=packages)
+
+        seen = defaults(
+            dropping.load_function(
+                unique(f"""
+                import {module}
+                from pydantic import BaseModel
+
+                class Pipe:
+                    class Valves(BaseModel):
+                        uid: int = {module}.UID
+            """)
+            )
+        )
+    finally:
+        dropping.configure(packages_dir=None)
+        shutil.rmtree(packages)
+
+    assert seen["uid"] == 65534
+
+
+@as_root
+def test_a_packages_dir_the_load_user_cannot_read_keeps_root_and_says_so_once(dropping, tmp_path, caplog):
+    private = tmp_path / "private-packages"
+    private.mkdir(mode=0o700)
+    module = "sluice_private_" + uuid.uuid4().hex[:8]
+    (private / f"{module}.py").write_text("VALUE = 1\n")
+    dropping.configure(packages_dir=str(private))
+    code = f"import os, {module}\nfrom pydantic import BaseModel\nclass Pipe:\n    class Valves(BaseModel):\n"
+    code += "        uid: int = os.getuid()\n"
+    try:
+        with caplog.at_level(logging.WARNING, logger="loader.runner"):
+            first = defaults(dropping.load_function(unique(code)))
+            second = defaults(dropping.load_function(unique(code)))
+    finally:
+        dropping.configure(packages_dir=None)
+
+    assert first["uid"] == second["uid"] == 0
+    notices = [record.getMessage() for record in caplog.records if "loaded as root" in record.getMessage()]
+    assert len(notices) == 1  # logged once per process, not on every load
+    assert all("cannot" in notice and str(private) in notice for notice in notices)
+
+
+@as_root
+def test_an_unknown_load_user_keeps_root_with_a_reason(loader_fast):
+    before = runner.settings()
+    try:
+        loader_fast.configure(drop_privileges="always", load_user="no-such-user-" + uuid.uuid4().hex[:6])
+        privileges = loader_fast.start()["privileges"]
+        seen = defaults(loader_fast.load_function(unique(IDENTITY)))
+    finally:
+        loader_fast.configure(drop_privileges=before.drop_privileges, load_user=before.load_user)
+
+    assert privileges["drop"] is False
+    assert "there is no user" in privileges["reason"]
+    assert seen["ids"][0] == 0
+
+
+@as_root
+def test_the_access_check_runs_as_the_load_user():
+    """zygote.probe takes the ids in a forked process: what nobody cannot read is reported, and ids that cannot
+    be taken at all (uid_t -1 would mean "unchanged") are refused rather than silently kept."""
+    script = textwrap.dedent("""
+        import json, os, sys, tempfile
+        sys.path.insert(0, os.getcwd())
+        from loader import zygote
+        nobody = {"uid": 65534, "gid": 65534, "groups": [65534]}
+        private = tempfile.mkdtemp()
+        os.chmod(private, 0o700)
+        print(json.dumps({
+            "open": zygote.probe(nobody, [(tempfile.gettempdir(), "search"), ("/usr", "list")]),
+            "private": zygote.probe(nobody, [("/usr", "list"), (private, "list")]),
+            "unchanged": zygote.probe({"uid": 2 ** 32 - 1, "gid": 2 ** 32 - 1, "groups": []}, []),
+        }))
+        os.rmdir(private)
+    """)
+    output = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    found = json.loads(output)
+    assert found["open"] is None
+    assert found["private"].startswith("the load user cannot list /tmp/")
+    assert found["unchanged"].startswith("the load user's ids cannot be taken")
+
+
+def test_an_impossible_user_is_refused_by_name_resolution():
+    with pytest.raises(LookupError):
+        zygote.resolve_user("4294967295")
+    with pytest.raises(LookupError):
+        zygote.resolve_user("no-such-user-" + uuid.uuid4().hex[:6])
+    assert zygote.resolve_user("65534:65534") == {
+        "user": "65534:65534",
+        "uid": 65534,
+        "gid": 65534,
+        "groups": [65534],
+    }
+
+
+@as_root
+def test_the_default_data_dir_is_handed_to_the_load_user(dropping):
+    dropping.start()
+    data_dir = os.path.join(tempfile.gettempdir(), "sluice-function-data")
+    if "DATA_DIR" in os.environ or not os.path.isdir(data_dir):
+        pytest.skip("DATA_DIR is set by the environment")
+    for folder in (data_dir, os.path.join(data_dir, "cache"), os.path.join(data_dir, "uploads")):
+        info = os.lstat(folder)
+        assert stat.S_ISDIR(info.st_mode) and info.st_uid == 65534
