@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -28,6 +28,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 TOTAL_TIMEOUT = 20.0
 FOLDER_FILES = ("main.py", "index.py", "__init__.py")
+MAX_NAME_LENGTH = 256  # a function's name is at most this long
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -63,24 +64,67 @@ def _raw_github(owner: str, repo: str, branch: str, path: list[str]) -> str:
 
 
 def suggest_name(url: str) -> str:
-    """The file name without `.py`, or the folder's name when the file is main.py, index.py or __init__.py."""
+    """The file name without `.py`, or the folder's name when the file is main.py, index.py or __init__.py.
+
+    On GitHub the folder of a file at the top of a repository is the repository itself, never the branch.
+    """
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
     if host == "gist.github.com" and parts.fragment.startswith("file-"):
         # `#file-my_filter-py` names the file on a gist's page.
-        name = parts.fragment[len("file-") :]
-        return name[:-3] if name.endswith("-py") else name
+        name = unquote(parts.fragment[len("file-") :])
+        return _tidy_name(name[:-3] if name.endswith("-py") else name, "gist")
     segments = [unquote(segment) for segment in parts.path.split("/") if segment]
-    if host in ("github.com", "www.github.com") and len(segments) >= 4 and segments[2] == "tree":
-        segments = [*segments, "main.py"]
+    if host in ("github.com", "www.github.com", "raw.githubusercontent.com") and len(segments) >= 2:
+        _owner, repo, *rest = segments
+        return _name_from_path(_path_in_repository(rest, raw=host.startswith("raw.")), repo)
+    if host == "gist.githubusercontent.com" and len(segments) >= 2 and segments[-1] == "raw":
+        return _tidy_name(segments[1], "gist")  # `/user/id/raw`: the gist's first file, whatever its name
+    query_file = _file_in_query(parts.query)
+    if query_file and not (segments and segments[-1].lower().endswith(".py")):
+        segments = [*segments, query_file]  # `download?file=tools/my_filter.py`
+    return _name_from_path(segments, host.split(".")[0] if host else "function")
+
+
+def _path_in_repository(rest: list[str], *, raw: bool) -> list[str]:
+    """The file's path inside a GitHub repository, from what follows `owner/repo` (branch and kind dropped)."""
+    if not raw:
+        if len(rest) < 2 or rest[0] not in ("blob", "raw", "tree"):
+            return []  # the repository's page, or one of its other pages (issues, pulls, ...)
+        kind, rest = rest[0], rest[1:]
+    else:
+        kind = "raw"
+    if len(rest) >= 3 and rest[0] == "refs" and rest[1] in ("heads", "tags"):
+        path = rest[3:]  # spelled refs/heads/B
+    else:
+        path = rest[1:]
+    return [*path, "main.py"] if kind == "tree" else path
+
+
+def _file_in_query(query: str) -> str | None:
+    for _key, value in parse_qsl(query):
+        if value.lower().endswith(".py"):
+            return value
+    return None
+
+
+def _name_from_path(segments: list[str], container: str) -> str:
+    """The rule above applied to path segments; ``container`` names what holds a folder file at the top."""
+    # An encoded slash (%2F) splits like a real one, so that a name never holds a slash.
+    segments = [part for segment in segments for part in segment.split("/") if part]
     if not segments:
-        return host.split(".")[0] if host else "function"
+        return _tidy_name(container, "function")
     last = segments[-1]
-    if last.lower() in FOLDER_FILES and len(segments) >= 2:
-        return segments[-2]
-    if last.lower().endswith(".py"):
-        return last[:-3]
-    return last
+    stem = _tidy_name(last[:-3] if last.lower().endswith(".py") else last)
+    if stem and last.lower() not in FOLDER_FILES:
+        return stem
+    # A folder file, or a file name that is only `.py`: name the folder.
+    return _tidy_name(segments[-2] if len(segments) >= 2 else container) or "function"
+
+
+def _tidy_name(name: str, fallback: str = "") -> str:
+    name = " ".join(name.split())[:MAX_NAME_LENGTH].strip()
+    return name or fallback
 
 
 # --- address checks ----------------------------------------------------------------------------------------------

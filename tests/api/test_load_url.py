@@ -71,10 +71,40 @@ def test_raw_url(url, expected):
         ("https://gist.github.com/someone/abc123#file-my_filter-py", "my_filter"),
         ("https://gist.githubusercontent.com/someone/abc123/raw/def/gist_filter.py", "gist_filter"),
         ("https://example.com/a/b/c.py/", "c"),
+        # A GitHub folder at the top of a repository is the repository, never the branch.
+        ("https://github.com/o/my_repo/tree/main", "my_repo"),
+        ("https://github.com/o/my_repo/tree/main/", "my_repo"),
+        ("https://github.com/o/my_repo/tree/refs/heads/dev", "my_repo"),
+        ("https://github.com/o/my_repo/blob/main/main.py", "my_repo"),
+        ("https://github.com/o/my_repo/blob/refs/heads/main/__init__.py", "my_repo"),
+        ("https://github.com/o/my_repo", "my_repo"),
+        ("https://github.com/o/my_repo/", "my_repo"),
+        ("https://github.com/o/r/tree/feature/pipes/anthropic", "anthropic"),
+        (f"{RAW}/o/my_repo/refs/heads/main/main.py", "my_repo"),
+        (f"{RAW}/o/my_repo/main/index.py", "my_repo"),
+        (f"{RAW}/o/r/refs/heads/main/pipes/x/__init__.py", "x"),
+        ("https://gist.githubusercontent.com/someone/abc123/raw", "abc123"),
+        # Query strings and fragments never leak into the name; a `.py` named only in the query is used.
+        ("https://example.com/x.PY?raw=true", "x"),
+        ("https://example.com/a/b.py/?x=1#top", "b"),
+        ("https://example.com/download?file=tools%2Fmy_tool.py", "my_tool"),
+        ("https://example.com/f.py?file=other.py", "f"),
+        # URL-encoded names are decoded; an encoded slash does not make a folder name.
+        ("https://example.com/caf%C3%A9_filter.py", "caf\u00e9_filter"),
+        ("https://example.com/a%2Fb.py", "b"),
+        ("https://example.com/my%20%20filter%20.py", "my filter"),
+        # Nothing left of the file name: the folder, then the host.
+        ("https://example.com/main.py", "example"),
+        ("https://example.com/.py", "example"),
+        ("https://example.com/x/%20.py", "x"),
     ],
 )
 def test_suggested_name(url, name):
     assert suggest_name(url) == name
+
+
+def test_a_suggested_name_fits_a_function_name():
+    assert suggest_name("https://example.com/" + "n" * 300 + ".py") == "n" * 256
 
 
 @pytest.mark.parametrize(
