@@ -31,8 +31,23 @@ def api_error(status: int, detail: str | None = None, **extra):
     return jsonify(body), status
 
 
+# One title per status for every HTML error page, whether routing, an abort() or a service raised it.
+PAGE_TITLES = {
+    400: "Something is not right",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    413: "Too large",
+    500: "Something went wrong",
+}
+
+
 def _page(status: int, title: str, message: str):
     return render_template("errors/error.html", status=status, title=title, message=message), status
+
+
+def _title(status: int) -> str:
+    return PAGE_TITLES.get(status) or PAGE_TITLES[500 if status >= 500 else 400]
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -44,7 +59,8 @@ def install_error_handlers(app: Flask) -> None:
     def on_service_error(error: ServiceError):
         if is_api_request():
             return jsonify(error.to_dict()), error.status
-        return _page(error.status, "Something is not right", error.detail)
+        # The service's sentence says what is missing or refused; the title is the one every page uses.
+        return _page(error.status, _title(error.status), error.detail)
 
     @app.errorhandler(CSRFError)
     def on_csrf(error: CSRFError):
@@ -68,14 +84,14 @@ def install_error_handlers(app: Flask) -> None:
             if status == 405 and valid_methods:
                 response.headers["Allow"] = ", ".join(valid_methods)
             return response, code
-        titles = {
-            403: ("Not allowed", "Your account cannot open this page."),
-            404: ("Page not found", "There is nothing at this address."),
-            405: ("Not allowed", "This page does not accept that kind of request."),
-            413: ("Too large", "What you sent is larger than Sluice accepts."),
+        messages = {
+            403: "Your account cannot open this page.",
+            404: "There is nothing at this address.",
+            405: "This page does not accept that kind of request.",
+            413: "What you sent is larger than Sluice accepts.",
         }
-        title, message = titles.get(status, (error.name, error.description or ""))
-        return _page(status, title, message)
+        title = PAGE_TITLES.get(status, error.name)
+        return _page(status, title, messages.get(status, error.description or ""))
 
     @app.errorhandler(Exception)
     def on_unexpected(error: Exception):
@@ -86,4 +102,4 @@ def install_error_handlers(app: Flask) -> None:
             log.exception("Rollback after an unhandled error failed")
         if is_api_request():
             return api_error(500)
-        return _page(500, "Something went wrong", InternalServerError.description)
+        return _page(500, PAGE_TITLES[500], InternalServerError.description)

@@ -113,6 +113,44 @@ def test_unknown_function_is_404(admin_client):
     assert admin_client.get("/admin/functions/valves").status_code == 404
 
 
+def error_title(response) -> str:
+    return re.search(r"<h1>(.*?)</h1>", response.get_data(as_text=True)).group(1)
+
+
+def test_a_missing_function_has_the_same_404_page_as_a_missing_address(admin_client, user_client):
+    # A service's 404 was titled "Something is not right", every other 404 "Page not found".
+    missing_address = admin_client.get("/admin/nothing-here")
+    for response in (
+        admin_client.get("/admin/functions/valves?id=nope"),
+        user_client.get("/settings/valves?id=nope"),
+    ):
+        assert response.status_code == 404
+        assert error_title(response) == error_title(missing_address) == "Page not found"
+        assert "We could not find what you" in response.get_data(as_text=True)  # the service's own sentence
+
+
+@pytest.fixture
+def refusing_pages(app):
+    """Two pages whose service refuses (registered before any request, as Flask requires)."""
+    from services.errors import Forbidden, ServiceError
+
+    @app.get("/admin/refused")
+    def refused():
+        raise Forbidden("Only the owner may do that.")
+
+    @app.get("/admin/invalid")
+    def invalid():
+        raise ServiceError("That value does not fit.")
+
+
+def test_a_service_refusal_on_a_page_is_titled_by_its_status(refusing_pages, admin_client):
+    response = admin_client.get("/admin/refused")
+    assert response.status_code == 403 and error_title(response) == "Not allowed"
+    assert "Only the owner may do that." in response.get_data(as_text=True)
+    response = admin_client.get("/admin/invalid")
+    assert response.status_code == 400 and error_title(response) == "Something is not right"
+
+
 def test_a_function_without_valves_says_so(app, admin_id, admin_client):
     make_function(app, admin_id, id="plain_action", content=ACTION)
     page = admin_client.get("/admin/functions/valves?id=plain_action")
