@@ -96,10 +96,50 @@
     });
   }
 
+  /* The table scrolls sideways in its own box, which clips anything that sticks out of it: a menu placed
+     under its button disappeared below the last rows. An open menu is placed against the window instead
+     (position: fixed), under its button, or above it when the window has no room below. */
+  function placeMenu(menu) {
+    var list = menu.querySelector("ul");
+    var button = menu.querySelector("summary");
+    if (!list || !button) return;
+    list.classList.add("is-floating");
+    var gap = 4;
+    var margin = 8;
+    var anchor = button.getBoundingClientRect();
+    var height = list.offsetHeight;
+    var width = list.offsetWidth;
+    var roomBelow = window.innerHeight - anchor.bottom - gap;
+    var above = roomBelow < height && anchor.top - gap >= height;
+    list.style.top = (above ? anchor.top - gap - height : anchor.bottom + gap) + "px";
+    var left = Math.min(anchor.right - width, window.innerWidth - width - margin);
+    list.style.left = Math.max(margin, left) + "px";
+    list.classList.toggle("opens-up", above);
+  }
+
+  function placeOpenMenus() {
+    document.querySelectorAll("details.row-menu[open]").forEach(placeMenu);
+  }
+
   document.addEventListener("submit", onSwitchSubmit);
   document.addEventListener("click", function (event) {
     onDeleteClick(event);
     closeMenus(event.target.closest("details.row-menu"));
+  });
+  // `toggle` does not bubble; listening while it goes down the tree catches every menu's.
+  document.addEventListener("toggle", function (event) {
+    var menu = event.target;
+    if (menu.matches && menu.matches("details.row-menu") && menu.open) {
+      closeMenus(menu);
+      placeMenu(menu);
+    }
+  }, true);
+  window.addEventListener("scroll", placeOpenMenus, true);
+  window.addEventListener("resize", placeOpenMenus);
+  // Tabbing past the last item (or back before the button) closes the menu, as a click elsewhere does.
+  document.addEventListener("focusout", function (event) {
+    var menu = event.target.closest && event.target.closest("details.row-menu[open]");
+    if (menu && event.relatedTarget && !menu.contains(event.relatedTarget)) menu.removeAttribute("open");
   });
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape") return;

@@ -87,3 +87,61 @@ def test_a_failed_switch_flips_back_and_says_why(admin_page, live_server):
     assert answer.value.status == 404
     expect(switch(page, "doomed_filter")).to_have_attribute("aria-pressed", "false")
     expect(switch_error(page, "doomed_filter")).not_to_be_empty()
+
+
+HIT_TEST = """link => {
+    const box = link.getBoundingClientRect();
+    const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+    return hit === link || link.contains(hit);
+}"""
+
+
+@pytest.fixture
+def menu_rows(live_server):
+    for number in range(1, 6):
+        function_id = f"menu_fn_{number}"
+        if live_server.api("GET", f"/api/v1/functions/id/{function_id}").status_code == 404:
+            live_server.create_function(function_id, factories.ACTION, name=f"Menu Fn {number}")
+    return "/admin/functions?q=menu_fn&sort=id"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_the_last_rows_more_menu_is_not_clipped(admin_page, menu_rows, viewport):
+    # The table's box scrolls sideways (overflow-x), which clipped the menu of the last rows at its bottom edge.
+    page = admin_page
+    page.set_viewport_size(viewport)
+    page.goto(menu_rows)
+    last = page.locator('tr[data-function-id="menu_fn_5"]')
+    menu = last.locator("details.row-menu")
+    menu.locator("summary").click()
+    delete = menu.get_by_test_id("delete")
+    expect(delete).to_be_visible()
+    assert delete.evaluate(HIT_TEST), "the menu's last item is covered or clipped"
+
+    # With the row at the very bottom of the window, the menu opens upward and stays inside the window.
+    page.keyboard.press("Escape")
+    bottom = menu.locator("summary").evaluate("el => el.getBoundingClientRect().bottom + window.scrollY")
+    page.set_viewport_size({"width": viewport["width"], "height": int(bottom) + 12})
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    menu.locator("summary").click()
+    box = menu.locator("ul").bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
+    assert delete.evaluate(HIT_TEST)
+    shot(page, f"functions-list-menu-{'laptop' if viewport is LAPTOP else 'phone'}")
+
+
+@pytest.mark.browser
+def test_tabbing_out_of_a_row_menu_closes_it(admin_page, menu_rows):
+    page = admin_page
+    page.goto(menu_rows)
+    menu = page.locator('tr[data-function-id="menu_fn_2"] details.row-menu')
+    menu.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("open", "")
+    for _item in ("Clone", "Export", "View source", "Delete"):
+        page.keyboard.press("Tab")
+        expect(menu).to_have_attribute("open", "")
+    expect(menu.get_by_test_id("delete")).to_be_focused()
+    page.keyboard.press("Tab")  # on to the next row's switch
+    expect(menu).not_to_have_attribute("open", "")
