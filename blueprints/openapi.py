@@ -15,11 +15,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.access import api_admin_required, api_user_required
 from blueprints.api_schemas import HTTPError, ValidationErrorResponse
 from services.errors import ServiceError
 
+MIB = 1024 * 1024
 REF_TEMPLATE = "#/components/schemas/{model}"
 AUTH_LEVELS = ("public", "user", "admin")
 STATUS_TEXT = {
@@ -55,9 +57,33 @@ def _field_errors(error: ValidationError, where: str) -> list[dict]:
     ]
 
 
+class BodyTooLarge(ServiceError):
+    """A request body over `SLUICE_MAX_REQUEST_MB`: answered 413."""
+
+    status = 413
+
+    def __init__(self, limit: int):
+        super().__init__(f"The request body is larger than {limit / MIB:g} MiB, the most Sluice accepts.")
+
+
+def read_body() -> bytes:
+    """The whole request body, or ``BodyTooLarge``, with or without a Content-Length."""
+    limit = request.max_content_length
+    try:
+        raw = request.get_data(cache=True)  # a Content-Length over the limit raises here
+    except RequestEntityTooLarge:
+        raise BodyTooLarge(limit) from None
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        # A chunked body has no Content-Length: the stream silently stops at the limit. One more byte from the
+        # server's own (terminated) input says whether the client sent more than that.
+        if request.environ.get("wsgi.input_terminated") and request.environ["wsgi.input"].read(1):
+            raise BodyTooLarge(limit)
+    return raw
+
+
 def parse_json_body(tp: Any) -> Any:
     """The request body, parsed as JSON whatever its content type, then validated as ``tp``."""
-    raw = request.get_data(cache=True)  # beyond MAX_CONTENT_LENGTH this raises 413
+    raw = read_body()
     if not raw.strip():
         raise RequestInvalid([{"type": "missing", "loc": ["body"], "msg": "Field required"}])
     try:

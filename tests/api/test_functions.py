@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
@@ -17,6 +18,7 @@ from tests.api.conftest import (
     Api,
 )
 
+MIB = 1024 * 1024
 ID_FORMAT = "Only alphanumeric characters and underscores are allowed in the id"
 ID_TAKEN = "Uh-oh! This id is already registered. Please choose another id string."
 
@@ -169,6 +171,65 @@ def test_a_body_over_the_request_limit_is_413(admin_api, app_config):
     response = admin_api.post("/create", F.form(id="huge", content="#" * (2 * 1024 * 1024)))
     assert response.status_code == 413
     assert response.is_json and response.get_json()["detail"]
+
+
+def _load_url_body(size: int) -> bytes:
+    """A valid `/load/url` body of exactly ``size`` bytes (padded with JSON whitespace)."""
+    body = b'{"url": "ftp://example.com/x.py"}'
+    return body + b" " * (size - len(body))
+
+
+def _chunked_post(api, path, body: bytes):
+    # No Content-Length: what a chunked request looks like to the app behind a server that decodes chunks.
+    return api.client.post(
+        api.prefix + path,
+        input_stream=io.BytesIO(body),
+        headers=api.headers({"Content-Type": "application/json", "Transfer-Encoding": "chunked"}),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_REQUEST_MB": 1}])
+@pytest.mark.parametrize("over", [1, 1024 * 1024])
+def test_a_chunked_body_over_the_request_limit_is_413(admin_api, app_config, over):
+    response = _chunked_post(admin_api, "/load/url", _load_url_body(MIB + over))
+    assert response.status_code == 413
+    assert response.get_json() == {
+        "detail": "The request body is larger than 1 MiB, the most Sluice accepts."
+    }
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_REQUEST_MB": 1}])
+def test_a_chunked_body_at_the_request_limit_is_read_whole(admin_api, app_config):
+    response = _chunked_post(admin_api, "/load/url", _load_url_body(MIB))
+    assert response.status_code == 400
+    assert "Only http and https" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_REQUEST_MB": 1}])
+def test_a_chunked_body_over_the_limit_is_413_from_a_real_server(app, admin_key, app_config):
+    import requests
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    body = _load_url_body(MIB + 10)
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            response = session.post(
+                f"http://127.0.0.1:{server.server_port}/api/v1/functions/load/url",
+                data=(body[i : i + 65536] for i in range(0, len(body), 65536)),  # a generator: sent chunked
+                headers={"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
+                timeout=30,
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 413
+    assert "larger than 1 MiB" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
