@@ -23,6 +23,21 @@
     form.querySelector('input[name="state"]').value = on ? "off" : "on";
   }
 
+  /* The counts of active and inactive functions (page head, State filter) follow a switch flipped in place. */
+  function countActive(delta) {
+    var count = document.querySelector('[data-count="active"]');
+    if (!count || !delta) return;
+    var active = parseInt(count.textContent, 10) + delta;
+    var total = parseInt(count.dataset.total, 10);
+    if (isNaN(active) || isNaN(total)) return;
+    count.textContent = String(active);
+    var labels = { active: ["Active", active], inactive: ["Inactive", total - active] };
+    Object.keys(labels).forEach(function (state) {
+      var option = document.querySelector('select#status option[value="' + state + '"]');
+      if (option) option.textContent = labels[state][0] + " (" + labels[state][1] + ")";
+    });
+  }
+
   function showError(form, message) {
     var slot = form.querySelector(".switch-error");
     if (!slot) return;
@@ -54,7 +69,9 @@
       .then(function (response) {
         return response.json().catch(function () { return null; }).then(function (body) {
           if (!response.ok || !body) throw new Error(apiDetail(response, body));
-          setSwitch(form, Boolean(kind === "global" ? body.is_global : body.is_active));
+          var now = Boolean(kind === "global" ? body.is_global : body.is_active);
+          setSwitch(form, now);
+          if (kind === "active" && now !== was) countActive(now ? 1 : -1);
         });
       })
       .catch(function (error) {

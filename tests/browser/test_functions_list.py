@@ -145,3 +145,28 @@ def test_tabbing_out_of_a_row_menu_closes_it(admin_page, menu_rows):
     expect(menu.get_by_test_id("delete")).to_be_focused()
     page.keyboard.press("Tab")  # on to the next row's switch
     expect(menu).not_to_have_attribute("open", "")
+
+
+@pytest.mark.browser
+def test_the_counts_follow_a_switch_flipped_in_place(admin_page, live_server):
+    live_server.create_function("counted_filter", factories.FILTER, name="Counted Filter")
+    page = admin_page
+    page.goto("/admin/functions?q=counted_filter")
+    active = page.locator('[data-count="active"]')
+    before = int(active.inner_text())
+    total = int(active.get_attribute("data-total"))
+    state_option = page.locator("select#status option")
+    expect(state_option.filter(has_text="Inactive")).to_have_text(f"Inactive ({total - before})")
+
+    flip(page, "counted_filter")
+    expect(active).to_have_text(str(before + 1))
+    expect(page.get_by_test_id("function-counts")).to_contain_text(f"{before + 1} active")
+    expect(state_option.filter(has_text="Inactive")).to_have_text(f"Inactive ({total - before - 1})")
+    expect(page.locator('select#status option[value="active"]')).to_have_text(f"Active ({before + 1})")
+
+    flip(page, "counted_filter")
+    expect(active).to_have_text(str(before))
+    expect(page.locator('select#status option[value="active"]')).to_have_text(f"Active ({before})")
+    # The page's counts are the server's (nothing else changed meanwhile).
+    page.reload()
+    expect(active).to_have_text(str(before))

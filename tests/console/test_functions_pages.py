@@ -148,6 +148,23 @@ def test_forms_without_the_csrf_token_are_refused(app, admin_client, admin_id):
 # --- list -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["/admin/functions", "/settings/keys", "/auth"])
+def test_every_page_names_its_icon_so_browsers_do_not_ask_for_favicon_ico(admin_client, client, path):
+    page = (client if path == "/auth" else admin_client).get(path).get_data(as_text=True)
+    link = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', page)
+    assert link, "no icon link"
+    icon = client.get(link.group(1))
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    icon.close()
+
+
+def test_the_active_count_is_marked_for_the_switches_to_update(app, admin_client, admin_id):
+    insert_functions(app, admin_id, [{"id": "on_one", "active": True}, {"id": "off_one"}, {"id": "off_two"}])
+    page = admin_client.get("/admin/functions").get_data(as_text=True)
+    assert '<span data-count="active" data-total="3">1</span> active' in page
+    assert '<option value="inactive">Inactive (2)</option>' in page
+
+
 def test_empty_list_offers_the_ways_to_add_a_function(admin_client):
     response = admin_client.get("/admin/functions")
     assert response.status_code == 200
