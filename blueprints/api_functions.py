@@ -265,10 +265,17 @@ def load_url(body: s.LoadUrlForm):
 def sync_functions(body: s.SyncForm, query: s.SyncQuery):
     """Create or update every listed function and delete the others, in one transaction.
 
-    With `dry_run=true` nothing is written and the answer lists the ids by outcome.
+    An item without `valves` keeps the stored ones; if its new code refuses them, the sync fails as an update
+    would, unless `reset_incompatible_valves=true` drops the refused values. With `dry_run=true` nothing is
+    written and the answer lists the ids by outcome.
     """
     items = [item.model_dump() for item in body.functions]
-    return sync.sync_functions(api_caller(), items, dry_run=query.dry_run)
+    return sync.sync_functions(
+        api_caller(),
+        items,
+        dry_run=query.dry_run,
+        reset_incompatible_valves=query.reset_incompatible_valves,
+    )
 
 
 # --- history ----------------------------------------------------------------------------------------------------

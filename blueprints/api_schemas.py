@@ -273,6 +273,7 @@ class UpdateQuery(BaseModel):
 
 class SyncQuery(BaseModel):
     dry_run: bool = False
+    reset_incompatible_valves: bool = False
 
 
 class HistoryQuery(BaseModel):

@@ -370,6 +370,28 @@ def _prune_incompatible(content: str, function_id: str, stored: dict, errors: li
     return {}
 
 
+def revalidated_valves(
+    content: str, function_id: str, stored: dict, check: Any, *, reset_incompatible_valves: bool = False
+) -> dict:
+    """The stored admin valves that new code keeps, given ``check`` (the load's check of ``stored``).
+
+    Values the new ``Valves`` refuses stop the change (``IncompatibleValves``), or are dropped when the caller
+    asked for that; code without a ``Valves`` class keeps them untouched, as they apply to nothing.
+    """
+    if not stored or check is None or check.ok:
+        return stored
+    if check.error is not None:
+        if check.error.type != "NoValvesClass":
+            raise LoadFailed(check.error)
+        return stored
+    errors = _incompatible(check.errors, stored)
+    if not errors:
+        return stored
+    if not reset_incompatible_valves:
+        raise IncompatibleValves(errors)
+    return _prune_incompatible(content, function_id, stored, errors)
+
+
 def update_function(
     user: User,
     function_id: str,
@@ -409,19 +431,9 @@ def _update_loaded(
     check_content(content)
     stored_valves = dict(f.valves or {}) if isinstance(f.valves, dict) else {}
     result = load_code(content, f.id, user, valves=stored_valves or None)
-    new_valves = stored_valves
-    check = result.valves_check
-    if stored_valves and check is not None and not check.ok:
-        if check.error is not None:
-            if check.error.type != "NoValvesClass":
-                raise LoadFailed(check.error)
-            # The new code has no Valves class: the stored values apply to nothing but are kept, not lost.
-        else:
-            errors = _incompatible(check.errors, stored_valves)
-            if errors:
-                if not reset_incompatible_valves:
-                    raise IncompatibleValves(errors)
-                new_valves = _prune_incompatible(content, f.id, stored_valves, errors)
+    new_valves = revalidated_valves(
+        content, f.id, stored_valves, result.valves_check, reset_incompatible_valves=reset_incompatible_valves
+    )
 
     new_meta = build_meta(meta, result.manifest, result.toggle)
     before = snapshot_of(f)

@@ -67,14 +67,19 @@ def _check_valves(content: str, function_id: str, values: dict, load: Any) -> di
     return check.values
 
 
-def _plan_item(user: User, item: dict, existing: Function | None) -> _Planned:
+def _plan_item(
+    user: User, item: dict, existing: Function | None, reset_incompatible_valves: bool = False
+) -> _Planned:
     function_id = fs.check_new_id(item.get("id"))
     name = fs.check_name(item.get("name"))
     content = loader.rewrite_imports(fs.check_content(item.get("content")))
     fs.check_content(content)
-    given_valves = item.get("valves")
-    if given_valves is None:
-        given_valves = dict(existing.valves or {}) if existing is not None else {}
+    stored_valves = (
+        dict(existing.valves) if existing is not None and isinstance(existing.valves, dict) else {}
+    )
+    # An item without `valves` keeps the stored ones, exactly as an update does; one with `valves` sets them.
+    sets_valves = item.get("valves") is not None
+    given_valves = item["valves"] if sets_valves else stored_valves
     given_valves = {key: value for key, value in given_valves.items() if value is not None}
 
     reuse = (
@@ -88,14 +93,23 @@ def _plan_item(user: User, item: dict, existing: Function | None) -> _Planned:
         kind = existing.type
         toggle = bool((existing.meta or {}).get("toggle"))
         manifest = loader.parse_frontmatter(content)
-        if given_valves == (existing.valves or {}):
-            valves = dict(existing.valves or {})
+        if given_valves == stored_valves:
+            valves = stored_valves
         else:
             valves = _check_valves(content, function_id, given_valves, None)
     else:
         load = fs.load_code(content, function_id, user, valves=given_valves or None)
         kind, toggle, manifest = load.type, load.toggle, load.manifest
-        valves = _check_valves(content, function_id, given_valves, load)
+        if sets_valves:
+            valves = _check_valves(content, function_id, given_valves, load)
+        else:
+            valves = fs.revalidated_valves(
+                content,
+                function_id,
+                stored_valves,
+                load.valves_check,
+                reset_incompatible_valves=reset_incompatible_valves,
+            )
     return _Planned(
         id=function_id,
         name=name,
@@ -122,8 +136,13 @@ def _changed(plan: _Planned) -> bool:
     )
 
 
-def sync_functions(user: User, items: list[dict], *, dry_run: bool = False) -> list[dict] | dict:
-    """Create or update each item and delete every function not listed; or, with ``dry_run``, say what would."""
+def sync_functions(
+    user: User, items: list[dict], *, dry_run: bool = False, reset_incompatible_valves: bool = False
+) -> list[dict] | dict:
+    """Create or update each item and delete every function not listed; or, with ``dry_run``, say what would.
+
+    ``reset_incompatible_valves`` drops the stored valves that an item's new code refuses, as update does.
+    """
     stored = {f.id: f for f in db.session.scalars(select(Function))}
     plans: list[_Planned] = []
     errors: list[dict] = []
@@ -135,7 +154,7 @@ def sync_functions(user: User, items: list[dict], *, dry_run: bool = False) -> l
             if function_id in seen:
                 raise ServiceError("This id appears more than once in the list.")
             seen.add(function_id)
-            plans.append(_plan_item(user, item, stored.get(function_id)))
+            plans.append(_plan_item(user, item, stored.get(function_id), reset_incompatible_valves))
         except ServiceError as error:
             errors.append(_item_error(raw_id, error))
     if errors:

@@ -172,3 +172,41 @@ def test_an_item_whose_description_is_not_a_string_is_422(admin_api, sample):
         ["body", "functions", 0, "meta", "description"]
     ]
     assert admin_api.get("/id/sample_filter").get_json()["meta"]["description"] is None
+
+
+def test_an_item_without_valves_keeps_them_when_the_new_code_has_no_valves_class(admin_api, sample):
+    # As an update does: the stored values apply to nothing, but they are not checked against a missing class.
+    admin_api.post("/id/sample_filter/valves/update", {"priority": 2})
+    response = admin_api.post("/sync", {"functions": [item("sample_filter", F.ACTION, name="Sample Filter")]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[0]["type"] == "action"
+    assert response.get_json()[0]["valves"] == {"priority": 2}
+
+
+def test_an_item_that_sets_valves_needs_a_valves_class(admin_api, sample):
+    body = {"functions": [item("sample_filter", F.ACTION, valves={"priority": 2})]}
+    response = admin_api.post("/sync", body)
+    assert response.status_code == 400
+    assert "no Valves class" in response.get_json()["errors"][0]["detail"]
+
+
+def test_an_item_without_valves_is_refused_when_its_code_rejects_the_stored_ones(admin_api, sample):
+    admin_api.post("/id/sample_filter/valves/update", {"priority": 7, "prefix": "!"})
+    before = _state(admin_api)
+    response = admin_api.post("/sync", {"functions": [item("sample_filter", F.FILTER_STRICT_PRIORITY)]})
+    assert response.status_code == 400
+    [error] = response.get_json()["errors"]
+    assert error["id"] == "sample_filter"
+    assert error["detail"].startswith("Current Valves are incompatible with this code: priority: ")
+    assert [entry["loc"] for entry in error["errors"]] == [["priority"]]
+    assert _state(admin_api) == before
+
+
+def test_sync_can_drop_only_the_incompatible_stored_valves(admin_api, sample):
+    admin_api.post("/id/sample_filter/valves/update", {"priority": 7, "prefix": "!"})
+    response = admin_api.post(
+        "/sync?reset_incompatible_valves=true",
+        {"functions": [item("sample_filter", F.FILTER_STRICT_PRIORITY)]},
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[0]["valves"] == {"prefix": "!"}
