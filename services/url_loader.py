@@ -3,17 +3,19 @@
 The fetch refuses internal addresses (unless the operator allows them) and cannot be tricked by DNS: each host is
 resolved once, every address is checked, and the connection is made to the checked address itself, with the
 original host name kept for the Host header and TLS. Redirects are followed by hand, at most three, each one
-checked the same way.
+checked the same way. The whole fetch, redirects included, ends at one deadline however slowly a server answers.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
+from flask import current_app, has_app_context
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -26,7 +28,7 @@ MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
-TOTAL_TIMEOUT = 20.0
+TOTAL_TIMEOUT = 20.0  # the default of SLUICE_URL_FETCH_TIMEOUT: the whole fetch, redirects included
 FOLDER_FILES = ("main.py", "index.py", "__init__.py")
 MAX_NAME_LENGTH = 256  # a function's name is at most this long
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -172,15 +174,76 @@ def resolve(host: str, port: int, allow_private: bool) -> str:
     return addresses[0]
 
 
+# --- the overall deadline ---------------------------------------------------------------------------------------
+
+
+class Deadline:
+    """The time one fetch may take in all, enforced by cutting its connections when it runs out.
+
+    A read timeout starts again with every byte, so a server sending a few bytes a second would hold the request
+    for as long as it likes; a blocked read cannot see a clock either. So a timer shuts down every socket of the
+    fetch at the deadline, which ends any read or TLS handshake waiting on it. Each socket is watched through a
+    duplicate that the fetch owns, so the timer can never touch a descriptor that has since been reused.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.name = "sluice-url-deadline"
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.0, self.expires - time.monotonic())
+
+    @property
+    def passed(self) -> bool:
+        """True once the time is up, even if a socket timeout noticed it a moment before the timer did."""
+        return self.expired or self.remaining() <= 0
+
+    def watch(self, sock: socket.socket) -> None:
+        watcher = sock.dup()
+        with self._lock:
+            self._sockets.append(watcher)
+            expired = self.expired
+        if expired:
+            _shut(watcher)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for watcher in self._sockets:
+                _shut(watcher)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        self._timer.join()
+        with self._lock:
+            for watcher in self._sockets:
+                watcher.close()
+            self._sockets.clear()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the other side
+
+
 # --- a requests adapter that connects to one checked address -----------------------------------------------------
 
 
-def _pinned(base: type, address: str) -> type:
+def _pinned(base: type, address: str, deadline: Deadline) -> type:
     class PinnedConnection(base):
         def _new_conn(self):
             # Connect to the checked address; `self.host` (the name) still goes into Host and TLS (SNI, certificate).
             try:
-                return create_connection(
+                sock = create_connection(
                     (address, self.port),
                     self.timeout,
                     source_address=self.source_address,
@@ -190,24 +253,27 @@ def _pinned(base: type, address: str) -> type:
                 raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from error
             except OSError as error:
                 raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
+            deadline.watch(sock)
+            return sock
 
     return PinnedConnection
 
 
 class PinnedAdapter(HTTPAdapter):
-    def __init__(self, address: str):
+    def __init__(self, address: str, deadline: Deadline):
         self.address = address
+        self.deadline = deadline
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        address = self.address
+        address, deadline = self.address, self.deadline
 
         class PinnedHTTPPool(HTTPConnectionPool):
-            ConnectionCls = _pinned(HTTPConnection, address)
+            ConnectionCls = _pinned(HTTPConnection, address, deadline)
 
         class PinnedHTTPSPool(HTTPSConnectionPool):
-            ConnectionCls = _pinned(HTTPSConnection, address)
+            ConnectionCls = _pinned(HTTPSConnection, address, deadline)
 
         self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
 
@@ -227,29 +293,47 @@ def _check_url(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
 
 
-def fetch(url: str, *, allow_private: bool = False, max_bytes: int = MAX_BYTES) -> str:
-    """Fetch ``url`` as UTF-8 text, within the limits above; every failure is a ``UrlLoadError``."""
-    deadline = time.monotonic() + TOTAL_TIMEOUT
+def _too_slow(deadline: Deadline) -> UrlLoadError:
+    return UrlLoadError(f"The file at this URL did not arrive within {deadline.seconds:g} seconds.")
+
+
+def fetch(
+    url: str, *, allow_private: bool = False, max_bytes: int = MAX_BYTES, timeout: float = TOTAL_TIMEOUT
+) -> str:
+    """Fetch ``url`` as UTF-8 text within ``timeout`` seconds in all; every failure is a ``UrlLoadError``."""
+    deadline = Deadline(timeout)
+    try:
+        return _fetch(url, allow_private, max_bytes, deadline)
+    finally:
+        deadline.close()
+
+
+def _fetch(url: str, allow_private: bool, max_bytes: int, deadline: Deadline) -> str:
     for _hop in range(MAX_REDIRECTS + 1):
         host, port = _check_url(url)
         address = resolve(host, port, allow_private)
+        if deadline.passed:
+            raise _too_slow(deadline)
         session = requests.Session()
         session.trust_env = False  # a proxy from the environment would connect somewhere unchecked
-        session.mount("http://", PinnedAdapter(address))
-        session.mount("https://", PinnedAdapter(address))
+        session.mount("http://", PinnedAdapter(address, deadline))
+        session.mount("https://", PinnedAdapter(address, deadline))
         try:
             response = session.get(
                 urlunsplit(urlsplit(url)._replace(fragment="")),
                 stream=True,
                 allow_redirects=False,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),  # per wait; the deadline bounds the whole
                 headers={"User-Agent": "Sluice (load function from URL)", "Accept": "text/plain, */*"},
             )
-        except requests.exceptions.SSLError:
-            raise UrlLoadError(f"The TLS certificate of {host} could not be verified.") from None
-        except requests.exceptions.Timeout:
-            raise UrlLoadError(f"{host} did not answer in time.") from None
-        except requests.exceptions.RequestException:
+        except requests.exceptions.RequestException as error:
+            session.close()
+            if deadline.passed:
+                raise _too_slow(deadline) from None
+            if isinstance(error, requests.exceptions.SSLError):
+                raise UrlLoadError(f"The TLS certificate of {host} could not be verified.") from None
+            if isinstance(error, requests.exceptions.Timeout):
+                raise UrlLoadError(f"{host} did not answer in time.") from None
             raise UrlLoadError(f"Could not connect to {host}.") from None
         try:
             if response.status_code in REDIRECT_STATUSES:
@@ -268,7 +352,7 @@ def fetch(url: str, *, allow_private: bool = False, max_bytes: int = MAX_BYTES) 
     raise UrlLoadError(f"The URL redirected more than {MAX_REDIRECTS} times.")
 
 
-def _read_text(response: requests.Response, max_bytes: int, deadline: float) -> str:
+def _read_text(response: requests.Response, max_bytes: int, deadline: Deadline) -> str:
     too_large = UrlLoadError(f"The file at this URL is larger than {max_bytes // (1024 * 1024)} MiB.")
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -279,10 +363,13 @@ def _read_text(response: requests.Response, max_bytes: int, deadline: float) -> 
             body += chunk
             if len(body) > max_bytes:
                 raise too_large
-            if time.monotonic() > deadline:
-                raise UrlLoadError("The download took too long.")
     except requests.exceptions.RequestException:
+        if deadline.passed:
+            raise _too_slow(deadline) from None
         raise UrlLoadError("The download was interrupted.") from None
+    if deadline.expired:
+        # A body that ends when the connection closes looks complete when the deadline cut it.
+        raise _too_slow(deadline)
     try:
         text = bytes(body).decode("utf-8")
     except UnicodeDecodeError:
@@ -290,12 +377,22 @@ def _read_text(response: requests.Response, max_bytes: int, deadline: float) -> 
     return text.removeprefix("\ufeff")
 
 
-def load_from_url(url: str, *, allow_private: bool = False) -> dict:
-    """`{"name", "content"}` for the code at ``url``; nothing is stored."""
+def configured_timeout() -> float:
+    """`SLUICE_URL_FETCH_TIMEOUT` of the running app, or the default outside one."""
+    if has_app_context():
+        return float(current_app.config.get("SLUICE_URL_FETCH_TIMEOUT") or TOTAL_TIMEOUT)
+    return TOTAL_TIMEOUT
+
+
+def load_from_url(url: str, *, allow_private: bool = False, timeout: float | None = None) -> dict:
+    """`{"name", "content"}` for the code at ``url``; nothing is stored.
+
+    ``timeout`` bounds the whole fetch, redirects included (default: the app's `SLUICE_URL_FETCH_TIMEOUT`).
+    """
     url = (url or "").strip()
     if not url:
         raise UrlLoadError("Enter a URL.")
     _check_url(url)
     target = raw_url(url)
-    content = fetch(target, allow_private=allow_private)
+    content = fetch(target, allow_private=allow_private, timeout=timeout or configured_timeout())
     return {"name": suggest_name(url), "content": content}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -194,8 +195,39 @@ ROUTES: dict[str, tuple[int, dict, bytes]] = {
 }
 
 
+TRICKLE_SECONDS = 8  # how long a trickling answer would go on; every test here gives up well before
+
+
 class Handler(BaseHTTPRequestHandler):
+    def _trickle(self, data: bytes, per_second: int) -> None:
+        """Send ``data`` a few bytes at a time, each write well inside any read timeout."""
+        try:
+            for start in range(0, min(len(data), TRICKLE_SECONDS * per_second), per_second):
+                self.wfile.write(data[start : start + per_second])
+                self.wfile.flush()
+                time.sleep(1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def do_GET(self):  # noqa: N802 - the http.server API
+        if self.path == "/trickle.py":
+            # Headers at once, then the body at 4 bytes a second: a read timeout alone never fires.
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(F.FILTER)))
+            self.end_headers()
+            self._trickle(F.FILTER.encode(), 4)
+            return
+        if self.path == "/trickle-until-close.py":
+            # No Content-Length: the body ends when the connection does, so a cut one must not pass as complete.
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self._trickle(F.FILTER.encode(), 4)
+            self.close_connection = True
+            return
+        if self.path == "/trickle-headers":
+            self._trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slow: " + b"." * 200, 4)
+            return
         if self.path == "/chunked-big.py":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -272,6 +304,34 @@ def test_fetch_failures_are_clear(server, path, message):
     with pytest.raises(UrlLoadError) as caught:
         url_loader.load_from_url(server + path, allow_private=True)
     assert message in caught.value.detail
+
+
+@pytest.mark.parametrize("path", ["/trickle.py", "/trickle-until-close.py", "/trickle-headers"])
+def test_a_trickling_server_is_cut_off_at_the_total_deadline(server, path):
+    started = time.monotonic()
+    with pytest.raises(UrlLoadError) as caught:
+        url_loader.load_from_url(server + path, allow_private=True, timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert caught.value.detail == "The file at this URL did not arrive within 1 seconds."
+    assert elapsed < 2.0, elapsed
+
+
+def test_the_deadline_covers_every_redirect(server):
+    ROUTES["/to-trickle"] = (302, {"Location": "/trickle.py"}, b"")
+    try:
+        started = time.monotonic()
+        with pytest.raises(UrlLoadError) as caught:
+            url_loader.load_from_url(server + "/to-trickle", allow_private=True, timeout=1.0)
+    finally:
+        del ROUTES["/to-trickle"]
+    assert "did not arrive within 1 seconds" in caught.value.detail
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_fetch_within_the_deadline_leaves_no_timer_behind(server):
+    answer = url_loader.load_from_url(server + "/plain.py", allow_private=True, timeout=5.0)
+    assert answer["content"] == F.FILTER
+    assert not [thread for thread in threading.enumerate() if thread.name == "sluice-url-deadline"]
 
 
 def test_three_redirects_are_followed(server):
@@ -355,6 +415,15 @@ def test_route_fetches_when_private_urls_are_allowed(admin_api, server, app_conf
     assert body == {"name": "echo", "content": F.PIPE}
     # Nothing is stored.
     assert admin_api.get("/").get_json() == []
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_ALLOW_PRIVATE_URLS": True, "SLUICE_URL_FETCH_TIMEOUT": 1}])
+def test_route_ends_a_trickling_download_at_the_configured_deadline(admin_api, server, app_config):
+    started = time.monotonic()
+    response = admin_api.post("/load/url", {"url": server + "/trickle.py"})
+    assert response.status_code == 400
+    assert response.get_json() == {"detail": "The file at this URL did not arrive within 1 seconds."}
+    assert time.monotonic() - started < 2.5
 
 
 def test_route_needs_a_url(admin_api):
