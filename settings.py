@@ -20,6 +20,7 @@ ENVIRONMENT = [
     ("SLUICE_ENABLE_SIGNUP", "SLUICE_ENABLE_SIGNUP", "bool"),
     ("SLUICE_LOAD_TIMEOUT", "SLUICE_LOAD_TIMEOUT", float),
     ("SLUICE_LOAD_MEMORY_MB", "SLUICE_LOAD_MEMORY_MB", int),
+    ("SLUICE_MAX_CONCURRENT_LOADS", "SLUICE_MAX_CONCURRENT_LOADS", int),
     ("SLUICE_ALLOW_PRIVATE_URLS", "SLUICE_ALLOW_PRIVATE_URLS", "bool"),
     ("SLUICE_URL_FETCH_TIMEOUT", "SLUICE_URL_FETCH_TIMEOUT", float),
     ("SLUICE_ALLOW_PIP_INSTALL", "SLUICE_ALLOW_PIP_INSTALL", "bool"),
@@ -38,6 +39,7 @@ def defaults(instance_path: str) -> dict:
         "SLUICE_ENABLE_SIGNUP": False,
         "SLUICE_LOAD_TIMEOUT": 10.0,
         "SLUICE_LOAD_MEMORY_MB": 1024,
+        "SLUICE_MAX_CONCURRENT_LOADS": default_concurrent_loads(),
         "SLUICE_ALLOW_PRIVATE_URLS": False,
         "SLUICE_URL_FETCH_TIMEOUT": 20.0,
         "SLUICE_ALLOW_PIP_INSTALL": False,
@@ -56,6 +58,15 @@ def defaults(instance_path: str) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "JSON_SORT_KEYS": False,
     }
+
+
+def default_concurrent_loads() -> int:
+    """Half the threads `bin/serve` gives each process (`SLUICE_THREADS`, 8), at least 2: the rest stay free."""
+    try:
+        threads = int(os.environ.get("SLUICE_THREADS") or 8)
+    except ValueError:
+        threads = 8
+    return max(2, threads // 2)
 
 
 def _parse(value: str, kind):

@@ -73,7 +73,7 @@ def export(query: s.ExportQuery):
     summary="Create a function",
     body=s.FunctionCreateForm,
     response=s.FunctionResponse,
-    errors=(400,),
+    errors=(400, 503),
 )
 def create(body: s.FunctionCreateForm):
     """Load the code, derive type and manifest, store it inactive with the caller as creator."""
@@ -102,7 +102,7 @@ def get_function(id: str):
     body=s.FunctionForm,
     query=s.UpdateQuery,
     response=s.FunctionModel,
-    errors=(400, 404),
+    errors=(400, 404, 503),
 )
 def update(id: str, body: s.FunctionForm, query: s.UpdateQuery):
     """Replace name, code and meta; on any failure nothing changes."""
@@ -174,7 +174,7 @@ def get_valves(id: str):
     auth="admin",
     summary="JSON schema of the Valves class",
     response=dict[str, Any] | None,
-    errors=(404,),
+    errors=(404, 503),
 )
 def valves_spec(id: str):
     """The `Valves` JSON schema, or null when the code has none."""
@@ -188,7 +188,7 @@ def valves_spec(id: str):
     summary="Set the admin valves",
     body=dict[str, Any],
     response=dict[str, Any],
-    errors=(400, 404),
+    errors=(400, 404, 503),
 )
 def update_valves(id: str, body: dict[str, Any]):
     """Validate with the function's own class; store and answer exactly the keys set (nulls dropped)."""
@@ -214,7 +214,7 @@ def get_user_valves(id: str):
     auth="user",
     summary="JSON schema of the UserValves class",
     response=dict[str, Any] | None,
-    errors=(404,),
+    errors=(404, 503),
 )
 def user_valves_spec(id: str):
     """The `UserValves` JSON schema, or null when the code has none."""
@@ -228,7 +228,7 @@ def user_valves_spec(id: str):
     summary="Set the caller's user valves",
     body=dict[str, Any],
     response=dict[str, Any],
-    errors=(400, 404),
+    errors=(400, 404, 503),
 )
 def update_user_valves(id: str, body: dict[str, Any]):
     """Validate with the function's own `UserValves`; store the caller's keys only."""
@@ -260,7 +260,7 @@ def load_url(body: s.LoadUrlForm):
     body=s.SyncForm,
     query=s.SyncQuery,
     response=list[s.FunctionWithValvesModel] | s.SyncPlan,
-    errors=(400,),
+    errors=(400, 503),
 )
 def sync_functions(body: s.SyncForm, query: s.SyncQuery):
     """Create or update every listed function and delete the others, in one transaction.
@@ -330,7 +330,7 @@ def history_entry(id: str, version_id: str):
     body=s.VersionForm,
     query=s.UpdateQuery,
     response=s.FunctionModel,
-    errors=(400, 404),
+    errors=(400, 404, 503),
 )
 def restore_version(id: str, body: s.VersionForm, query: s.UpdateQuery):
     """Make a saved version current again; its code is loaded as an update's is."""

@@ -32,6 +32,7 @@ STATUS_TEXT = {
     413: "The body, or the function's code, is too large.",
     422: "The body or query string does not fit the route's shape.",
     500: "An unexpected failure, logged on the server.",
+    503: "Every load slot of this process is taken; try again in a moment.",
 }
 
 

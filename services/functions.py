@@ -14,8 +14,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
@@ -38,6 +41,10 @@ NOT_FOUND_ERROR = "We could not find what you're looking for :/"
 VERSION_NOT_FOUND_ERROR = "Version not found"
 CURRENT_VERSION_ERROR = "Cannot delete the current version"
 INCOMPATIBLE_VALVES_PREFIX = "Current Valves are incompatible with this code: "
+LOADER_BUSY_ERROR = "Sluice is busy loading other functions; try again in a moment."
+
+# How long a request waits for one of its process's load slots before it is answered 503.
+LOAD_SLOT_WAIT_SECONDS = 2.0
 
 # Keys of `meta` that Sluice derives from the code; whatever a client sends under them is replaced.
 DERIVED_META_KEYS = ("manifest", "toggle")
@@ -69,6 +76,15 @@ class IncompatibleValves(ServiceError):
     def __init__(self, errors: list[dict]):
         super().__init__(INCOMPATIBLE_VALVES_PREFIX + describe_field_errors(errors), errors=errors)
         self.errors = errors
+
+
+class LoaderBusy(ServiceError):
+    """Every load slot of this process stayed taken for ``LOAD_SLOT_WAIT_SECONDS``: answered 503."""
+
+    status = 503
+
+    def __init__(self):
+        super().__init__(LOADER_BUSY_ERROR)
 
 
 class ContentTooLarge(ServiceError):
@@ -229,9 +245,53 @@ def _user_dict(user: User | None) -> dict | None:
     return user.to_public() if user is not None else None
 
 
+_load_slots_lock = threading.Lock()
+
+
+def _load_slots() -> threading.BoundedSemaphore:
+    app = current_app._get_current_object()
+    slots = app.extensions.get("sluice_load_slots")
+    if slots is None:
+        with _load_slots_lock:
+            slots = app.extensions.get("sluice_load_slots")
+            if slots is None:
+                slots = threading.BoundedSemaphore(max(1, int(app.config["SLUICE_MAX_CONCURRENT_LOADS"])))
+                app.extensions["sluice_load_slots"] = slots
+    return slots
+
+
+@contextmanager
+def load_slot() -> Iterator[None]:
+    """Hold one of this process's `SLUICE_MAX_CONCURRENT_LOADS` slots while the loader runs code for a request.
+
+    A load may take up to the load timeout, and it holds a web server thread meanwhile; without a cap, enough
+    slow loads at once would hold every thread and stall every other request. Past the cap, a request waits
+    briefly for a slot and is then answered 503 (``LoaderBusy``).
+    """
+    slots = _load_slots()
+    if not slots.acquire(timeout=LOAD_SLOT_WAIT_SECONDS):
+        raise LoaderBusy()
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def load_in_loader(content: str, **kwargs: Any):
+    """``loader.load_function`` within a load slot."""
+    with load_slot():
+        return loader.load_function(content, **kwargs)
+
+
+def validate_in_loader(content: str, values: dict, **kwargs: Any):
+    """``loader.validate_valves`` within a load slot."""
+    with load_slot():
+        return loader.validate_valves(content, values, **kwargs)
+
+
 def load_code(content: str, function_id: str, user: User | None = None, valves: dict | None = None):
     """Load already-rewritten code in the isolated loader; a failure raises ``LoadFailed``."""
-    result = loader.load_function(content, function_id=function_id, user=_user_dict(user), valves=valves)
+    result = load_in_loader(content, function_id=function_id, user=_user_dict(user), valves=valves)
     if not result.ok:
         raise LoadFailed(result.error)
     return result
@@ -363,7 +423,7 @@ def _prune_incompatible(content: str, function_id: str, stored: dict, errors: li
     kept = {key: value for key, value in stored.items() if key not in bad}
     if not kept:
         return {}
-    check = loader.validate_valves(content, kept, kind="valves", function_id=function_id)
+    check = validate_in_loader(content, kept, kind="valves", function_id=function_id)
     if check.ok:
         return kept
     # A validator across fields may still refuse what is left; then nothing stored is trustworthy.
@@ -533,7 +593,7 @@ def _options_need_loader(schema: dict | None) -> bool:
 def _schema(f: Function, attribute: str, user: User | None) -> dict | None:
     schema = getattr(f, attribute)
     if _options_need_loader(schema):
-        result = loader.load_function(f.content, function_id=f.id, user=_user_dict(user))
+        result = load_in_loader(f.content, function_id=f.id, user=_user_dict(user))
         if result.ok:
             return getattr(result, attribute)
     return schema
@@ -553,7 +613,7 @@ def _validate(f: Function, values: Any, kind: str, user: User | None) -> dict:
     if not isinstance(values, dict):
         raise ServiceError("Valves must be a JSON object.")
     cleaned = {key: value for key, value in values.items() if value is not None}
-    result = loader.validate_valves(f.content, cleaned, kind=kind, function_id=f.id, user=_user_dict(user))
+    result = validate_in_loader(f.content, cleaned, kind=kind, function_id=f.id, user=_user_dict(user))
     if result.error is not None:
         if result.error.type == "NoValvesClass":
             cls = "UserValves" if kind == "user_valves" else "Valves"
@@ -613,7 +673,7 @@ def check_user_valves(user: User, function_id: str) -> list[dict]:
     stored = _stored_user_valves(user, f.id)
     if not stored or f.user_valves_schema is None:
         return []
-    result = loader.validate_valves(
+    result = validate_in_loader(
         f.content, stored, kind="user_valves", function_id=f.id, user=_user_dict(user)
     )
     return _incompatible(result.errors, stored) if result.error is None else []

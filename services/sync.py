@@ -57,7 +57,7 @@ def _check_valves(content: str, function_id: str, values: dict, load: Any) -> di
         return {}
     check = load.valves_check if load is not None and load.valves_check is not None else None
     if check is None:
-        check = loader.validate_valves(content, values, kind="valves", function_id=function_id)
+        check = fs.validate_in_loader(content, values, kind="valves", function_id=function_id)
     if check.error is not None:
         if check.error.type == "NoValvesClass":
             raise ServiceError("This function has no Valves class, but the item sets valves.")
@@ -155,6 +155,10 @@ def sync_functions(
                 raise ServiceError("This id appears more than once in the list.")
             seen.add(function_id)
             plans.append(_plan_item(user, item, stored.get(function_id), reset_incompatible_valves))
+        except fs.LoaderBusy:
+            # Not a fault of this item: the whole sync is answered 503 and can simply be sent again.
+            db.session.rollback()
+            raise
         except ServiceError as error:
             errors.append(_item_error(raw_id, error))
     if errors:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import pytest
 
@@ -150,6 +151,89 @@ def test_create_fails_cleanly_on_code_that_never_finishes(app, admin_api):
     assert response.get_json()["error"]["type"]
     # The server keeps serving.
     assert admin_api.get("/").status_code == 200
+
+
+SLOW_TO_LOAD = F.source(
+    """
+    import time
+
+    time.sleep(60)
+
+
+    class Filter:
+        pass
+    """
+)
+BUSY = "Sluice is busy loading other functions; try again in a moment."
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 2, "SLUICE_LOAD_TIMEOUT": 2.0}])
+def test_loads_past_the_limit_are_503_and_other_requests_are_served(app, admin_api, app_config, monkeypatch):
+    import loader
+    from services import functions
+
+    monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.3, raising=False)
+    started_loads = threading.Semaphore(0)
+    real_load = loader.load_function
+
+    def counted_load(*args, **kwargs):
+        started_loads.release()
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_function", counted_load)
+    answers = []
+
+    def create_slow(index):
+        api = Api(app.test_client(), admin_api.key)
+        answers.append(api.post("/create", F.form(id=f"slow_{index}", content=SLOW_TO_LOAD + f"# {index}\n")))
+
+    slow = [threading.Thread(target=create_slow, args=(index,)) for index in range(2)]
+    for thread in slow:
+        thread.start()
+    try:
+        for _ in slow:
+            assert started_loads.acquire(timeout=5), "the slow loads did not start"
+        # Both slots are held by loads that take the whole load timeout: the next create is turned away quickly.
+        began = time.monotonic()
+        busy = admin_api.post("/create", F.form(id="waiting"))
+        assert (busy.status_code, busy.get_json()) == (503, {"detail": BUSY})
+        assert time.monotonic() - began < 1.5
+        # Requests that load nothing are answered at once.
+        began = time.monotonic()
+        assert admin_api.get("/").status_code == 200
+        assert time.monotonic() - began < 0.5
+    finally:
+        for thread in slow:
+            thread.join(timeout=15)
+    assert sorted(answer.status_code for answer in answers) == [400, 400]  # the load timeout
+    # The slots are free again.
+    assert admin_api.post("/create", F.form(id="waiting")).status_code == 200
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 1}])
+def test_every_route_that_loads_code_answers_503_when_busy(app, admin_api, sample, app_config, monkeypatch):
+    from services import functions
+
+    monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.05)
+    exported = admin_api.get("/export?include_valves=true").get_json()
+    version = admin_api.get("/id/sample_filter/history").get_json()[0]["id"]
+    with app.app_context():
+        slots = functions._load_slots()
+    assert slots.acquire(timeout=1)
+    try:
+        for path, body in [
+            ("/create", F.form(id="another")),
+            ("/id/sample_filter/update", F.form(name="Renamed")),
+            ("/id/sample_filter/valves/update", {"priority": 1}),
+            ("/id/sample_filter/valves/user/update", {"max_turns": 2}),
+            ("/sync", {"functions": [{**exported[0], "content": F.FILTER + "# changed\n"}]}),
+            ("/id/sample_filter/update/version", {"version_id": version}),
+        ]:
+            response = admin_api.post(path, body)
+            assert (response.status_code, response.get_json()) == (503, {"detail": BUSY}), path
+    finally:
+        slots.release()
+    assert admin_api.get("/id/sample_filter").get_json()["name"] == "Sample Filter"
 
 
 @pytest.mark.parametrize("name", ["", "   ", "n" * 257])
