@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from blueprints.access import page_login_required
 from blueprints.valves import absolute_time, form_context, iso_time, stale_errors, submit_valves
-from services import accounts, functions, valves_pages
+from services import accounts, function_meta, functions, valves_pages
 from services.errors import ServiceError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -93,7 +93,7 @@ def valves():
 
 
 def _description(function) -> str:
-    return valves_pages.function_description(function.meta)
+    return function_meta.description(function.meta)
 
 
 # --- API keys -------------------------------------------------------------------------------------------------

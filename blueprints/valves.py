@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from blueprints.access import page_admin_required
-from services import functions, valves_form, valves_pages
+from services import function_meta, functions, valves_form, valves_pages
 from services.errors import ServiceError
 
 bp = Blueprint("valves", __name__)
@@ -161,4 +161,4 @@ def function_valves():
 
 
 def _description(function) -> str:
-    return valves_pages.function_description(function.meta)
+    return function_meta.description(function.meta)

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true
 
 from extensions import db
 from models import FUNCTION_TYPES, Function, User
+from services import function_meta
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -103,13 +104,11 @@ class FunctionRow:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        manifest = self.meta.get("manifest") if isinstance(self.meta, dict) else None
-        return manifest if isinstance(manifest, dict) else {}
+        return function_meta.manifest(self.meta)
 
     @property
     def description(self) -> str:
-        value = self.meta.get("description") if isinstance(self.meta, dict) else None
-        return value if isinstance(value, str) else ""
+        return function_meta.description(self.meta)
 
     @property
     def version(self) -> str:
@@ -246,6 +245,8 @@ def _conditions(query: FunctionQuery) -> list[ColumnElement[bool]]:
             func.lower(Function.name),
             func.lower(Function.id),
             func.lower(Function.meta["description"].as_string()),
+            # The list shows the frontmatter's description when none was given (function_meta.description).
+            func.lower(Function.meta[("manifest", "description")].as_string()),
             func.lower(Function.meta[("manifest", "author")].as_string()),
         )
         # Every word must appear somewhere: "summar openai" finds the summariser written by OpenAI fans.

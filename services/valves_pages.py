@@ -9,6 +9,7 @@ from sqlalchemy import select
 import loader
 from extensions import db
 from models import Function, User, UserValves
+from services import function_meta
 
 
 @dataclass(frozen=True)
@@ -18,17 +19,6 @@ class PersonalValvesEntry:
     type: str
     description: str
     set_count: int
-
-
-def function_description(meta) -> str:
-    """The function's description: the one given with it, else its frontmatter's."""
-    if not isinstance(meta, dict):
-        return ""
-    manifest = meta.get("manifest") if isinstance(meta.get("manifest"), dict) else {}
-    for value in (meta.get("description"), manifest.get("description")):
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
 
 
 def _has_fields(schema) -> bool:
@@ -57,7 +47,7 @@ def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
                 id=function_id,
                 name=name,
                 type=kind,
-                description=function_description(meta),
+                description=function_meta.description(meta),
                 set_count=len(stored) if isinstance(stored, dict) else 0,
             )
         )

@@ -138,6 +138,16 @@
     document.querySelectorAll("details.row-menu[open]").forEach(placeMenu);
   }
 
+  /* The list's filters fold away on a phone only; CSS keeps them shown on wider screens through
+     ::details-content, and where a browser lacks it, the fold is simply opened there. */
+  var filtersPanel = document.querySelector("details[data-filters-panel]");
+  if (filtersPanel && window.matchMedia && !(window.CSS && CSS.supports && CSS.supports("selector(::details-content)"))) {
+    var wide = window.matchMedia("(min-width: 641px)");
+    var openWhenWide = function () { if (wide.matches) filtersPanel.open = true; };
+    openWhenWide();
+    if (wide.addEventListener) wide.addEventListener("change", openWhenWide);
+  }
+
   document.addEventListener("submit", onSwitchSubmit);
   document.addEventListener("click", function (event) {
     onDeleteClick(event);

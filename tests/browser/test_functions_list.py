@@ -170,3 +170,54 @@ def test_the_counts_follow_a_switch_flipped_in_place(admin_page, live_server):
     # The page's counts are the server's (nothing else changed meanwhile).
     page.reload()
     expect(active).to_have_text(str(before))
+
+
+LONG_ID = "a_rather_long_function_identifier_for_the_id_column"
+
+
+@pytest.fixture
+def list_rows(live_server):
+    if live_server.api("GET", f"/api/v1/functions/id/{LONG_ID}").status_code == 404:
+        live_server.create_function(LONG_ID, factories.FILTER, name="Long Id Filter")
+        live_server.create_function("layout_pipe_bare", factories.PIPE, name="Layout Pipe")
+    return "/admin/functions?sort=name"
+
+
+@pytest.mark.browser
+def test_on_a_laptop_the_filters_show_and_ids_keep_to_one_line(admin_page, list_rows):
+    page = admin_page
+    page.goto(list_rows)
+    expect(page.get_by_test_id("function-filters")).to_be_visible()
+    expect(page.get_by_test_id("filters-summary")).to_be_hidden()
+    code = page.locator(f'tr[data-function-id="{LONG_ID}"] code.function-id')
+    expect(code).to_have_attribute("title", LONG_ID)
+    line_height = code.evaluate("el => parseFloat(getComputedStyle(el).lineHeight) || el.offsetHeight")
+    assert code.bounding_box()["height"] <= line_height + 2, "the id wraps onto several lines"
+    assert code.evaluate("el => el.scrollWidth > el.clientWidth"), "a long id is cut with an ellipsis"
+    shot(page, "functions-list-laptop", LAPTOP)
+
+
+@pytest.mark.browser
+def test_on_a_phone_the_filters_fold_away_and_cards_skip_empty_cells(admin_page, list_rows):
+    page = admin_page
+    page.set_viewport_size(PHONE)
+    page.goto(list_rows)
+    filters = page.get_by_test_id("function-filters")
+    expect(filters).to_be_hidden()
+    first_row = page.locator("tr[data-function-id]").first
+    assert first_row.bounding_box()["y"] < PHONE["height"], "the first function is below the first screen"
+    pipe = page.locator('tr[data-function-id="layout_pipe_bare"]')
+    for label in ("Version", "Author", "Global"):
+        expect(pipe.locator(f'td[data-label="{label}"]')).to_be_hidden()
+    expect(pipe.locator('td[data-label="Name"]')).to_be_visible()
+    assert_fits_width(page)
+    shot(page, "functions-list-phone")
+
+    page.get_by_test_id("filters-summary").click()
+    expect(filters).to_be_visible()
+    page.get_by_label("Search").fill("layout")
+    page.get_by_role("button", name="Apply").click()
+    # A filter that applies keeps the fold open, and says so on it.
+    expect(filters).to_be_visible()
+    expect(page.get_by_test_id("filters-summary")).to_contain_text("1 applied")
+    expect(page.locator("tr[data-function-id]")).to_have_count(1)
