@@ -1,6 +1,6 @@
 """Blueprints: HTML pages and the JSON API, in separate modules."""
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 
 
 def register_blueprints(app: Flask) -> None:
@@ -20,9 +20,20 @@ NAV_LINKS = [
 ]
 
 
+# The menu entry a page belongs to, by blueprint (every functions page, the valves included, is under Functions);
+# a blueprint not named here belongs to the entry of its own endpoint (My valves and API keys share one).
+NAV_SECTIONS = {
+    "console": "console.functions_list",
+    "valves": "console.functions_list",
+    "users": "users.users_list",
+}
+
+
 def install_template_globals(app: Flask) -> None:
     endpoints = frozenset(app.view_functions)
 
     @app.context_processor
     def navigation():
-        return {"nav_links": NAV_LINKS, "endpoints": endpoints}
+        blueprint = request.blueprint if has_request_context() else None
+        current = NAV_SECTIONS.get(blueprint or "") or (request.endpoint if blueprint else None)
+        return {"nav_links": NAV_LINKS, "endpoints": endpoints, "nav_current": current}

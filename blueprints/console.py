@@ -27,7 +27,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
@@ -37,7 +37,7 @@ import loader
 from blueprints.access import page_admin_required, safe_next
 from extensions import db
 from models import FUNCTION_TYPES, FunctionVersion
-from services import function_import, functions, requirements_jobs, url_loader
+from services import function_import, function_meta, functions, requirements_jobs, url_loader
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
 
@@ -65,7 +65,6 @@ def _page_helpers() -> dict[str, Any]:
         "relative_time": relative_time,
         "absolute_time": absolute_time,
         "iso_time": iso_time,
-        "breakable_id": breakable_id,
         "type_labels": TYPE_LABELS,
         "function_types": FUNCTION_TYPES,
     }
@@ -287,15 +286,15 @@ def _editor_page(mode: str, form: dict[str, str], errors=None, load_error=None, 
 
 def _function_details(function) -> dict[str, Any]:
     """What the edit page shows beside the form: history, requirements, valves and the last load problem."""
-    manifest = (function.meta or {}).get("manifest") or {}
-    value = manifest.get("requirements") if isinstance(manifest, dict) else None
+    manifest = function_meta.manifest(function.meta)
+    value = manifest.get("requirements")
     has_requirements = isinstance(value, str) and bool(value.strip())
     requirements = requirements_jobs.requirements_status(function.id) if has_requirements else None
     versions = db.session.scalar(
         select(func.count()).select_from(FunctionVersion).where(FunctionVersion.function_id == function.id)
     )
     return {
-        "manifest": manifest if isinstance(manifest, dict) else {},
+        "manifest": manifest,
         "requirements": requirements,
         "version_count": versions or 0,
         "recent_versions": functions.list_versions(function.id)[:RECENT_VERSIONS],
@@ -480,11 +479,6 @@ def slugify(name: str) -> str:
     """
     plain = _COMBINING_ACCENTS.sub("", unicodedata.normalize("NFKD", name))
     return _SLUG_UNSAFE.sub("_", plain.lower()).strip("_")[:64].rstrip("_")
-
-
-def breakable_id(function_id: str) -> Markup:
-    """The id, escaped, with a line-break opportunity after each underscore, so narrow columns split it there."""
-    return Markup(str(escape(function_id)).replace("_", "_<wbr>"))  # noqa: S704 - escaped just above
 
 
 def _positive_int(value: str | None) -> int | None:

@@ -141,21 +141,20 @@
     });
   });
 
-  /* Keyboard users land on the code after pressing "Line N" in the error box. */
+  /* "Line N, column C" in the error box is a link to the code field; here it brings the editor to that line
+     (scrolled into view and marked) and gives it the focus, with the keyboard as with the mouse. */
   var errorLine = document.querySelector(".code-error-line");
   if (errorLine && editor) {
-    errorLine.setAttribute("tabindex", "0");
-    errorLine.setAttribute("role", "button");
-    var jump = function () {
-      editor.markErrorLine(parseInt(textarea.dataset.errorLine, 10), textarea.dataset.errorMessage || "");
+    errorLine.addEventListener("click", function (event) {
+      event.preventDefault();
+      var view = editor.view;
+      var doc = view.state.doc;
+      // The line is already marked (once: marking again would list the error twice); put the cursor on it.
+      var line = doc.line(Math.min(Math.max(parseInt(textarea.dataset.errorLine, 10) || 1, 1), doc.lines));
+      var column = parseInt(textarea.dataset.errorColumn || "1", 10) || 1;
+      var at = line.from + Math.min(Math.max(column - 1, 0), line.length);
+      view.dispatch({ selection: { anchor: at }, scrollIntoView: true });
       editor.focus();
-    };
-    errorLine.addEventListener("click", jump);
-    errorLine.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" || event.key === " ") {
-        event.preventDefault();
-        jump();
-      }
     });
   }
 

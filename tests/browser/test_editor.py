@@ -88,6 +88,20 @@ def test_a_syntax_error_is_marked_on_its_line_then_the_fix_saves(admin_page, liv
     assert live_server.api("GET", f"/api/v1/functions/id/{FUNCTION_ID}").status_code == 404
     shot(page, "function-create-syntax-error")
 
+    # The box says it once, then where: "Line 8, column N" is a link that puts the editor's cursor there.
+    assert error_box.inner_text().count("SyntaxError") == 1
+    assert error_box.inner_text().count(f"{DEF_LINE}") == 1
+    page.locator("#name").focus()
+    page.get_by_test_id("code-error-line").focus()
+    page.keyboard.press("Enter")
+    expect(editor.locator(".cm-content")).to_be_focused()
+    cursor_line = page.evaluate(
+        "(() => { const view = document.querySelector('textarea#content').sluiceEditor.view;"
+        " return view.state.doc.lineAt(view.state.selection.main.head).number; })()"
+    )
+    assert cursor_line == DEF_LINE
+    expect(editor.locator(".cm-gutter .cm-lint-marker-error")).to_have_count(1)  # not marked a second time
+
     # Fix the line by typing the colon back, and save with Ctrl+S again.
     click_end_of_line(page, "def inlet")
     page.keyboard.type(":")

@@ -158,3 +158,70 @@ def test_the_source_view_keeps_numbers_and_lines_in_step_around_a_marked_line(
     assert abs(band["height"] - pitch) < 1
     assert band["y"] <= number_tops["12"] < number_tops["13"] <= band["y"] + band["height"] + 2
     shot(page, f"function-source-marked-{'laptop' if viewport is LAPTOP else 'phone'}")
+
+
+@pytest.mark.browser
+def test_the_edit_page_switches_change_the_function_in_place(admin_page, live_server):
+    live_server.create_function("edit_switched", factories.FILTER, name="Edit Switched")
+    page = admin_page
+    page.goto("/admin/functions/edit?id=edit_switched")
+    page.get_by_label("Description").fill("typed, not saved")  # what is typed survives a switch
+    page.evaluate("window.__sameDocument = true")
+    switches = page.get_by_test_id("function-switches")
+    for kind, field in (("active", "is_active"), ("global", "is_global")):
+        button = switches.get_by_test_id(f"toggle-{kind}")
+        expect(button).to_have_attribute("aria-pressed", "false")
+        with page.expect_response(lambda r: "/api/v1/functions/id/edit_switched/toggle" in r.url) as answer:
+            button.click()
+        assert answer.value.status == 200
+        expect(button).to_have_attribute("aria-pressed", "true")
+        assert live_server.api_json("GET", "/api/v1/functions/id/edit_switched")[field] is True
+    assert page.evaluate("window.__sameDocument") is True
+    expect(page.get_by_label("Description")).to_have_value("typed, not saved")
+    shot(page, "function-edit-switches-laptop", LAPTOP)
+    shot(page, "function-edit-switches-phone", PHONE)
+    assert_fits_width(page)
+
+
+@pytest.mark.browser
+def test_dates_in_the_edit_pages_details_keep_to_one_line(admin_page, tour_function):
+    page = admin_page
+    page.goto(f"/admin/functions/edit?id={tour_function}")
+    for time in page.locator(".function-aside .facts time").all():
+        height = time.evaluate("el => el.getClientRects().length")
+        assert height == 1, f"{time.inner_text()!r} wraps"
+
+
+@pytest.mark.browser
+def test_a_phone_card_keeps_a_cells_parts_together(admin_page):
+    # Users: "Ada Admin" and "(you)" were pushed to opposite edges of the card by justify-content: space-between.
+    page = admin_page
+    page.set_viewport_size(PHONE)
+    page.goto("/admin/users")
+    cell = page.locator('tr[data-testid="user-row-admin@example.com"] td[data-label="Name"]')
+    you = cell.get_by_text("(you)")
+    name_right = cell.evaluate(
+        """td => {
+            const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+            while (walker.nextNode() && !walker.currentNode.data.includes("Ada Admin"));
+            const range = document.createRange();
+            range.selectNodeContents(walker.currentNode);
+            return range.getBoundingClientRect().right;
+        }"""
+    )
+    assert you.bounding_box()["x"] - name_right < 12, "the name and (you) are apart"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_the_create_key_button_lines_up_with_its_input(admin_page, viewport):
+    page = admin_page
+    page.set_viewport_size(viewport)
+    page.goto("/settings/keys")
+    field = page.get_by_label("Name (optional)").bounding_box()
+    button = page.get_by_role("button", name="Create key").bounding_box()
+    help_text = page.get_by_text("What will use it").bounding_box()
+    if viewport is LAPTOP:
+        assert abs((field["y"] + field["height"] / 2) - (button["y"] + button["height"] / 2)) < 2
+    assert help_text["y"] >= max(field["y"] + field["height"], button["y"] + button["height"]) - 1
+    shot(page, f"api-keys-{'laptop' if viewport is LAPTOP else 'phone'}")

@@ -172,7 +172,26 @@ def test_empty_list_offers_the_ways_to_add_a_function(admin_client):
     assert 'data-testid="empty-state"' in page
     assert "No functions yet" in page
     for path in ("/admin/functions/create", "/admin/functions/import", "/admin/functions/load-url"):
-        assert f'href="{path}"' in page
+        # Once, in the empty state: the page head's buttons repeated them.
+        assert page.count(f'href="{path}"') == 1
+    assert 'data-testid="new-function"' not in page and "Export all" not in page
+
+
+def test_filters_fold_open_only_while_one_applies(app, admin_client, admin_id):
+    insert_functions(app, admin_id, [{"id": "folded"}])
+    plain = admin_client.get("/admin/functions?sort=name").get_data(as_text=True)
+    assert '<details class="filters-panel" data-filters-panel>' in plain
+    filtered = admin_client.get("/admin/functions?q=fold&type=filter").get_data(as_text=True)
+    assert '<details class="filters-panel" data-filters-panel open>' in filtered
+    assert '<span class="badge">2 applied</span>' in filtered
+
+
+def test_empty_cells_are_marked_for_the_phone_layout(app, admin_client, admin_id):
+    insert_functions(app, admin_id, [{"id": "bare", "type": "pipe", "manifest": {}}])
+    page = admin_client.get("/admin/functions").get_data(as_text=True)
+    row = re.search(r'data-function-id="bare">(.*?)</tr>', page, re.S).group(1)
+    empty = re.findall(r'<td data-label="(\w+)"[^>]*class="[^"]*is-empty', row)
+    assert empty == ["Version", "Author", "Description", "Global"]
 
 
 def test_list_shows_each_functions_facts(app, admin_client, admin_id):
@@ -181,7 +200,8 @@ def test_list_shows_each_functions_facts(app, admin_client, admin_id):
     page = text_of(response)
     assert listed_ids(response) == ["sample_filter"]
     assert "Sample Filter" in page
-    assert '<code class="function-id">sample_<wbr>filter</code>' in page
+    # On one line (cut with an ellipsis when the column is narrow), the whole id in its title.
+    assert '<code class="function-id" title="sample_filter">sample_filter</code>' in page
     assert 'class="badge type-badge type-filter">Filter<' in page
     assert "1.0.0" in page  # manifest version
     assert "Sluice Tests" in page  # manifest author
@@ -190,6 +210,28 @@ def test_list_shows_each_functions_facts(app, admin_client, admin_id):
     assert "just now" in page
     assert re.search(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d UTC">', page)
     assert "1 function · 0 active · 1 filter" in " ".join(re.sub(r"<[^>]+>", "", page).split())
+
+
+def test_the_list_describes_a_function_as_my_valves_does(app, admin_client, admin_id, user_client):
+    # The list showed "—" when meta.description was empty, while My valves showed the frontmatter's description.
+    insert_functions(
+        app,
+        admin_id,
+        [
+            {"id": "from_code", "description": "", "manifest": {"description": "Counts the tokens"}},
+            {"id": "given", "description": "Given here", "manifest": {"description": "From the code"}},
+        ],
+    )
+    rows = dict(
+        re.findall(
+            r'data-function-id="([^"]+)">(.*?)</tr>',
+            admin_client.get("/admin/functions").get_data(as_text=True),
+            re.S,
+        )
+    )
+    assert '<span class="clamp" title="Counts the tokens">Counts the tokens</span>' in rows["from_code"]
+    assert "Given here" in rows["given"] and "From the code" not in rows["given"]
+    assert listed_ids(admin_client.get("/admin/functions?q=tokens")) == ["from_code"]
 
 
 def test_author_is_linked_only_to_web_addresses(app, admin_client, admin_id):
@@ -461,7 +503,15 @@ def test_failed_create_keeps_everything_and_points_at_the_line(app, admin_client
     assert 'value="keeps me"' in page and 'value="wip"' in page and 'value="broken"' in page
     assert "SyntaxError" in page
     assert 'data-error-line="2"' in page  # for the editor's markErrorLine
-    assert re.search(r'class="code-error-line">Line 2, column \d+<', page)  # readable without scripts
+    # The message once (the service's "(line 2)" is not repeated), then a link to the code: "Line 2, column N".
+    box = re.search(r'<div class="code-error".*?</div>', page, re.S).group(0)
+    assert "<strong>SyntaxError: expected &#39;:&#39;</strong>" in box
+    assert "(line 2)" not in box and box.count("SyntaxError") == 1
+    assert re.search(r'<a class="code-error-line" href="#content" [^>]*>Line 2, column \d+</a>', box)
+    assert re.search(
+        r'data-error-line="2" data-error-message="SyntaxError: expected &#39;:&#39;" data-error-column="\d+"',
+        page,
+    )
     assert stored(app, "broken") is None
 
 
@@ -513,6 +563,54 @@ def test_edit_page_shows_the_function_with_a_read_only_id(app, admin_client, adm
     assert re.search(r'data-testid="version-count">1 version<', page)
     # PIPE's manifest has `requirements: requests`, which is installed.
     assert 'data-testid="requirements"' in page and "requests" in page and "installed" in page
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "switches"), [("filter", FILTER, ["active", "global"]), ("pipe", PIPE, ["active"])]
+)
+def test_edit_page_has_the_lists_switches(app, admin_client, admin_id, kind, content, switches):
+    make_function(app, admin_id, id="switched", content=content, active=True)
+    page = admin_client.get("/admin/functions/edit?id=switched").get_data(as_text=True)
+    found = re.findall(
+        r'<form class="switch-form" method="post"\s+action="([^"]+)"\s+data-switch="(\w+)"', page
+    )
+    assert [name for _, name in found] == switches
+    assert 'aria-pressed="true" aria-label="Active: Switched"' in page
+    # Without scripts, the switch posts to the list's form and comes back to this page.
+    response = post(
+        admin_client,
+        found[0][0],
+        {"id": "switched", "state": "off", "next": "/admin/functions/edit?id=switched"},
+        token_from="/admin/functions/edit?id=switched",
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/functions/edit?id=switched"
+    assert stored(app, "switched").is_active is False
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/functions",
+        "/admin/functions/create",
+        "/admin/functions/edit?id=sample_filter",
+        "/admin/functions/source?id=sample_filter",
+        "/admin/functions/valves?id=sample_filter",
+        "/admin/functions/import",
+    ],
+)
+def test_functions_is_the_current_menu_entry_on_every_functions_page(app, admin_client, admin_id, path):
+    make_function(app, admin_id)
+    page = admin_client.get(path).get_data(as_text=True)
+    nav = re.search(r'<nav aria-label="Main">.*?</nav>', page, re.S).group(0)
+    assert re.findall(r'<a href="([^"]+)" aria-current="(\w+)"', nav) == [
+        ("/admin/functions", "page" if path == "/admin/functions" else "true")
+    ]
+
+
+def test_the_valves_page_shows_the_type_as_the_list_does(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    page = admin_client.get("/admin/functions/valves?id=sample_filter").get_data(as_text=True)
+    assert '<span class="badge type-badge type-filter">Filter</span>' in page
 
 
 def test_edit_saves_and_never_changes_the_id(app, admin_client, admin_id):
@@ -568,7 +666,11 @@ def test_incompatible_valves_can_be_dropped_from_the_form(app, admin_client, adm
     assert refused.status_code == 400
     page = text_of(refused)
     assert "Current Valves are incompatible with this code: priority" in page
-    assert 'name="reset_incompatible_valves"' in page
+    # The way out is in the error box at the top of the form, not below the editor.
+    box = re.search(r'<div class="form-error incompatible-valves".*?</div>\s*</div>', page, re.S).group(0)
+    assert "Current Valves are incompatible" in box and 'name="reset_incompatible_valves"' in box
+    assert page.index('name="reset_incompatible_valves"') < page.index('id="content"')
+    assert page.count('name="reset_incompatible_valves"') == 1
     saved = post(
         admin_client, "/admin/functions/edit?id=sample_filter", {**data, "reset_incompatible_valves": "on"}
     )
