@@ -146,6 +146,7 @@ def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(adm
     error_box = error.bounding_box()
     reset_box = page.get_by_test_id("valve-reset-temperature").bounding_box()
     assert input_box["y"] + input_box["height"] <= error_box["y"] < reset_box["y"]
+    shot(page, f"valves-number-error-{function_id[-1]}")
     assert live_server.api_json("GET", f"/api/v1/functions/id/{function_id}/valves") == {"temperature": 1.5}
 
 
