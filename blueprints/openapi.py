@@ -95,10 +95,38 @@ def parse_json_body(tp: Any) -> Any:
         raise RequestInvalid(
             [{"type": "json_invalid", "loc": ["body", position], "msg": f"JSON decode error: {reason}"}]
         ) from None
+    except RecursionError:
+        raise RequestInvalid(
+            [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error: nested too deeply"}]
+        ) from None
+    nul = _nul_characters(data)
+    if nul:
+        raise RequestInvalid(nul)
     try:
         return adapter(tp).validate_python(data)
     except ValidationError as error:
         raise RequestInvalid(_field_errors(error, "body")) from None
+
+
+def _nul_characters(data: Any) -> list[dict]:
+    """A 422 error for each string (or key) holding U+0000, which no database column can store (PostgreSQL)."""
+    found = []
+    pending: list[tuple[Any, list]] = [(data, ["body"])]
+    while pending:  # not recursive: JSON nested a thousand deep must not exhaust the stack
+        value, loc = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append({"type": "string_nul", "loc": loc, "msg": "Text must not contain NUL (\\u0000)"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    found.append(
+                        {"type": "string_nul", "loc": loc, "msg": "Keys must not contain NUL (\\u0000)"}
+                    )
+                pending.append((item, [*loc, key]))
+        elif isinstance(value, list):
+            pending.extend((item, [*loc, index]) for index, item in enumerate(value))
+    return sorted(found, key=lambda error: [str(part) for part in error["loc"]])
 
 
 def parse_query(model: type[BaseModel]) -> BaseModel:

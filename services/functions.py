@@ -192,15 +192,29 @@ def normalise_id(function_id: str) -> str:
     return (function_id or "").strip().lower()
 
 
+def _lookup_id(function_id: str) -> str | None:
+    """The stored id to look for, or None when no function can have it (so the database is not asked).
+
+    Every stored id passed `check_new_id`; anything else, such as a NUL character that PostgreSQL refuses in a
+    query, simply does not exist.
+    """
+    candidate = normalise_id(function_id) if isinstance(function_id, str) else ""
+    return candidate if ID_PATTERN.fullmatch(candidate) else None
+
+
 def get_function(function_id: str) -> Function:
-    f = db.session.get(Function, normalise_id(function_id))
+    lookup = _lookup_id(function_id)
+    f = db.session.get(Function, lookup) if lookup is not None else None
     if f is None:
         raise NotFound(NOT_FOUND_ERROR)
     return f
 
 
 def function_exists(function_id: str) -> bool:
-    return db.session.scalar(select(Function.id).where(Function.id == normalise_id(function_id))) is not None
+    lookup = _lookup_id(function_id)
+    return (
+        lookup is not None and db.session.scalar(select(Function.id).where(Function.id == lookup)) is not None
+    )
 
 
 # --- loading and meta -----------------------------------------------------------------------------------------
@@ -521,9 +535,12 @@ def _update_loaded(
 
 def _flip(function_id: str, column) -> Function:
     """Flip a boolean column in one UPDATE, so concurrent toggles never lose a flip."""
+    lookup = _lookup_id(function_id)
+    if lookup is None:
+        raise NotFound(NOT_FOUND_ERROR)
     statement = (
         update(Function)
-        .where(Function.id == normalise_id(function_id))
+        .where(Function.id == lookup)
         .values({column: not_(column), Function.updated_at: now()})
         .returning(Function)
         .execution_options(synchronize_session=False, populate_existing=True)
@@ -554,7 +571,9 @@ def toggle_global(function_id: str) -> Function:
 
 def delete_function(function_id: str) -> bool:
     """Delete a function with its user valves and history; ``NotFound`` when there is no such function."""
-    function_id = normalise_id(function_id)
+    function_id = _lookup_id(function_id)
+    if function_id is None:
+        raise NotFound(NOT_FOUND_ERROR)
     try:
         db.session.execute(delete(UserValves).where(UserValves.function_id == function_id))
         db.session.execute(delete(FunctionVersion).where(FunctionVersion.function_id == function_id))
@@ -789,6 +808,8 @@ def list_versions(function_id: str, page: int = 1) -> list[dict]:
 
 def get_version(function_id: str, version_id: str) -> FunctionVersion:
     f = get_function(function_id)
+    if not isinstance(version_id, str) or "\x00" in version_id:
+        raise NotFound(VERSION_NOT_FOUND_ERROR)  # no version has such an id, and PostgreSQL cannot be asked
     version = db.session.scalar(
         select(FunctionVersion).where(FunctionVersion.function_id == f.id, FunctionVersion.id == version_id)
     )
