@@ -167,12 +167,13 @@ SLOW_TO_LOAD = F.source(
 BUSY = "Sluice is busy loading other functions; try again in a moment."
 
 
-@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 2, "SLUICE_LOAD_TIMEOUT": 2.0}])
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 2}])
 def test_loads_past_the_limit_are_503_and_other_requests_are_served(app, admin_api, app_config, monkeypatch):
     import loader
     from services import functions
 
     monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.3, raising=False)
+    loader.configure(timeout=2.0)  # each slow load holds its slot for this long
     started_loads = threading.Semaphore(0)
     real_load = loader.load_function
 
@@ -205,6 +206,7 @@ def test_loads_past_the_limit_are_503_and_other_requests_are_served(app, admin_a
     finally:
         for thread in slow:
             thread.join(timeout=15)
+        loader.configure(timeout=app.config["SLUICE_LOAD_TIMEOUT"])
     assert sorted(answer.status_code for answer in answers) == [400, 400]  # the load timeout
     # The slots are free again.
     assert admin_api.post("/create", F.form(id="waiting")).status_code == 200
