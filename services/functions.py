@@ -228,6 +228,9 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ServiceError("The name must not be empty.", errors=[_field_error("name", "Enter a name.")])
     name = name.strip()
+    if "\x00" in name:
+        message = "The name must not contain a NUL character."
+        raise ServiceError(message, errors=[_field_error("name", message)])
     if len(name) > MAX_NAME_LENGTH:
         message = f"The name is longer than {MAX_NAME_LENGTH} characters."
         raise ServiceError(message, errors=[_field_error("name", message)])
@@ -241,6 +244,10 @@ def check_content(content: Any) -> str:
         )
     if len(content) > MAX_CONTENT_BYTES or len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
         raise ContentTooLarge()
+    # PostgreSQL cannot store NUL in text; refuse it here so pages (not only the API's parser) get a clear error.
+    if "\x00" in content:
+        message = "The code must not contain a NUL character."
+        raise ServiceError(message, errors=[_field_error("content", message)])
     return content
 
 
@@ -320,6 +327,8 @@ def build_meta(client_meta: Any, manifest: dict, toggle: bool) -> dict:
     description = client_meta.get("description")
     if description is not None and not isinstance(description, str):
         raise ServiceError("meta.description must be a string or null.")
+    if description is not None and "\x00" in description:
+        raise ServiceError("The description must not contain a NUL character.")
     meta = {"description": description, "manifest": dict(manifest or {})}
     for key, value in client_meta.items():
         if key not in meta and key not in DERIVED_META_KEYS:

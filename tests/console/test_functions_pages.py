@@ -998,3 +998,21 @@ def test_relative_time_reads_naturally():
     assert slugify("  My Filter: v2!  ") == "my_filter_v2"
     assert slugify("x" * 70) == "x" * 64
     assert slugify("Crème brûlée – Ω") == "creme_brulee"
+
+
+def test_nul_characters_in_the_form_are_refused_not_a_500(admin_client):
+    """PostgreSQL cannot store NUL; the page says so beside the form instead of failing."""
+    token = csrf_token(admin_client, "/admin/functions/create")
+    for field, value in (("name", "Bad\x00Name"), ("content", 'class Filter:\n    x = "\x00"\n')):
+        form = {
+            "csrf_token": token,
+            "name": "Nul test",
+            "id": "nul_test",
+            "description": "",
+            "content": "class Filter:\n    pass\n",
+        }
+        form[field] = value
+        response = admin_client.post("/admin/functions/create", data=form)
+        assert response.status_code in (400, 422), (field, response.status_code)
+        assert b"NUL character" in response.data
+    assert admin_client.get("/api/v1/functions/id/nul_test").status_code == 404
