@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-import loader
 from extensions import db
 from models import Function, User, UserValves
 from services import function_meta
+from services.functions import validate_in_loader
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ def dry_run_errors(function: Function, values: dict, kind: str, user: User | Non
     Used when a form also has fields that could not be read, so that every problem is reported at once.
     """
     cleaned = {key: value for key, value in values.items() if value is not None}
-    result = loader.validate_valves(
+    # Through the shared load slots, so a form's dry run counts against the same concurrency cap as a save.
+    result = validate_in_loader(
         function.content, cleaned, kind=kind, function_id=function.id, user=user.to_public() if user else None
     )
     return [] if result.error is not None else list(result.errors)
