@@ -85,15 +85,11 @@ def valves():
             function=function,
             spec=spec,
             action=action,
-            description=_description(function),
+            description=function_meta.description(function.meta),
             **context,
         ),
         status,
     )
-
-
-def _description(function) -> str:
-    return function_meta.description(function.meta)
 
 
 # --- API keys -------------------------------------------------------------------------------------------------

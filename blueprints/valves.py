@@ -153,12 +153,8 @@ def function_valves():
             "valves/admin.html",
             function=function,
             spec=spec,
-            description=_description(function),
+            description=function_meta.description(function.meta),
             **context,
         ),
         status,
     )
-
-
-def _description(function) -> str:
-    return function_meta.description(function.meta)
