@@ -90,8 +90,14 @@ def running_children():
             pass
     return found
 
+# The child that ran the load is killed once it answered, but may still be running for a moment: wait until
+# the same two children have been seen running for a while, so that they are the spares.
 deadline = time.monotonic() + 10
-while len(running_children()) != 2 and time.monotonic() < deadline:
+seen, steady = None, 0
+while steady < 10 and time.monotonic() < deadline:
+    now = sorted(running_children())
+    steady = steady + 1 if len(now) == 2 and now == seen else 0
+    seen = now
     time.sleep(0.02)
 holder = None
 if "--leak-pipe" in sys.argv:  # another process keeps the zygote's request pipe open: no end of file on death
