@@ -433,7 +433,12 @@ def functions_import_apply():
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     chosen = {int(value) for value in request.form.getlist("item") if value.isdigit()}
-    results = function_import.apply_import(current_user._get_current_object(), plan, chosen)
+    results = function_import.apply_import(
+        current_user._get_current_object(),
+        plan,
+        chosen,
+        restore_settings=request.form.get("restore_settings") == "1",
+    )
     failed = sum(1 for result in results if result.status == "failed")
     done = sum(1 for result in results if result.status in ("created", "updated"))
     flash(

@@ -3,7 +3,9 @@
 Accepted files: Open WebUI's (and Sluice's) export, a list of FunctionModel objects; the community site's, where
 each element wraps the function under a ``function`` key; and the body of ``POST /sync`` (``{"functions": [...]}``).
 Each item is then created or updated through ``services.functions`` exactly as the API's create and update routes
-do it, one at a time, so one bad item does not stop the others.
+do it, one at a time, so one bad item does not stop the others. An export made with its valves (or a backup of a
+whole instance) also carries each function's valves and switches; the admin may ask for those to be restored too,
+which an import into Open WebUI never does.
 """
 
 from __future__ import annotations
@@ -46,10 +48,31 @@ class ImportItem:
     current_name: str | None = None
     type: str | None = None  # detected from the code by the preview's check
     warning: str | None = None  # the check found that saving it would fail
+    # Saved settings the file carries for this function (None: the file does not say).
+    valves: dict[str, Any] | None = None
+    is_active: bool | None = None
+    is_global: bool | None = None
 
     @property
     def importable(self) -> bool:
         return self.problem is None
+
+    @property
+    def has_settings(self) -> bool:
+        return self.valves is not None or self.is_active is not None or self.is_global is not None
+
+    @property
+    def settings_summary(self) -> str:
+        """What restoring this item's settings would set, for the preview: "2 valves, active, not global"."""
+        parts = []
+        if self.valves is not None:
+            count = len(self.valves)
+            parts.append(f"{count} valve{'s' if count != 1 else ''}" if count else "no valves")
+        if self.is_active is not None:
+            parts.append("active" if self.is_active else "inactive")
+        if self.is_global is not None:
+            parts.append("global" if self.is_global else "not global")
+        return ", ".join(parts)
 
 
 @dataclass
@@ -70,6 +93,10 @@ class ImportPlan:
     def skipped(self) -> int:
         return sum(1 for item in self.items if item.action == "skip")
 
+    @property
+    def has_settings(self) -> bool:
+        return any(item.importable and item.has_settings for item in self.items)
+
 
 @dataclass
 class ImportResult:
@@ -79,6 +106,7 @@ class ImportResult:
     status: str  # "created", "updated", "failed" or "skipped"
     detail: str = ""
     line: int | None = None
+    restored: str = ""  # the settings restored from the file, when asked for
 
 
 def plan_import(raw: bytes | str, *, check_code: bool = False) -> ImportPlan:
@@ -124,8 +152,15 @@ def _check_code(item: ImportItem) -> None:
         item.type = result.type
 
 
-def apply_import(user, plan: ImportPlan, chosen: set[int]) -> list[ImportResult]:
-    """Create or update each chosen, importable item through the service layer; report every item's outcome."""
+def apply_import(
+    user, plan: ImportPlan, chosen: set[int], *, restore_settings: bool = False
+) -> list[ImportResult]:
+    """Create or update each chosen, importable item through the service layer; report every item's outcome.
+
+    With ``restore_settings``, the valves and switches the file carries are then set as well; valves are validated
+    by the function's own class like any valves update, and a function whose valves cannot be restored is left
+    switched off rather than run with settings other than the file's.
+    """
     results: list[ImportResult] = []
     for item in plan.items:
         if not item.importable:
@@ -161,8 +196,30 @@ def apply_import(user, plan: ImportPlan, chosen: set[int]) -> list[ImportResult]
                 ImportResult(item.index, item.id, item.name, "failed", error.detail, load_error.get("line"))
             )
         else:
-            results.append(ImportResult(item.index, item.id, item.name, status))
+            result = ImportResult(item.index, item.id, item.name, status)
+            if restore_settings and item.has_settings:
+                _restore_settings(item, result)
+            results.append(result)
     return results
+
+
+def _restore_settings(item: ImportItem, result: ImportResult) -> None:
+    if item.valves:
+        try:
+            functions.update_valves(item.id, item.valves)
+        except ServiceError as error:
+            result.detail = (
+                f"Its code was saved, but its valves were not restored ({error.detail.rstrip('.')})."
+            )
+            if result.status == "created":
+                return  # new functions start switched off; they stay so
+            functions.set_switches(item.id, is_active=False)
+            result.detail += " It was switched off."
+            return
+    elif item.valves == {} and result.status == "updated":
+        functions.clear_valves(item.id)
+    functions.set_switches(item.id, is_active=item.is_active, is_global=item.is_global)
+    result.restored = item.settings_summary
 
 
 def _parse(raw: bytes | str) -> Any:
@@ -210,6 +267,9 @@ def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
         meta=meta if isinstance(meta, dict) else {},
         file_type=element.get("type") if isinstance(element.get("type"), str) else None,
         action="skip",
+        valves=element.get("valves") if isinstance(element.get("valves"), dict) else None,
+        is_active=element.get("is_active") if isinstance(element.get("is_active"), bool) else None,
+        is_global=element.get("is_global") if isinstance(element.get("is_global"), bool) else None,
     )
     if not isinstance(raw_id, str) or not raw_id:
         item.problem = "It has no id."

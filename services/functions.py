@@ -570,6 +570,32 @@ def _flip(function_id: str, column) -> Function:
     return f
 
 
+def set_switches(
+    function_id: str, *, is_active: bool | None = None, is_global: bool | None = None
+) -> Function:
+    """Set the active and/or global switch to given values (not flips) in one UPDATE, as an import restores them."""
+    values: dict[Any, Any] = {}
+    if is_active is not None:
+        values[Function.is_active] = bool(is_active)
+    if is_global is not None:
+        values[Function.is_global] = bool(is_global)
+    if not values:
+        return get_function(function_id)
+    lookup = _lookup_id(function_id)
+    if lookup is None:
+        raise NotFound(NOT_FOUND_ERROR)
+    values[Function.updated_at] = now()
+    try:
+        written = db.session.execute(update(Function).where(Function.id == lookup).values(values)).rowcount
+        if written != 1:
+            raise NotFound(NOT_FOUND_ERROR)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return get_function(lookup)
+
+
 def toggle_active(function_id: str) -> Function:
     return _flip(function_id, Function.is_active)
 
@@ -667,6 +693,20 @@ def update_valves(function_id: str, values: dict) -> dict:
         db.session.rollback()
         raise
     return stored
+
+
+def clear_valves(function_id: str) -> None:
+    """Forget every stored admin valve, so the function runs on its defaults (an empty set needs no validation)."""
+    try:
+        written = db.session.execute(
+            update(Function).where(Function.id == function_id).values(valves={})
+        ).rowcount
+        if written != 1:
+            raise NotFound(NOT_FOUND_ERROR)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 # --- user valves ----------------------------------------------------------------------------------------------

@@ -815,12 +815,14 @@ def upload(client, payload, filename="functions-export.json"):
     )
 
 
-def apply_payload(client, preview, chosen=None):
+def apply_payload(client, preview, chosen=None, extra=None):
     page = preview.get_data(as_text=True)
     payload = html.unescape(re.search(r'<textarea name="payload"[^>]*>(.*?)</textarea>', page, re.S).group(1))
     if chosen is None:
         chosen = re.findall(r'name="item" value="(\d+)"', page)
-    return post(client, "/admin/functions/import/apply", {"payload": payload, "item": chosen})
+    return post(
+        client, "/admin/functions/import/apply", {"payload": payload, "item": chosen, **(extra or {})}
+    )
 
 
 def test_import_previews_then_creates_and_updates(app, admin_client, admin_id):
@@ -903,6 +905,90 @@ def test_an_export_file_round_trips_through_import(app, admin_client, admin_id):
     results = apply_payload(admin_client, upload(admin_client, exported))
     assert 'data-status="created"' in results.get_data(as_text=True)
     assert stored(app, "sample_filter").content == FILTER
+
+
+def set_valves(app, function_id, values):
+    from services import functions
+
+    with app.app_context():
+        functions.update_valves(function_id, values)
+
+
+def test_import_restores_valves_and_switches_from_an_export_with_valves(app, admin_client, admin_id):
+    make_function(app, admin_id, active=True, is_global=True)
+    make_function(app, admin_id, id="echo", content=PIPE, name="Echo")
+    set_valves(app, "sample_filter", {"priority": 7, "api_key": "sk-secret"})
+    exported = admin_client.get("/admin/functions/export?include_valves=1").get_data()
+    for function_id in ("sample_filter", "echo"):
+        post(admin_client, f"/admin/functions/delete?id={function_id}", {"id": function_id})
+
+    preview = upload(admin_client, exported)
+    page = text_of(preview)
+    assert 'data-testid="import-restore-settings"' in page
+    assert "Saved in the file: 2 valves, active, global" in page
+    assert "Saved in the file: no valves, inactive, not global" in page
+    results = apply_payload(admin_client, preview, extra={"restore_settings": "1"})
+    assert text_of(results).count("Restored from the file:") == 2
+
+    restored = stored(app, "sample_filter")
+    assert restored.valves == {"priority": 7, "api_key": "sk-secret"}
+    assert (restored.is_active, restored.is_global) == (True, True)
+    echo = stored(app, "echo")
+    assert (echo.valves, echo.is_active, echo.is_global) == ({}, False, False)
+
+
+def test_import_leaves_settings_alone_unless_asked(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    set_valves(app, "sample_filter", {"priority": 3})
+    export = [
+        {
+            "id": "sample_filter",
+            "name": "Sample",
+            "content": FILTER,
+            "meta": {},
+            "valves": {"priority": 9},
+            "is_active": True,
+            "is_global": True,
+        }
+    ]
+    results = apply_payload(admin_client, upload(admin_client, export))  # the box left unticked
+    assert "Restored from the file" not in text_of(results)
+    kept = stored(app, "sample_filter")
+    assert (kept.valves, kept.is_active, kept.is_global) == ({"priority": 3}, False, False)
+
+
+def test_import_clears_valves_the_file_says_are_empty(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    set_valves(app, "sample_filter", {"priority": 3})
+    export = [{"id": "sample_filter", "name": "Sample", "content": FILTER, "meta": {}, "valves": {}}]
+    apply_payload(admin_client, upload(admin_client, export), extra={"restore_settings": "1"})
+    assert stored(app, "sample_filter").valves == {}
+
+
+def test_valves_the_code_rejects_are_reported_and_the_function_stays_off(app, admin_client, admin_id):
+    make_function(app, admin_id, active=True)
+    make_function(app, admin_id, id="other", active=False)
+    bad = {"priority": "not a number"}
+    export = [
+        {
+            "id": "sample_filter",
+            "name": "Sample",
+            "content": FILTER,
+            "meta": {},
+            "valves": bad,
+            "is_active": True,
+        },
+        {"id": "other", "name": "Other", "content": FILTER, "meta": {}, "valves": bad, "is_active": True},
+        {"id": "fresh", "name": "Fresh", "content": FILTER, "meta": {}, "valves": bad, "is_active": True},
+    ]
+    results = apply_payload(admin_client, upload(admin_client, export), extra={"restore_settings": "1"})
+    page = text_of(results)
+    assert re.findall(r'data-status="(\w+)"', page) == ["updated", "updated", "created"]
+    assert page.count("its valves were not restored (Invalid valves: priority: Input should be") == 3
+    assert page.count("It was switched off.") == 2
+    for function_id in ("sample_filter", "other", "fresh"):
+        function = stored(app, function_id)
+        assert (function.valves, function.is_active) == ({}, False), function_id
 
 
 @pytest.mark.parametrize(
