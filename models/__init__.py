@@ -2,6 +2,7 @@
 
 from models.base import Base, new_id, now
 from models.function import FUNCTION_TYPES, Function, FunctionVersion, UserValves
+from models.sign_in import SignInFailures
 from models.user import ROLES, ApiKey, User
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "ROLES",
     "ApiKey",
     "User",
+    "SignInFailures",
 ]

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from extensions import db
-from models import ROLES, ApiKey, User, now
+from models import ROLES, ApiKey, SignInFailures, User, now
 from services.errors import NotFound, ServiceError
 
 _hasher = PasswordHasher()
@@ -97,35 +98,68 @@ class SignInResult:
     error: str | None = None
 
 
+# Counts of misses older than this are forgotten, so addresses typed once by strangers do not pile up.
+FAILURES_KEPT_SECONDS = 24 * 3600
+
+
 def authenticate(email: str, password: str, max_failures: int, lock_seconds: int) -> SignInResult:
-    """Check a password; after ``max_failures`` misses in a row the account is locked for a while."""
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
-    generic = "The email or password is incorrect."
+    """Check a password; after ``max_failures`` misses in a row the address is locked for a while.
+
+    Misses are counted per address, whether or not an account has it, and an unknown address costs a password
+    check like a known one: neither the answer nor its timing tells a guesser which addresses have accounts.
+    """
+    address = normalise_email(email)
+    key = hashlib.sha256(address.encode()).hexdigest()
+    record = db.session.get(SignInFailures, key)
+    moment = now()
+    if record is not None and record.locked_until and record.locked_until > moment:
+        minutes = max(1, (record.locked_until - moment + 59) // 60)
+        return SignInResult(
+            None, f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}."
+        )
+    user = db.session.scalar(select(User).where(User.email == address))
     if user is None:
         try:
             _hasher.verify(_DUMMY_HASH, password or "x")
         except VerificationError:
             pass
-        return SignInResult(None, generic)
-    if user.locked_until and user.locked_until > now():
-        minutes = max(1, (user.locked_until - now() + 59) // 60)
-        return SignInResult(
-            None, f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}."
-        )
-    if not check_password(user, password or ""):
-        user.failed_sign_ins = (user.failed_sign_ins or 0) + 1
-        if user.failed_sign_ins >= max_failures:
-            user.locked_until = now() + lock_seconds
-            user.failed_sign_ins = 0
-        db.session.commit()
-        return SignInResult(None, generic)
-    if user.failed_sign_ins or user.locked_until:
-        user.failed_sign_ins = 0
-        user.locked_until = None
+    if user is None or not check_password(user, password or ""):
+        _count_failure(key, max_failures, lock_seconds)
+        return SignInResult(None, "The email or password is incorrect.")
+    if record is not None:
+        db.session.delete(record)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     db.session.commit()
     return SignInResult(user)
+
+
+def _count_failure(key: str, max_failures: int, lock_seconds: int) -> None:
+    """Add one miss in a single UPDATE (or the first row), so misses sent at once are all counted."""
+    moment = now()
+    counted = db.session.execute(
+        update(SignInFailures)
+        .where(SignInFailures.email_hash == key)
+        .values(failures=SignInFailures.failures + 1, updated_at=moment)
+    ).rowcount
+    if not counted:
+        db.session.execute(
+            delete(SignInFailures).where(SignInFailures.updated_at < moment - FAILURES_KEPT_SECONDS)
+        )
+        db.session.add(SignInFailures(email_hash=key, failures=1, updated_at=moment))
+        try:
+            db.session.commit()
+        except IntegrityError:  # another request added the first row just now: count on it instead
+            db.session.rollback()
+            _count_failure(key, max_failures, lock_seconds)
+            return
+    # The lock starts at the miss that reaches the limit; the count starts again for after it.
+    db.session.execute(
+        update(SignInFailures)
+        .where(SignInFailures.email_hash == key, SignInFailures.failures >= max_failures)
+        .values(failures=0, locked_until=moment + lock_seconds)
+    )
+    db.session.commit()
 
 
 def get_user(user_id: str) -> User:

@@ -96,14 +96,70 @@ def test_repeated_failures_lock_the_account(app, client, admin_id):
     response = sign_in(client, "admin@example.com", PASSWORD)
     assert response.status_code == 400
     assert b"Too many failed sign-ins" in response.data
+    expire_locks(app)
+    assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
+
+
+def expire_locks(app):
+    from sqlalchemy import update
+
     from extensions import db
-    from models import User
+    from models import SignInFailures
 
     with app.app_context():
-        user = db.session.get(User, admin_id)
-        user.locked_until = 1  # the lock has expired
+        db.session.execute(update(SignInFailures).values(locked_until=1))
         db.session.commit()
+
+
+def test_an_address_without_an_account_locks_the_same_way(app, client, admin_id):
+    """Otherwise the lockout message would tell a guesser which addresses have accounts."""
+    limit = app.config["SLUICE_SIGNIN_MAX_FAILURES"]
+    answers = {}
+    for address in ("admin@example.com", "nobody@example.com"):
+        pages = [sign_in(client, address, "wrong password") for _ in range(limit + 1)]
+        answers[address] = [
+            (page.status_code, page.data.count(b"Too many failed sign-ins")) for page in pages
+        ]
+    assert answers["admin@example.com"] == answers["nobody@example.com"]
+    assert answers["nobody@example.com"][-1] == (400, 1)
+    assert b"Too many failed sign-ins" not in pages[limit - 1].data  # the limit-th miss still says incorrect
+
+
+def test_misses_are_counted_per_address_and_forgotten_on_success(app, client, admin_id, user_id):
+    limit = app.config["SLUICE_SIGNIN_MAX_FAILURES"]
+    for _ in range(limit - 1):
+        sign_in(client, "admin@example.com", "wrong password")
     assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
+    client.post("/auth/signout", data={"csrf_token": csrf_token(client, "/admin/functions")})
+    # The success wiped the count: as many misses again do not lock.
+    for _ in range(limit - 1):
+        sign_in(client, "ADMIN@example.com ", "wrong password")  # the same address, however typed
+    assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
+    client.post("/auth/signout", data={"csrf_token": csrf_token(client, "/admin/functions")})
+    # Another account's misses lock only that account.
+    for _ in range(limit):
+        sign_in(client, "admin@example.com", "wrong password")
+    assert b"Too many failed sign-ins" in sign_in(client, "admin@example.com", PASSWORD).data
+    assert sign_in(client, "user@example.com", PASSWORD).status_code == 302
+
+
+def test_misses_sent_at_once_are_all_counted(app, admin_id):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from extensions import db
+    from models import SignInFailures
+    from services import accounts
+
+    def miss(_):
+        with app.app_context():
+            accounts.authenticate("admin@example.com", "wrong password", 1000, 60)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(miss, range(12)))
+    with app.app_context():
+        assert db.session.scalars(select(SignInFailures.failures)).one() == 12
+        stored = db.session.scalars(select(SignInFailures.email_hash)).one()
+    assert "admin" not in stored and len(stored) == 64  # the address is not kept in clear
 
 
 @pytest.mark.parametrize(

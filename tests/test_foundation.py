@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from tests.conftest import BACKENDS, PG_URL, bearer
 
@@ -68,8 +68,25 @@ def test_database_url_from_environment(tmp_path, monkeypatch):
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_migrations_match_models(backend, tmp_path):
+@pytest.fixture(params=BACKENDS)
+def empty_database(request, tmp_path):
+    """The URL of an empty database: a SQLite file, or a PostgreSQL schema of its own (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.sqlite3'}"
+        return
+    schema = f"migration_check_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def test_migrations_match_models(empty_database):
     """Migrating from empty to head gives exactly the models' schema, on each database."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -77,31 +94,64 @@ def test_migrations_match_models(backend, tmp_path):
     from database import upgrade_database
     from models import Base
 
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
-    else:
-        from sqlalchemy import text
-
-        schema = f"migration_check_{uuid.uuid4().hex[:8]}"
-        engine = create_engine(PG_URL)
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        engine.dispose()
-        url = PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    upgrade_database(url)
-    upgrade_database(url)  # idempotent
-    engine = create_engine(url)
+    upgrade_database(empty_database)
+    upgrade_database(empty_database)  # idempotent
+    engine = create_engine(empty_database)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         tables = set(inspect(conn).get_table_names())
     engine.dispose()
-    if backend != "sqlite":
-        engine = create_engine(PG_URL)
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
     assert diff == []
-    assert {"users", "api_keys", "functions", "function_versions", "user_valves"} <= tables
+    assert {
+        "users",
+        "api_keys",
+        "functions",
+        "function_versions",
+        "user_valves",
+        "sign_in_failures",
+    } <= tables
+
+
+def test_upgrading_keeps_every_account_key_function_and_valve(empty_database):
+    """Each migration after the first runs on a database in use: nothing stored may be lost on the way."""
+    from alembic import command
+
+    from database import alembic_config, install_sqlite_pragmas, upgrade_database
+
+    upgrade_database(empty_database, "0001")
+    engine = create_engine(empty_database)
+    install_sqlite_pragmas(engine)  # foreign keys on, as the application runs
+    rows = {
+        "users": (
+            "INSERT INTO users (id, name, email, role, password_hash, failed_sign_ins, locked_until, created_at,"
+            " updated_at) VALUES ('u1', 'Ann', 'ann@example.com', 'admin', 'hash', 2, NULL, 1, 1)"
+        ),
+        "api_keys": (
+            "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, created_at)"
+            " VALUES ('k1', 'u1', 'ci', 'h1', 'sk-abc', 1)"
+        ),
+        "functions": (
+            "INSERT INTO functions (id, version_id, user_id, name, type, content, meta, valves, is_active,"
+            " is_global, content_hash, load_status, created_at, updated_at)"
+            " VALUES ('f1', NULL, 'u1', 'F', 'filter', 'class Filter: pass', '{}', '{\"a\": 1}', true, false,"
+            " 'x', 'ok', 1, 1)"
+        ),
+        "user_valves": (
+            "INSERT INTO user_valves (user_id, function_id, valves, updated_at) VALUES ('u1', 'f1', '{\"b\": 2}', 1)"
+        ),
+    }
+    with engine.begin() as conn:
+        for statement in rows.values():
+            conn.execute(text(statement))
+    upgrade_database(empty_database)
+    command.downgrade(alembic_config(empty_database), "0001")
+    upgrade_database(empty_database)
+    with engine.connect() as conn:
+        counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() for table in rows}
+        valves = conn.execute(text("SELECT valves FROM functions")).scalar()
+    engine.dispose()
+    assert counts == dict.fromkeys(rows, 1)
+    assert "1" in str(valves)
 
 
 def test_sqlite_pragmas(app):
