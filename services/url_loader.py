@@ -155,10 +155,39 @@ def is_internal(address: str) -> bool:
     )
 
 
-def resolve(host: str, port: int, allow_private: bool) -> str:
-    """Resolve ``host`` and return the address to connect to, refusing internal ones unless allowed."""
+def _lookup(host: str, port: int, within: float | None) -> list:
+    """``getaddrinfo``, given up after ``within`` seconds.
+
+    The resolver has no timeout of its own (a silent name server holds it for the resolver's retries, often tens
+    of seconds), so it runs in a daemon thread that is left to finish alone if the deadline comes first.
+    """
+    if within is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as error:  # handed to the waiting request, which raises it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="sluice-url-lookup", daemon=True)
+    worker.start()
+    worker.join(max(0.0, within))
+    if worker.is_alive():
+        raise TimeoutError(host)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["infos"]  # type: ignore[return-value]
+
+
+def resolve(host: str, port: int, allow_private: bool, within: float | None = None) -> str:
+    """Resolve ``host`` and return the address to connect to, refusing internal ones unless allowed.
+
+    Raises ``TimeoutError`` if the lookup takes longer than ``within`` seconds.
+    """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _lookup(host, port, within)
     except (socket.gaierror, UnicodeError):
         raise UrlLoadError(f"The host {host} could not be found.") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
@@ -311,7 +340,12 @@ def fetch(
 def _fetch(url: str, allow_private: bool, max_bytes: int, deadline: Deadline) -> str:
     for _hop in range(MAX_REDIRECTS + 1):
         host, port = _check_url(url)
-        address = resolve(host, port, allow_private)
+        try:
+            address = resolve(host, port, allow_private, within=deadline.remaining())
+        except TimeoutError:
+            raise UrlLoadError(
+                f"The host {host} could not be looked up within {deadline.seconds:g} seconds."
+            ) from None
         if deadline.passed:
             raise _too_slow(deadline)
         session = requests.Session()

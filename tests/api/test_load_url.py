@@ -347,17 +347,45 @@ def test_nothing_listens(server):
     assert "Could not connect" in caught.value.detail
 
 
+def test_a_name_server_that_never_answers_ends_at_the_deadline(monkeypatch):
+    release = threading.Event()
+
+    def silent_name_server(*args, **kwargs):
+        release.wait(30)
+        raise socket.gaierror("gave up")
+
+    monkeypatch.setattr(url_loader.socket, "getaddrinfo", silent_name_server)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UrlLoadError) as caught:
+            url_loader.fetch("https://slow-dns.example/x.py", timeout=0.5)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 2
+    assert caught.value.detail == "The host slow-dns.example could not be looked up within 0.5 seconds."
+
+
+def test_a_lookup_failure_still_says_the_host_was_not_found(monkeypatch):
+    def no_such_host(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(url_loader.socket, "getaddrinfo", no_such_host)
+    with pytest.raises(UrlLoadError) as caught:
+        url_loader.fetch("https://nowhere.example/x.py", timeout=5)
+    assert caught.value.detail == "The host nowhere.example could not be found."
+
+
 def _pretend_public(monkeypatch, server):
     """`public.test` resolves (only here) to the local server, as if it were a public address."""
     port = int(server.rsplit(":", 1)[1])
     real = url_loader.resolve
     lookups = []
 
-    def resolve(host, port_, allow_private):
+    def resolve(host, port_, allow_private, within=None):
         lookups.append(host)
         if host == "public.test":
             return "127.0.0.1"
-        return real(host, port_, allow_private)
+        return real(host, port_, allow_private, within)
 
     monkeypatch.setattr(url_loader, "resolve", resolve)
     return f"http://public.test:{port}", lookups
