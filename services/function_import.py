@@ -145,6 +145,9 @@ def plan_import(raw: bytes | str, *, check_code: bool = False) -> ImportPlan:
 def _check_code(item: ImportItem) -> None:
     try:
         result = functions.load_code(loader.rewrite_imports(item.content), item.id)
+    except functions.LoaderBusy:
+        # Not the code's fault: say so, rather than call good code broken.
+        item.warning = "Its code could not be checked now because Sluice is busy; it is loaded when imported."
     except ServiceError as error:
         # Still offered: the admin sees why it will fail, and the results say so again if they go ahead.
         item.warning = f"Its code does not load: {error.detail}"

@@ -907,6 +907,22 @@ def test_an_export_file_round_trips_through_import(app, admin_client, admin_id):
     assert stored(app, "sample_filter").content == FILTER
 
 
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 1}])
+def test_a_busy_loader_is_not_reported_as_broken_code(app, admin_client, app_config, monkeypatch):
+    from services import functions
+
+    monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.05)
+    with app.app_context():
+        slots = functions._load_slots()
+    assert slots.acquire(timeout=1)
+    try:
+        page = text_of(upload(admin_client, [{"id": "fine", "name": "Fine", "content": ACTION}]))
+    finally:
+        slots.release()
+    assert "could not be checked now because Sluice is busy" in page
+    assert "does not load" not in page
+
+
 def set_valves(app, function_id, values):
     from services import functions
 
