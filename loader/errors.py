@@ -67,19 +67,67 @@ PACKAGE_FOR_MODULE = {
     "transformers": "transformers",
     "torch": "torch",
     "imageio_ffmpeg": "imageio-ffmpeg",
+    "markdown_it": "markdown-it-py",
+    "socketio": "python-socketio",
+    "engineio": "python-engineio",
+    "opensearchpy": "opensearch-py",
+    "grpc": "grpcio",
+    "nacl": "PyNaCl",
+    "dns": "dnspython",
+    "bson": "pymongo",
+    "mysql.connector": "mysql-connector-python",
+    "speech_recognition": "SpeechRecognition",
+    "whisper": "openai-whisper",
+    "tavily": "tavily-python",
+    "firecrawl": "firecrawl-py",
+    "weaviate": "weaviate-client",
+    "discord": "discord.py",
+    "Bio": "biopython",
+    "vertexai": "google-cloud-aiplatform",
+    "pkg_resources": "setuptools",
+    "mpl_toolkits": "matplotlib",
 }
+
+# Namespace packages shared by many distributions, each named after the namespace and the next component:
+# `azure.identity` is azure-identity, `azure.storage.blob` is azure-storage-blob, `google.cloud.storage` is
+# google-cloud-storage. The longest namespace that holds the module decides.
+NAMESPACE_PACKAGES = (
+    "azure",
+    "azure.ai",
+    "azure.cognitiveservices",
+    "azure.communication",
+    "azure.keyvault",
+    "azure.mgmt",
+    "azure.monitor",
+    "azure.search",
+    "azure.storage",
+    "google",
+    "google.ai",
+    "google.cloud",
+    "opentelemetry",
+    "opentelemetry.exporter",
+    "opentelemetry.instrumentation",
+)
 
 _NAMESPACE_MISS = re.compile(r"cannot import name '(\w+)' from '([\w.]+)' \(unknown location\)")
 
 
-def package_for_module(module_name: str) -> str:
-    """Name the distribution that provides `module_name`, e.g. `PIL.Image` -> `Pillow`."""
+def _known_package(module_name: str) -> str | None:
+    """The distribution of `module_name` by the tables above, or None when they do not say."""
     parts = module_name.split(".")
     for end in range(len(parts), 0, -1):
         known = PACKAGE_FOR_MODULE.get(".".join(parts[:end]))
         if known:
             return known
-    return parts[0].replace("_", "-")
+    for end in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:end]) in NAMESPACE_PACKAGES:
+            return "-".join(parts[: end + 1]).replace("_", "-")
+    return None
+
+
+def package_for_module(module_name: str) -> str:
+    """Name the distribution that provides `module_name`, e.g. `PIL.Image` -> `Pillow`."""
+    return _known_package(module_name) or module_name.split(".")[0].replace("_", "-")
 
 
 def safe_str(value: object, limit: int = MAX_MESSAGE) -> str:
@@ -144,8 +192,7 @@ def _missing_module(name: str, filename: str, line: int | None) -> str:
         if candidate == name or candidate.startswith(name + ".")
     ]
     for candidate in sorted(wanted, key=len, reverse=True):
-        parts = candidate.split(".")
-        if any(".".join(parts[:end]) in PACKAGE_FOR_MODULE for end in range(len(parts), 0, -1)):
+        if _known_package(candidate):
             return candidate
     return name
 

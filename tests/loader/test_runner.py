@@ -419,21 +419,26 @@ def test_instantiation_failure(loader_fast, source):
 
 
 @pytest.mark.parametrize(
-    ("statement", "package"),
+    ("statement", "package", "kind"),
     [
-        ("import sklearn.linear_model", "scikit-learn"),
-        ("import cv2", "opencv-python"),
-        ("from google import genai", "google-genai"),
-        ("import google.genai", "google-genai"),
-        ("from imageio_ffmpeg import get_ffmpeg_exe", "imageio-ffmpeg"),
-        ("import langgraph.graph", "langgraph"),
+        ("import sklearn.linear_model", "scikit-learn", "ModuleNotFoundError"),
+        ("import cv2", "opencv-python", "ModuleNotFoundError"),
+        # The google and azure namespaces exist (google-auth, azure-identity are installed), so a missing
+        # distribution in them is an ImportError from the namespace, as in Open WebUI.
+        ("from google import genai", "google-genai", "ImportError"),
+        ("import google.genai", "google-genai", "ModuleNotFoundError"),
+        ("from google.cloud import bigquery", "google-cloud-bigquery", "ImportError"),
+        ("from azure.ai.inference import ChatCompletionsClient", "azure-ai-inference", "ModuleNotFoundError"),
+        ("import azure.cosmos", "azure-cosmos", "ModuleNotFoundError"),
+        ("from imageio_ffmpeg import get_ffmpeg_exe", "imageio-ffmpeg", "ModuleNotFoundError"),
+        ("import langgraph.graph", "langgraph", "ModuleNotFoundError"),
     ],
 )
-def test_missing_module_names_the_package_to_install(loader_fast, statement, package):
+def test_missing_module_names_the_package_to_install(loader_fast, statement, package, kind):
     result = loader_fast.load_function(unique(f"import os\n{statement}\n\nclass Pipe:\n    pass\n"))
 
     assert not result.ok
-    assert result.error.type == "ModuleNotFoundError"
+    assert result.error.type == kind
     assert result.error.message == f"this function needs the package '{package}', which is not installed"
     assert result.error.line == 2
 
