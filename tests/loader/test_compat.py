@@ -6,6 +6,7 @@ again afterwards, so no other test sees an ``open_webui`` module.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib
 import subprocess
@@ -103,7 +104,10 @@ SPEC_NAMES = [
 
 @pytest.mark.parametrize("module, name", SPEC_NAMES, ids=[f"{m}.{n}" for m, n in SPEC_NAMES])
 def test_names_community_functions_import_are_there(module, name):
-    assert getattr(importlib.import_module(module), name) is not None
+    value = getattr(importlib.import_module(module), name)  # AttributeError if missing
+
+    # A few are None in Open WebUI too (AIOHTTP_CLIENT_TIMEOUT when unset).
+    assert value is not None or (module, name) == ("open_webui.env", "AIOHTTP_CLIENT_TIMEOUT")
 
 
 def test_legacy_paths_give_the_current_objects():
@@ -260,9 +264,46 @@ def test_env_values_have_open_webuis_types():
     from open_webui import env
 
     assert env.VERSION.startswith("0.12")
-    assert isinstance(env.AIOHTTP_CLIENT_TIMEOUT, int)
+    assert env.AIOHTTP_CLIENT_TIMEOUT is None or isinstance(env.AIOHTTP_CLIENT_TIMEOUT, int)
     assert isinstance(env.DATA_DIR, Path)
     assert env.WEBUI_NAME
+
+
+def read_in_fresh_process(names: str, environ: dict[str, str]) -> list:
+    """The values of `open_webui.env`'s `names` as a fresh process with exactly `environ` imports them."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from open_webui import env;"
+        f"print(repr([getattr(env, name) for name in {names.split()!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(COMPAT_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=environ,
+    )
+    return ast.literal_eval(result.stdout)
+
+
+TIMEOUTS = (
+    "AIOHTTP_CLIENT_TIMEOUT AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST"
+    " AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER_DATA MODELS_CACHE_TTL"
+)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, [None, None, 10, 10, 1]),  # unset: no timeout, as in Open WebUI 0.12.4
+        ({"AIOHTTP_CLIENT_TIMEOUT": "60"}, [60, 60, 10, 10, 1]),
+        ({"AIOHTTP_CLIENT_TIMEOUT": "soon", "AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER": "5"}, [300, 5, 10, 10, 1]),
+        ({"AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST": "", "MODELS_CACHE_TTL": ""}, [None, None, None, 10, None]),
+        ({"AIOHTTP_CLIENT_TIMEOUT_OPENAI_MODEL_LIST": "3"}, [None, None, 3, 10, 1]),
+    ],
+)
+def test_timeouts_are_none_unless_set_as_in_open_webui(environ, expected):
+    assert read_in_fresh_process(TIMEOUTS, environ) == expected
 
 
 def test_tasks_compare_equal_to_their_strings():

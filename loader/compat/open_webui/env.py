@@ -73,10 +73,31 @@ def _int_or_none(name: str, default: int | None) -> int | None:
         return default
 
 
-AIOHTTP_CLIENT_TIMEOUT = _int_or_none("AIOHTTP_CLIENT_TIMEOUT", 300)
-AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST = _int_or_none("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", 10)
-AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER_DATA = _int_or_none("AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER_DATA", 10)
-AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER = AIOHTTP_CLIENT_TIMEOUT
+def _timeout(raw: str, invalid: int | None) -> int | None:
+    """A timeout in seconds as Open WebUI reads it: none when the variable is empty, `invalid` when not a number."""
+    if raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return invalid
+
+
+# Unset means no timeout at all in Open WebUI 0.12.4 (aiohttp's ClientTimeout(total=None)), not 300 seconds.
+AIOHTTP_CLIENT_TIMEOUT = _timeout(os.environ.get("AIOHTTP_CLIENT_TIMEOUT", ""), 300)
+AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST = _timeout(
+    os.environ.get(
+        "AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", os.environ.get("AIOHTTP_CLIENT_TIMEOUT_OPENAI_MODEL_LIST", "10")
+    ),
+    10,
+)
+AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER_DATA = _timeout(
+    os.environ.get("AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER_DATA", "10"), 10
+)
+_tool_server_timeout = os.environ.get("AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER", "")
+AIOHTTP_CLIENT_TIMEOUT_TOOL_SERVER = (
+    _timeout(_tool_server_timeout, AIOHTTP_CLIENT_TIMEOUT) if _tool_server_timeout else AIOHTTP_CLIENT_TIMEOUT
+)
 AIOHTTP_CLIENT_SESSION_SSL = os.environ.get("AIOHTTP_CLIENT_SESSION_SSL", "True").lower() == "true"
 AIOHTTP_CLIENT_SESSION_TOOL_SERVER_SSL = (
     os.environ.get("AIOHTTP_CLIENT_SESSION_TOOL_SERVER_SSL", "True").lower() == "true"
@@ -90,7 +111,7 @@ ENABLE_FORWARD_USER_INFO_HEADERS = (
 BYPASS_MODEL_ACCESS_CONTROL = os.environ.get("BYPASS_MODEL_ACCESS_CONTROL", "False").lower() == "true"
 ENABLE_WEBSOCKET_SUPPORT = os.environ.get("ENABLE_WEBSOCKET_SUPPORT", "True").lower() == "true"
 REDIS_URL = os.environ.get("REDIS_URL", "")
-MODELS_CACHE_TTL = _int_or_none("MODELS_CACHE_TTL", 1)
+MODELS_CACHE_TTL = _timeout(os.environ.get("MODELS_CACHE_TTL", "1"), 1)
 CHAT_RESPONSE_STREAM_DELTA_CHUNK_SIZE = _int_or_none("CHAT_RESPONSE_STREAM_DELTA_CHUNK_SIZE", 1)
 ENABLE_FUNCTIONS = True
 ENABLE_TOOLS = True
