@@ -19,6 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.access import api_admin_required, api_user_required
 from blueprints.api_schemas import HTTPError, ValidationErrorResponse
+from services import storable
 from services.errors import ServiceError
 
 MIB = 1024 * 1024
@@ -88,7 +89,7 @@ def parse_json_body(tp: Any) -> Any:
     if not raw.strip():
         raise RequestInvalid([{"type": "missing", "loc": ["body"], "msg": "Field required"}])
     try:
-        data = json.loads(raw)
+        data = storable.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         position = getattr(error, "pos", 0)
         reason = getattr(error, "msg", None) or str(error)
@@ -99,34 +100,37 @@ def parse_json_body(tp: Any) -> Any:
         raise RequestInvalid(
             [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error: nested too deeply"}]
         ) from None
-    nul = _nul_characters(data)
-    if nul:
-        raise RequestInvalid(nul)
+    unstorable = _unstorable_text(data)
+    if unstorable:
+        raise RequestInvalid(unstorable)
     try:
         return adapter(tp).validate_python(data)
     except ValidationError as error:
         raise RequestInvalid(_field_errors(error, "body")) from None
 
 
-def _nul_characters(data: Any) -> list[dict]:
-    """A 422 error for each string (or key) holding U+0000, which no database column can store (PostgreSQL)."""
-    found = []
-    pending: list[tuple[Any, list]] = [(data, ["body"])]
-    while pending:  # not recursive: JSON nested a thousand deep must not exhaust the stack
-        value, loc = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                found.append({"type": "string_nul", "loc": loc, "msg": "Text must not contain NUL (\\u0000)"})
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in key:
-                    found.append(
-                        {"type": "string_nul", "loc": loc, "msg": "Keys must not contain NUL (\\u0000)"}
-                    )
-                pending.append((item, [*loc, key]))
-        elif isinstance(value, list):
-            pending.extend((item, [*loc, index]) for index, item in enumerate(value))
-    return sorted(found, key=lambda error: [str(part) for part in error["loc"]])
+_TEXT_ERRORS = {
+    ("nul", False): ("string_nul", "Text must not contain NUL (\\u0000)"),
+    ("nul", True): ("string_nul", "Keys must not contain NUL (\\u0000)"),
+    ("surrogate", False): ("string_unicode", "Text must be valid Unicode: it holds a lone surrogate"),
+    ("surrogate", True): ("string_unicode", "Keys must be valid Unicode: one holds a lone surrogate"),
+    ("number", False): ("finite_number", "Input should be a finite number"),  # 1e400 parses as infinity
+}
+
+
+def _unstorable_text(data: Any) -> list[dict]:
+    """A 422 error for each string (or key) that no database can store: NUL (PostgreSQL) or a lone surrogate.
+
+    A top-level ``id`` is left to the routes, whose id rule answers every malformed id with the same 400.
+    """
+    errors = []
+    for problem in storable.problems(data):
+        if problem.loc == ("id",) and not problem.in_key:
+            continue
+        loc = ["body", *problem.loc[:-1]] if problem.in_key else ["body", *problem.loc]
+        kind, msg = _TEXT_ERRORS[(problem.kind, problem.in_key)]
+        errors.append({"type": kind, "loc": loc, "msg": msg})
+    return errors
 
 
 def parse_query(model: type[BaseModel]) -> BaseModel:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 import loader
 from extensions import db
 from models import Function
-from services import functions
+from services import functions, storable
 from services.errors import ServiceError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -234,11 +234,15 @@ def _parse(raw: bytes | str) -> Any:
     if not raw.strip():
         raise ImportFileError("The file is empty.")
     try:
-        return json.loads(raw)
+        return storable.loads(raw)
     except json.JSONDecodeError as error:
         raise ImportFileError(
             f"The file is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
         ) from None
+    except storable.NotStrictJson as error:
+        raise ImportFileError(f"The file is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise ImportFileError("The file is not valid JSON: it is nested too deeply.") from None
 
 
 def _elements(data: Any) -> list[Any]:
@@ -288,6 +292,25 @@ def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
         item.problem = "It has no code (content)."
     elif meta is not None and not isinstance(meta, dict):
         item.problem = "Its meta is not an object."
+    else:
+        # Caught here, not at save time: the preview itself could not show such a name.
+        for what, value in (
+            ("name", item.name),
+            ("code", item.content),
+            ("meta", item.meta),
+            ("valves", item.valves),
+        ):
+            unstorable = storable.first_problem(value, f"Its {what}")
+            if unstorable:
+                item.problem = unstorable
+                break
+    # Text that cannot be encoded is shown as "—": the page could not carry it.
+    if storable.text_problem(item.name):
+        item.name = ""
+    if storable.text_problem(item.id):
+        item.id = ""
+    if item.file_type and storable.text_problem(item.file_type):
+        item.file_type = None
     if item.id and item.id not in seen:
         seen[item.id] = index
     return item

@@ -26,6 +26,7 @@ from sqlalchemy.orm import defer
 import loader
 from extensions import db
 from models import Function, FunctionVersion, User, UserValves, now
+from services import storable
 from services.errors import NotFound, ServiceError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")  # used with fullmatch: `$` would let "abc\n" through
@@ -228,8 +229,9 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ServiceError("The name must not be empty.", errors=[_field_error("name", "Enter a name.")])
     name = name.strip()
-    if "\x00" in name:
-        message = "The name must not contain a NUL character."
+    problem = storable.text_problem(name)
+    if problem:
+        message = f"The name must not contain {problem}."
         raise ServiceError(message, errors=[_field_error("name", message)])
     if len(name) > MAX_NAME_LENGTH:
         message = f"The name is longer than {MAX_NAME_LENGTH} characters."
@@ -244,9 +246,10 @@ def check_content(content: Any) -> str:
         )
     if len(content) > MAX_CONTENT_BYTES or len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
         raise ContentTooLarge()
-    # PostgreSQL cannot store NUL in text; refuse it here so pages (not only the API's parser) get a clear error.
-    if "\x00" in content:
-        message = "The code must not contain a NUL character."
+    # Refused here, not only by the API's parser, so that pages and import files get a clear error too.
+    problem = storable.text_problem(content)
+    if problem:
+        message = f"The code must not contain {problem}."
         raise ServiceError(message, errors=[_field_error("content", message)])
     return content
 
@@ -327,8 +330,11 @@ def build_meta(client_meta: Any, manifest: dict, toggle: bool) -> dict:
     description = client_meta.get("description")
     if description is not None and not isinstance(description, str):
         raise ServiceError("meta.description must be a string or null.")
-    if description is not None and "\x00" in description:
-        raise ServiceError("The description must not contain a NUL character.")
+    if description is not None and storable.text_problem(description):
+        raise ServiceError(f"The description must not contain {storable.text_problem(description)}.")
+    unstorable = storable.first_problem(client_meta, "meta")
+    if unstorable:
+        raise ServiceError(unstorable)
     meta = {"description": description, "manifest": dict(manifest or {})}
     for key, value in client_meta.items():
         if key not in meta and key not in DERIVED_META_KEYS:
@@ -667,6 +673,9 @@ def _validate(f: Function, values: Any, kind: str, user: User | None) -> dict:
     if not isinstance(values, dict):
         raise ServiceError("Valves must be a JSON object.")
     cleaned = {key: value for key, value in values.items() if value is not None}
+    unstorable = storable.first_problem(cleaned, "valves")
+    if unstorable:
+        raise ServiceError(unstorable)
     result = validate_in_loader(f.content, cleaned, kind=kind, function_id=f.id, user=_user_dict(user))
     if result.error is not None:
         if result.error.type == "NoValvesClass":

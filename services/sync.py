@@ -7,16 +7,23 @@ then happen in one transaction.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 import loader
 from extensions import db
 from models import Function, FunctionVersion, User, UserValves, now
 from services import functions as fs
+from services import storable
 from services.errors import ServiceError
 
 
@@ -32,6 +39,67 @@ class _Planned:
     type: str
     load: Any  # the LoadResult, or None when the stored code was reused
     existing: Function | None
+
+
+# How long a sync waits for the one before it to finish before it is answered 503.
+SYNC_WAIT_SECONDS = 30.0
+SYNC_BUSY_ERROR = "Another sync is still running; try again in a moment."
+_process_lock = threading.Lock()  # for databases without a file to lock beside (SQLite in memory)
+
+
+class SyncBusy(ServiceError):
+    status = 503
+
+    def __init__(self):
+        super().__init__(SYNC_BUSY_ERROR)
+
+
+@contextlib.contextmanager
+def _one_sync_at_a_time() -> Iterator[None]:
+    """Hold the database-wide sync lock: every worker process and thread takes turns.
+
+    PostgreSQL has advisory locks for this (held by the transaction, released at its commit or rollback); with
+    SQLite every worker shares the database file, so a lock file beside it does the same job. Waiting is polled so
+    that it ends at ``SYNC_WAIT_SECONDS`` with a 503 instead of holding a worker for good.
+    """
+    deadline = time.monotonic() + SYNC_WAIT_SECONDS
+    engine = db.session.get_bind()
+    if engine.dialect.name == "postgresql":
+        while not db.session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
+        ).scalar():
+            if time.monotonic() > deadline:
+                db.session.rollback()
+                raise SyncBusy()
+            time.sleep(0.05)
+        yield  # released with the transaction, which the sync always ends
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        if not _process_lock.acquire(timeout=SYNC_WAIT_SECONDS):
+            raise SyncBusy()
+        try:
+            yield
+        finally:
+            _process_lock.release()
+        return
+    with open(f"{database}.sync-lock", "a+b") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SyncBusy() from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# Any fixed number: it names Sluice's sync lock among the database's advisory locks.
+_PG_LOCK_KEY = 0x51_CE_5C
 
 
 class SyncFailed(ServiceError):
@@ -55,6 +123,9 @@ def _check_valves(content: str, function_id: str, values: dict, load: Any) -> di
     values = {key: value for key, value in values.items() if value is not None}
     if not values:
         return {}
+    unstorable = storable.first_problem(values, "valves")
+    if unstorable:
+        raise ServiceError(unstorable)
     check = load.valves_check if load is not None and load.valves_check is not None else None
     if check is None:
         check = fs.validate_in_loader(content, values, kind="valves", function_id=function_id)
@@ -143,6 +214,17 @@ def sync_functions(
 
     ``reset_incompatible_valves`` drops the stored valves that an item's new code refuses, as update does.
     """
+    if dry_run:
+        return _sync(user, items, dry_run=True, reset_incompatible_valves=reset_incompatible_valves)
+    # Syncs run one at a time, from reading what is stored to the commit: two at once would each delete what the
+    # other created only if it saw it, leaving an end state neither asked for.
+    with _one_sync_at_a_time():
+        return _sync(user, items, dry_run=False, reset_incompatible_valves=reset_incompatible_valves)
+
+
+def _sync(
+    user: User, items: list[dict], *, dry_run: bool, reset_incompatible_valves: bool
+) -> list[dict] | dict:
     stored = {f.id: f for f in db.session.scalars(select(Function))}
     plans: list[_Planned] = []
     errors: list[dict] = []
@@ -177,8 +259,8 @@ def sync_functions(
     try:
         result = _apply(user, plans, deleted)
         db.session.commit()
-    except IntegrityError:
-        # Another request created one of these ids between the plan and the write.
+    except (IntegrityError, StaleDataError):
+        # Another request created one of these ids, or deleted one, between the plan and the write.
         db.session.rollback()
         raise ServiceError(
             "The functions changed while syncing, so nothing was changed. Try again."

@@ -84,6 +84,103 @@ def test_text_with_a_nul_character_is_422(app, admin_api, sample, path, body, lo
     assert admin_api.get("/export?include_valves=true").get_json() == before
 
 
+def raw_post(api, path, text):
+    return api.client.post(
+        api.prefix + path, data=text.encode(), headers=api.headers({"Content-Type": "application/json"})
+    )
+
+
+@pytest.mark.parametrize(
+    "path, text, loc",
+    [
+        (
+            "/create",
+            '{"id": "s", "name": "x\\ud800y", "content": "class Filter: pass", "meta": {}}',
+            ["body", "name"],
+        ),
+        ("/create", '{"id": "s", "name": "x", "content": "# \\udfff", "meta": {}}', ["body", "content"]),
+        (
+            "/create",
+            '{"id": "s", "name": "x", "content": "class Filter: pass", "meta": {"a\\ud800": 1}}',
+            ["body", "meta"],
+        ),
+        (
+            "/id/sample_filter/update",
+            '{"name": "N", "content": "x", "commit_message": "\\ud800"}',
+            ["body", "commit_message"],
+        ),
+        ("/id/sample_filter/valves/update", '{"prefix": "\\udc00"}', ["body", "prefix"]),
+        ("/id/sample_filter/valves/user/update", '{"x": ["\\ud800"]}', ["body", "x", 0]),
+        (
+            "/sync",
+            '{"functions": [{"id": "s", "name": "\\ud800", "content": "c", "meta": {}}]}',
+            ["body", "functions", 0, "name"],
+        ),
+    ],
+)
+def test_text_with_a_lone_surrogate_is_422(admin_api, sample, path, text, loc):
+    """`\\ud800` alone is valid JSON syntax but no character: it can be neither stored nor sent back as UTF-8."""
+    before = admin_api.get("/export?include_valves=true").get_json()
+    response = raw_post(admin_api, path, text)
+    assert response.status_code == 422, response.get_json()
+    detail = response.get_json()["detail"]
+    assert [item["loc"] for item in detail] == [loc]
+    assert detail[0]["type"] == "string_unicode"
+    assert admin_api.get("/export?include_valves=true").get_json() == before
+
+
+def test_a_surrogate_pair_is_an_ordinary_character(admin_api):
+    text = (
+        '{"id": "emoji", "name": "Fish \\ud83d\\udc1f", "content": "class Filter:\\n    pass\\n", "meta": {}}'
+    )
+    response = raw_post(admin_api, "/create", text)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["name"] == "Fish \U0001f41f"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    "path, template",
+    [
+        ("/create", '{"id": "n", "name": "x", "content": "class Filter: pass", "meta": {"x": %s}}'),
+        ("/id/sample_filter/valves/update", '{"priority": %s}'),
+        ("/sync", '{"functions": [{"id": "n", "name": "x", "content": "c", "meta": {"x": %s}}]}'),
+    ],
+)
+def test_nan_and_infinity_are_not_json(admin_api, sample, path, template, constant):
+    """Python's parser accepts them, but stored they would break every strict client that reads them back."""
+    before = admin_api.get("/export?include_valves=true").get_json()
+    response = raw_post(admin_api, path, template % constant)
+    assert response.status_code == 422
+    detail = response.get_json()["detail"]
+    assert detail[0]["type"] == "json_invalid"
+    assert f"{constant} is not a JSON value" in detail[0]["msg"]
+    assert admin_api.get("/export?include_valves=true").get_json() == before
+
+
+def test_a_number_too_large_for_a_float_is_422(admin_api, sample):
+    response = raw_post(admin_api, "/id/sample_filter/valves/update", '{"priority": 1e400}')
+    assert response.status_code == 422
+    assert response.get_json()["detail"][0]["type"] == "finite_number"
+
+
+@pytest.mark.parametrize("bad_id", ["a\x00b", "a\ud800b"])
+def test_an_id_no_database_can_store_gets_the_id_rule(admin_api, bad_id):
+    response = (
+        admin_api.post("/create", F.form(id=bad_id))
+        if "\x00" in bad_id
+        else raw_post(
+            admin_api,
+            "/create",
+            '{"id": "a\\ud800b", "name": "x", "content": "class Filter: pass", "meta": {}}',
+        )
+    )
+    assert (response.status_code, response.get_json()) == (
+        400,
+        {"detail": "Only alphanumeric characters and underscores are allowed in the id"},
+    )
+
+
 def test_json_nested_too_deeply_is_422(admin_api, sample):
     depth = 100_000
     response = admin_api.client.post(

@@ -210,3 +210,90 @@ def test_sync_can_drop_only_the_incompatible_stored_valves(admin_api, sample):
     )
     assert response.status_code == 200, response.get_json()
     assert response.get_json()[0]["valves"] == {"prefix": "!"}
+
+
+def test_syncs_sent_at_once_take_turns(app, admin_api, admin_key, sample, monkeypatch):
+    """Each sync deletes what it does not list: run together, the end state must still be one of theirs."""
+    import threading
+    import time
+
+    from services import sync
+    from tests.api.conftest import Api
+
+    real_plan = sync._plan_item
+
+    def slow_plan(*args, **kwargs):  # widen the window between reading what is stored and writing
+        time.sleep(0.2)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "_plan_item", slow_plan)
+    base = [item("sample_filter")]
+    bodies = {
+        "a": {"functions": [*base, item("only_in_a", F.ACTION)]},
+        "b": {"functions": [*base, item("only_in_b", F.ACTION)]},
+    }
+    answers = {}
+
+    def run(name):
+        answers[name] = Api(app.test_client(), admin_key).post("/sync", bodies[name])
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert {name: answer.status_code for name, answer in answers.items()} == {"a": 200, "b": 200}
+    final = sorted(f["id"] for f in _state(admin_api))
+    assert final in (["only_in_a", "sample_filter"], ["only_in_b", "sample_filter"])
+
+
+def test_a_sync_waiting_too_long_for_another_is_503(app, admin_api, sample, monkeypatch):
+    import threading
+
+    from extensions import db
+    from services import sync
+
+    monkeypatch.setattr(sync, "SYNC_WAIT_SECONDS", 0.2)
+    holding, done = threading.Event(), threading.Event()
+
+    def another_sync():  # in its own thread, so with its own database session, as in another request
+        with app.app_context():
+            with sync._one_sync_at_a_time():
+                holding.set()
+                done.wait(10)
+            db.session.rollback()
+
+    holder = threading.Thread(target=another_sync)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        response = admin_api.post("/sync", {"functions": [item("sample_filter")]})
+    finally:
+        done.set()
+        holder.join(10)
+    assert (response.status_code, response.get_json()) == (503, {"detail": sync.SYNC_BUSY_ERROR})
+    assert admin_api.post("/sync", {"functions": [item("sample_filter")]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("valves", "detail"),
+    [
+        (
+            {"prefix": "a\ud800b"},
+            "valves.prefix must not contain a lone surrogate, which is not a character.",
+        ),
+        ({"prefix": "a\x00b"}, "valves.prefix must not contain a NUL character."),
+    ],
+)
+def test_valves_no_database_can_store_are_refused_per_item(app, sample, valves, detail):
+    from extensions import db
+    from models import User
+    from services import sync
+    from services.errors import ServiceError
+
+    with app.app_context():
+        admin = db.session.scalars(db.select(User)).first()
+        with pytest.raises(ServiceError) as caught:
+            sync.sync_functions(admin, [item("sample_filter", valves=valves)])
+    assert caught.value.extra["errors"][0]["detail"] == detail

@@ -923,6 +923,20 @@ def test_a_busy_loader_is_not_reported_as_broken_code(app, admin_client, app_con
     assert "does not load" not in page
 
 
+def test_an_item_with_text_no_database_can_store_fails_alone(app, admin_client):
+    export = [
+        {"id": "broken", "name": "Broken \\ud800", "content": ACTION, "meta": {}},
+        {"id": "fine", "name": "Fine", "content": ACTION, "meta": {"note": "ok"}},
+        {"id": "bad\\ud800id", "name": "Bad id", "content": ACTION, "type": "\\ud800"},
+    ]
+    body = json.dumps(export).replace("\\\\ud800", "\\ud800").encode()
+    results = apply_payload(admin_client, upload(admin_client, body))
+    page = text_of(results)
+    assert re.findall(r'data-status="(\w+)"', page) == ["skipped", "created", "skipped"]
+    assert "Its name must not contain a lone surrogate" in page
+    assert stored(app, "broken") is None and stored(app, "fine") is not None
+
+
 def set_valves(app, function_id, values):
     from services import functions
 
@@ -1018,6 +1032,7 @@ def test_valves_the_code_rejects_are_reported_and_the_function_stays_off(app, ad
         (b"\xff\xfe\x00", "The file is not UTF-8 text"),
         (b'{"hello": "world"}', "The file does not hold a list of functions."),
         (b"[]", "The file holds no functions."),
+        (b'[{"id": "a", "valves": {"x": NaN}}]', "The file is not valid JSON: NaN is not a JSON value"),
     ],
 )
 def test_import_explains_a_bad_file(admin_client, payload, message):
