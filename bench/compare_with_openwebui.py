@@ -14,7 +14,10 @@ Two commands:
     defines and of what kind (class, function, object, module, or a re-export). Only names and kinds are recorded,
     never code. The compatibility layer (``loader/compat/open_webui``) uses the catalogue so that an uncommon but
     real ``from open_webui.x import Name`` imports (as an "not available in Sluice" stand-in) while a name Open
-    WebUI does not have still raises ImportError, as it would there.
+    WebUI does not have still raises ImportError, as it would there. For the settings modules (``env``,
+    ``config``) it also records the plain values (str, int, float, bool, None) that a fresh Open WebUI with no
+    environment gives them, by importing them once with Open WebUI's own interpreter in a scratch folder, so
+    that ``Field(default=RAG_TOP_K)`` gets 3 there and here.
 
 Open WebUI itself is never copied into the repository; see /work/shared/OPEN-WEBUI.md for installing and
 starting it outside the tree.
@@ -25,8 +28,12 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -151,16 +158,93 @@ def build_catalogue(package_root: Path) -> dict:
     return {"version": version, "modules": dict(sorted(modules.items()))}
 
 
+# Settings modules whose stock values are recorded. Strings longer than this are texts (prompt templates), not
+# settings, and are left out; so is anything that names the scratch folder or the installation.
+VALUE_MODULES = ("open_webui.env", "open_webui.config")
+MAX_VALUE_LENGTH = 200
+PLACEHOLDER_SECRET = "sluice-catalogue-placeholder-secret"
+
+# Run with Open WebUI's interpreter: import each module named in argv and print, as the last line, the plain
+# values of its public names as JSON. Only values cross over, never code.
+_DUMP_VALUES = """
+import importlib, json, sys
+values = {}
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    values[name] = {
+        key: value
+        for key, value in vars(module).items()
+        if not key.startswith("_") and (value is None or type(value) in (str, int, float, bool))
+    }
+print()
+print(json.dumps(values))
+"""
+
+
+def stock_values(python: Path, site_packages: Path) -> dict[str, dict[str, object]]:
+    """The plain values of Open WebUI's settings modules as a fresh installation with no environment has them."""
+    with tempfile.TemporaryDirectory(prefix="owui-values-") as scratch:
+        data_dir = Path(scratch) / "data"
+        data_dir.mkdir()
+        environ = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": scratch,
+            "DATA_DIR": str(data_dir),
+            # What `open-webui serve` sets before importing the app: its secret and where the frontend lies.
+            "WEBUI_SECRET_KEY": PLACEHOLDER_SECRET,
+            "FROM_INIT_PY": "true",
+        }
+        result = subprocess.run(
+            [str(python), "-c", _DUMP_VALUES, *VALUE_MODULES],
+            cwd=scratch,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"importing Open WebUI's settings failed:\n{result.stderr[-2000:]}")
+        dumped = json.loads(result.stdout.strip().splitlines()[-1])
+        local = (scratch, str(site_packages), str(Path(site_packages).resolve()), PLACEHOLDER_SECRET)
+    return {
+        module: {
+            name: value
+            for name, value in sorted(values.items())
+            if not (isinstance(value, float) and not math.isfinite(value))
+            and not (
+                isinstance(value, str) and (len(value) > MAX_VALUE_LENGTH or any(p in value for p in local))
+            )
+        }
+        for module, values in dumped.items()
+    }
+
+
 def command_catalogue(args: argparse.Namespace) -> int:
     package_root = Path(args.site_packages) / "open_webui"
     if not package_root.is_dir():
         print(f"no open_webui package under {args.site_packages}", file=sys.stderr)
         return 2
     catalogue = build_catalogue(package_root)
+    if not args.no_values:
+        python = Path(args.python) if args.python else Path(args.site_packages).parents[2] / "bin" / "python"
+        values = stock_values(python, Path(args.site_packages))
+        # Only names the module itself assigns: imports and classes keep resolving as their kind says.
+        catalogue["values"] = {
+            module: {
+                name: value
+                for name, value in found.items()
+                if catalogue["modules"].get(module, {}).get(name) == "object"
+            }
+            for module, found in values.items()
+        }
     out = Path(args.out)
     out.write_text(json.dumps(catalogue, separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
     count = sum(len(names) for names in catalogue["modules"].values())
-    print(f"{len(catalogue['modules'])} modules, {count} names, Open WebUI {catalogue['version']} -> {out}")
+    values = sum(len(found) for found in catalogue.get("values", {}).values())
+    print(
+        f"{len(catalogue['modules'])} modules, {count} names, {values} stock values, "
+        f"Open WebUI {catalogue['version']} -> {out}"
+    )
     return 0
 
 
@@ -377,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         "--site-packages", required=True, help="the site-packages folder holding open_webui/"
     )
     catalogue.add_argument("--out", default=str(CATALOGUE))
+    catalogue.add_argument(
+        "--python",
+        help="Open WebUI's interpreter, to read its settings' stock values (default: the bin/python beside"
+        " site-packages)",
+    )
+    catalogue.add_argument(
+        "--no-values", action="store_true", help="record names only, not the settings' stock values"
+    )
     catalogue.set_defaults(run=command_catalogue)
 
     args = parser.parse_args(argv)

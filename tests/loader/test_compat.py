@@ -154,6 +154,56 @@ def test_catalogued_reexports_are_the_real_objects():
     assert reexported_request is Request
 
 
+@pytest.mark.parametrize(
+    ("module", "name", "value"),
+    [
+        ("open_webui.config", "OPENAI_API_BASE_URL", "https://api.openai.com/v1"),
+        ("open_webui.config", "OLLAMA_BASE_URL", "http://localhost:11434"),
+        ("open_webui.config", "RAG_TOP_K", 3),
+        ("open_webui.config", "CHUNK_SIZE", 1000),
+        ("open_webui.config", "DEFAULT_LOCALE", ""),
+        ("open_webui.config", "ENABLE_WEB_SEARCH", False),
+        ("open_webui.config", "WEB_SEARCH_ENGINE", ""),
+        ("open_webui.env", "DEVICE_TYPE", "cpu"),
+        ("open_webui.env", "WEBUI_SESSION_COOKIE_SECURE", False),
+    ],
+)
+def test_catalogued_settings_have_open_webuis_stock_values(module, name, value):
+    got = getattr(importlib.import_module(module), name)
+
+    assert got == value and type(got) is type(value)
+
+
+def test_a_catalogued_setting_is_a_valves_default_as_in_open_webui():
+    namespace: dict = {}
+    exec(
+        "from pydantic import BaseModel, Field\n"
+        "from open_webui.config import RAG_TOP_K, OPENAI_API_BASE_URL\n"
+        "class Valves(BaseModel):\n"
+        "    base_url: str = Field(default=OPENAI_API_BASE_URL)\n"
+        "    top_k: int = Field(default=RAG_TOP_K, ge=1)\n",
+        namespace,
+    )
+    properties = namespace["Valves"].model_json_schema()["properties"]
+
+    assert properties["base_url"]["default"] == "https://api.openai.com/v1"
+    assert properties["top_k"]["default"] == 3
+
+
+def test_stock_values_hold_no_secret_and_no_path_of_the_machine_that_made_them():
+    import json
+
+    catalogue = json.loads((COMPAT_DIR / "open_webui" / "_catalogue.json").read_text(encoding="utf-8"))
+    values = [value for found in catalogue["values"].values() for value in found.values()]
+
+    assert len(values) > 500
+    assert all(value is None or type(value) in (str, int, float, bool) for value in values)
+    assert not [
+        value for value in values if isinstance(value, str) and ("/tmp/" in value or len(value) > 200)
+    ]
+    assert "WEBUI_SECRET_KEY" not in catalogue["values"]["open_webui.env"]
+
+
 def test_catalogue_follows_the_version_env_reports():
     import json
 

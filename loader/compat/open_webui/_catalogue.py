@@ -1,10 +1,12 @@
 """What Open WebUI's own modules define, so uncommon imports of real names still work.
 
 ``_catalogue.json`` lists, for each module of Open WebUI (the version in its ``version`` key), the public names it
-defines and their kind; it is generated from an installed Open WebUI by ``bench/compare_with_openwebui.py
-catalogue`` and holds names only. A name that Open WebUI has but Sluice does not implement resolves to a stand-in
-that raises "… is not available in Sluice" when used; a name Open WebUI does not have raises ImportError here as it
-does there, so a function's ``try: from open_webui.x import y / except ImportError:`` fallback still works.
+defines and their kind, and under ``values`` the plain stock values of its settings (``env``, ``config``); it is
+generated from an installed Open WebUI by ``bench/compare_with_openwebui.py catalogue`` and holds no code. A
+catalogued setting resolves to its stock value; any other name that Open WebUI has but Sluice does not implement
+resolves to a stand-in that raises "… is not available in Sluice" when used; a name Open WebUI does not have raises
+ImportError here as it does there, so a function's ``try: from open_webui.x import y / except ImportError:``
+fallback still works.
 """
 
 from __future__ import annotations
@@ -28,13 +30,24 @@ LEGACY_PREFIXES = ("open_webui.apps", "open_webui.utils.utils")
 
 
 @cache
-def modules() -> dict[str, dict[str, str]]:
-    """The catalogue's modules (loaded on first need: most functions never miss a name)."""
+def _catalogue() -> dict[str, Any]:
+    """The whole catalogue (loaded on first need: most functions never miss a name)."""
     try:
         with open(_PATH, encoding="utf-8") as handle:
-            return json.load(handle)["modules"]
-    except (OSError, ValueError, KeyError):
+            catalogue = json.load(handle)
+    except (OSError, ValueError):
         return {}
+    return catalogue if isinstance(catalogue, dict) else {}
+
+
+def modules() -> dict[str, dict[str, str]]:
+    """The catalogue's modules: for each, its public names and their kind."""
+    return _catalogue().get("modules") or {}
+
+
+def stock_values(module: str) -> dict[str, Any]:
+    """Plain values (str, int, float, bool, None) a fresh Open WebUI gives the settings of `module`."""
+    return (_catalogue().get("values") or {}).get(module) or {}
 
 
 def is_legacy(module: str) -> bool:
@@ -50,6 +63,8 @@ def _resolve(module: str, name: str) -> Any:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     if name in ("log", "logger") and kind == "object":
         return logging.getLogger(module)  # a module's own logger is harmless to hand out
+    if kind == "object" and name in stock_values(module):
+        return stock_values(module)[name]  # a setting: Field(default=RAG_TOP_K) needs the real default
     if kind == "class":
         return unavailable_class(qualified)
     if kind == "function":
