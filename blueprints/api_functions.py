@@ -82,7 +82,7 @@ def create(body: s.FunctionCreateForm):
         id=body.id,
         name=body.name,
         content=body.content,
-        meta=body.meta.to_dict(),
+        meta=body.meta.to_dict() if body.meta is not None else None,
         commit_message=body.commit_message,
     )
     return fs.function_response(f)
@@ -111,7 +111,7 @@ def update(id: str, body: s.FunctionForm, query: s.UpdateQuery):
         id,
         name=body.name,
         content=body.content,
-        meta=body.meta.to_dict(),
+        meta=body.meta.to_dict() if body.meta is not None else None,
         commit_message=body.commit_message,
         reset_incompatible_valves=query.reset_incompatible_valves,
     )

@@ -94,19 +94,23 @@ class FunctionMetaForm(BaseModel):
 
 
 class FunctionForm(BaseModel):
-    """Body of update (the `id`, if any, is ignored)."""
+    """Body of update: the `id`, if any, is ignored, whatever it holds; without `meta` the stored meta is kept."""
 
-    id: str | None = None
+    id: Any = Field(default=None, description="Ignored: the id is the one in the path.")
     name: str
     content: str
-    meta: FunctionMetaForm = Field(default_factory=FunctionMetaForm)
+    meta: FunctionMetaForm | None = Field(
+        default=None,
+        description="Replaces the stored meta; when left out (or null), the stored meta is kept.",
+    )
     commit_message: str | None = None
 
 
 class FunctionCreateForm(FunctionForm):
-    """Body of create: the id is required."""
+    """Body of create: the id is required; without `meta` the function starts with none."""
 
     id: str
+    meta: FunctionMetaForm | None = None
 
 
 class LoadUrlForm(BaseModel):

@@ -491,7 +491,10 @@ def update_function(
     commit_message: str | None = None,
     reset_incompatible_valves: bool = False,
 ) -> Function:
-    """Replace a function's name, code and meta; if anything fails, the stored function stays as it was."""
+    """Replace a function's name, code and meta; if anything fails, the stored function stays as it was.
+
+    ``meta`` None keeps the stored description and other keys (the derived ones are worked out from the new code).
+    """
     f = get_function(function_id)
     return _update_loaded(
         user,
@@ -524,6 +527,8 @@ def _update_loaded(
         content, f.id, stored_valves, result.valves_check, reset_incompatible_valves=reset_incompatible_valves
     )
 
+    if meta is None:
+        meta = {key: value for key, value in (f.meta or {}).items() if key not in DERIVED_META_KEYS}
     new_meta = build_meta(meta, result.manifest, result.toggle)
     before = snapshot_of(f)
     f.name = name
@@ -688,12 +693,15 @@ def _validate(f: Function, values: Any, kind: str, user: User | None) -> dict:
 
 
 def update_valves(function_id: str, values: dict) -> dict:
-    """Validate admin valves with the function's own class and store exactly the keys that were set."""
+    """Validate admin valves with the function's own class and store exactly the keys that were set.
+
+    The function's ``updated_at`` moves too, as in Open WebUI: lists sorted by it and exports show the change.
+    """
     f = get_function(function_id)
     stored = _validate(f, values, "valves", None)
     try:
         written = db.session.execute(
-            update(Function).where(Function.id == f.id).values(valves=stored)
+            update(Function).where(Function.id == f.id).values(valves=stored, updated_at=now())
         ).rowcount
         if written != 1:
             raise NotFound(NOT_FOUND_ERROR)
@@ -708,7 +716,7 @@ def clear_valves(function_id: str) -> None:
     """Forget every stored admin valve, so the function runs on its defaults (an empty set needs no validation)."""
     try:
         written = db.session.execute(
-            update(Function).where(Function.id == function_id).values(valves={})
+            update(Function).where(Function.id == function_id).values(valves={}, updated_at=now())
         ).rowcount
         if written != 1:
             raise NotFound(NOT_FOUND_ERROR)

@@ -634,3 +634,33 @@ def test_an_unexpected_failure_is_a_json_500(app, admin_api, sample, monkeypatch
     assert response.is_json
     assert "Traceback" not in response.get_data(as_text=True)
     assert "database went away" not in response.get_data(as_text=True)
+
+
+def test_an_update_without_meta_keeps_the_stored_meta(admin_api):
+    admin_api.create("kept", meta={"description": "Stays", "tags": ["a"]})
+    response = admin_api.post("/id/kept/update", {"name": "Renamed", "content": F.FILTER})
+    assert response.status_code == 200, response.get_json()
+    meta = response.get_json()["meta"]
+    assert (meta["description"], meta["tags"]) == ("Stays", ["a"])
+    assert meta["manifest"]["title"] == "Sample Filter"  # still worked out from the code
+    # An explicit meta replaces it, as before.
+    replaced = admin_api.post(
+        "/id/kept/update", F.form(name="Renamed", meta={"description": "New"})
+    ).get_json()
+    assert replaced["meta"]["description"] == "New" and "tags" not in replaced["meta"]
+
+
+@pytest.mark.parametrize("body_id", [5, None, ["x"], "another_function"])
+def test_the_update_bodys_id_is_ignored_whatever_it_holds(admin_api, sample, body_id):
+    response = admin_api.post("/id/sample_filter/update", {**F.form(name="Renamed"), "id": body_id})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["id"] == "sample_filter"
+
+
+def test_a_valves_update_moves_updated_at(admin_api, sample):
+    import time
+
+    before = admin_api.get("/id/sample_filter").get_json()["updated_at"]
+    time.sleep(1.05)  # updated_at counts whole seconds
+    assert admin_api.post("/id/sample_filter/valves/update", {"priority": 2}).status_code == 200
+    assert admin_api.get("/id/sample_filter").get_json()["updated_at"] > before
