@@ -378,6 +378,16 @@ def test_error_messages_default_hides_exception_text():
     assert ERROR_MESSAGES.NOT_FOUND == "We could not find what you're looking for :/"
 
 
+def test_app_looks_like_open_webuis_without_redis():
+    from open_webui.main import app
+
+    assert app.state.redis is None  # `if app.state.redis:` guards take the no-Redis branch
+    assert app.version == "0.1.0"  # FastAPI's default, which Open WebUI keeps
+    assert app.title == "Open WebUI"
+    # Open WebUI 0.12.4 has no app.state.TOOLS, so getattr(app.state, "TOOLS", fallback) takes the fallback.
+    assert getattr(app.state, "TOOLS", "fallback") == "fallback"
+
+
 def test_app_state_has_empty_models_and_reads_config():
     from open_webui.config import UPLOAD_DIR
     from open_webui.main import app

@@ -31,14 +31,14 @@ class _App:
 
     def __init__(self) -> None:
         self.title = env.WEBUI_NAME
-        self.version = env.VERSION
+        self.version = "0.1.0"  # FastAPI's default: Open WebUI does not set its application's version
         self.state = types.SimpleNamespace(
             MODELS={},
             BASE_MODELS=[],
-            TOOLS={},
             FUNCTIONS={},
             TOOL_SERVERS=[],
             WEBUI_NAME=env.WEBUI_NAME,
+            redis=None,  # no Redis here, as in an Open WebUI run without REDIS_URL
             config=_Settings(),
         )
 
