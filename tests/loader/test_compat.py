@@ -131,6 +131,26 @@ def test_a_name_open_webui_does_not_have_is_an_import_error_as_there():
         importlib.import_module("open_webui.no_such_module")
 
 
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("open_webui.env", "WEBUI_URL"),  # a config setting in 0.12.4
+        ("open_webui.env", "LOG_SOURCES"),
+        ("open_webui.config", "PersistentConfig"),
+    ],
+)
+def test_names_open_webui_0_12_has_dropped_are_import_errors(module, name):
+    """Fallbacks such as `try: from open_webui.env import WEBUI_URL / except ImportError:` take Open WebUI's branch."""
+    with pytest.raises(ImportError):
+        exec(f"from {module} import {name}", {})
+
+
+def test_webui_url_comes_from_config():
+    from open_webui.config import WEBUI_URL
+
+    assert isinstance(WEBUI_URL, str)
+
+
 def test_try_except_fallbacks_in_function_code_still_work():
     namespace: dict = {}
     exec(
@@ -354,6 +374,11 @@ TIMEOUTS = (
 )
 def test_timeouts_are_none_unless_set_as_in_open_webui(environ, expected):
     assert read_in_fresh_process(TIMEOUTS, environ) == expected
+
+
+def test_a_custom_webui_name_credits_open_webui_as_there():
+    assert read_in_fresh_process("WEBUI_NAME", {"WEBUI_NAME": "Acme Chat"}) == ["Acme Chat (Open WebUI)"]
+    assert read_in_fresh_process("WEBUI_NAME", {}) == ["Open WebUI"]
 
 
 def test_tasks_compare_equal_to_their_strings():

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from . import _catalogue
-from .env import DATA_DIR, WEBUI_NAME, WEBUI_URL  # noqa: F401 - re-exported, as Open WebUI's config does
+from .env import DATA_DIR, WEBUI_NAME  # noqa: F401 - re-exported, as Open WebUI's config does
 
 
 def _flag(name: str, default: str) -> bool:
@@ -23,22 +22,6 @@ def _list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(";") if item.strip()]
 
 
-class PersistentConfig:
-    """A setting with ``.value``, as earlier Open WebUI releases exposed them (kept for old functions)."""
-
-    def __init__(self, env_name: str, config_path: str, env_value: Any):
-        self.env_name = env_name
-        self.config_path = config_path
-        self.env_value = env_value
-        self.value = env_value
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __repr__(self) -> str:
-        return f"PersistentConfig({self.env_name}={self.value!r})"
-
-
 UPLOAD_DIR = DATA_DIR / "uploads"
 CACHE_DIR = DATA_DIR / "cache"
 for _folder in (UPLOAD_DIR, CACHE_DIR):
@@ -46,6 +29,7 @@ for _folder in (UPLOAD_DIR, CACHE_DIR):
         _folder.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only sandbox: code that writes there will say so itself
         pass
+WEBUI_URL = os.environ.get("WEBUI_URL", "")
 STATIC_DIR = Path(os.environ.get("STATIC_DIR", Path(__file__).parent / "static"))
 
 ENABLE_OLLAMA_API = _flag("ENABLE_OLLAMA_API", "True")

@@ -15,7 +15,9 @@ from . import _catalogue
 
 VERSION = "0.12.4"  # the Open WebUI release whose interface this package follows
 WEBUI_NAME = os.environ.get("WEBUI_NAME", "Open WebUI")
-WEBUI_URL = os.environ.get("WEBUI_URL", "")
+if WEBUI_NAME != "Open WebUI":
+    WEBUI_NAME += " (Open WebUI)"  # Open WebUI credits itself after any custom name
+# WEBUI_URL is a config setting in Open WebUI 0.12.4, not an env one: `from open_webui.env import WEBUI_URL` fails.
 ENV = os.environ.get("ENV", "prod")
 SAFE_MODE = os.environ.get("SAFE_MODE", "false").lower() == "true"
 OFFLINE_MODE = os.environ.get("OFFLINE_MODE", "false").lower() == "true"
@@ -32,7 +34,8 @@ GLOBAL_LOG_LEVEL = os.environ.get("GLOBAL_LOG_LEVEL", "INFO").upper()
 if GLOBAL_LOG_LEVEL not in logging.getLevelNamesMapping():
     GLOBAL_LOG_LEVEL = "INFO"
 
-LOG_SOURCES = [
+# Open WebUI 0.12.4 has no LOG_SOURCES any more; these only seed SRC_LOG_LEVELS.
+_LOG_SOURCES = (
     "AUDIO",
     "COMFYUI",
     "CONFIG",
@@ -44,7 +47,7 @@ LOG_SOURCES = [
     "OPENAI",
     "RAG",
     "WEBHOOK",
-]
+)
 
 
 class _LogLevels(dict):
@@ -59,7 +62,7 @@ class _LogLevels(dict):
 
 
 SRC_LOG_LEVELS = _LogLevels(
-    {source: os.environ.get(f"{source}_LOG_LEVEL", GLOBAL_LOG_LEVEL) for source in LOG_SOURCES}
+    {source: os.environ.get(f"{source}_LOG_LEVEL", GLOBAL_LOG_LEVEL) for source in _LOG_SOURCES}
 )
 
 
