@@ -412,33 +412,33 @@ def functions_import():
     raw = upload.read() if upload else b""
     if not raw:
         raw = request.form.get("payload", "").encode()
+    filename = upload.filename if upload else ""
     try:
         plan = function_import.plan_import(raw, check_code=True)
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
-    return render_template(
-        "console/function_import_preview.html",
-        plan=plan,
-        payload=raw.decode("utf-8", errors="replace"),
-        filename=upload.filename if upload else "",
-    )
+    token = function_import.stage(current_user._get_current_object(), raw, filename or "")
+    return render_template("console/function_import_preview.html", plan=plan, token=token, filename=filename)
 
 
 @bp.post("/import/apply")
 def functions_import_apply():
     """Create or update each chosen item of the previewed file, and report each one's outcome."""
-    raw = request.form.get("payload", "").encode()
+    me = current_user._get_current_object()
+    token = request.form.get("token", "")
     try:
+        raw, _filename = function_import.staged(me, token)
         plan = function_import.plan_import(raw)
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     chosen = {int(value) for value in request.form.getlist("item") if value.isdigit()}
     results = function_import.apply_import(
-        current_user._get_current_object(),
+        me,
         plan,
         chosen,
         restore_settings=request.form.get("restore_settings") == "1",
     )
+    function_import.discard(token)  # a second press of the button (or Back and again) does not import twice
     failed = sum(1 for result in results if result.status == "failed")
     done = sum(1 for result in results if result.status in ("created", "updated"))
     flash(

@@ -3,6 +3,7 @@
 from models.base import Base, new_id, now
 from models.function import FUNCTION_TYPES, Function, FunctionVersion, UserValves
 from models.sign_in import SignInFailures
+from models.staged_import import StagedImport
 from models.user import ROLES, ApiKey, User
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "ApiKey",
     "User",
     "SignInFailures",
+    "StagedImport",
 ]

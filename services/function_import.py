@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 import loader
 from extensions import db
-from models import Function
+from models import Function, StagedImport, now
 from services import functions, storable
 from services.errors import ServiceError
 
@@ -47,7 +48,8 @@ class ImportItem:
     problem: str | None = None
     current_name: str | None = None
     type: str | None = None  # detected from the code by the preview's check
-    warning: str | None = None  # the check found that saving it would fail
+    warning: str | None = None  # what the check found, shown beside the item
+    fails_to_load: bool = False  # the check loaded its code and it failed: saving it would fail too
     # Saved settings the file carries for this function (None: the file does not say).
     valves: dict[str, Any] | None = None
     is_active: bool | None = None
@@ -96,6 +98,10 @@ class ImportPlan:
     @property
     def has_settings(self) -> bool:
         return any(item.importable and item.has_settings for item in self.items)
+
+    @property
+    def failing(self) -> int:
+        return sum(1 for item in self.items if item.importable and item.fails_to_load)
 
 
 @dataclass
@@ -149,10 +155,46 @@ def _check_code(item: ImportItem) -> None:
         # Not the code's fault: say so, rather than call good code broken.
         item.warning = "Its code could not be checked now because Sluice is busy; it is loaded when imported."
     except ServiceError as error:
-        # Still offered: the admin sees why it will fail, and the results say so again if they go ahead.
+        # Still offered, but not ticked: the admin sees why it would fail, and may tick it to see it fail again.
         item.warning = f"Its code does not load: {error.detail}"
+        item.fails_to_load = True
     else:
         item.type = result.type
+
+
+# A preview left open longer than this is forgotten; its file must be chosen again.
+STAGED_FOR_SECONDS = 24 * 3600
+PREVIEW_GONE = (
+    "This preview is no longer available (it was imported already, or is too old); choose the file again."
+)
+
+
+def stage(user, raw: bytes | str, filename: str) -> str:
+    """Keep an uploaded file on the server for its preview; returns the token the preview's form sends back."""
+    text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    moment = now()
+    db.session.execute(delete(StagedImport).where(StagedImport.created_at < moment - STAGED_FOR_SECONDS))
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        StagedImport(
+            id=token, user_id=user.id, filename=(filename or "")[:256], payload=text, created_at=moment
+        )
+    )
+    db.session.commit()
+    return token
+
+
+def staged(user, token: str) -> tuple[str, str]:
+    """The file (and its name) a preview was made from; ``ImportFileError`` if it is gone or not this admin's."""
+    row = db.session.get(StagedImport, token) if isinstance(token, str) and 0 < len(token) <= 64 else None
+    if row is None or row.user_id != user.id or row.created_at < now() - STAGED_FOR_SECONDS:
+        raise ImportFileError(PREVIEW_GONE)
+    return row.payload, row.filename
+
+
+def discard(token: str) -> None:
+    db.session.execute(delete(StagedImport).where(StagedImport.id == token))
+    db.session.commit()
 
 
 def apply_import(

@@ -815,14 +815,18 @@ def upload(client, payload, filename="functions-export.json"):
     )
 
 
+def preview_token(preview) -> str:
+    return re.search(
+        r'<input type="hidden" name="token" value="([^"]+)">', preview.get_data(as_text=True)
+    ).group(1)
+
+
 def apply_payload(client, preview, chosen=None, extra=None):
     page = preview.get_data(as_text=True)
-    payload = html.unescape(re.search(r'<textarea name="payload"[^>]*>(.*?)</textarea>', page, re.S).group(1))
-    if chosen is None:
-        chosen = re.findall(r'name="item" value="(\d+)"', page)
-    return post(
-        client, "/admin/functions/import/apply", {"payload": payload, "item": chosen, **(extra or {})}
-    )
+    if chosen is None:  # what a browser sends: the ticked boxes
+        chosen = re.findall(r'name="item" value="(\d+)" id="item-\d+" checked', page)
+    body = {"token": preview_token(preview), "item": chosen, **(extra or {})}
+    return post(client, "/admin/functions/import/apply", body)
 
 
 def test_import_previews_then_creates_and_updates(app, admin_client, admin_id):
@@ -871,7 +875,9 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     assert "Its code does not load: SyntaxError" in page
     assert "Only alphanumeric characters and underscores are allowed in the id" in page
     assert "Item 1 of the file has the same id" in page
-    results = apply_payload(admin_client, preview)
+    assert "1 of them has code that does not load, so it is not ticked." in " ".join(page.split())
+    assert re.findall(r'name="item" value="(\d+)" id="item-\d+" checked', page) == ["0"]
+    results = apply_payload(admin_client, preview, chosen=["0", "1"])  # the admin ticks it anyway
     page = text_of(results)
     statuses = re.findall(r'data-testid="import-result" data-status="(\w+)"', page)
     assert statuses == ["created", "failed", "skipped", "skipped"]
@@ -880,11 +886,7 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     assert stored(app, "bad_code") is None
     assert "Imported 1 function; 1 failed." in page
     # Items the file cannot give are never offered, even when asked for.
-    forced = post(
-        admin_client,
-        "/admin/functions/import/apply",
-        {"payload": json.dumps(community), "item": ["2", "3"]},
-    )
+    forced = apply_payload(admin_client, upload(admin_client, community), chosen=["2", "3"])
     assert re.findall(r'data-status="(\w+)"', forced.get_data(as_text=True)) == ["skipped"] * 4
 
 
@@ -935,6 +937,37 @@ def test_an_item_with_text_no_database_can_store_fails_alone(app, admin_client):
     assert re.findall(r'data-status="(\w+)"', page) == ["skipped", "created", "skipped"]
     assert "Its name must not contain a lone surrogate" in page
     assert stored(app, "broken") is None and stored(app, "fine") is not None
+
+
+def test_the_preview_never_sends_the_files_secrets_back(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    set_valves(app, "sample_filter", {"api_key": "sk-TOPSECRET-999"})
+    exported = admin_client.get("/admin/functions/export?include_valves=1").get_data()
+    assert b"sk-TOPSECRET-999" in exported  # the file itself has it: it is the admin's backup
+    preview = upload(admin_client, exported)
+    assert "sk-TOPSECRET-999" not in preview.get_data(as_text=True)
+    results = apply_payload(admin_client, preview, extra={"restore_settings": "1"})
+    assert "sk-TOPSECRET-999" not in results.get_data(as_text=True)
+    assert stored(app, "sample_filter").valves["api_key"] == "sk-TOPSECRET-999"
+
+
+def test_a_preview_imports_once_and_only_for_its_admin(app, admin_client, admin_id):
+    from tests.conftest import _make_user, sign_in
+
+    preview = upload(admin_client, [{"id": "once", "name": "Once", "content": ACTION, "meta": {}}])
+    other_admin = app.test_client()
+    _make_user(app, "second@example.com", "Second Admin", "admin")
+    sign_in(other_admin, "second@example.com")
+    stolen = post(
+        other_admin, "/admin/functions/import/apply", {"token": preview_token(preview), "item": ["0"]}
+    )
+    assert stolen.status_code == 400
+    assert "This preview is no longer available" in text_of(stolen)
+    assert stored(app, "once") is None
+
+    assert 'data-status="created"' in apply_payload(admin_client, preview).get_data(as_text=True)
+    again = apply_payload(admin_client, preview)
+    assert again.status_code == 400 and "This preview is no longer available" in text_of(again)
 
 
 def set_valves(app, function_id, values):
