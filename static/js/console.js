@@ -95,7 +95,9 @@
     var form = document.createElement("form");
     form.method = "post";
     form.action = link.href;
-    [["csrf_token", csrfToken()], ["id", link.dataset.functionId]].forEach(function (pair) {
+    // `next` (the list with its filters, sort and page) rides in the link; the server reads it from the form.
+    var next = new URL(link.href, window.location.href).searchParams.get("next") || "";
+    [["csrf_token", csrfToken()], ["id", link.dataset.functionId], ["next", next]].forEach(function (pair) {
       var input = document.createElement("input");
       input.type = "hidden";
       input.name = pair[0];

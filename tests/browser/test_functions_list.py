@@ -221,3 +221,20 @@ def test_on_a_phone_the_filters_fold_away_and_cards_skip_empty_cells(admin_page,
     expect(filters).to_be_visible()
     expect(page.get_by_test_id("filters-summary")).to_contain_text("1 applied")
     expect(page.locator("tr[data-function-id]")).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_deleting_from_a_filtered_list_comes_back_to_it(admin_page, live_server):
+    for number in (1, 2):
+        live_server.create_function(f"doomed_{number}", factories.ACTION, name=f"Doomed {number}")
+    page = admin_page
+    listing = "/admin/functions?q=doomed_&type=action&sort=name&dir=desc"
+    page.goto(listing)
+    menu = page.locator('tr[data-function-id="doomed_1"] details.row-menu')
+    menu.locator("summary").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        menu.get_by_test_id("delete").click()
+    assert page.url.endswith(listing)
+    expect(page.locator(".flash")).to_contain_text("Deleted Doomed 1.")
+    expect(page.get_by_test_id("function-row")).to_have_count(1)
