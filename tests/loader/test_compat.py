@@ -308,6 +308,40 @@ def test_user_model_has_open_webuis_shape():
     )
     assert user.role == "admin"
     assert "variables" not in user.model_dump()
+    assert user.profile_image_url == "/api/v1/users/u1/profile/image"  # Open WebUI's generated avatar
+    settings = UserModel.model_validate({**user.model_dump(), "settings": {"ui": {}, "extra": 1}}).settings
+    assert settings.ui == {} and settings.extra == 1  # UserSettings keeps keys beyond ui
+
+
+def test_models_used_as_valve_types_give_open_webuis_schema():
+    """No docstring leaks into `$defs` as a description, and settings is a UserSettings model, as in Open WebUI."""
+    from open_webui.models.files import FileForm
+    from open_webui.models.users import UserModel
+
+    class Valves(BaseModel):
+        owner: Optional[UserModel] = None  # noqa: UP045
+        template_file: Optional[FileForm] = None  # noqa: UP045
+
+    defs = Valves.model_json_schema()["$defs"]
+
+    assert sorted(defs) == ["FileForm", "UserModel", "UserSettings"]
+    assert not [name for name, schema in defs.items() if "description" in schema]
+    assert defs["UserModel"]["properties"]["settings"] == {
+        "anyOf": [{"$ref": "#/$defs/UserSettings"}, {"type": "null"}],
+        "default": None,
+    }
+    assert defs["UserSettings"] == {
+        "additionalProperties": True,
+        "properties": {
+            "ui": {
+                "anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}],
+                "default": {},
+                "title": "Ui",
+            }
+        },
+        "title": "UserSettings",
+        "type": "object",
+    }
 
 
 def test_file_form_defaults():

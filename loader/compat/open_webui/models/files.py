@@ -8,9 +8,9 @@ from .. import _catalogue
 from .._unavailable import unavailable_class, unavailable_object
 
 
+# What a function passes to `Files.insert_new_file` to register a file it wrote. A comment rather than a docstring:
+# as a valve's type, a docstring would become a description in the valves schema, which Open WebUI's has not.
 class FileForm(BaseModel):
-    """What a function passes to ``Files.insert_new_file`` to register a file it wrote."""
-
     id: str
     hash: str | None = None
     filename: str
