@@ -22,6 +22,9 @@ bp = Blueprint("valves", __name__)
 
 SAVED = "Valves saved."
 RESET_ALL = "Every valve is back to its default."
+RESET_ALL_BUT_REQUIRED = (
+    "Every valve is back to its default, except the required ones, which have none and were kept."
+)
 
 
 def register(app: Flask) -> None:
@@ -76,8 +79,18 @@ def submit_valves(
     back to the browser.
     """
     fields = valves_form.describe(spec)
-    if request.form.get("action") == "reset_all":
-        submission = valves_form.Submission(values={}, errors={}, typed={}, resets=set(), secrets_typed=set())
+    reset_all = request.form.get("action") == "reset_all"
+    kept: dict[str, Any] = {}
+    if reset_all:
+        # Fields without a default keep their value: the function's class would refuse them empty.
+        kept = {
+            f.name: stored[f.name]
+            for f in fields
+            if f.required and not f.has_default and f.name in (stored or {})
+        }
+        submission = valves_form.Submission(
+            values=kept, errors={}, typed={}, resets=set(), secrets_typed=set()
+        )
     else:
         submission = valves_form.parse_submission(fields, request.form, stored)
     secrets = valves_form.secret_values(fields, stored, submission.values)
@@ -106,7 +119,7 @@ def submit_valves(
         return False, form_context(
             spec, stored, field_errors=by_field, form_errors=messages, submission=submission
         )
-    flash(RESET_ALL if request.form.get("action") == "reset_all" else SAVED, "success")
+    flash((RESET_ALL_BUT_REQUIRED if kept else RESET_ALL) if reset_all else SAVED, "success")
     return True, {}
 
 

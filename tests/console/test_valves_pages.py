@@ -449,3 +449,48 @@ def test_options_named_by_a_method_are_offered(app, admin_id, admin_client, admi
     assert admin_client.post(url, data=form).status_code == 302
     response = app.test_client().get("/api/v1/functions/id/options_method/valves", headers=bearer(admin_key))
     assert response.get_json() == {"model": "c"}
+
+
+NEEDS_ENDPOINT = source(
+    """
+    from pydantic import BaseModel, Field
+
+    class Filter:
+        class Valves(BaseModel):
+            endpoint: str = Field(description="Where to send requests")
+            retries: int = 2
+    """
+)
+
+
+def test_a_required_valve_is_kept_by_reset_all_and_has_no_reset_box(app, admin_id, admin_client, admin_key):
+    make_function(app, admin_id, id="needs_endpoint", content=NEEDS_ENDPOINT, name="Needs Endpoint")
+    url = "/admin/functions/valves?id=needs_endpoint"
+    api = app.test_client()
+    headers = bearer(admin_key)
+    response = api.post(
+        "/api/v1/functions/id/needs_endpoint/valves/update",
+        json={"endpoint": "https://x.example", "retries": 5},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.get_json()
+
+    page = admin_client.get(url).get_data(as_text=True)
+    assert 'data-testid="valve-reset-retries"' in page
+    assert 'data-testid="valve-reset-endpoint"' not in page  # nothing to reset it to
+    assert "Required valves have no default, so they keep their values." in page
+
+    token = csrf_token(admin_client, url)
+    done = admin_client.post(url, data={"csrf_token": token, "action": "reset_all"}, follow_redirects=True)
+    assert b"except the required ones" in done.data
+    stored = api.get("/api/v1/functions/id/needs_endpoint/valves", headers=headers).get_json()
+    assert stored == {"endpoint": "https://x.example"}
+
+
+def test_a_required_valve_not_yet_set_says_it_has_no_default(app, admin_id, admin_client):
+    make_function(app, admin_id, id="needs_endpoint", content=NEEDS_ENDPOINT, name="Needs Endpoint")
+    page = admin_client.get("/admin/functions/valves?id=needs_endpoint").get_data(as_text=True)
+    field = re.search(r'data-testid="valve-field-endpoint".*?</div>\s*</div>', page, re.S).group(0)
+    assert 'data-testid="valve-state-endpoint">Required<' in field
+    assert "No default: " in field and "a value is required" in field
+    assert "Default:" not in field
