@@ -1,5 +1,7 @@
 """Sign-in, first-run admin creation, optional sign-up, sign-out and the pending page."""
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
@@ -12,6 +14,15 @@ bp = Blueprint("auth", __name__)
 
 def _landing() -> str:
     return url_for("system.home")
+
+
+def _destination(user, next_url: str) -> str:
+    """Where to go once signed in: ``next``, unless it is an admin page that this account may not see."""
+    path = urlsplit(next_url).path
+    if (path == "/admin" or path.startswith("/admin/")) and not user.is_admin:
+        flash("That page is for administrators, so here is your start page instead.", "info")
+        return _landing()
+    return next_url
 
 
 @bp.route("/auth", methods=["GET", "POST"])
@@ -47,7 +58,7 @@ def sign_in():
             )
             if result.user is not None:
                 login_user(result.user)
-                return redirect(next_url)
+                return redirect(_destination(result.user, next_url))
             errors["form"] = result.error
     status = 400 if errors else 200
     return (

@@ -295,3 +295,33 @@ def test_csrf_is_required_for_forms(client, admin_id):
     response = client.post("/auth", data={"email": "admin@example.com", "password": PASSWORD})
     assert response.status_code == 400
     assert b"This form has expired" in response.data
+
+
+def test_a_user_sent_to_an_admin_page_lands_on_their_start_page(client, user_id):
+    token = csrf_token(client, "/auth")
+    response = client.post(
+        "/auth",
+        data={
+            "email": "user@example.com",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "/admin/functions",
+        },
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert b"That page is for administrators" in client.get("/", follow_redirects=True).data
+
+
+def test_an_admin_sent_to_an_admin_page_goes_there(client, admin_id):
+    token = csrf_token(client, "/auth")
+    response = client.post(
+        "/auth",
+        data={
+            "email": "admin@example.com",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "/admin/users",
+        },
+    )
+    assert response.headers["Location"] == "/admin/users"
