@@ -791,6 +791,16 @@ def test_export_all_downloads_function_models(app, admin_client, admin_id):
     assert list(with_valves[0]).index("valves") == FUNCTION_MODEL_KEYS.index("meta") + 1
 
 
+def test_the_list_offers_exports_with_valves(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    page = html.unescape(admin_client.get("/admin/functions").get_data(as_text=True))
+    everything = re.search(r'href="([^"]+)"[^>]*data-testid="export-all-with-valves"', page, re.S).group(1)
+    one = re.search(r'href="([^"]+)"[^>]*data-testid="export-one-with-valves"', page, re.S).group(1)
+    for url in (everything, one):
+        items = json.loads(admin_client.get(url).get_data(as_text=True))
+        assert "valves" in items[0], url
+
+
 def test_export_one(app, admin_client, admin_id):
     make_function(app, admin_id)
     make_function(app, admin_id, id="echo", content=PIPE, name="Echo")
