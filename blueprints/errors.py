@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from blueprints.access import ApiAuthError, is_api_request
 from extensions import db
 from services.errors import ServiceError
+from services.functions import NOT_FOUND_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def api_error(status: int, detail: str | None = None, **extra):
 
 
 # One title per status for every HTML error page, whether routing, an abort() or a service raised it.
+PAGE_NOT_FOUND = "There is no function with this id here; it may have been deleted."
 PAGE_TITLES = {
     400: "Something is not right",
     403: "Not allowed",
@@ -59,8 +61,10 @@ def install_error_handlers(app: Flask) -> None:
     def on_service_error(error: ServiceError):
         if is_api_request():
             return jsonify(error.to_dict()), error.status
-        # The service's sentence says what is missing or refused; the title is the one every page uses.
-        return _page(error.status, _title(error.status), error.detail)
+        # The service's sentence says what is missing or refused; the title is the one every page uses. The API's
+        # not-found text is Open WebUI's, kept for its clients; a person reading a page gets a plainer one.
+        detail = PAGE_NOT_FOUND if error.detail == NOT_FOUND_ERROR else error.detail
+        return _page(error.status, _title(error.status), detail)
 
     @app.errorhandler(CSRFError)
     def on_csrf(error: CSRFError):

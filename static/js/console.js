@@ -9,6 +9,10 @@
   }
 
   function apiDetail(response, body) {
+    // The API's texts are Open WebUI's, written for scripts; a person next to a switch gets the plain story.
+    if (response.status === 404) return "This function no longer exists; reload the list.";
+    if (response.status === 401) return "You are signed out; sign in again, then retry.";
+    if (response.status === 403) return "Your account may no longer change functions.";
     if (body && typeof body.detail === "string") return body.detail;
     if (body && Array.isArray(body.detail)) return body.detail.map(function (e) { return e.msg; }).join("; ");
     return "The change failed (" + response.status + ").";

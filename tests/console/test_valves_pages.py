@@ -126,7 +126,9 @@ def test_a_missing_function_has_the_same_404_page_as_a_missing_address(admin_cli
     ):
         assert response.status_code == 404
         assert error_title(response) == error_title(missing_address) == "Page not found"
-        assert "We could not find what you" in response.get_data(as_text=True)  # the service's own sentence
+        page = response.get_data(as_text=True)
+        assert "There is no function with this id here; it may have been deleted." in page
+        assert "We could not find what you" not in page  # the API's text, Open WebUI's, is for scripts
 
 
 @pytest.fixture
