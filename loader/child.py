@@ -34,6 +34,7 @@ EXTRA_TASKS = 512
 MAX_WARNINGS = 20
 MAX_JSON_NODES = 200_000
 MAX_JSON_DEPTH = 64
+CANCEL_GRACE = 0.5  # seconds that tasks left running by the function's code get to handle their cancellation
 
 # Taken before any function code runs, so that code patching `os` cannot stop the child from answering or leaving.
 _exit = os._exit
@@ -272,7 +273,7 @@ def _answer(request: dict, workdir: str) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
-            answer = _load(request, f"function_{function_id}", path, notes, memory_mb)
+            answer = _in_event_loop(_load(request, f"function_{function_id}", path, notes, memory_mb))
         except MemoryError as exc:
             del reserve
             answer = {"ok": False, "error": describe_exception(exc, path, memory_mb=memory_mb)}
@@ -285,7 +286,31 @@ def _answer(request: dict, workdir: str) -> dict:
     return answer
 
 
-def _load(request: dict, module_name: str, path: str, notes: list[str], memory_mb: int) -> dict:
+def _in_event_loop(job):
+    """Run the coroutine `job` as Open WebUI runs function code: inside its request handler, so with an event loop
+    running in this thread (`asyncio.create_task` and `get_running_loop` work at import; `asyncio.run` fails).
+
+    Tasks the code left behind are cancelled afterwards and given a moment to finish; nothing waits for threads
+    it started, since the child leaves through `_exit` anyway. Async options methods are awaited in the same loop.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(job)
+    finally:
+        try:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=CANCEL_GRACE))
+            loop.close()  # does not wait for the loop's executor threads
+        except BaseException:  # the code may have stopped or closed the loop; the answer matters more
+            pass
+        asyncio.set_event_loop(None)
+
+
+async def _load(request: dict, module_name: str, path: str, notes: list[str], memory_mb: int) -> dict:
     content = request.get("content") or ""
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as source:
         source.write(content)
@@ -330,7 +355,7 @@ def _load(request: dict, module_name: str, path: str, notes: list[str], memory_m
             kind_name,
         )
 
-    user = request.get("user")
+    user = _OptionsUser(request.get("user"))
     answer = {"ok": True, "type": kind, "toggle": False, "user_dependent": False}
     if kind == "filter":
         try:
@@ -342,7 +367,7 @@ def _load(request: dict, module_name: str, path: str, notes: list[str], memory_m
         ("valves_schema", valves_class),
         ("user_valves_schema", _valves_class(instance, "UserValves", notes)),
     ):
-        answer[key] = _schema(cls, user, notes, answer) if cls is not None else None
+        answer[key] = await _schema(cls, user, notes, answer) if cls is not None else None
     if "valves" in request:
         answer["valves_check"] = _check_valves(valves_class, request.get("valves") or {}, "valves")
     return answer
@@ -370,7 +395,7 @@ def _valves_class(instance: object, name: str, notes: list[str]):
     return cls
 
 
-def _schema(cls: type, user: dict | None, notes: list[str], answer: dict) -> dict | None:
+async def _schema(cls: type, user: _OptionsUser, notes: list[str], answer: dict) -> dict | None:
     try:
         schema = cls.model_json_schema() if hasattr(cls, "model_json_schema") else cls.schema()
     except Exception as exc:  # Open WebUI still loads such a function; only its form is lost
@@ -385,13 +410,42 @@ def _schema(cls: type, user: dict | None, notes: list[str], answer: dict) -> dic
         for name, prop in properties.items():
             control = prop.get("input") if isinstance(prop, dict) else None
             if isinstance(control, dict) and isinstance(control.get("options"), str):
-                control["options"], used_user = _options(cls, control["options"], user, name, notes)
+                control["options"], used_user = await _options(cls, control["options"], user, name, notes)
                 answer["user_dependent"] = answer["user_dependent"] or used_user
     return schema
 
 
-def _options(
-    cls: type, method_name: str, user: dict | None, field: str, notes: list[str]
+class _OptionsUser:
+    """The user an options method may ask for, as Open WebUI gives it: the full `UserModel.model_dump()`.
+
+    Sluice knows a user by `{id, name, email, role}`; the rest of Open WebUI's user (settings, info, bio,
+    timestamps, ...) is filled with its defaults, once, when a method first asks.
+    """
+
+    def __init__(self, user: dict | None):
+        self.given = user
+        self._dump: dict | None = None
+
+    def dump(self) -> dict | None:
+        if self.given is None or self._dump is not None:
+            return self._dump
+        try:
+            from open_webui.models.users import UserModel
+
+            fields = {"last_active_at": 0, "updated_at": 0, "created_at": 0, **self.given}
+            self._dump = UserModel.model_validate(fields).model_dump()
+        except Exception:
+            # A user the model refuses, or a compatibility layer the code broke: pass the user as given.
+            self._dump = dict(self.given)
+        return self._dump
+
+
+# Open WebUI passes the user only to these parameters, by keyword; any other parameter keeps its default.
+USER_PARAMETERS = ("__user__", "user")
+
+
+async def _options(
+    cls: type, method_name: str, user: _OptionsUser, field: str, notes: list[str]
 ) -> tuple[list, bool]:
     """Resolve `input.options` given as a method name by calling that method of the valves class."""
     try:
@@ -407,32 +461,22 @@ def _options(
         if not callable(method):
             notes.append(f"{cls.__name__}.{field}: {method_name!r} is not a method")
             return [], False
-        parameters = list(inspect.signature(method).parameters.values())
-        used_user = False
-        if any(p.name == "__user__" for p in parameters):
-            result, used_user = method(__user__=user), True
-        elif any(
-            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
-        ):
-            result, used_user = method(user), True
-        else:
-            result = method()
-        if inspect.isawaitable(result):
-            result = asyncio.run(_awaited(result))
+        wanted = [name for name in USER_PARAMETERS if name in inspect.signature(method).parameters]
+        # Like Open WebUI, the user is passed only when there is one; the result depends on it either way.
+        kwargs = {name: user.dump() for name in wanted} if user.given is not None else {}
+        result = method(**kwargs)
+        if inspect.isawaitable(result):  # Open WebUI leaves these unresolved; Sluice awaits them
+            result = await result
         if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
             notes.append(f"{cls.__name__}.{field}: options method {method_name!r} did not return a list")
-            return [], used_user
-        return list(result), used_user
+            return [], bool(wanted)
+        return list(result), bool(wanted)
     except Exception as exc:  # a failing options method empties the list, it does not fail the load
         notes.append(
             f"{cls.__name__}.{field}: options method {method_name!r} failed: {type(exc).__name__}: "
             f"{safe_str(exc, 500)}"
         )
         return [], False
-
-
-async def _awaited(awaitable):
-    return await awaitable
 
 
 def _check_valves(cls: type | None, values: dict, kind: str) -> dict:

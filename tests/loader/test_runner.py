@@ -259,6 +259,231 @@ def test_options_resolved_without_a_user_are_not_served_to_a_user(loader_fast):
     assert ada.valves_schema["properties"]["model"]["input"]["options"][0] == "model-for-ada"
 
 
+def test_options_methods_get_the_user_only_by_name_as_in_open_webui(loader_fast, source):
+    """`__user__` or `user` receive the user by keyword; an ordinary parameter keeps its default."""
+    result = loader_fast.load_function(
+        source("""
+        from pydantic import BaseModel, Field
+
+
+        def select(method):
+            return Field(default="", json_schema_extra={"input": {"type": "select", "options": method}})
+
+
+        class Pipe:
+            class Valves(BaseModel):
+                model: str = select("get_models")
+                voice: str = select("get_voices")
+                both: str = select("get_both")
+                loose: str = select("get_loose")
+
+                @classmethod
+                def get_models(cls, include_beta=False):
+                    return ["a", "b", "beta"] if include_beta else ["a", "b"]
+
+                @classmethod
+                def get_voices(cls, user=None):
+                    return ["voice-for-" + user["name"]] if user else ["nobody"]
+
+                @staticmethod
+                def get_both(__user__=None, user=None):
+                    return [__user__ is user or __user__ == user, bool(user)]
+
+                @classmethod
+                def get_loose(cls, *args, **kwargs):
+                    return [len(args), len(kwargs)]
+        """),
+        user={"id": "u1", "name": "ada", "email": "ada@example.com", "role": "admin"},
+    )
+
+    assert result.ok, result.error
+    options = {name: prop["input"]["options"] for name, prop in result.valves_schema["properties"].items()}
+    assert options == {
+        "model": ["a", "b"],
+        "voice": ["voice-for-ada"],
+        "both": [True, True],
+        "loose": [0, 0],
+    }
+
+
+# The keys of Open WebUI 0.12.4's UserModel.model_dump(), as its options methods receive them.
+OPEN_WEBUI_USER_KEYS = [
+    "bio",
+    "created_at",
+    "date_of_birth",
+    "email",
+    "gender",
+    "id",
+    "info",
+    "last_active_at",
+    "name",
+    "oauth",
+    "presence_state",
+    "profile_banner_image_url",
+    "profile_image_url",
+    "role",
+    "scim",
+    "settings",
+    "status_emoji",
+    "status_expires_at",
+    "status_message",
+    "timezone",
+    "updated_at",
+    "username",
+]
+
+
+def test_options_methods_get_open_webuis_full_user_dump(loader_fast, source):
+    result = loader_fast.load_function(
+        source("""
+        from pydantic import BaseModel, Field
+
+
+        class Filter:
+            class UserValves(BaseModel):
+                keys: str = Field(default="", json_schema_extra={"input": {"type": "select", "options": "all_keys"}})
+                seen: str = Field(default="", json_schema_extra={"input": {"type": "select", "options": "some"}})
+
+                @classmethod
+                def all_keys(cls, __user__=None):
+                    return sorted(__user__)
+
+                @classmethod
+                def some(cls, __user__=None):
+                    return [__user__[key] for key in ("id", "name", "email", "role", "settings", "profile_image_url")]
+        """),
+        user={"id": "u1", "name": "Ada", "email": "ada@example.com", "role": "admin"},
+    )
+
+    assert result.ok, result.error
+    properties = result.user_valves_schema["properties"]
+    assert properties["keys"]["input"]["options"] == OPEN_WEBUI_USER_KEYS
+    assert properties["seen"]["input"]["options"] == [
+        "u1",
+        "Ada",
+        "ada@example.com",
+        "admin",
+        None,
+        "/api/v1/users/u1/profile/image",
+    ]
+
+
+# --- the event loop function code runs under ----------------------------------------------------------------
+
+
+def test_module_code_runs_with_a_running_event_loop_as_in_open_webui(loader_fast, source):
+    result = loader_fast.load_function(
+        source("""
+        import asyncio
+        from pydantic import BaseModel, Field
+
+        LOOP = asyncio.get_running_loop()
+        _CACHE = {}
+
+
+        async def warm():
+            _CACHE["ready"] = True
+
+
+        async def forever():
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass  # ignores cancellation: the load must still end
+
+
+        TASKS = [asyncio.create_task(warm()), asyncio.create_task(forever())]
+        LOCK = asyncio.Lock()
+
+
+        class Pipe:
+            class Valves(BaseModel):
+                running: bool = LOOP.is_running()
+                model: str = Field(default="", json_schema_extra={"input": {"type": "select", "options": "same"}})
+
+                @classmethod
+                def same(cls):
+                    return [asyncio.get_running_loop() is LOOP]
+
+            def __init__(self):
+                self.loop = asyncio.get_running_loop()
+                self.valves = self.Valves()
+        """)
+    )
+
+    assert result.ok, result.error
+    assert result.valves_schema["properties"]["running"]["default"] is True
+    assert result.valves_schema["properties"]["model"]["input"]["options"] == [True]
+
+
+def test_asyncio_run_at_import_fails_as_in_open_webui(loader_fast, source):
+    result = loader_fast.load_function(
+        source("""
+        import asyncio
+
+
+        async def discover():
+            return ["m1"]
+
+
+        MODELS = asyncio.run(discover())
+
+
+        class Pipe:
+            pass
+        """)
+    )
+
+    assert not result.ok
+    assert result.error.type == "RuntimeError"
+    assert result.error.line == 8
+    assert "cannot be called from a running event loop" in result.error.message
+
+
+def test_async_options_methods_are_awaited(loader_fast, source):
+    result = loader_fast.load_function(
+        source("""
+        import asyncio
+        from pydantic import BaseModel, Field
+
+
+        class Pipe:
+            class Valves(BaseModel):
+                model: str = Field(default="x", json_schema_extra={"input": {"type": "select", "options": "fetch"}})
+
+                @classmethod
+                async def fetch(cls, __user__=None):
+                    await asyncio.sleep(0.01)
+                    return ["x", "y", (__user__ or {}).get("role")]
+        """),
+        user={"id": "u1", "name": "Ada", "email": "ada@example.com", "role": "admin"},
+    )
+
+    assert result.ok, result.error
+    assert result.valves_schema["properties"]["model"]["input"]["options"] == ["x", "y", "admin"]
+
+
+def test_valves_are_validated_under_the_event_loop_too(loader_fast, source):
+    result = loader_fast.validate_valves(
+        source("""
+        import asyncio
+        from pydantic import BaseModel
+
+        asyncio.get_running_loop()
+
+
+        class Filter:
+            class Valves(BaseModel):
+                n: int = 1
+        """),
+        {"n": "2"},
+    )
+
+    assert result.ok, result.errors
+    assert result.values == {"n": 2}
+
+
 def test_concurrent_identical_loads_run_once(loader_fast):
     content = unique("import time\ntime.sleep(0.3)\n" + SMALL_FILTER)
     jobs = loader_fast.stats()["jobs"]
