@@ -494,13 +494,55 @@ def _check_valves(cls: type | None, values: dict, kind: str) -> dict:
     try:
         if hasattr(cls, "model_validate"):
             model = cls.model_validate(values)
-            dumped = model.model_dump(exclude_unset=True, mode="json")
+            dumped = _revealed(model, model.model_dump(exclude_unset=True, mode="json"))
         else:  # a pydantic.v1 model
             model = cls(**values)
-            dumped = model.dict(exclude_unset=True)
+            dumped = _revealed(model, model.dict(exclude_unset=True))
     except Exception as exc:  # ValidationError, or a validator raising something else
         return {"ok": False, "values": {}, "errors": _validation_errors(exc), "error": None}
     return {"ok": True, "values": dumped, "errors": [], "error": None}
+
+
+def _revealed(model, dumped: dict) -> dict:
+    """`dumped` with each secret (SecretStr, SecretBytes) at its real value rather than pydantic's "**********".
+
+    Stored masked, a secret valve would be lost for good. The plain (python) dump holds the secret objects at the
+    same places as the JSON dump holds their masks: walk both together and take the secret's value there.
+    """
+    try:
+        plain = model.model_dump(exclude_unset=True) if hasattr(model, "model_dump") else dumped
+    except Exception:  # a serializer that works only for JSON: keep what pydantic gave
+        return dumped
+    return _reveal(plain, dumped)
+
+
+def _reveal(plain, dumped):
+    if _is_secret(plain):
+        value = plain.get_secret_value()
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    # Where a JSON-only serializer changed the shape, the two no longer match: keep pydantic's JSON there.
+    if isinstance(plain, dict) and isinstance(dumped, dict) and len(plain) == len(dumped):
+        pairs = zip(dumped.items(), plain.values(), strict=True)
+        return {key: _reveal(value, item) for (key, item), value in pairs}
+    if (
+        isinstance(plain, (list, tuple, set, frozenset))
+        and isinstance(dumped, list)
+        and len(plain) == len(dumped)
+    ):
+        return [_reveal(value, item) for value, item in zip(plain, dumped, strict=True)]
+    return dumped
+
+
+def _is_secret(value) -> bool:
+    """A pydantic secret (v2 `SecretStr`, `SecretBytes`, `Secret[...]`, or v1's) that knows its real value."""
+    secret_types = []
+    for module_name, name in (("pydantic.types", "_SecretBase"), ("pydantic.v1.types", "SecretField")):
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(getattr(module, name, None), type):
+            secret_types.append(getattr(module, name))
+    return (
+        bool(secret_types) and isinstance(value, tuple(secret_types)) and hasattr(value, "get_secret_value")
+    )
 
 
 def _validation_errors(exc: Exception) -> list[dict]:

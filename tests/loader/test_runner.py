@@ -831,6 +831,52 @@ def test_validate_user_valves_and_missing_class(loader_fast):
     assert missing.error.type == "NoValvesClass"
 
 
+SECRETS = """
+from typing import Optional
+
+import pydantic.v1
+from pydantic import BaseModel, Field, SecretBytes, SecretStr
+
+
+class Endpoint(BaseModel):
+    url: str = ""
+    token: SecretStr = SecretStr("")
+
+
+class Pipe:
+    class Valves(BaseModel):
+        api_key: SecretStr = Field(default=SecretStr(""), json_schema_extra={"input": {"type": "password"}})
+        blob: Optional[SecretBytes] = None
+        keys: list[SecretStr] = []
+        endpoint: Endpoint = Endpoint()
+        plain: str = "p"
+
+    class UserValves(pydantic.v1.BaseModel):
+        token: pydantic.v1.SecretStr = pydantic.v1.SecretStr("")
+"""
+
+
+def test_secret_valves_are_stored_with_their_real_value(loader_fast):
+    """pydantic's JSON dump masks secrets as "**********"; stored so, the secret would be lost."""
+    values = {
+        "api_key": "sk-real",
+        "blob": "bytes-real",
+        "keys": ["k1", "k2"],
+        "endpoint": {"url": "https://x", "token": "t-real"},
+    }
+    result = loader_fast.validate_valves(unique(SECRETS), values)
+
+    assert result.ok, result.errors
+    assert result.values == values
+
+    user = loader_fast.validate_valves(unique(SECRETS), {"token": "u-real"}, kind="user_valves")
+    assert user.ok, user.errors
+    assert user.values == {"token": "u-real"}
+
+    checked = loader_fast.load_function(unique(SECRETS), valves={"api_key": "sk-other"})
+    assert checked.valves_check.values == {"api_key": "sk-other"}
+
+
 def test_validate_valves_on_code_that_fails(loader_fast):
     result = loader_fast.validate_valves(unique("raise RuntimeError('boom')\n"), {})
 
