@@ -628,9 +628,11 @@ def _encode(answer: dict, cap: int) -> bytes:
         payload = None
     if payload is None or len(payload) > cap:
         size = f"{len(payload) / 1048576:.1f} MiB of JSON" if payload is not None else "too many values"
-        message = (
-            f"the answer is too large ({size}; at most {cap / 1048576:g} MiB): is the valves schema huge?"
-        )
+        limit = f"{size}; at most {cap / 1048576:g} MiB"
+        if _largest_part(answer) in ("values", "valves_check"):
+            message = f"the valves values are too large to store ({limit})"
+        else:
+            message = f"the answer is too large ({limit}): is the valves schema huge?"
         answer = {
             "ok": False,
             "error": {"type": "ResultTooLarge", "message": message, "line": None, "column": None},
@@ -638,3 +640,16 @@ def _encode(answer: dict, cap: int) -> bytes:
         }
         payload = _dumps(json_safe(answer), ensure_ascii=True).encode()
     return payload
+
+
+def _largest_part(answer: dict) -> str | None:
+    """Which part of an oversized answer makes it so: the schemas, or the valves values being validated."""
+    sizes = {}
+    for key in ("valves_schema", "user_valves_schema", "valves_check", "values"):
+        if answer.get(key) is None:
+            continue
+        try:
+            sizes[key] = len(_dumps(json_safe(answer[key]), ensure_ascii=True))
+        except _TooLarge:
+            sizes[key] = math.inf
+    return max(sizes, key=sizes.get) if sizes else None

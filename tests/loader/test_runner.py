@@ -749,6 +749,20 @@ def test_huge_valves_schema_is_refused_clearly(loader_fast, source):
     assert "valves schema" in result.error.message
 
 
+def test_too_large_valves_values_are_named_as_such(loader_fast):
+    """A 2 MiB valve value makes the answer too large; the message must blame the values, not the schema."""
+    big = {"prefix": "x" * (2 * 1024 * 1024)}
+
+    checked = loader_fast.validate_valves(unique(SMALL_FILTER), big)
+    loaded = loader_fast.load_function(unique(SMALL_FILTER), valves=big)
+
+    for result in (checked, loaded):
+        assert not result.ok
+        assert result.error.type == "ResultTooLarge"
+        assert result.error.message.startswith("the valves values are too large to store (")
+        assert "schema" not in result.error.message
+
+
 def test_warnings_do_not_fail_the_load_and_are_reported(loader_fast, source):
     result = loader_fast.load_function(
         source("""
