@@ -3,7 +3,7 @@
 Two commands:
 
 ``compare``
-    Create every fixture in ``tests/fixtures/functions/`` through both APIs (``POST /api/v1/functions/create``,
+    Create every fixture in ``tests/fixtures/functions/`` (or ``--fixtures``) through both APIs (``POST /api/v1/functions/create``,
     then ``GET /id/{id}``, ``/id/{id}/valves/spec`` and ``/id/{id}/valves/user/spec``) and report any difference
     in type, manifest and Valves/UserValves schemas, and which fixtures failed where. Either side can be left out
     (``--sluice-url`` / ``--owui-url``); ``--record`` stores what Open WebUI answered in ``expected.json`` and in
@@ -308,8 +308,8 @@ class Api:
         }
 
 
-def fixture_files() -> list[Path]:
-    return sorted(FIXTURES.glob("*.py"))
+def fixture_files(folder: Path = FIXTURES) -> list[Path]:
+    return sorted(folder.glob("*.py"))
 
 
 def function_id_for(path: Path) -> str:
@@ -346,7 +346,8 @@ def command_compare(args: argparse.Namespace) -> int:
         return 2
     wanted = set(args.only or [])
     answers: dict[str, dict[str, dict]] = {}
-    for path in fixture_files():
+    folder = Path(args.fixtures)
+    for path in fixture_files(folder):
         if wanted and path.stem not in wanted:
             continue
         content = path.read_text(encoding="utf-8")
@@ -375,7 +376,7 @@ def command_compare(args: argparse.Namespace) -> int:
     if args.owui_log:
         add_reasons_from_log(answers, Path(args.owui_log))
     if args.record and any("open-webui" in by_side for by_side in answers.values()):
-        record_openwebui(answers)
+        record_openwebui(answers, folder)
     for side in sides:
         times = sorted(by_side[side.label]["create_ms"] for by_side in answers.values())
         if times:
@@ -401,18 +402,22 @@ def add_reasons_from_log(answers: dict[str, dict[str, dict]], log_path: Path) ->
                 print(f"    open-webui's log: {reasons[-1]}  ({name})")
 
 
-def record_openwebui(answers: dict[str, dict[str, dict]]) -> None:
-    """Store Open WebUI's answers beside the fixtures: a summary in expected.json, schemas in openwebui/."""
-    expected_path = FIXTURES / "expected.json"
+def record_openwebui(answers: dict[str, dict[str, dict]], folder: Path = FIXTURES) -> None:
+    """Store Open WebUI's answers beside the fixtures: a summary in expected.json, schemas in openwebui/.
+
+    A fixture seen for the first time that Open WebUI loads is expected to load in Sluice exactly as there
+    (`same_as_openwebui`: true); one that fails there needs its expected error written by hand.
+    """
+    expected_path = folder / "expected.json"
     expected = json.loads(expected_path.read_text(encoding="utf-8")) if expected_path.exists() else {}
-    (FIXTURES / "openwebui").mkdir(exist_ok=True)
+    (folder / "openwebui").mkdir(exist_ok=True)
     for name, by_side in answers.items():
         answer = by_side.get("open-webui")
         if answer is None:
             continue
         entry = expected.setdefault(name, {})
         if answer["loaded"]:
-            entry["openwebui"] = {
+            summary = {
                 "loaded": True,
                 "type": answer["type"],
                 "toggle": answer["toggle"],
@@ -420,17 +425,21 @@ def record_openwebui(answers: dict[str, dict[str, dict]]) -> None:
                 "valves": answer["valves_spec"] is not None,
                 "user_valves": answer["user_valves_spec"] is not None,
             }
+            entry["openwebui"] = summary
+            if "type" not in entry and "error" not in entry:
+                entry.update({key: value for key, value in summary.items() if key != "loaded"})
+                entry["same_as_openwebui"] = True
             schemas = {"valves_spec": answer["valves_spec"], "user_valves_spec": answer["user_valves_spec"]}
-            (FIXTURES / "openwebui" / f"{name}.json").write_text(
+            (folder / "openwebui" / f"{name}.json").write_text(
                 json.dumps(schemas, indent=2, sort_keys=True) + "\n", encoding="utf-8"
             )
         else:
             entry["openwebui"] = {"loaded": False, "status": answer["status"], "detail": answer["detail"]}
             if answer.get("reason"):
                 entry["openwebui"]["reason"] = answer["reason"]
-            (FIXTURES / "openwebui" / f"{name}.json").unlink(missing_ok=True)
+            (folder / "openwebui" / f"{name}.json").unlink(missing_ok=True)
     expected_path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"recorded Open WebUI's answers in {expected_path.relative_to(ROOT)} and openwebui/")
+    print(f"recorded Open WebUI's answers in {expected_path} and openwebui/")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--sluice-url", help="e.g. http://127.0.0.1:5000")
     compare.add_argument("--sluice-key", help="a Sluice admin API key")
     compare.add_argument("--only", nargs="*", help="fixture names (file stems) to run; all by default")
+    compare.add_argument(
+        "--fixtures",
+        default=str(FIXTURES),
+        help="the folder of fixtures (and of expected.json and openwebui/ when recording); default: the corpus",
+    )
     compare.add_argument(
         "--record", action="store_true", help="store Open WebUI's answers beside the fixtures"
     )
