@@ -49,7 +49,7 @@ def valves():
 
     function = functions.get_function(function_id)
     # An inactive function does not exist for a non-admin (the API's rule); the services say so with a 404.
-    spec = functions.user_valves_spec(me, function.id)
+    spec = functions.user_valves_spec(me, function.id, for_form=True)
     stored = functions.get_user_valves(me, function.id)
     action = url_for("settings.valves", id=function.id)
     status = 200

@@ -141,7 +141,7 @@ def iso_time(timestamp: int | None) -> str:
 def function_valves():
     """Edit a function's admin valves in a form generated from its `Valves` schema."""
     function = functions.get_function(request.args.get("id", ""))
-    spec = functions.valves_spec(function.id, user=current_user._get_current_object())
+    spec = functions.valves_spec(function.id, user=current_user._get_current_object(), for_form=True)
     stored = functions.get_valves(function.id)
     status = 200
     if spec is None:

@@ -368,6 +368,8 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
         ("user_valves_schema", _valves_class(instance, "UserValves", notes)),
     ):
         answer[key] = await _schema(cls, user, notes, answer) if cls is not None else None
+        defaults_key = key.replace("_schema", "_defaults")
+        answer[defaults_key] = _factory_defaults(cls, answer[key]) if answer[key] is not None else None
     if "valves" in request:
         answer["valves_check"] = _check_valves(valves_class, request.get("valves") or {}, "valves")
     return answer
@@ -413,6 +415,37 @@ async def _schema(cls: type, user: _OptionsUser, notes: list[str], answer: dict)
                 control["options"], used_user = await _options(cls, control["options"], user, name, notes)
                 answer["user_dependent"] = answer["user_dependent"] or used_user
     return schema
+
+
+def _factory_defaults(cls: type, schema: dict) -> dict | None:
+    """The defaults that fields built by ``default_factory`` would get, which their JSON schema leaves out.
+
+    Open WebUI's schema (kept identical here) has no ``default`` for them, so a form would say nothing about what
+    the function will use; the factory is called once, here, so the form can show it. Secrets are left out.
+    """
+    fields = getattr(cls, "model_fields", None)
+    properties = schema.get("properties")
+    if not isinstance(fields, dict) or not isinstance(properties, dict):
+        return None  # a pydantic v1 model: its schema already carries factory defaults, or nothing
+    found: dict = {}
+    for name, info in fields.items():
+        key = getattr(info, "alias", None) or name
+        prop = properties.get(key)
+        if getattr(info, "default_factory", None) is None or not isinstance(prop, dict) or "default" in prop:
+            continue
+        if prop.get("format") == "password" or prop.get("writeOnly") is True:
+            continue
+        try:
+            try:
+                value = info.get_default(call_default_factory=True, validated_data={})
+            except TypeError:  # pydantic before 2.10 has no validated_data
+                value = info.get_default(call_default_factory=True)
+            from pydantic import TypeAdapter
+
+            found[key] = TypeAdapter(info.annotation).dump_python(value, mode="json")
+        except Exception:  # a factory that fails or a value that cannot be shown: the form says nothing
+            continue
+    return json_safe(found) if found else None
 
 
 class _OptionsUser:
@@ -645,7 +678,14 @@ def _encode(answer: dict, cap: int) -> bytes:
 def _largest_part(answer: dict) -> str | None:
     """Which part of an oversized answer makes it so: the schemas, or the valves values being validated."""
     sizes = {}
-    for key in ("valves_schema", "user_valves_schema", "valves_check", "values"):
+    for key in (
+        "valves_schema",
+        "user_valves_schema",
+        "valves_defaults",
+        "user_valves_defaults",
+        "valves_check",
+        "values",
+    ):
         if answer.get(key) is None:
             continue
         try:

@@ -106,6 +106,9 @@ class LoadResult:
     manifest: dict[str, str] = field(default_factory=dict)
     valves_schema: dict | None = None
     user_valves_schema: dict | None = None
+    # What `default_factory` fields default to (their schema has no `default`): shown by forms, never by the API.
+    valves_defaults: dict | None = None
+    user_valves_defaults: dict | None = None
     error: LoadError | None = None
     valves_check: ValvesResult | None = None
     # What the code printed while loading (capped), and warnings it raised (pydantic deprecations and the like).
@@ -120,6 +123,8 @@ class LoadResult:
             "manifest": self.manifest,
             "valves_schema": self.valves_schema,
             "user_valves_schema": self.user_valves_schema,
+            "valves_defaults": self.valves_defaults,
+            "user_valves_defaults": self.user_valves_defaults,
             "content_hash": self.content_hash,
             "error": self.error.to_dict() if self.error else None,
             "valves_check": self.valves_check.to_dict() if self.valves_check else None,
@@ -152,6 +157,8 @@ class LoadResult:
             manifest=manifest,
             valves_schema=_dict_or_none(answer.get("valves_schema")) if ok else None,
             user_valves_schema=_dict_or_none(answer.get("user_valves_schema")) if ok else None,
+            valves_defaults=_dict_or_none(answer.get("valves_defaults")) if ok else None,
+            user_valves_defaults=_dict_or_none(answer.get("user_valves_defaults")) if ok else None,
             error=error,
             valves_check=ValvesResult.from_answer(check) if ok and check is not None else None,
             output=output,

@@ -39,6 +39,9 @@ class Function(Base):
     # What the loader derived from `content`; kept so reads never have to run the code again.
     valves_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     user_valves_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What `default_factory` fields default to, which the schemas (Open WebUI's, unchanged) leave out; for forms.
+    valves_defaults: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    user_valves_defaults: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     load_status: Mapped[str] = mapped_column(String(16), default="ok")
     load_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="")

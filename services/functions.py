@@ -348,6 +348,8 @@ def apply_load_result(f: Function, result: Any) -> None:
     f.type = result.type
     f.valves_schema = result.valves_schema
     f.user_valves_schema = result.user_valves_schema
+    f.valves_defaults = result.valves_defaults
+    f.user_valves_defaults = result.user_valves_defaults
     f.content_hash = result.content_hash
     f.load_status = "ok"
     f.load_error = None
@@ -655,13 +657,34 @@ def _options_need_loader(schema: dict | None) -> bool:
     return False
 
 
-def _schema(f: Function, attribute: str, user: User | None) -> dict | None:
+def _schema(f: Function, attribute: str, user: User | None, *, for_form: bool = False) -> dict | None:
     schema = getattr(f, attribute)
+    defaults_attribute = attribute.replace("_schema", "_defaults")
+    defaults = getattr(f, defaults_attribute)
     if _options_need_loader(schema):
         result = load_in_loader(f.content, function_id=f.id, user=_user_dict(user))
         if result.ok:
-            return getattr(result, attribute)
-    return schema
+            schema, defaults = getattr(result, attribute), getattr(result, defaults_attribute)
+    return with_factory_defaults(schema, defaults) if for_form else schema
+
+
+def with_factory_defaults(schema: dict | None, defaults: dict | None) -> dict | None:
+    """The schema with the defaults of `default_factory` fields filled in, for forms only.
+
+    The API answers the schema exactly as Open WebUI does (no `default` for such fields); a form built from that
+    could only say "computed by the function", where the admin needs to see the list or object it starts from.
+    """
+    if not isinstance(schema, dict) or not isinstance(defaults, dict) or not defaults:
+        return schema
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    filled = dict(properties)
+    for name, value in defaults.items():
+        prop = filled.get(name)
+        if isinstance(prop, dict) and "default" not in prop:
+            filled[name] = {**prop, "default": value}
+    return {**schema, "properties": filled}
 
 
 def get_valves(function_id: str) -> dict:
@@ -669,9 +692,12 @@ def get_valves(function_id: str) -> dict:
     return dict(f.valves) if isinstance(f.valves, dict) else {}
 
 
-def valves_spec(function_id: str, user: User | None = None) -> dict | None:
-    """The JSON schema of the function's `Valves`, or None when its code has none."""
-    return _schema(get_function(function_id), "valves_schema", user)
+def valves_spec(function_id: str, user: User | None = None, *, for_form: bool = False) -> dict | None:
+    """The JSON schema of the function's `Valves`, or None when its code has none.
+
+    ``for_form`` adds the defaults of `default_factory` fields (see ``with_factory_defaults``).
+    """
+    return _schema(get_function(function_id), "valves_schema", user, for_form=for_form)
 
 
 def _validate(f: Function, values: Any, kind: str, user: User | None) -> dict:
@@ -748,8 +774,8 @@ def get_user_valves(user: User, function_id: str) -> dict:
     return _stored_user_valves(user, f.id)
 
 
-def user_valves_spec(user: User, function_id: str) -> dict | None:
-    return _schema(_function_for_user(user, function_id), "user_valves_schema", user)
+def user_valves_spec(user: User, function_id: str, *, for_form: bool = False) -> dict | None:
+    return _schema(_function_for_user(user, function_id), "user_valves_schema", user, for_form=for_form)
 
 
 def check_user_valves(user: User, function_id: str) -> list[dict]:

@@ -206,7 +206,9 @@ def test_every_kind_of_field_is_rendered(admin_client, rich):
     assert "Default (none)" in stream and '<option value="true">On</option>' in stream
 
     stop = field_html(data, "stop")
-    assert "<textarea" in stop and "one item per line" in stop and "computed by the function" in stop
+    assert (
+        "<textarea" in stop and "one item per line" in stop and "empty list" in stop
+    )  # default_factory=list
 
     extra = field_html(data, "extra")
     assert 'data-json="true"' in extra and "{}" in extra
@@ -496,3 +498,45 @@ def test_a_required_valve_not_yet_set_says_it_has_no_default(app, admin_id, admi
     assert 'data-testid="valve-state-endpoint">Required<' in field
     assert "No default: " in field and "a value is required" in field
     assert "Default:" not in field
+
+
+FACTORY_DEFAULTS = source(
+    """
+    from pydantic import BaseModel, Field
+
+    class Filter:
+        class Valves(BaseModel):
+            stop_words: list[str] = Field(default_factory=lambda: ["END", "STOP"])
+            headers: dict = Field(default_factory=lambda: {"X-Team": "blue"})
+    """
+)
+
+
+def test_default_factory_defaults_are_shown_in_the_form_not_in_the_api(
+    app, admin_id, admin_client, admin_key
+):
+    make_function(app, admin_id, id="factory", content=FACTORY_DEFAULTS, name="Factory")
+    url = "/admin/functions/valves?id=factory"
+    page = admin_client.get(url).get_data(as_text=True)
+    stop = re.search(r'data-testid="valve-default-stop_words">(.*?)<', page).group(1)
+    headers = re.search(r'data-testid="valve-default-headers">(.*?)<', page).group(1)
+    assert "END" in stop and "STOP" in stop
+    assert "X-Team" in headers
+    assert "computed by the function" not in page
+
+    # Left as shown, nothing is stored: the function's own factory gives the same.
+    form = read_form(admin_client.get(url).data, "valves-form")
+    assert admin_client.post(url, data=form).status_code == 302
+    assert stored_valves_of(app, admin_key, "factory") == {}
+
+    # The API's schema stays Open WebUI's: no default for factory fields.
+    spec = (
+        app.test_client()
+        .get("/api/v1/functions/id/factory/valves/spec", headers=bearer(admin_key))
+        .get_json()
+    )
+    assert all("default" not in prop for prop in spec["properties"].values())
+
+
+def stored_valves_of(app, key, function_id):
+    return app.test_client().get(f"/api/v1/functions/id/{function_id}/valves", headers=bearer(key)).get_json()

@@ -945,3 +945,33 @@ def test_identical_validations_are_cached(loader_fast):
     assert loader_fast.stats()["jobs"] == jobs
     assert loader_fast.validate_valves(content, {"priority": "2"}).values == {"priority": 2}
     assert loader_fast.stats()["jobs"] == jobs + 1
+
+
+def test_default_factory_values_are_reported_beside_the_unchanged_schema(loader_fast, source):
+    result = loader_fast.load_function(
+        source("""
+        from pydantic import BaseModel, Field, SecretStr
+
+        class Filter:
+            class Valves(BaseModel):
+                tags: list[str] = Field(default_factory=lambda: ["a", "b"])
+                extra: dict = Field(default_factory=dict)
+                plain: int = 3
+                token: SecretStr = Field(default_factory=lambda: SecretStr("s3cret"))
+                named: list[int] = Field(default_factory=lambda: [1], alias="Named")
+                broken: list[int] = Field(default_factory=lambda: 1 / 0)
+
+            class UserValves(BaseModel):
+                things: set[str] = Field(default_factory=lambda: {"x"})
+    """)
+    )
+
+    assert result.ok, result.error
+    # Open WebUI's schema has no default for factory fields; it stays so.
+    assert {name for name, prop in result.valves_schema["properties"].items() if "default" in prop} == {
+        "plain"
+    }
+    # Secrets and factories that fail are left out.
+    assert result.valves_defaults == {"tags": ["a", "b"], "extra": {}, "Named": [1]}
+    assert result.user_valves_defaults == {"things": ["x"]}
+    assert "s3cret" not in json.dumps(result.to_dict())
