@@ -1,7 +1,7 @@
 // Sluice's code editor: CodeMirror 6 bundled into one IIFE that exposes
 // window.SluiceEditor. Rebuild with `cd frontend && npm ci && npm run build`.
 import { basicSetup } from "codemirror";
-import { EditorState, StateEffect, StateField, RangeSetBuilder, Prec } from "@codemirror/state";
+import { EditorState, EditorSelection, StateEffect, StateField, RangeSetBuilder, Prec } from "@codemirror/state";
 import { EditorView, Decoration, keymap } from "@codemirror/view";
 import { indentWithTab } from "@codemirror/commands";
 import { indentUnit } from "@codemirror/language";
@@ -34,6 +34,31 @@ const errorLineField = StateField.define({
   },
   provide: (f) => EditorView.decorations.from(f),
 });
+
+// ---- Enter inside auto-closed triple quotes -------------------------------
+
+// Typing """ gets its closing """ at once (Python's closeBrackets). Enter between the two halves puts the closing
+// quotes on a line of their own below, as Enter between brackets does. Without this they stay glued to the end
+// of the last line typed (`description: x"""`), and frontmatter readers skip the line holding the closing quotes.
+function betweenTripleQuotes(state, pos) {
+  const before = state.sliceDoc(Math.max(0, pos - 3), pos);
+  return (before === '"""' || before === "'''") && state.sliceDoc(pos, pos + 3) === before;
+}
+
+function insertNewlineInTripleQuotes({ state, dispatch }) {
+  if (state.readOnly) return false;
+  if (!state.selection.ranges.every((r) => r.empty && betweenTripleQuotes(state, r.head))) return false;
+  const changes = state.changeByRange((range) => {
+    // The body and the closing quotes get the opening line's indentation (a method's docstring is indented).
+    const indent = /^[ \t]*/.exec(state.doc.lineAt(range.head).text)[0];
+    return {
+      changes: { from: range.head, insert: "\n" + indent + "\n" + indent },
+      range: EditorSelection.cursor(range.head + 1 + indent.length),
+    };
+  });
+  dispatch(state.update(changes, { scrollIntoView: true, userEvent: "input" }));
+  return true;
+}
 
 // ---- look ---------------------------------------------------------------
 
@@ -138,8 +163,19 @@ function fromTextarea(textarea, options) {
     },
   }]));
 
-  const contentAttrs = { "aria-label": labelFor(textarea) };
-  if (readOnly) contentAttrs["aria-readonly"] = "true";
+  // Screen readers meet the editor, not the hidden textarea: the editable element gets the textarea's label,
+  // its description (help text, error message) and its invalid state. The last two are read afresh on every
+  // update, and the observer below makes one whenever the page changes them on the textarea.
+  const label = labelFor(textarea);
+  const contentAttrs = () => {
+    const attrs = { "aria-label": label };
+    for (const name of ["aria-describedby", "aria-invalid"]) {
+      const value = textarea.getAttribute(name);
+      if (value && value.trim()) attrs[name] = value.trim();
+    }
+    if (readOnly) attrs["aria-readonly"] = "true";
+    return attrs;
+  };
 
   const view = new EditorView({
     parent: container,
@@ -147,6 +183,7 @@ function fromTextarea(textarea, options) {
       doc: textarea.value,
       extensions: [
         saveKeymap,
+        Prec.high(keymap.of([{ key: "Enter", run: insertNewlineInTripleQuotes }])),
         basicSetup,
         keymap.of([indentWithTab]),
         indentUnit.of("    "),
@@ -162,6 +199,9 @@ function fromTextarea(textarea, options) {
       ],
     }),
   });
+
+  const describedBy = new MutationObserver(() => view.dispatch({}));
+  describedBy.observe(textarea, { attributes: true, attributeFilter: ["aria-describedby", "aria-invalid"] });
 
   // Hide the textarea but keep it in the form: it is what gets POSTed.
   const previousDisplay = textarea.style.display;
@@ -215,6 +255,7 @@ function fromTextarea(textarea, options) {
     destroy() {
       labels.forEach((l) => l.removeEventListener("click", labelClick));
       if (form) form.removeEventListener("submit", onSubmit, true);
+      describedBy.disconnect();
       textarea.value = view.state.doc.toString();
       view.destroy();
       container.remove();

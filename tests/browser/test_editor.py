@@ -138,3 +138,99 @@ def test_tab_indents_inside_the_editor_and_does_not_leave_it(admin_page):
     page.keyboard.press("Tab")
     expect(page.locator(".cm-content")).to_be_focused()
     assert editor_text(page) == "    x = 1\n"
+
+
+# --- name, id and description follow the code's frontmatter until the admin types their own ----------------------
+
+READY = '.code-field[data-editor-ready="1"]'
+
+PASTE = """(code) => {
+    const data = new DataTransfer();
+    data.setData("text/plain", code);
+    document.querySelector(".cm-content").dispatchEvent(
+        new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+}"""
+
+
+def paste_over_everything(page, code: str) -> None:
+    """Select all in the editor with the keyboard, then paste ``code`` (a paste event, as the clipboard gives it)."""
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.evaluate(PASTE, code)
+    assert editor_text(page) == code
+
+
+def expect_fields(page, name: str, id: str, description: str) -> None:
+    expect(page.get_by_label("Name")).to_have_value(name)
+    expect(page.locator("#id")).to_have_value(id)
+    expect(page.get_by_label("Description")).to_have_value(description)
+
+
+STARTER_DESCRIPTION = (
+    "Adjusts each request before it reaches the model and each reply before the user sees it."
+)
+
+
+SHEBANG_CODE = '#!/usr/bin/env python\n"""\ntitle: Shebang Func\ndescription: has header\n"""\n\n\nclass Filter:\n    pass\n'
+
+
+@pytest.mark.browser
+def test_a_docstring_typed_by_hand_gets_its_closing_quotes_on_their_own_line(admin_page):
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    assert editor_text(page) == ""
+    page.keyboard.type('"""')
+    page.keyboard.press("Enter")
+    page.keyboard.type("title: Typed By Hand")
+    page.keyboard.press("Enter")
+    page.keyboard.type("description: hand typed")
+    assert editor_text(page) == '"""\ntitle: Typed By Hand\ndescription: hand typed\n"""'
+    expect_fields(page, "Typed By Hand", "typed_by_hand", "hand typed")
+
+    # Indented (a method's docstring), the body and the closing quotes keep the indentation.
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Enter")
+    page.keyboard.type("class Filter:")
+    page.keyboard.press("Enter")
+    page.keyboard.type("'''")
+    page.keyboard.press("Enter")
+    page.keyboard.type("doc")
+    assert editor_text(page).endswith("\nclass Filter:\n    '''\n    doc\n    '''")
+
+
+@pytest.mark.browser
+def test_the_editor_is_described_by_the_code_fields_help_and_error(admin_page, live_server):
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    content = page.locator(".cm-content")
+    expect(content).to_have_attribute("aria-describedby", "content-help")
+    expect(content).not_to_have_attribute("aria-invalid", "true")
+
+    paste_over_everything(
+        page, CODE.replace("Typed Filter", "Described Filter").replace("-> dict:", "-> dict")
+    )
+    page.keyboard.press("Control+s")
+    expect(page.get_by_test_id("code-error")).to_be_visible()
+    expect(page.locator(READY)).to_be_visible()
+    expect(content).to_have_attribute("aria-describedby", "content-help content-error")
+    expect(content).to_have_attribute("aria-invalid", "true")
+    # What the screen reader announces for the editor includes the error.
+    description = page.evaluate(
+        """() => document.querySelector(".cm-content").getAttribute("aria-describedby").split(" ")
+            .map(id => document.getElementById(id).textContent.trim()).join(" ")"""
+    )
+    assert "SyntaxError" in description and "Tab indents" in description
+
+    # Kept in step with the textarea when the page changes it.
+    page.evaluate(
+        """() => { const t = document.querySelector("textarea#content");
+                  t.setAttribute("aria-describedby", "content-help"); t.removeAttribute("aria-invalid"); }"""
+    )
+    expect(content).to_have_attribute("aria-describedby", "content-help")
+    expect(content).not_to_have_attribute("aria-invalid", "true")
+    expect(content).to_have_attribute("aria-label", "Code")
