@@ -134,17 +134,17 @@ def functions_create():
     clone_id = request.args.get("clone")
     if clone_id:
         source = _function_or_404(clone_id)
-        form = {
-            "id": f"{source.id}_copy"[:64],
-            "name": f"{source.name} (copy)",
-            "description": _description(source.meta),
-            "content": source.content,
-            "commit_message": "",
-        }
+        form = _blank_form(source.content)
+        form.update(
+            id=f"{source.id}_copy"[:64], name=f"{source.name} (copy)", description=_description(source.meta)
+        )
+        # The copy's id follows its name (as the page does while typing) only when it is the name's own id.
+        form["auto_id"] = form["id"] if form["id"] == slugify(form["name"]) else ""
         template = ""
     else:
         template = template if template in STARTER_TYPES else "filter"
-        form = {"id": "", "name": "", "description": "", "content": starter(template), "commit_message": ""}
+        form = _blank_form(starter(template))
+        _fill_from_code(form, creating=True)
     return _editor_page("create", form, template=template, cloned_from=clone_id)
 
 
@@ -177,13 +177,8 @@ def functions_edit():
                 return redirect(url_for("console.functions_edit", id=function.id))
         return _editor_page("edit", form, errors, load_error, function=function, status=400)
 
-    form = {
-        "id": function.id,
-        "name": function.name,
-        "description": _description(function.meta),
-        "content": function.content,
-        "commit_message": "",
-    }
+    form = _blank_form(function.content)
+    form.update(id=function.id, name=function.name, description=_description(function.meta))
     return _editor_page("edit", form, function=function)
 
 
@@ -203,24 +198,40 @@ def functions_load_url():
             except ServiceError as error:
                 errors["url"] = error.detail
             else:
-                name = loaded.get("name") or ""
-                content = loaded.get("content") or ""
-                manifest = loader.parse_frontmatter(content)
-                form = {
-                    "id": slugify(name),
-                    "name": manifest.get("title") or name,
-                    "description": manifest.get("description", ""),
-                    "content": content,
-                    "commit_message": f"Loaded from {url}"[:500],
-                }
-                form["id"] = slugify(form["name"]) or form["id"]
+                form = _blank_form(loaded.get("content") or "")
+                form["commit_message"] = f"Loaded from {url}"[:500]
+                _fill_from_code(form, creating=True)
+                if not form["name"]:
+                    # No title: line, so the file's name is offered. It is not the code's, so it is not marked as
+                    # filled in and stays put when the code changes; the id follows it.
+                    form["name"] = loaded.get("name") or ""
+                    form["id"] = form["auto_id"] = slugify(form["name"])
+                if not form["id"]:
+                    # A title with nothing an id can use (no a-z or 0-9): offer the file's name as the id.
+                    form["id"], form["auto_id"] = slugify(loaded.get("name") or ""), ""
                 return _editor_page("create", form, loaded_from=url)
         return render_template("console/load_url.html", url=url, errors=errors), 400
     return render_template("console/load_url.html", url=url, errors={})
 
 
+# Name, id and description are filled in from the code (title: and description: lines, the id from the name)
+# wherever the admin has not chosen them. A field filled that way is sent twice: in the field and in a hidden
+# `auto_<field>`. While the two agree, the admin has not changed the field, so on save it is derived again from
+# the code being saved: code pasted over a starter is stored under its own title and id, never as "My Filter" /
+# my_filter. Comparing with what the page itself filled in (not with one starter's defaults) covers the starter,
+# load-from-URL and a refused save alike, and works without scripts; static/js/function_editor.js keeps the
+# hidden fields in step as it fills the fields live, so both ways give the same result.
+AUTO_FIELDS = ("name", "id", "description")
+
+
+def _blank_form(content: str) -> dict[str, str]:
+    form = {"id": "", "name": "", "description": "", "content": content, "commit_message": ""}
+    form.update({f"auto_{field}": "" for field in AUTO_FIELDS})
+    return form
+
+
 def _read_form() -> dict[str, str]:
-    return {
+    form = {
         "id": request.form.get("id", "").strip(),
         "name": request.form.get("name", "").strip(),
         "description": request.form.get("description", "").strip(),
@@ -228,17 +239,32 @@ def _read_form() -> dict[str, str]:
         "content": request.form.get("content", "").replace("\r\n", "\n"),
         "commit_message": request.form.get("commit_message", "").strip(),
     }
+    form.update({f"auto_{field}": request.form.get(f"auto_{field}", "").strip() for field in AUTO_FIELDS})
+    return form
+
+
+def _left_to_the_code(form: dict[str, str], field: str) -> bool:
+    """Whether the field is empty or still holds what was filled in automatically (the admin did not choose it)."""
+    return not form[field] or form[field] == form[f"auto_{field}"]
+
+
+def _fill_from_code(form: dict[str, str], *, creating: bool) -> None:
+    """Derive the fields the admin left to the code: name and description from the frontmatter, the id from the name."""
+    manifest = loader.parse_frontmatter(form["content"])
+    for field, key in (("name", "title"), ("description", "description")):
+        if _left_to_the_code(form, field):
+            form[field] = form[f"auto_{field}"] = (manifest.get(key) or "").strip()
+        else:
+            form[f"auto_{field}"] = ""
+    if creating and _left_to_the_code(form, "id"):
+        form["id"] = form["auto_id"] = slugify(form["name"])
+    else:
+        form["auto_id"] = ""
 
 
 def _fill_and_check(form: dict[str, str], *, creating: bool) -> dict[str, str]:
-    """Fill an empty name and description from the code's frontmatter, derive the id, and check what is required."""
-    manifest = loader.parse_frontmatter(form["content"])
-    if not form["name"]:
-        form["name"] = (manifest.get("title") or "").strip()
-    if not form["description"]:
-        form["description"] = (manifest.get("description") or "").strip()
-    if creating and not form["id"]:
-        form["id"] = slugify(form["name"])
+    """Derive what the admin left to the code (see AUTO_FIELDS), then check what is required."""
+    _fill_from_code(form, creating=creating)
     errors: dict[str, str] = {}
     if not form["name"]:
         errors["name"] = "Give the function a name, or a title: line in its docstring."
@@ -269,14 +295,16 @@ def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
 
 def _editor_page(mode: str, form: dict[str, str], errors=None, load_error=None, *, status=200, **extra):
     function = extra.pop("function", None)
+    errors = errors or {}
+    creating = mode == "create"
     context: dict[str, Any] = {
         "mode": mode,
-        "creating": mode == "create",
+        "creating": creating,
         "form": form,
-        "errors": errors or {},
+        "errors": errors,
         "load_error": load_error,
         "function": function,
-        "starters": {kind: starter(kind) for kind in STARTER_TYPES} if mode == "create" else {},
+        "starters": {kind: starter(kind) for kind in STARTER_TYPES} if creating else {},
         **extra,
     }
     if function is not None:

@@ -17,53 +17,86 @@
       .replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64).replace(/_+$/, "");
   }
 
-  /* The `key: value` lines of the module docstring, read as the server reads them (first line exactly """). */
-  function frontmatter(code) {
-    var lines = code.split(/\r\n|\r|\n/);
-    var result = {};
-    if (!lines.length || lines[0].trim() !== '"""') return result;
-    for (var i = 1; i < lines.length; i++) {
-      if (lines[i].indexOf('"""') !== -1) break;
-      var match = /^\s*([a-z_]+):(.*)$/i.exec(lines[i]);
-      if (match) result[match[1]] = match[2].trim();
-    }
-    return result;
+  /* The page reads frontmatter by loader/frontmatter.py's rule, so the name shown is the name saved: the docstring
+     may follow blank lines and comments (a shebang, a coding line) and a byte-order mark, use ''' or a r/u
+     prefix, and have text on its opening line. Python's splitlines() and whitespace are not JavaScript's (\x1c-\x1f
+     and \x85 are Python whitespace, the byte-order mark is not), and its IGNORECASE lets [a-z] match four non-ASCII
+     letters; the patterns below spell that out. tests/browser/test_editor.py runs both parsers on the same files. */
+  var PY_SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+  var PY_LINE_BREAK = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/;
+  var PY_STRIP = new RegExp("^[" + PY_SPACE + "]+|[" + PY_SPACE + "]+$", "g");
+  var KEY_LINE = new RegExp("^[" + PY_SPACE + "]*([a-z_\\u0130\\u0131\\u017f\\u212a]+):(.*)", "i");
+  var DOCSTRING_OPENING = /^[rRuU]?("""|''')/;
+
+  function pyStrip(text) {
+    return text.replace(PY_STRIP, "");
   }
 
-  /* A field counts as "filled by us" while it still holds what we put there, so typing over it wins. */
-  function autofill(input, value) {
-    if (!input || input.readOnly || value === undefined) return false;
-    var ours = input.dataset.autofilled;
-    if (input.value.trim() === "" || (ours !== undefined && input.value === ours)) {
-      if (input.value !== value) {
-        input.value = value;
-        input.dataset.autofilled = value;
-        return true;
-      }
+  /* Where the docstring that holds the frontmatter opens: {next: index of the line after the opening line,
+     quotes: the closing quotes to look for, rest: text after the opening quotes, or null}; null when none. */
+  function findOpening(lines) {
+    if (pyStrip(lines[0]) === '"""') return { next: 1, quotes: '"""', rest: null };
+    for (var index = 0; index < lines.length; index++) {
+      var line = index === 0 ? lines[0].replace(/^\ufeff/, "") : lines[index];
+      var stripped = pyStrip(line);
+      if (stripped === "" || stripped.charAt(0) === "#") continue;
+      var match = DOCSTRING_OPENING.exec(stripped);
+      if (!match) return null;
+      return { next: index + 1, quotes: match[1], rest: stripped.slice(match[0].length) };
     }
-    return false;
+    return null;
   }
+
+  /* The manifest: the `key: value` lines of the module docstring, up to the line holding its closing quotes. */
+  function frontmatter(code) {
+    var manifest = Object.create(null);
+    var lines = String(code).split(PY_LINE_BREAK);
+    var opening = findOpening(lines);
+    if (!opening) return manifest;
+    var body = lines.slice(opening.next);
+    if (opening.rest !== null) body.unshift(opening.rest);
+    for (var i = 0; i < body.length; i++) {
+      if (body[i].indexOf(opening.quotes) !== -1) break;
+      var match = KEY_LINE.exec(body[i]);
+      if (match) manifest[match[1]] = pyStrip(match[2]);
+    }
+    return manifest;
+  }
+  window.SluiceFunctionEditor = { frontmatter: frontmatter };
+
+  /* A field the page filled in itself holds the same text as its hidden auto_<field> input (AUTO_FIELDS in
+     blueprints/console.py): it follows the code, and is cleared when the code no longer says. Once the admin
+     types into it, it is theirs and is never overwritten; emptied, it follows the code again. */
+  function autoOf(input) {
+    return input ? form.elements.namedItem("auto_" + input.name) : null;
+  }
+
+  function fill(input, value) {
+    var auto = autoOf(input);
+    if (!auto || input.readOnly) return;
+    if (input.value.trim() !== "" && input.value !== auto.value) return;
+    input.value = value;
+    auto.value = value;
+  }
+
+  [nameInput, idInput, descriptionInput].forEach(function (input) {
+    if (!input || !autoOf(input)) return;
+    input.addEventListener("input", function () {
+      autoOf(input).value = "";
+    });
+  });
 
   function deriveId() {
-    if (!creating || !idInput || idInput.dataset.touched === "1") return;
-    idInput.value = slugify(nameInput.value);
+    if (!creating || !idInput) return;
+    fill(idInput, slugify(nameInput.value));
   }
-
-  if (creating && idInput) {
-    if (idInput.value && idInput.value !== slugify(nameInput.value)) idInput.dataset.touched = "1";
-    idInput.addEventListener("input", function () {
-      idInput.dataset.touched = idInput.value ? "1" : "";
-    });
-    nameInput.addEventListener("input", deriveId);
-  }
-  [nameInput, descriptionInput].forEach(function (input) {
-    if (input) input.addEventListener("input", function () { delete input.dataset.autofilled; });
-  });
+  if (creating && idInput) nameInput.addEventListener("input", deriveId);
 
   function applyFrontmatter() {
     var manifest = frontmatter(textarea.value);
-    if (autofill(nameInput, manifest.title)) deriveId();
-    autofill(descriptionInput, manifest.description);
+    fill(nameInput, manifest.title || "");
+    fill(descriptionInput, manifest.description || "");
+    deriveId();
   }
 
   var dirty = false;
@@ -158,7 +191,8 @@
     });
   }
 
-  // Name, description and id on a fresh page follow the starter's docstring, but stay editable.
+  // The server filled name, description and id from the same code; this only matters if the browser restored
+  // other field values on its own (back and forward).
   if (creating) applyFrontmatter();
   dirty = false;
 })();

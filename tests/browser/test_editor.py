@@ -175,6 +175,95 @@ SHEBANG_CODE = '#!/usr/bin/env python\n"""\ntitle: Shebang Func\ndescription: ha
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize(
+    ("code", "fields"),
+    [
+        pytest.param(
+            SHEBANG_CODE, ("Shebang Func", "shebang_func", "has header"), id="shebang-before-docstring"
+        ),
+        pytest.param(
+            "'''\ntitle: Single Quoted\ndescription: in single quotes\n'''\nclass Filter:\n    pass\n",
+            ("Single Quoted", "single_quoted", "in single quotes"),
+            id="single-quotes",
+        ),
+        pytest.param(
+            '"""\ntitle: Title Only\n"""\nclass Filter:\n    pass\n',
+            ("Title Only", "title_only", ""),
+            id="no-description",
+        ),
+        pytest.param("class Filter:\n    pass\n", ("", "", ""), id="no-docstring"),
+    ],
+)
+def test_pasted_code_replaces_the_starters_name_id_and_description(admin_page, code, fields):
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    expect_fields(page, "My Filter", "my_filter", STARTER_DESCRIPTION)
+    paste_over_everything(page, code)
+    expect_fields(page, *fields)
+
+
+@pytest.mark.browser
+def test_pasted_code_is_saved_under_its_own_title_and_what_the_admin_typed_is_kept(admin_page, live_server):
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    paste_over_everything(page, SHEBANG_CODE)
+    expect_fields(page, "Shebang Func", "shebang_func", "has header")
+    page.keyboard.press("Control+s")
+    expect(page).to_have_url(re.compile(r"/admin/functions/edit\?id=shebang_func$"))
+    stored = live_server.api_json("GET", "/api/v1/functions/id/shebang_func")
+    assert (stored["name"], stored["meta"]["description"]) == ("Shebang Func", "has header")
+
+    # A name the admin typed is theirs: new code never overwrites it, and the id still follows it.
+    page.goto("/admin/functions/create?template=action")
+    expect(page.locator(READY)).to_be_visible()
+    page.get_by_label("Name").fill("Typed Name")
+    expect(page.locator("#id")).to_have_value("typed_name")
+    paste_over_everything(
+        page, '"""\ntitle: From Code\ndescription: from code\n"""\nclass Action:\n    pass\n'
+    )
+    expect_fields(page, "Typed Name", "typed_name", "from code")
+    # So is a typed description; emptied, a field follows the code again.
+    page.get_by_label("Description").fill("typed too")
+    page.get_by_label("Name").fill("")
+    paste_over_everything(
+        page, '"""\ntitle: Second Code\ndescription: second\n"""\nclass Action:\n    pass\n'
+    )
+    expect_fields(page, "Second Code", "second_code", "typed too")
+
+
+@pytest.mark.browser
+def test_the_page_reads_frontmatter_as_the_server_does(admin_page):
+    from loader import parse_frontmatter
+    from tests.loader.test_frontmatter import OPEN_WEBUI_CASES, TOLERANT_CASES
+
+    files = [case.values[0] for case in OPEN_WEBUI_CASES + TOLERANT_CASES]
+    files += [
+        SHEBANG_CODE,
+        "",
+        "import os\n'''\ntitle: x\n'''\n",
+        'b"""\ntitle: x\n"""\n',
+        '"""title: x"""\n',
+        '"""\n\x1ctitle: a\x85b\n\u2028"""',  # Python's line breaks and whitespace, not JavaScript's
+        '"""\ntitle: x\x1f\n"""',
+        '"""\n\ufefftitle: x\n"""',  # a byte-order mark is not whitespace to Python
+        '\ufeff\ufeff"""\ntitle: x\n"""',
+        '"""\n\u0130\u0131\u017f\u212a: v\n"""',
+        '"""\n__proto__: x\nconstructor: y\ntitle: z\n"""',
+        "R'''x: 1\n'''",
+    ]
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    seen = page.evaluate(
+        "files => files.map(code => Object.entries(window.SluiceFunctionEditor.frontmatter(code)))", files
+    )
+    for code, entries in zip(files, seen, strict=True):
+        assert [tuple(entry) for entry in entries] == list(parse_frontmatter(code).items()), repr(code)
+
+
+@pytest.mark.browser
 def test_a_docstring_typed_by_hand_gets_its_closing_quotes_on_their_own_line(admin_page):
     page = admin_page
     page.goto("/admin/functions/create")

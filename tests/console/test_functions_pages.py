@@ -1176,3 +1176,93 @@ def test_nul_characters_in_the_form_are_refused_not_a_500(admin_client):
         assert response.status_code in (400, 422), (field, response.status_code)
         assert b"NUL character" in response.data
     assert admin_client.get("/api/v1/functions/id/nul_test").status_code == 404
+
+
+# --- name, id and description follow the code until the admin chooses them (a browser without scripts) --------
+
+SHEBANG_FILTER = '#!/usr/bin/env python\n"""\ntitle: Shebang Func\ndescription: has header\n"""\n\n\nclass Filter:\n    pass\n'
+
+
+def form_fields(response) -> dict[str, str]:
+    """What a browser without scripts posts back from an editor page, untouched: every field's name and value."""
+    page = response.get_data(as_text=True)
+    fields = {}
+    for tag in re.findall(r"<input [^>]*>", page):
+        name, value = re.search(r' name="([^"]*)"', tag), re.search(r' value="([^"]*)"', tag)
+        if name and 'type="checkbox"' not in tag:
+            fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    fields["content"] = textarea(response)
+    return fields
+
+
+def test_code_pasted_over_a_starter_is_saved_under_its_own_title_without_scripts(app, admin_client):
+    fields = form_fields(admin_client.get("/admin/functions/create"))
+    # The starter's name, id and description are shown before saving...
+    assert (fields["name"], fields["id"]) == ("My Filter", "my_filter")
+    assert fields["description"].startswith("Adjusts each request")
+    # ...but code pasted over it is saved under its own frontmatter (here after a shebang line).
+    fields["content"] = SHEBANG_FILTER
+    response = admin_client.post("/admin/functions/create", data=fields)
+    assert response.status_code == 302, text_of(response)
+    assert response.headers["Location"] == "/admin/functions/edit?id=shebang_func"
+    f = stored(app, "shebang_func")
+    assert (f.name, f.meta["description"]) == ("Shebang Func", "has header")
+    assert stored(app, "my_filter") is None
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "description"),
+    [
+        pytest.param(
+            "'''\ntitle: Single\ndescription: quoted\n'''\nclass Filter:\n    pass\n", "Single", "quoted"
+        ),
+        pytest.param('"""\ntitle: Title Only\n"""\nclass Filter:\n    pass\n', "Title Only", ""),
+    ],
+)
+def test_a_starter_field_the_code_does_not_set_is_not_saved(app, admin_client, content, name, description):
+    fields = form_fields(admin_client.get("/admin/functions/create?template=pipe"))
+    fields["content"] = content
+    assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
+    from blueprints.console import slugify
+
+    f = stored(app, slugify(name))
+    assert (f.name, f.meta["description"] or "") == (name, description)
+
+
+def test_code_without_a_title_asks_for_a_name_rather_than_taking_the_starters(app, admin_client):
+    fields = form_fields(admin_client.get("/admin/functions/create"))
+    fields["content"] = "class Filter:\n    pass\n"
+    response = admin_client.post("/admin/functions/create", data=fields)
+    assert response.status_code == 400
+    assert "Give the function a name" in text_of(response)
+    shown = form_fields(response)
+    assert (shown["name"], shown["id"], shown["description"]) == ("", "", "")
+    assert stored(app, "my_filter") is None
+
+
+def test_what_the_admin_typed_is_kept_and_the_id_follows_a_typed_name(app, admin_client):
+    fields = form_fields(admin_client.get("/admin/functions/create"))
+    fields.update(name="Typed Name", content=SHEBANG_FILTER)
+    assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
+    f = stored(app, "typed_name")
+    assert (f.name, f.meta["description"]) == ("Typed Name", "has header")
+
+    fields = form_fields(admin_client.get("/admin/functions/create"))
+    fields.update(
+        id="chosen_id", description="typed", content=SHEBANG_FILTER.replace("Shebang Func", "Other")
+    )
+    assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
+    f = stored(app, "chosen_id")
+    assert (f.name, f.meta["description"]) == ("Other", "typed")
+
+
+def test_after_a_refused_save_the_filled_in_fields_still_follow_the_code(app, admin_client):
+    fields = form_fields(admin_client.get("/admin/functions/create"))
+    fields["content"] += "\nx = (\n"
+    refused = admin_client.post("/admin/functions/create", data=fields)
+    assert refused.status_code == 400
+    fields = form_fields(refused)
+    assert (fields["name"], fields["id"]) == ("My Filter", "my_filter")  # shown, still marked as filled in
+    fields["content"] = SHEBANG_FILTER
+    assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
+    assert stored(app, "shebang_func") is not None and stored(app, "my_filter") is None
