@@ -194,5 +194,6 @@
   // The server filled name, description and id from the same code; this only matters if the browser restored
   // other field values on its own (back and forward).
   if (creating) applyFrontmatter();
-  dirty = false;
+  // A page showing a save the server refused holds what was typed, not what is stored: leaving it asks.
+  dirty = form.dataset.unsaved === "1";
 })();

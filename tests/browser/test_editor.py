@@ -292,6 +292,43 @@ def test_a_docstring_typed_by_hand_gets_its_closing_quotes_on_their_own_line(adm
 
 
 @pytest.mark.browser
+def test_leaving_after_a_refused_save_asks_first(admin_page, live_server):
+    live_server.create_function("leave_check", CODE.replace("Typed Filter", "Leave Check"))
+    page = admin_page
+    page.goto("/admin/functions/edit?id=leave_check")
+    expect(page.locator(READY)).to_be_visible()
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nx = = 1")
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "/admin/functions/edit" in r.url
+    ) as answer:
+        page.keyboard.press("Control+s")
+    assert answer.value.status == 400
+    expect(page.get_by_test_id("code-error")).to_be_visible()
+    expect(page.locator(READY)).to_be_visible()
+    assert editor_text(page).endswith("x = = 1\n") or editor_text(page).endswith("x = = 1")
+
+    for leave in (
+        page.get_by_test_id("source-link"),
+        page.get_by_role("link", name="Cancel"),
+        page.locator(".breadcrumbs a"),
+    ):
+        dialogs = []
+
+        def stay(dialog, seen=dialogs):
+            seen.append(dialog.type)
+            dialog.dismiss()
+
+        page.once("dialog", stay)
+        leave.click()
+        expect(page.locator(READY)).to_be_visible()
+        assert dialogs == ["beforeunload"]
+        assert "x = = 1" in editor_text(page)
+    assert page.url.endswith("/admin/functions/edit?id=leave_check")
+
+
+@pytest.mark.browser
 def test_the_editor_is_described_by_the_code_fields_help_and_error(admin_page, live_server):
     page = admin_page
     page.goto("/admin/functions/create")

@@ -1266,3 +1266,16 @@ def test_after_a_refused_save_the_filled_in_fields_still_follow_the_code(app, ad
     fields["content"] = SHEBANG_FILTER
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
     assert stored(app, "shebang_func") is not None and stored(app, "my_filter") is None
+
+
+def test_a_refused_save_is_marked_unsaved_for_the_page(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    form_tag = r'<form method="post" class="card function-form"[^>]*>'
+    assert "data-unsaved" not in re.search(
+        form_tag, text_of(admin_client.get("/admin/functions/edit?id=sample_filter"))
+    ).group(0)
+    fields = form_fields(admin_client.get("/admin/functions/edit?id=sample_filter"))
+    fields["content"] += "\nx = (\n"
+    refused = admin_client.post("/admin/functions/edit?id=sample_filter", data=fields)
+    assert refused.status_code == 400
+    assert 'data-unsaved="1"' in re.search(form_tag, text_of(refused)).group(0)
