@@ -13,10 +13,24 @@ from extensions import csrf, db, login_manager
 from settings import load_config
 
 
+def make_instance_folder(path: str) -> None:
+    """Create the instance folder so that other accounts can pass through it but not list it (0711).
+
+    It holds the secret key and the SQLite database (both 0600), and the packages installed for function code,
+    which function code running as another user must still reach by name.
+    """
+    os.makedirs(path, mode=0o711, exist_ok=True)
+    try:
+        if os.stat(path).st_mode & 0o066:  # readable or writable by others: tighten, keep only traversal
+            os.chmod(path, 0o711)
+    except OSError:
+        pass  # not ours to change (a folder the operator set up): leave it
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: configuration, extensions, blueprints, error handlers and commands."""
     app = Flask(__name__, instance_relative_config=True)
-    os.makedirs(app.instance_path, exist_ok=True)
+    make_instance_folder(app.instance_path)
     load_config(app, test_config)
 
     db.init_app(app)

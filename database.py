@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -17,6 +18,8 @@ def install_sqlite_pragmas(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         return
 
+    _private_files(engine.url.database)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
@@ -24,6 +27,26 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+
+
+def _private_files(database: str | None) -> None:
+    """Make the SQLite database (and its WAL and shared-memory files) readable by this account only.
+
+    It holds password hashes and every valve, secrets included; function code runs as another account where it
+    can, and must not be able to read it. SQLite gives the -wal and -shm files the database file's mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite fills an empty file in
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if candidate.exists() and candidate.stat().st_mode & 0o077:
+                os.chmod(candidate, 0o600)
+        except OSError:
+            pass  # not ours to change: leave it
 
 
 def alembic_config(url: str) -> Config:
@@ -35,4 +58,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``; running it again does nothing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _private_files(parsed.database)
     command.upgrade(alembic_config(url), revision)

@@ -284,3 +284,25 @@ def test_page_errors_are_html(app, client):
     assert response.status_code == 404
     assert response.mimetype == "text/html"
     assert b"Page not found" in response.data
+
+
+def test_the_instance_folder_and_database_are_private(tmp_path, monkeypatch):
+    """Function code runs as another account where it can: it must not read the secret key or the database."""
+    import stat
+
+    from app import create_app
+
+    instance = tmp_path / "instance"
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(instance))
+    app = create_app({"TESTING": True})
+    database = instance / "sluice.sqlite3"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{database}"
+    from database import upgrade_database
+
+    upgrade_database(app.config["SQLALCHEMY_DATABASE_URI"])
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(instance) == 0o711  # others may pass through (to installed packages), not list it
+    assert mode(instance / "secret_key") == 0o600
+    assert mode(database) == 0o600
