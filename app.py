@@ -55,11 +55,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     from blueprints import install_template_globals, register_blueprints
     from blueprints.access import install_access_rules
     from blueprints.errors import install_error_handlers
+    from blueprints.headers import install_security_headers
 
     install_access_rules(app)
     install_error_handlers(app)
     register_blueprints(app)
     install_template_globals(app)
+    install_security_headers(app)
 
     from cli import register_commands
 

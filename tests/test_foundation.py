@@ -306,3 +306,19 @@ def test_the_instance_folder_and_database_are_private(tmp_path, monkeypatch):
     assert mode(instance) == 0o711  # others may pass through (to installed packages), not list it
     assert mode(instance / "secret_key") == 0o600
     assert mode(database) == 0o600
+
+
+@pytest.mark.parametrize("path", ["/auth", "/health", "/api/v1/functions/", "/no-such-page"])
+def test_every_answer_forbids_framing_and_sniffing(client, path):
+    response = client.get(path)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert "Strict-Transport-Security" not in response.headers  # only when served over HTTPS
+
+
+@pytest.mark.parametrize("app_config", [{"SESSION_COOKIE_SECURE": True}])
+def test_https_deployments_get_hsts(client, app_config):
+    assert client.get("/auth").headers["Strict-Transport-Security"].startswith("max-age=")
