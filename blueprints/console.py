@@ -128,7 +128,17 @@ def functions_create():
             else:
                 flash(f"Saved {function.name}.", "success")
                 return redirect(url_for("console.functions_edit", id=function.id))
-        return _editor_page("create", form, errors, load_error, status=400)
+        # Where the code came from is posted back with it, so a refused save still says so.
+        cloned_from = request.form.get("cloned_from", "")
+        return _editor_page(
+            "create",
+            form,
+            errors,
+            load_error,
+            status=400,
+            loaded_from=_loaded_from(request.form),
+            cloned_from=cloned_from if functions.ID_PATTERN.fullmatch(cloned_from) else None,
+        )
 
     template = request.args.get("template", "filter")
     clone_id = request.args.get("clone")
@@ -293,6 +303,12 @@ def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
     return {"form": error.detail}, None
 
 
+def _loaded_from(values) -> str | None:
+    """The address a create form was loaded from (posted back with it), when it is one the page may link to."""
+    url = (values.get("loaded_from") or "").strip()
+    return url if url.lower().startswith(("http://", "https://")) and len(url) <= 2048 else None
+
+
 def _editor_page(mode: str, form: dict[str, str], errors=None, load_error=None, *, status=200, **extra):
     function = extra.pop("function", None)
     errors = errors or {}
@@ -302,6 +318,9 @@ def _editor_page(mode: str, form: dict[str, str], errors=None, load_error=None, 
         "creating": creating,
         "form": form,
         "errors": errors,
+        # Said before saving, so a prefilled id that is taken (a loaded or cloned function that is already here)
+        # is changed first rather than refused after; a refused id already has its error instead.
+        "id_taken": creating and "id" not in errors and functions.function_exists(form.get("id", "")),
         "load_error": load_error,
         "function": function,
         "starters": {kind: starter(kind) for kind in STARTER_TYPES} if creating else {},

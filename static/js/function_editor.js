@@ -83,12 +83,15 @@
     if (!input || !autoOf(input)) return;
     input.addEventListener("input", function () {
       autoOf(input).value = "";
+      if (input === idInput) checkId();
     });
   });
 
   function deriveId() {
     if (!creating || !idInput) return;
+    var before = idInput.value;
     fill(idInput, slugify(nameInput.value));
+    if (idInput.value !== before) checkId();
   }
   if (creating && idInput) nameInput.addEventListener("input", deriveId);
 
@@ -97,6 +100,35 @@
     fill(nameInput, manifest.title || "");
     fill(descriptionInput, manifest.description || "");
     deriveId();
+  }
+
+  /* The id's help says when a function with that id exists already (the server says so for the id it filled in;
+     here the API answers for ids typed or derived since), so a clash is fixed before saving, not after. */
+  var idTaken = form.querySelector(".id-taken");
+  var checkTimer = null;
+  var checkCount = 0;
+  function checkId() {
+    if (!idTaken || !form.dataset.functionUrl) return;
+    window.clearTimeout(checkTimer);
+    var id = idInput.value.trim().toLowerCase();
+    var asked = ++checkCount;
+    if (!/^[a-z0-9_]{1,64}$/.test(id)) {
+      idTaken.hidden = true;
+      return;
+    }
+    checkTimer = window.setTimeout(function () {
+      var url = form.dataset.functionUrl.replace("__id__", encodeURIComponent(id));
+      fetch(url, { method: "HEAD", credentials: "same-origin" })
+        .then(function (response) {
+          if (asked !== checkCount) return;  // the id has changed since
+          idTaken.hidden = response.status !== 200;
+          var link = idTaken.querySelector("a");
+          if (link && form.dataset.editUrl) link.href = form.dataset.editUrl + "?id=" + encodeURIComponent(id);
+        })
+        .catch(function () {
+          if (asked === checkCount) idTaken.hidden = true;  // unknown: saving will say
+        });
+    }, 300);
   }
 
   var dirty = false;

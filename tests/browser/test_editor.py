@@ -360,3 +360,24 @@ def test_the_editor_is_described_by_the_code_fields_help_and_error(admin_page, l
     expect(content).to_have_attribute("aria-describedby", "content-help")
     expect(content).not_to_have_attribute("aria-invalid", "true")
     expect(content).to_have_attribute("aria-label", "Code")
+
+
+@pytest.mark.browser
+def test_the_id_field_warns_when_a_function_with_that_id_exists(admin_page, live_server):
+    live_server.create_function("already_here", CODE.replace("Typed Filter", "Already Here"))
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    warning = page.get_by_test_id("id-taken")
+    expect(warning).to_be_hidden()
+    page.get_by_label("Name").fill("Already Here")  # the id follows the name
+    expect(page.locator("#id")).to_have_value("already_here")
+    expect(warning).to_be_visible()
+    expect(warning.get_by_role("link", name="open it")).to_have_attribute(
+        "href", "/admin/functions/edit?id=already_here"
+    )
+    shot(page, "function-create-id-taken")
+    page.locator("#id").fill("already_here_2")
+    expect(warning).to_be_hidden()
+    page.locator("#id").fill("Already_Here")
+    expect(warning).to_be_visible()

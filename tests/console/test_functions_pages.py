@@ -1279,3 +1279,45 @@ def test_a_refused_save_is_marked_unsaved_for_the_page(app, admin_client, admin_
     refused = admin_client.post("/admin/functions/edit?id=sample_filter", data=fields)
     assert refused.status_code == 400
     assert 'data-unsaved="1"' in re.search(form_tag, text_of(refused)).group(0)
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_ALLOW_PRIVATE_URLS": True}])
+def test_load_from_url_warns_of_a_taken_id_and_keeps_its_address_after_a_refused_save(
+    app, admin_client, admin_id, code_server
+):
+    url = f"{code_server}/filters/shouter.py"
+    fresh = post(admin_client, "/admin/functions/load-url", {"url": url})
+    assert 'data-testid="id-taken" hidden' in fresh.get_data(as_text=True)  # nothing called sample_filter yet
+
+    make_function(app, admin_id)  # sample_filter, the id the loaded code's title gives
+    loaded = post(admin_client, "/admin/functions/load-url", {"url": url})
+    page = loaded.get_data(as_text=True)
+    warning = re.search(r'<span class="id-taken" data-testid="id-taken"[^>]*>(.*?)</span>', page, re.S)
+    assert warning and "hidden" not in warning.group(0)
+    assert "already exists" in warning.group(
+        1
+    ) and 'href="/admin/functions/edit?id=sample_filter"' in warning.group(1)
+    assert "id-help" in re.search(r'<input id="id"[^>]*>', page).group(0)  # read with the field
+
+    refused = admin_client.post("/admin/functions/create", data=form_fields(loaded))
+    assert refused.status_code == 400
+    page = text_of(refused)
+    assert re.search(r'id="id-error"[^>]*>Uh-oh! This id is already registered', page)
+    assert f'Loaded from <a href="{url}"' in page
+    assert 'data-testid="id-taken" hidden' in page  # the error says it; the warning does not repeat it
+
+    fields = form_fields(refused)
+    fields.update(id="shouter", loaded_from="javascript:alert(1)")
+    mine = admin_client.post("/admin/functions/create", data=fields | {"content": SYNTAX_ERROR})
+    assert mine.status_code == 400
+    assert "javascript:" not in mine.get_data(as_text=True)  # only web addresses are linked
+
+
+def test_a_refused_save_of_a_clone_still_says_what_it_copies(app, admin_client, admin_id):
+    make_function(app, admin_id)
+    fields = form_fields(admin_client.get("/admin/functions/create?clone=sample_filter"))
+    assert (fields["cloned_from"], fields["id"]) == ("sample_filter", "sample_filter_copy")
+    fields["content"] = SYNTAX_ERROR
+    refused = admin_client.post("/admin/functions/create", data=fields)
+    assert refused.status_code == 400
+    assert "A copy of <code>sample_filter</code>" in refused.get_data(as_text=True)
