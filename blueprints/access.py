@@ -142,8 +142,13 @@ def install_access_rules(app: Flask) -> None:
     login_manager.login_view = "auth.sign_in"
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(User, user_id)
+    def load_user(session_id: str):
+        # "<user id>:<epoch>": a session from before the account's last sign-out names an old epoch.
+        user_id, _, epoch = (session_id or "").rpartition(":")
+        user = db.session.get(User, user_id) if user_id else None
+        if user is None or str(user.session_epoch or 0) != epoch:
+            return None
+        return user
 
     @app.before_request
     def enforce_csrf_and_pending():

@@ -100,7 +100,13 @@ def sign_up():
 
 @bp.post("/auth/signout")
 def sign_out():
-    """Sign out and return to the sign-in page."""
+    """Sign out everywhere and return to the sign-in page.
+
+    The session cookie is signed, not stored: clearing it here would leave any copy of it valid. Moving the
+    account's session epoch on ends every session it has, copies included.
+    """
+    if current_user.is_authenticated:
+        accounts.end_sessions(current_user._get_current_object())
     logout_user()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.sign_in"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, now
@@ -19,12 +19,19 @@ class User(UserMixin, Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="pending")
     password_hash: Mapped[str] = mapped_column(String(256))
+    # Part of what a signed-in browser's session names; moving it on (signing out) ends every such session,
+    # including copies of the cookie, which a signed cookie alone could not do.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
 
     api_keys: Mapped[list[ApiKey]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    def get_id(self) -> str:
+        """What the session cookie stores: the account and its current session epoch."""
+        return f"{self.id}:{self.session_epoch or 0}"
 
     @property
     def is_admin(self) -> bool:

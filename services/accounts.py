@@ -85,6 +85,12 @@ def has_users() -> bool:
     return db.session.scalar(select(func.count()).select_from(User)) > 0
 
 
+def end_sessions(user: User) -> None:
+    """End every signed-in browser session of ``user`` (API keys are not sessions: they stay valid)."""
+    db.session.execute(update(User).where(User.id == user.id).values(session_epoch=User.session_epoch + 1))
+    db.session.commit()
+
+
 def create_first_admin(name: str, email: str, password: str) -> User:
     """Create the first admin account; refused once any account exists."""
     if has_users():

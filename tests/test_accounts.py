@@ -325,3 +325,27 @@ def test_an_admin_sent_to_an_admin_page_goes_there(client, admin_id):
         },
     )
     assert response.headers["Location"] == "/admin/users"
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_the_cookie(app, client, admin_id):
+    assert sign_in(client, "admin@example.com").status_code == 302
+    copied = client.get_cookie("session").value
+    assert client.get("/api/v1/functions/").status_code == 200
+    client.post("/auth/signout", data={"csrf_token": csrf_token(client, "/admin/functions")})
+
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/api/v1/functions/").status_code == 401
+    assert thief.get("/admin/users").status_code == 302  # to the sign-in page
+
+    # Signing in again works, and API keys were never sessions: they keep working.
+    assert sign_in(client, "admin@example.com").status_code == 302
+    assert client.get("/api/v1/functions/").status_code == 200
+
+
+def test_a_session_from_before_the_epoch_upgrade_must_sign_in_again(app, admin_id):
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = admin_id  # no epoch, as written by earlier versions
+        session["_fresh"] = True
+    assert client.get("/api/v1/functions/").status_code == 401
