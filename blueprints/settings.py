@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
@@ -95,30 +97,39 @@ def valves():
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
-# Where a new key waits, between the POST that made it and the page that shows it once.
-NEW_KEY = "new_api_key"
+# The create form's one-time ids already used by this browser: a reload of the page that showed a new key sends
+# the form again, and must not make (and show) a second key.
+USED_FORM_IDS = "used_key_forms"
+KEPT_FORM_IDS = 20
+ALREADY_CREATED = (
+    "That key was already created, and a key is shown only once. Create another if you need one."
+)
 
 
 @bp.get("/keys")
 def keys():
-    """The caller's API keys: name, prefix, dates and whether revoked; a form to create one; a new key, once."""
-    me = _me()
-    new = session.pop(NEW_KEY, None)
-    if not isinstance(new, dict) or new.get("user_id") != me.id:
-        new = {}
-    response = _keys_page(new_key=new.get("key"), new_key_id=new.get("id"))
-    # A new key is in this page only: no cache may keep it (nor the page that could show one).
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    """The caller's API keys: name, prefix, dates and whether revoked; a form to create one."""
+    return _keys_page()
 
 
 @bp.post("/keys")
 def create_key():
-    """Create a key, then show it on the keys page, once (post-redirect-get: reloading never makes another)."""
+    """Create a key and show it in this answer, once.
+
+    The key is never kept anywhere but its hash: not in the session cookie (signed, not encrypted), not in a page
+    that a cache or the history could keep (no-store). A reload re-sends the form, whose one-time id is then
+    recognised: it answers with a note instead of a second key.
+    """
     me = _me()
+    form_id = request.form.get("form_id", "")
+    used = [item for item in session.get(USED_FORM_IDS, []) if isinstance(item, str)]
+    if form_id and form_id in used:
+        flash(ALREADY_CREATED, "info")
+        return redirect(url_for("settings.keys"), 303)
     key, plain = accounts.create_api_key(me, request.form.get("name", ""))
-    session[NEW_KEY] = {"id": key.id, "key": plain, "user_id": me.id}
-    return redirect(url_for("settings.keys"), 303)
+    if form_id:
+        session[USED_FORM_IDS] = [*used, form_id][-KEPT_FORM_IDS:]
+    return _keys_page(new_key=plain, new_key_id=key.id)
 
 
 @bp.post("/keys/<key_id>/revoke")
@@ -135,11 +146,15 @@ def revoke_key(key_id: str):
 
 
 def _keys_page(new_key: str | None = None, new_key_id: str | None = None):
-    return make_response(
+    response = make_response(
         render_template(
             "settings/keys.html",
             keys=accounts.list_api_keys(_me()),
             new_key=new_key,
             new_key_id=new_key_id,
+            form_id=secrets.token_urlsafe(16),
         )
     )
+    # A new key is in this answer only: no cache may keep it (nor the page that could show one).
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -86,7 +86,9 @@ def test_a_failed_switch_flips_back_and_says_why(admin_page, live_server):
         switch(page, "doomed_filter").click()
     assert answer.value.status == 404
     expect(switch(page, "doomed_filter")).to_have_attribute("aria-pressed", "false")
-    expect(switch_error(page, "doomed_filter")).to_have_text("This function no longer exists; reload the list.")
+    expect(switch_error(page, "doomed_filter")).to_have_text(
+        "This function no longer exists; reload the list."
+    )
 
 
 HIT_TEST = """link => {

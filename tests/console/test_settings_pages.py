@@ -313,9 +313,11 @@ def test_stored_keys_the_code_no_longer_has_are_announced(app, admin_id, user_cl
 
 
 def create_key(client, name="backup script"):
-    """Create a key through the form and follow the redirect to the page that shows it."""
+    """Create a key through the form, as a browser does: with the page's token and one-time form id."""
+    page = client.get("/settings/keys").get_data(as_text=True)
+    form_id = re.search(r'name="form_id" value="([^"]+)"', page).group(1)
     token = csrf_token(client, "/settings/keys")
-    return client.post("/settings/keys", data={"csrf_token": token, "name": name}, follow_redirects=True)
+    return client.post("/settings/keys", data={"csrf_token": token, "name": name, "form_id": form_id})
 
 
 def test_keys_page_lists_nothing_at_first(user_client):
@@ -328,8 +330,11 @@ def test_keys_page_lists_nothing_at_first(user_client):
 def test_a_new_key_is_shown_once_and_works(app, user_client):
     response = create_key(user_client)
     assert response.status_code == 200
-    assert response.request.path == "/settings/keys" and response.request.method == "GET"
     assert response.headers["Cache-Control"] == "no-store"
+    # The key is in this answer only: never in the session cookie, which is signed but readable.
+    assert "sk-" not in (response.headers.get("Set-Cookie") or "")
+    with user_client.session_transaction() as session:
+        assert not any("sk-" in str(value) for value in session.values())
     plain = re.search(rb'id="new-key-value" class="mono" type="text" value="(sk-[^"]+)"', response.data)
     plain = plain.group(1).decode()
     assert len(plain) >= 35
@@ -345,20 +350,20 @@ def test_a_new_key_is_shown_once_and_works(app, user_client):
 
 
 def test_reloading_after_creating_a_key_makes_no_second_key(app, user_client, caplog):
-    # The key was rendered on the POST's answer, so a reload (re-POST) created another one.
-    caplog.set_level("DEBUG")
-    token = csrf_token(user_client, "/settings/keys")
-    response = user_client.post("/settings/keys", data={"csrf_token": token, "name": "once"})
-    assert response.status_code == 303 and response.headers["Location"] == "/settings/keys"
-    assert b"sk-" not in response.data
-    shown = user_client.get("/settings/keys")
+    page = user_client.get("/settings/keys").get_data(as_text=True)
+    form = {
+        "csrf_token": csrf_token(user_client, "/settings/keys"),
+        "name": "once",
+        "form_id": re.search(r'name="form_id" value="([^"]+)"', page).group(1),
+    }
+    shown = user_client.post("/settings/keys", data=form)
     plain = re.search(rb'id="new-key-value" class="mono" type="text" value="(sk-[^"]+)"', shown.data).group(1)
-    assert shown.headers["Cache-Control"] == "no-store"
-    again = user_client.get("/settings/keys")  # the reload
-    assert plain not in again.data and b'data-testid="new-key"' not in again.data
-    assert again.headers["Cache-Control"] == "no-store"
-    with user_client.session_transaction() as session:
-        assert "new_api_key" not in session  # popped when shown
+    again = user_client.post("/settings/keys", data=form)  # the reload sends the same form again
+    assert again.status_code == 303 and again.headers["Location"] == "/settings/keys"
+    followed = user_client.get("/settings/keys")
+    assert b"That key was already created" in followed.data
+    assert plain not in followed.data and b'data-testid="new-key"' not in followed.data
+    assert followed.headers["Cache-Control"] == "no-store"
     from extensions import db
     from models import ApiKey
 
@@ -367,11 +372,14 @@ def test_reloading_after_creating_a_key_makes_no_second_key(app, user_client, ca
     assert plain.decode() not in caplog.text
 
 
-def test_a_new_key_is_shown_only_to_the_account_that_made_it(app, user_client, user_id, other_user_id):
-    with user_client.session_transaction() as session:
-        session["new_api_key"] = {"id": "k", "key": "sk-not-yours-0123456789", "user_id": other_user_id}
-    page = user_client.get("/settings/keys")
-    assert b"sk-not-yours" not in page.data and b'data-testid="new-key"' not in page.data
+def test_each_form_makes_its_own_key(app, user_client):
+    assert b'data-testid="new-key"' in create_key(user_client, "first").data
+    assert b'data-testid="new-key"' in create_key(user_client, "second").data
+    from extensions import db
+    from models import ApiKey
+
+    with app.app_context():
+        assert db.session.query(ApiKey).count() == 2
 
 
 def test_creating_a_key_needs_the_csrf_token(app, user_client, user_id):
