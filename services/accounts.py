@@ -112,17 +112,20 @@ def authenticate(email: str, password: str, max_failures: int, lock_seconds: int
     """Check a password; after ``max_failures`` misses in a row the address is locked for a while.
 
     Misses are counted per address, whether or not an account has it, and an unknown address costs a password
-    check like a known one: neither the answer nor its timing tells a guesser which addresses have accounts.
+    check like a known one: neither the answer nor its timing tells a guesser which addresses have accounts. Each
+    attempt is counted before its password is checked, so attempts sent all at once cannot check more than
+    ``max_failures`` passwords between two locks.
     """
     address = normalise_email(email)
     key = hashlib.sha256(address.encode()).hexdigest()
-    record = db.session.get(SignInFailures, key)
-    moment = now()
-    if record is not None and record.locked_until and record.locked_until > moment:
-        minutes = max(1, (record.locked_until - moment + 59) // 60)
-        return SignInResult(
-            None, f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}."
-        )
+    locked = _lock_message(key)
+    if locked:
+        return SignInResult(None, locked)
+    _end_expired_lock(key)
+    attempt = _count_attempt(key)
+    if attempt > max_failures:  # more attempts arrived together than the limit allows: refused unchecked
+        _lock(key, lock_seconds)
+        return SignInResult(None, _lock_message(key) or "Too many failed sign-ins. Try again later.")
     user = db.session.scalar(select(User).where(User.email == address))
     if user is None:
         try:
@@ -130,25 +133,37 @@ def authenticate(email: str, password: str, max_failures: int, lock_seconds: int
         except VerificationError:
             pass
     if user is None or not check_password(user, password or ""):
-        _count_failure(key, max_failures, lock_seconds)
+        if attempt >= max_failures:
+            _lock(key, lock_seconds)  # the lock starts at the miss that reaches the limit
         return SignInResult(None, "The email or password is incorrect.")
-    if record is not None:
-        db.session.delete(record)
+    db.session.execute(delete(SignInFailures).where(SignInFailures.email_hash == key))
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     db.session.commit()
     return SignInResult(user)
 
 
-def _count_failure(key: str, max_failures: int, lock_seconds: int) -> None:
-    """Add one miss in a single UPDATE (or the first row), so misses sent at once are all counted."""
+def _lock_message(key: str) -> str | None:
+    moment = now()
+    locked_until = db.session.scalar(
+        select(SignInFailures.locked_until).where(SignInFailures.email_hash == key)
+    )
+    if not locked_until or locked_until <= moment:
+        return None
+    minutes = max(1, (locked_until - moment + 59) // 60)
+    return f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}."
+
+
+def _count_attempt(key: str) -> int:
+    """Count one more attempt for the address in a single statement, and say which attempt this is."""
     moment = now()
     counted = db.session.execute(
         update(SignInFailures)
         .where(SignInFailures.email_hash == key)
         .values(failures=SignInFailures.failures + 1, updated_at=moment)
-    ).rowcount
-    if not counted:
+        .returning(SignInFailures.failures)
+    ).scalar()
+    if counted is None:
         db.session.execute(
             delete(SignInFailures).where(SignInFailures.updated_at < moment - FAILURES_KEPT_SECONDS)
         )
@@ -157,15 +172,35 @@ def _count_failure(key: str, max_failures: int, lock_seconds: int) -> None:
             db.session.commit()
         except IntegrityError:  # another request added the first row just now: count on it instead
             db.session.rollback()
-            _count_failure(key, max_failures, lock_seconds)
-            return
-    # The lock starts at the miss that reaches the limit; the count starts again for after it.
+            return _count_attempt(key)
+        return 1
+    db.session.commit()
+    return int(counted)
+
+
+def _lock(key: str, lock_seconds: int) -> None:
+    """Lock the address for ``lock_seconds``.
+
+    The count is left as it is until the lock ends: reset now, attempts already past the lock check would each
+    get a fresh budget.
+    """
     db.session.execute(
         update(SignInFailures)
-        .where(SignInFailures.email_hash == key, SignInFailures.failures >= max_failures)
-        .values(failures=0, locked_until=moment + lock_seconds)
+        .where(SignInFailures.email_hash == key)
+        .values(locked_until=now() + lock_seconds)
     )
     db.session.commit()
+
+
+def _end_expired_lock(key: str) -> None:
+    """After a lock has run out, the address starts again with a full set of attempts."""
+    ended = db.session.execute(
+        update(SignInFailures)
+        .where(SignInFailures.email_hash == key, SignInFailures.locked_until <= now())
+        .values(failures=0, locked_until=None)
+    ).rowcount
+    if ended:
+        db.session.commit()
 
 
 def get_user(user_id: str) -> User:

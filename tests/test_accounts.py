@@ -349,3 +349,32 @@ def test_a_session_from_before_the_epoch_upgrade_must_sign_in_again(app, admin_i
         session["_user_id"] = admin_id  # no epoch, as written by earlier versions
         session["_fresh"] = True
     assert client.get("/api/v1/functions/").status_code == 401
+
+
+def test_attempts_sent_all_at_once_check_no_more_passwords_than_the_limit(app, admin_id, monkeypatch):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services import accounts
+
+    checked = []
+    lock = threading.Lock()
+    real_check = accounts.check_password
+
+    def slow_check(user, password):
+        with lock:
+            checked.append(password)
+        time.sleep(0.05)  # as slow as a real hash: every attempt is in flight at once
+        return real_check(user, password)
+
+    monkeypatch.setattr(accounts, "check_password", slow_check)
+
+    def guess(number):
+        with app.app_context():
+            return accounts.authenticate("admin@example.com", f"guess-{number}", 5, 60).error
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(guess, range(40)))
+    assert len(checked) <= 5
+    assert sum("Too many failed sign-ins" in answer for answer in answers) >= 35
