@@ -119,7 +119,8 @@ def test_the_last_rows_more_menu_is_not_clipped(admin_page, menu_rows, viewport)
     menu.locator("summary").click()
     delete = menu.get_by_test_id("delete")
     expect(delete).to_be_visible()
-    assert delete.evaluate(HIT_TEST), "the menu's last item is covered or clipped"
+    # Placed on the `toggle` event, a moment after the click: wait until the last item can be hit.
+    page.wait_for_function(HIT_TEST, arg=delete.element_handle(), timeout=5000)
 
     # With the row at the very bottom of the window, the menu opens upward and stays inside the window.
     page.keyboard.press("Escape")
@@ -127,9 +128,19 @@ def test_the_last_rows_more_menu_is_not_clipped(admin_page, menu_rows, viewport)
     page.set_viewport_size({"width": viewport["width"], "height": int(bottom) + 12})
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
     menu.locator("summary").click()
-    box = menu.locator("ul").bounding_box()
-    assert 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
-    assert delete.evaluate(HIT_TEST)
+    # The menu is placed on the `toggle` event, which the browser sends a moment after the click.
+    menu.locator("ul").evaluate(
+        """list => new Promise((resolve, reject) => {
+            const deadline = Date.now() + 5000;
+            (function check() {
+                const box = list.getBoundingClientRect();
+                if (box.top >= 0 && box.bottom <= window.innerHeight) return resolve();
+                if (Date.now() > deadline) return reject(new Error("menu outside the window: " + JSON.stringify(box)));
+                requestAnimationFrame(check);
+            })();
+        })"""
+    )
+    page.wait_for_function(HIT_TEST, arg=delete.element_handle(), timeout=5000)
     shot(page, f"functions-list-menu-{'laptop' if viewport is LAPTOP else 'phone'}")
 
 
