@@ -426,7 +426,9 @@ def test_a_load_in_flight_when_the_zygote_dies_gets_a_clear_error(loader_fast):
 
     assert time.monotonic() - started < 1
     assert answer["result"].error.type == "LoaderCrashed"
-    left_behind = glob.glob(os.path.join(tempfile.gettempdir(), f"sluice-load-{zygote_pid}-*"))
+    left_behind = glob.glob(
+        os.path.join(tempfile.gettempdir(), f"sluice-zygote-{zygote_pid}-*", "sluice-load-*")
+    )
     assert left_behind  # the killed zygote could not clean up its children's scratch directories...
     assert_still_answering(loader_fast, within=5)
     assert not any(os.path.exists(path) for path in left_behind)  # ...so the next one does
