@@ -932,25 +932,51 @@ def _data_dir() -> str | None:
     return str(path) if path is not None else None
 
 
+# The data folder's layout once handed over: root's (or the zygote user's) folders, in the load user's group with
+# group write, set-group-id so that what is made in them stays in that group; DATA_DIR itself also sticky.
+HAND_OVER_DEPTH = 32
+
+
 def _hand_over_data_dir(uid: int, gid: int, limit: int = 10_000) -> None:
-    """Give the compatibility layer's private DATA_DIR (and the folders in it) to the load user, so that function
-    code can keep files there as it could as root. Only the default folder, only directories owned by us, never
-    through a symbolic link; a DATA_DIR set in the environment is the operator's and is left alone."""
+    """Let the load user keep files in the compatibility layer's private DATA_DIR, as function code could as root.
+
+    The folders stay ours (the zygote's user, root) and get the load user's group with group write and set-group-id;
+    DATA_DIR is also sticky. So the load user can make and remove its own files there, children that keep root can
+    write there without overriding permissions, and the load user cannot rename DATA_DIR (it is ours, in the sticky
+    temporary directory) nor its folders (it is sticky), so nothing can be swapped for a link to somewhere else.
+    Folders the load user owns (made by an older version, or by function code) become ours the same way.
+
+    The walk goes through descriptors of directories opened without following links (`os.fwalk`), and each folder
+    is changed through its own descriptor: a folder renamed or replaced by a link while we walk changes nothing
+    elsewhere. Only the default folder; a DATA_DIR set in the environment is the operator's and is left alone.
+    """
     path = _data_dir()
     if not path or "DATA_DIR" in os.environ:
         return
+    ours = os.geteuid()
+    walker = os.fwalk(path, follow_symlinks=False)
     try:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            return
-    except OSError:
+        for seen, (folder, folders, _files, fd) in enumerate(walker):
+            if seen >= limit:
+                return
+            info = os.fstat(fd)
+            if info.st_uid not in (ours, uid):
+                folders.clear()  # someone else's: neither changed nor entered
+                continue
+            if os.path.relpath(folder, path).count(os.sep) >= HAND_OVER_DEPTH:
+                folders.clear()
+            wanted = (stat.S_IMODE(info.st_mode) & ~stat.S_IWOTH) | stat.S_IRWXG | stat.S_ISGID
+            if folder == path:
+                wanted |= stat.S_ISVTX
+            with contextlib.suppress(OSError):
+                if (info.st_uid, info.st_gid) != (ours, gid):
+                    os.chown(fd, ours, gid)  # fchown: the folder opened, whatever its name is now
+                if stat.S_IMODE(os.fstat(fd).st_mode) != wanted:
+                    os.chmod(fd, wanted)  # fchmod, after chown (which may clear set-group-id)
+    except (OSError, RecursionError):
         return
-    for seen, (folder, _names, _files) in enumerate(os.walk(path)):  # os.walk does not enter linked folders
-        if seen >= limit:
-            return
-        with contextlib.suppress(OSError):
-            info = os.lstat(folder)
-            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
-                os.chown(folder, uid, gid, follow_symlinks=False)
+    finally:
+        walker.close()
 
 
 def _needed_paths() -> list[tuple[str, str]]:

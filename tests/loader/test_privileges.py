@@ -290,10 +290,69 @@ def test_an_impossible_user_is_refused_by_name_resolution():
 
 @as_root
 def test_the_default_data_dir_is_handed_to_the_load_user(dropping):
+    """Root's folders in the load user's group with group write, so that neither the load user nor a child that
+    stays root needs to override permissions there, and the load user cannot rename or replace them."""
     dropping.start()
     data_dir = os.path.join(tempfile.gettempdir(), "sluice-function-data")
     if "DATA_DIR" in os.environ or not os.path.isdir(data_dir):
         pytest.skip("DATA_DIR is set by the environment")
     for folder in (data_dir, os.path.join(data_dir, "cache"), os.path.join(data_dir, "uploads")):
         info = os.lstat(folder)
-        assert stat.S_ISDIR(info.st_mode) and info.st_uid == 65534
+        assert stat.S_ISDIR(info.st_mode) and (info.st_uid, info.st_gid) == (0, 65534)
+        assert info.st_mode & (stat.S_IRWXG | stat.S_ISGID) == stat.S_IRWXG | stat.S_ISGID
+        assert not info.st_mode & stat.S_IWOTH
+        assert bool(info.st_mode & stat.S_ISVTX) == (folder == data_dir)
+
+
+@as_root
+def test_handing_over_the_data_dir_never_follows_a_folder_swapped_for_a_link(tmp_path, monkeypatch):
+    """The load user owns what is in DATA_DIR and may swap a folder for a link while the zygote walks it: nothing
+    outside DATA_DIR may change (the folder swapped is the one just handed over, its subfolder comes next)."""
+    data = tmp_path / "data"
+    (data / "a" / "b").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "b").mkdir(parents=True)
+    for folder in (data, data / "a", data / "a" / "b", elsewhere, elsewhere / "b"):
+        os.chmod(folder, 0o755)
+    monkeypatch.setattr(zygote, "_data_dir", lambda: str(data))
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    real_chown, calls = os.chown, []
+
+    def chown_then_swap(*args, **kwargs):
+        real_chown(*args, **kwargs)
+        calls.append(args[0])
+        if len(calls) == 2:  # "a" was just handed over: the load user replaces it by a link
+            os.rename(data / "a", data / "a-moved")
+            os.symlink(elsewhere, data / "a")
+
+    monkeypatch.setattr(os, "chown", chown_then_swap)
+    zygote._hand_over_data_dir(65534, 65534)
+    monkeypatch.undo()
+
+    info = os.lstat(elsewhere / "b")
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, 0o755)
+    assert len(calls) >= 2
+    for folder in (data, data / "a-moved", data / "a-moved" / "b"):
+        info = os.lstat(folder)
+        assert (info.st_uid, info.st_gid) == (0, 65534)
+        assert stat.S_IMODE(info.st_mode) == (0o3775 if folder == data else 0o2775)
+
+
+@as_root
+def test_a_data_dir_that_is_a_link_or_someone_elses_is_left_alone(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chmod(elsewhere, 0o755)
+    link = tmp_path / "data-link"
+    os.symlink(elsewhere, link)
+    foreign = tmp_path / "foreign"
+    (foreign / "inner").mkdir(parents=True)
+    os.chown(foreign, 12345, 12345)
+    monkeypatch.delenv("DATA_DIR", raising=False)
+
+    for path in (link, foreign):
+        monkeypatch.setattr(zygote, "_data_dir", lambda path=path: str(path))
+        zygote._hand_over_data_dir(65534, 65534)
+
+    assert (os.lstat(elsewhere).st_uid, os.lstat(elsewhere).st_gid) == (0, 0)
+    assert (os.lstat(foreign).st_uid, os.lstat(foreign / "inner").st_gid) == (12345, 0)
