@@ -157,6 +157,37 @@ class Child:
         self.notice = ""
 
 
+class Forked(BaseException):
+    """Raised in a child just forked by the loop, and caught where the loop was entered (`run_until_forked`).
+
+    The child is a copy of the zygote, and the frames the fork happened in (and their callers') hold the zygote,
+    other jobs' requests (code, valves values, users) and the bytes last read from the caller, which may include
+    the next requests. Unwinding to the base of the loop drops those frames before any function code could walk
+    up to them (`sys._getframe().f_back`). A BaseException, so that no `except Exception` on the way stops it.
+    """
+
+    def __init__(self, arguments: dict):
+        super().__init__()
+        self.arguments = arguments
+
+
+def run_until_forked(zygote: Zygote, loop=None) -> dict | None:
+    """Run `loop` (the zygote's `serve`): None when the zygote is done; in a child it forked, the child's arguments
+    for `child.run`, once this copy has forgotten every other job (`Zygote.forget_jobs`) and its frames are gone."""
+    try:
+        (loop or zygote.serve)()
+    except Forked as forked:
+        zygote.forget_jobs()
+        return forked.arguments
+    return None
+
+
+def become_child(arguments: dict) -> None:
+    """In a freshly forked child whose zygote frames are gone: free what is left of them, then serve one job."""
+    gc.collect()  # what refers to itself is only freed by a collection; function code could list it (gc)
+    child.run(**arguments)
+
+
 class Zygote:
     def __init__(
         self,
@@ -234,6 +265,27 @@ class Zygote:
 
     def _stop(self, *_signal) -> None:
         self.stopping = True
+
+    def forget_jobs(self) -> None:
+        """In a child just forked: drop this copy's knowledge of every other job before any function code runs.
+
+        Requests, answers and output of the jobs in flight and queued, and the unread bytes from the caller, are
+        dropped (the buffers that can be overwritten are zeroed first). Memory copied at fork is not otherwise
+        wiped: the freed objects' bytes may linger until reused (see loader/CONTRACT.md).
+        """
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the handler is a bound method: it would keep us alive
+        for item in self.children.values():
+            item.request = None
+            for buffer in (item.result, item.output):
+                buffer[:] = bytes(len(buffer))
+                del buffer[:]
+        self.inbox[:] = bytes(len(self.inbox))
+        self.inbox = bytearray()
+        self.children.clear()
+        self.spares.clear()
+        self.pipes.clear()
+        self.queue.clear()
+        self.package_access.clear()
 
     def _busy(self) -> int:
         return sum(1 for item in self.children.values() if item.request is not None)
@@ -339,15 +391,17 @@ class Zygote:
             _remove_tree(item.workdir)
             self.last_spawn_error = f"could not start a child: {exc}"
             return None
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            child.run(
-                job_fd=job_r,
-                result_fd=result_w,
-                output_fd=output_w,
-                devnull_fd=self.devnull_fd,
-                workdir=item.workdir,
-                zygote_pid=self.pid,
-                prctl=self.prctl,
+        if pid == 0:  # pragma: no cover - runs in the child: leave every frame of the loop (see Forked)
+            raise Forked(
+                {
+                    "job_fd": job_r,
+                    "result_fd": result_w,
+                    "output_fd": output_w,
+                    "devnull_fd": self.devnull_fd,
+                    "workdir": item.workdir,
+                    "zygote_pid": self.pid,
+                    "prctl": self.prctl,
+                }
             )
         self.forks += 1
         for fd in (job_r, result_w, output_w):
@@ -1131,15 +1185,19 @@ def main(argv: list[str]) -> None:
         "python": sys.version.split()[0],
         "privileges": privileges,
     }
-    Zygote(
-        request_fd,
-        answer_fd,
-        devnull_fd,
-        max_jobs=max_jobs,
-        spares=spares,
-        ready=ready,
-        privileges=privileges,
-    ).serve()
+    arguments = run_until_forked(
+        Zygote(
+            request_fd,
+            answer_fd,
+            devnull_fd,
+            max_jobs=max_jobs,
+            spares=spares,
+            ready=ready,
+            privileges=privileges,
+        )
+    )
+    if arguments is not None:  # pragma: no cover - a child forked by the loop
+        become_child(arguments)
 
 
 if __name__ == "__main__":

@@ -185,8 +185,9 @@ answer_r, answer_w = os.pipe()
 keeper = zygote.Zygote(
     request_r, answer_w, os.open(os.devnull, os.O_RDWR), max_jobs=1, spares=0, ready={}
 )
-spare = keeper._spawn()
-print(spare.pid, flush=True)
+arguments = zygote.run_until_forked(keeper, lambda: print(keeper._spawn().pid, flush=True))
+if arguments is not None:
+    zygote.become_child(arguments)
 keeper.shutdown()
 print("done", flush=True)
 """
