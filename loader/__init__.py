@@ -7,7 +7,16 @@ from loader.frontmatter import parse_frontmatter
 from loader.imports import rewrite_imports
 from loader.requirements import parse_requirements
 from loader.results import LoadError, LoadResult, ValvesResult
-from loader.runner import clear_cache, configure, load_function, shutdown, start, stats, validate_valves
+from loader.runner import (
+    clear_cache,
+    configure,
+    load_function,
+    protect_server_process,
+    shutdown,
+    start,
+    stats,
+    validate_valves,
+)
 
 __all__ = [
     "LoadError",
@@ -18,6 +27,7 @@ __all__ = [
     "load_function",
     "parse_frontmatter",
     "parse_requirements",
+    "protect_server_process",
     "rewrite_imports",
     "shutdown",
     "start",

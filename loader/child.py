@@ -23,6 +23,7 @@ import warnings
 from enum import Enum
 from importlib.util import spec_from_file_location
 
+from loader import confinement
 from loader.errors import describe_exception, safe_str
 
 FUNCTION_CLASSES = (("Pipe", "pipe"), ("Filter", "filter"), ("Action", "action"), ("Event", "event"))
@@ -46,18 +47,31 @@ class _TooLarge(Exception):
     pass
 
 
+# Whether this child has a private mount namespace (set by _isolate): only then may the job's folders be hidden.
+_private_mounts = False
+
+
 def run(
-    *, job_fd: int, result_fd: int, output_fd: int, devnull_fd: int, workdir: str, zygote_pid: int, prctl=None
+    *,
+    job_fd: int,
+    result_fd: int,
+    output_fd: int,
+    devnull_fd: int,
+    workdir: str,
+    zygote_pid: int,
+    prctl=None,
+    confine: bool = False,
 ) -> None:
     """Serve one job in this freshly forked child, then exit; never returns.
 
     Messages arrive on `job_fd`, each a 4-byte length and JSON. `{"op": "warm"}` (sent to a spare while the
     zygote is idle) loads a throwaway function, so that the pages a load touches are copied now rather than while
     a caller waits; any other message is the job. End of file before a job means the spare was retired.
+    `confine`: the zygote found that load children can have mount namespaces of their own (loader/confinement.py).
     """
     status = 0
     try:
-        _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl)
+        _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine)
         while True:
             request = _receive(job_fd)
             if request is None:
@@ -86,7 +100,8 @@ def run(
         _exit(status)
 
 
-def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl) -> None:
+def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine=False) -> None:
+    global _private_mounts
     os.setsid()
     if prctl is not None:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -116,6 +131,8 @@ def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prct
     sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)
     sys.stdout = sys.__stdout__ = _text_stream(1)
     sys.stderr = sys.__stderr__ = _text_stream(2)
+    # As root: a mount namespace and a /dev of our own, an empty capability bounding set (loader/confinement.py).
+    _private_mounts = confinement.enter(confine)
 
 
 def _receive(job_fd: int) -> dict | None:
@@ -146,9 +163,20 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
     if packages_dir and os.path.isdir(packages_dir) and packages_dir not in sys.path:
         sys.path.append(packages_dir)
         importlib.invalidate_caches()
+    hidden = request.get("hidden_paths")
+    if _private_mounts and isinstance(hidden, list) and hidden:
+        confinement.hide(
+            [path for path in hidden if isinstance(path, str)],
+            packages_dir if isinstance(packages_dir, str) and packages_dir else None,
+        )
     identity = request.get("privileges")
     if identity:
         _drop_privileges(identity, workdir, zygote_pid, prctl)
+    elif os.geteuid() == 0:
+        # Staying root: without capabilities it cannot undo the mounts, trace or read the server, or override
+        # file permissions; best effort, as everything in loader/confinement.py.
+        confinement.drop_capabilities()
+    confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
 
 
 class PrivilegeError(Exception):

@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
+from loader import confinement
 from loader.results import LoadError, LoadResult, ValvesResult
 from loader.zygote import PREFIX, encode_frame
 
@@ -81,6 +82,13 @@ def _drop_mode(value: str | None) -> str:
     return "auto"
 
 
+def _paths(value) -> tuple[str, ...]:
+    """Absolute, resolved paths without repeats, from a list or a string of paths separated by os.pathsep."""
+    if isinstance(value, str):
+        value = value.split(os.pathsep)
+    return tuple(dict.fromkeys(os.path.realpath(os.path.abspath(path)) for path in value or () if path))
+
+
 @dataclass(frozen=True)
 class Settings:
     timeout: float = 10.0
@@ -97,6 +105,10 @@ class Settings:
     # or "off". See loader.zygote.plan_privileges.
     drop_privileges: str = "auto"
     load_user: str = "nobody"
+    # Folders (or files) that function code must never read, e.g. the server's instance folder: when the zygote
+    # runs as root, each child mounts an empty read-only tmpfs over them before running function code, putting the
+    # packages folder back when it lies in one of them (loader/confinement.py).
+    hidden_paths: tuple[str, ...] = ()
 
 
 _settings = Settings(
@@ -105,6 +117,7 @@ _settings = Settings(
     packages_dir=os.environ.get("SLUICE_FUNCTION_PACKAGES_DIR") or None,
     drop_privileges=_drop_mode(os.environ.get("SLUICE_LOAD_DROP_PRIVILEGES")),
     load_user=os.environ.get("SLUICE_LOAD_USER") or "nobody",
+    hidden_paths=_paths(os.environ.get("SLUICE_LOAD_HIDDEN_PATHS")),
 )
 
 _UNSET = object()
@@ -124,6 +137,7 @@ def configure(
     python=None,
     drop_privileges=None,
     load_user=None,
+    hidden_paths=None,
 ) -> Settings:
     """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
     global _settings
@@ -138,6 +152,7 @@ def configure(
         "python": (python, str),
         "drop_privileges": (drop_privileges, _drop_mode),
         "load_user": (load_user, str),
+        "hidden_paths": (hidden_paths, _paths),
     }
     changes = {key: convert(value) for key, (value, convert) in given.items() if value is not None}
     if changes.get("timeout", 1) <= 0 or changes.get("memory_mb", 1) <= 0 or changes.get("max_jobs", 1) <= 0:
@@ -146,7 +161,7 @@ def configure(
         changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
     with _state_lock:
         old, _settings = _settings, replace(_settings, **changes)
-    if old.packages_dir != _settings.packages_dir:
+    if old.packages_dir != _settings.packages_dir or old.hidden_paths != _settings.hidden_paths:
         clear_cache()
     restart = ("max_jobs", "spares", "python", "drop_privileges", "load_user")
     if any(getattr(old, name) != getattr(_settings, name) for name in restart):
@@ -395,6 +410,7 @@ def _run(request: dict) -> tuple[dict, object]:
         "packages_dir": current.packages_dir,
         "output_cap": current.output_cap,
         "result_cap": current.result_cap,
+        "hidden_paths": list(current.hidden_paths),
     }
     try:
         zygote = _zygote()
@@ -513,10 +529,11 @@ class _ZygoteProcess:
                 if header.get("kind") == "ready":
                     self.ready = header
                     _note_privileges(header.get("privileges"))
+                    _note_confinement(header.get("confinement"))
                     self.started.set()
                     continue
-                if header.get("notice"):
-                    _log_once(header["notice"])
+                for notice in header.get("notices") or ():
+                    _log_once(str(notice))
                 with self.pending_lock:
                     waiter = self.pending.pop(header.get("id"), None)
                 if waiter is not None:
@@ -591,6 +608,25 @@ def _note_privileges(privileges) -> None:
             f"function code is loaded as root, not as {privileges.get('user')!r}: {privileges['reason']} "
             "(SLUICE_LOAD_DROP_PRIVILEGES=always switches anyway, =off silences this)"
         )
+
+
+def _note_confinement(confined) -> None:
+    if isinstance(confined, dict) and confined.get("reason"):
+        hidden = " nor hidden from the server's files" if not confined.get("mounts") else ""
+        _log_once(
+            f"load children that keep root cannot be fully confined{hidden}: {confined['reason']} "
+            "(they still run; see loader/confinement.py)"
+        )
+
+
+def protect_server_process() -> bool:
+    """Make the calling (server) process non-dumpable: another process of the same user without CAP_SYS_PTRACE,
+    such as a load child that keeps root, can then neither read its /proc/<pid>/environ nor its memory. Linux only;
+    False (logged once) where it is not possible. Dumpability comes back with execve or a change of user."""
+    if confinement.make_undumpable():
+        return True
+    _log_once("could not make the server process non-dumpable (prctl PR_SET_DUMPABLE)")
+    return False
 
 
 def _read_exactly(stream, size: int) -> bytes:

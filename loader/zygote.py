@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections import deque
 
-from loader import child
+from loader import child, confinement
 from loader.errors import exit_status_error
 
 PREFIX = 8
@@ -154,7 +154,7 @@ class Child:
         self.answered = False
         self.started = 0.0
         self.warmed = False
-        self.notice = ""
+        self.notice: list[str] = []
 
 
 class Forked(BaseException):
@@ -199,6 +199,7 @@ class Zygote:
         spares: int,
         ready: dict,
         privileges: dict | None = None,
+        confined: dict | None = None,
     ):
         self.request_fd = request_fd
         self.answer_fd = answer_fd
@@ -219,6 +220,10 @@ class Zygote:
         self.identity = _identity(privileges) if privileges and privileges.get("drop") else None
         self.package_access: dict[tuple[str, int], str | None] = {}
         self.workdirs = make_workdir_parent(self.pid)
+        # Whether children can have mount namespaces of their own, and so hide the folders a request names.
+        self.confine = bool(confined and confined.get("mounts"))
+        self.needed = _needed_folders(self.workdirs) if self.confine else []
+        self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
         self.poller = select.poll()
         self.prctl = _prctl()
         if self.prctl is not None:
@@ -401,6 +406,7 @@ class Zygote:
                     "workdir": item.workdir,
                     "zygote_pid": self.pid,
                     "prctl": self.prctl,
+                    "confine": self.confine,
                 }
             )
         self.forks += 1
@@ -437,8 +443,13 @@ class Zygote:
         item.request, item.id = request, request.get("id")
         item.started = time.monotonic()
         item.deadline = item.started + float(request.get("timeout") or 10)
+        notices = []
         if self.identity is not None:
-            request["privileges"], item.notice = self._identity_for(request)
+            request["privileges"], notice = self._identity_for(request)
+            notices.append(notice)
+        request["hidden_paths"], notice = self._hidden_for(request)
+        notices.append(notice)
+        item.notice = [notice for notice in notices if notice]
         try:
             self._message(item, request)
         except OSError:
@@ -470,6 +481,18 @@ class Zygote:
         if problem:
             return None, f"function code is loaded as root: {problem}"
         return self.identity, ""
+
+    def _hidden_for(self, request: dict) -> tuple[list[str], str]:
+        """The folders this job's child hides (see plan_hidden_paths), worked out once per list."""
+        paths = request.get("hidden_paths")
+        if not self.confine or not isinstance(paths, list) or not paths:
+            return [], ""
+        key = tuple(path for path in paths if isinstance(path, str))
+        if key not in self.hidden_plans:
+            if len(self.hidden_plans) >= ACCESS_CACHE:
+                self.hidden_plans.clear()
+            self.hidden_plans[key] = plan_hidden_paths(key, self.needed)
+        return self.hidden_plans[key]
 
     def _message(self, item: Child, message: dict) -> None:
         payload = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
@@ -561,7 +584,7 @@ class Zygote:
             "elapsed": round(time.monotonic() - item.started, 6),
         }
         if item.notice:
-            header["notice"] = item.notice
+            header["notices"] = item.notice
         self._send(header, body)
 
     def _kill(self, item: Child) -> None:
@@ -1085,23 +1108,59 @@ def probe(identity: dict, checks: list[tuple[str, str]], limit: float = 5.0) -> 
     The real thing rather than a reading of mode bits: it tells whether the ids can be taken at all (a user
     namespace may not map them) and sees ACLs and every directory on the way.
     """
+
+    def check() -> str:
+        try:
+            child.become(identity["uid"], identity["gid"], identity["groups"])
+        except child.PrivilegeError as exc:
+            return f"the load user's ids cannot be taken: {exc}"
+        return _first_denied(checks) or ""
+
+    return _in_forked_process(check, "could not check the load user", limit) or None
+
+
+def check_confinement(limit: float = 5.0) -> dict:
+    """What loader/confinement.py can do for children that run as root here, tried once in a forked process:
+    {"mounts": bool, "capabilities": bool, "reason": str | None}. Nothing to do (and no reason) when not root."""
+    report = {"mounts": False, "capabilities": False, "reason": None}
+    if os.geteuid() != 0:
+        return report
+    try:
+        scratch = tempfile.mkdtemp(prefix="sluice-check-")
+    except OSError as exc:
+        return {**report, "reason": f"could not check: {exc}"}
+    try:
+        answer = _in_forked_process(
+            lambda: json.dumps(confinement.check(scratch)),
+            "could not check how children can be confined",
+            limit,
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(scratch)
+    try:
+        found = json.loads(answer)
+        return {key: found[key] for key in report}
+    except (ValueError, TypeError, KeyError):
+        return {**report, "reason": answer or "could not check how children can be confined"}
+
+
+def _in_forked_process(work, failure: str, limit: float) -> str:
+    """Run `work` (returning a string) in a forked process that then exits; its string, or what went wrong."""
     read_fd, write_fd = os.pipe()
     try:
         pid = os.fork()
     except OSError as exc:
         os.close(read_fd)
         os.close(write_fd)
-        return f"could not check the load user: {exc}"
+        return f"{failure}: {exc}"
     if pid == 0:  # pragma: no cover - runs in the forked process
         message = ""
         try:
             os.close(read_fd)
-            child.become(identity["uid"], identity["gid"], identity["groups"])
-            message = _first_denied(checks) or ""
-        except child.PrivilegeError as exc:
-            message = f"the load user's ids cannot be taken: {exc}"
+            message = work()
         except BaseException as exc:
-            message = f"could not check the load user: {exc!r}"
+            message = f"{failure}: {exc!r}"
         finally:
             with contextlib.suppress(BaseException):
                 os.write(write_fd, message.encode("utf-8", "replace")[:4000])
@@ -1115,7 +1174,7 @@ def probe(identity: dict, checks: list[tuple[str, str]], limit: float = 5.0) -> 
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(int(left * 1000) + 1):
-                chunks = [b"could not check the load user: the check took too long"]
+                chunks = [f"{failure}: the check took too long".encode()]
                 break
             chunk = os.read(read_fd, 4096)
             if not chunk:
@@ -1127,7 +1186,46 @@ def probe(identity: dict, checks: list[tuple[str, str]], limit: float = 5.0) -> 
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-    return b"".join(chunks).decode("utf-8", "replace") or None
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def plan_hidden_paths(paths, needed: list[str]) -> tuple[list[str], str]:
+    """The folders (or files) among `paths` that children may hide, and a notice naming those they may not.
+
+    A path inside another one is covered by it; a path that holds something function code needs (`needed`: the
+    Python installation, sys.path, the temporary directory, DATA_DIR, /dev, /proc) is not hidden.
+    """
+    chosen: list[str] = []
+    refused: list[str] = []
+    wanted = {os.path.realpath(path) for path in paths if isinstance(path, str) and os.path.isabs(path)}
+    for path in sorted(wanted, key=len):  # a folder before what is in it
+        if any(confinement.inside(path, folder) for folder in chosen):
+            continue
+        holds = next((item for item in needed if confinement.inside(item, path)), None)
+        if holds is not None:
+            refused.append(f"{path} (it holds {holds})")
+        else:
+            chosen.append(path)
+    notice = f"function code is not kept from {'; '.join(refused)}: it needs what is there" if refused else ""
+    return chosen, notice
+
+
+def _needed_folders(workdirs: str) -> list[str]:
+    """What function code needs and must never be hidden: see plan_hidden_paths."""
+    found = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        tempfile.gettempdir(),
+        workdirs,
+    }
+    found.update(entry for entry in sys.path if entry)
+    found.update(("/dev", "/proc", os.path.dirname(os.path.abspath(child.__file__))))
+    data_dir = _data_dir()
+    if data_dir:
+        found.add(data_dir)
+    return sorted({os.path.realpath(path) for path in found if os.path.exists(path)})
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -1171,6 +1269,7 @@ def main(argv: list[str]) -> None:
     started = time.monotonic()
     loaded, missing = preload()
     privileges = plan_privileges(drop_mode, load_user)
+    confined = check_confinement()
     gc.collect()
     gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
     huge = _collapse_into_huge_pages()
@@ -1184,6 +1283,7 @@ def main(argv: list[str]) -> None:
         "startup": round(time.monotonic() - started, 3),
         "python": sys.version.split()[0],
         "privileges": privileges,
+        "confinement": confined,
     }
     arguments = run_until_forked(
         Zygote(
@@ -1194,6 +1294,7 @@ def main(argv: list[str]) -> None:
             spares=spares,
             ready=ready,
             privileges=privileges,
+            confined=confined,
         )
     )
     if arguments is not None:  # pragma: no cover - a child forked by the loop

@@ -1,0 +1,291 @@
+"""Keeping function code that runs as root away from the server's secrets: best effort, Linux only, through ctypes.
+
+When the zygote runs as root, each load child (loader/child.py)
+
+1. as a spare, before it has a job (so off the caller's clock): enters a private mount namespace (nothing mounted
+   there shows anywhere else), gets a /dev of its own that holds only the harmless devices (a root process without
+   capabilities could still read a whole disk through its device node, which is root's), empties its capability
+   bounding set (nothing it executes can gain a capability, whatever its set-user-id or file capabilities) and sets
+   no_new_privs (`enter`);
+2. when its job comes: mounts an empty read-only tmpfs over each folder the server asked to hide (an empty
+   read-only file over a file), putting the packages folder back, read-only, when it lies in one of them (`hide`);
+   a child that keeps root then drops every capability (`drop_capabilities`), so that it can neither undo the
+   mounts nor read or trace the server (`/proc/<pid>/environ`, `/proc/<pid>/mem` need CAP_SYS_PTRACE to reach a
+   process with more capabilities); every child becomes non-dumpable, so that other children cannot read its memory.
+
+Every step the kernel refuses is skipped and the load goes on without it; the zygote runs `check` once, in a
+throwaway process, and the caller logs once what does not work here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import stat
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAPABILITY_VERSION_3 = 0x20080522
+
+HIDDEN_OPTIONS = b"size=64k,nr_inodes=256,mode=0711"
+# The devices a function may use: (name, major, minor). No disks, consoles, terminals, kernel memory or log.
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+DEVICE_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+SHM_OPTIONS = b"size=64m,mode=1777"
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.unshare.argtypes = [ctypes.c_int]
+        libc.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+        ]
+        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        for function in (libc.unshare, libc.mount, libc.umount2, libc.capset, libc.prctl):
+            function.restype = ctypes.c_int
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+# Loaded in the zygote, so that children find it ready.
+_libc = _load_libc()
+
+
+def _last_capability() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as last:
+            return int(last.read())
+    except (OSError, ValueError):
+        return 63
+
+
+LAST_CAPABILITY = _last_capability()
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{what}: {os.strerror(number)}")
+
+
+def _mount(
+    source: bytes | str | None, target: str, fstype: bytes | None, flags: int, data: bytes | None = None
+):
+    if isinstance(source, str):
+        source = source.encode()
+    _check(_libc.mount(source, os.fsencode(target), fstype, flags, data), f"mount {target}")
+
+
+def _prctl(option: int, argument: int = 0) -> int:
+    return _libc.prctl(option, argument, 0, 0, 0)
+
+
+# --- the spare: a namespace, a /dev and a bounding set of its own -----------------------------------------------
+
+
+def enter(mounts: bool) -> bool:
+    """In a child running as root, before its job: see the module's docstring, step 1. True if this child now has a
+    private mount namespace in which `hide` may mount (`mounts`: the zygote's check said that it works)."""
+    if _libc is None or os.geteuid() != 0:
+        return False
+    private = mounts and _private_namespace()
+    if private:
+        with contextlib.suppress(OSError):
+            _own_dev()
+    drop_bounding_set()
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    return private
+
+
+def _private_namespace() -> bool:
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    # Until every mount is private, a mount made here could show in the server's namespace: mount nothing then.
+    return _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+
+
+def _own_dev() -> None:
+    """Replace /dev by a tmpfs with only DEVICES, the usual links, a private /dev/shm and the system log's socket."""
+    log_fd = -1
+    if os.path.exists("/dev/log"):
+        with contextlib.suppress(OSError):
+            log_fd = os.open("/dev/log", os.O_PATH | os.O_CLOEXEC)
+    _mount(b"sluice-dev", "/dev", b"tmpfs", MS_NOSUID | MS_NOEXEC, b"size=64k,nr_inodes=64,mode=0755")
+    try:
+        for name, major, minor in DEVICES:
+            os.mknod(f"/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(f"/dev/{name}", 0o666)  # whatever the umask
+        for name, target in DEVICE_LINKS:
+            os.symlink(target, f"/dev/{name}")
+        os.mkdir("/dev/shm")
+        _mount(b"sluice-shm", "/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SHM_OPTIONS)
+        if log_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(os.open("/dev/log", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+                _mount(f"/proc/self/fd/{log_fd}", "/dev/log", None, MS_BIND)
+        _mount(b"none", "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    except OSError:
+        _libc.umount2(b"/dev", MNT_DETACH)  # the real /dev rather than half of one
+        raise
+    finally:
+        if log_fd >= 0:
+            os.close(log_fd)
+
+
+def drop_bounding_set() -> bool:
+    """Remove every capability from the bounding set: what this process executes cannot gain any. It keeps those it
+    has (switching users, mounting) until `drop_capabilities` or the switch to the load user."""
+    if _libc is None:
+        return False
+    ok = True
+    for capability in range(LAST_CAPABILITY + 1):
+        if (
+            _prctl(PR_CAPBSET_DROP, capability) != 0 and ctypes.get_errno() != 22
+        ):  # EINVAL: not on this kernel
+            ok = False
+    return ok
+
+
+# --- the job: hide the server's folders, then give up every capability -------------------------------------------
+
+
+def inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def hide(paths: list[str], keep: str | None = None) -> list[str]:
+    """Mount an empty read-only tmpfs over each folder in `paths` (an empty read-only file over a file), in this
+    child's private mount namespace; `keep` (the packages folder) stays where it is, read-only, even inside one of
+    them. Returns what was hidden. A path that is not there or cannot be mounted over is skipped."""
+    if _libc is None:
+        return []
+    keep = os.path.realpath(keep) if keep else None
+    if keep:
+        paths = [path for path in paths if not inside(path, keep)]
+    holder = next((path for path in paths if keep and inside(keep, path)), None)
+    keep_fd = -1
+    if holder is not None:
+        try:  # the folder itself, reached before it is hidden
+            keep_fd = os.open(keep, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            holder = None
+    hidden: list[str] = []
+    folders: list[str] = []
+    try:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                if stat.S_ISDIR(os.stat(path).st_mode):
+                    _mount(b"sluice-hidden", path, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, HIDDEN_OPTIONS)
+                    folders.append(path)
+                else:
+                    _mount(b"/dev/null", path, None, MS_BIND)
+                    _mount(
+                        b"none",
+                        path,
+                        None,
+                        MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    )
+                hidden.append(path)
+        if holder in folders:
+            with contextlib.suppress(OSError):
+                target = holder
+                for part in os.path.relpath(keep, holder).split(os.sep):
+                    target = os.path.join(target, part)
+                    os.mkdir(target, 0o711)
+                _mount(f"/proc/self/fd/{keep_fd}", keep, None, MS_BIND)
+                _mount(b"none", keep, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    finally:
+        if keep_fd >= 0:
+            os.close(keep_fd)
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                _mount(b"none", folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    return hidden
+
+
+def drop_capabilities() -> bool:
+    """Give up every capability (effective, permitted, inheritable, ambient) for good; the uid stays what it is."""
+    if _libc is None:
+        return False
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = _CapHeader(CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    return _libc.capset(ctypes.byref(header), data) == 0
+
+
+def make_undumpable() -> bool:
+    """No core dumps, and no reading of this process's memory or environment (/proc/<pid>/mem, environ) by another
+    process of the same user unless it has CAP_SYS_PTRACE."""
+    return _libc is not None and _prctl(PR_SET_DUMPABLE, 0) == 0
+
+
+# --- what works here ---------------------------------------------------------------------------------------------
+
+
+def check(scratch: str) -> dict:
+    """Try each mechanism in this process, which must be a throwaway one (forked for this): what works, and why not.
+
+    `scratch` is an empty folder to mount over. {"mounts": bool, "capabilities": bool, "reason": str | None}.
+    """
+    report: dict = {"mounts": False, "capabilities": False, "reason": None}
+    problems = []
+    if _libc is None:
+        report["reason"] = "the C library's unshare, mount and capset cannot be called"
+        return report
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        problems.append(f"a private mount namespace is not permitted ({os.strerror(ctypes.get_errno())})")
+    elif _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        problems.append(f"mounts cannot be made private ({os.strerror(ctypes.get_errno())})")
+    else:
+        try:
+            _mount(b"sluice-check", scratch, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, HIDDEN_OPTIONS)
+            report["mounts"] = True
+        except OSError as exc:
+            problems.append(f"a tmpfs cannot be mounted ({exc.strerror})")
+    if not drop_bounding_set():
+        problems.append(f"the capability bounding set cannot be emptied ({os.strerror(ctypes.get_errno())})")
+    elif not drop_capabilities():
+        problems.append(f"capabilities cannot be dropped ({os.strerror(ctypes.get_errno())})")
+    else:
+        report["capabilities"] = True
+    report["reason"] = "; ".join(problems) or None
+    return report
