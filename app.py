@@ -10,7 +10,7 @@ from flask import Flask
 
 import loader
 from extensions import csrf, db, login_manager
-from settings import load_config
+from settings import load_config, loader_hidden_paths
 
 
 def make_instance_folder(path: str) -> None:
@@ -29,6 +29,8 @@ def make_instance_folder(path: str) -> None:
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: configuration, extensions, blueprints, error handlers and commands."""
+    # Function code that keeps root (without CAP_SYS_PTRACE) cannot then read this process's environ or memory.
+    loader.protect_server_process()
     app = Flask(__name__, instance_relative_config=True)
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
@@ -46,6 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         timeout=app.config["SLUICE_LOAD_TIMEOUT"],
         memory_mb=app.config["SLUICE_LOAD_MEMORY_MB"],
         packages_dir=app.config["SLUICE_FUNCTION_PACKAGES_DIR"],
+        hidden_paths=loader_hidden_paths(app),
     )
 
     if not app.testing:

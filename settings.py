@@ -102,6 +102,25 @@ def load_config(app: Flask, test_config: dict | None = None) -> None:
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
 
 
+def loader_hidden_paths(app: Flask) -> list[str]:
+    """What function code must never read, for ``loader.configure(hidden_paths=...)``: the instance folder (secret
+    key, config.py, SQLite database, install jobs), and the SQLite database and install jobs when they are elsewhere
+    (the database's folder, and its files in case that folder also holds what function code needs)."""
+    paths = [app.instance_path]
+    uri = app.config.get("SQLALCHEMY_DATABASE_URI") or ""
+    if uri.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(uri).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            database = os.path.join(app.instance_path, database)  # Flask-SQLAlchemy's rule for relative paths
+            paths.append(os.path.dirname(database))
+            paths.extend(database + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+    if app.config.get("SLUICE_INSTALL_JOBS_DIR"):
+        paths.append(app.config["SLUICE_INSTALL_JOBS_DIR"])
+    return paths
+
+
 def instance_secret_key(instance_path: str) -> str:
     """Read the key kept in the instance folder, creating it once; several workers agree on it."""
     path = Path(instance_path) / "secret_key"

@@ -41,3 +41,44 @@ def test_protect_server_process_makes_the_caller_non_dumpable():
     """)
 
     assert (before, result, after) == ("1", "True", "0")
+
+
+def test_gunicorn_started_in_the_repository_root_makes_its_master_non_dumpable():
+    """bin/serve starts gunicorn in the repository root, where gunicorn reads gunicorn.conf.py by itself."""
+    with open(os.path.join(ROOT, "bin", "serve")) as serve:
+        assert 'cd "$(dirname "$0")/.."' in serve.read()
+    before, after, hook, after_hook = run("""
+        import sys
+        sys.argv = ["gunicorn", "--bind", "127.0.0.1:0", "app:create_app()"]
+        before = dumpable()
+        from gunicorn.app.wsgiapp import WSGIApplication
+        application = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]")  # reads the configuration, starts nothing
+        after = dumpable()
+        libc.prctl(4, 1, 0, 0, 0)  # dumpable again, as a worker that changed user would be
+        application.cfg.post_worker_init(None)
+        print(before, after, application.cfg.post_worker_init.__module__, dumpable())
+    """)
+
+    assert (before, after, after_hook) == ("1", "0", "0")
+    assert hook != "gunicorn.config"  # ours, not gunicorn's empty default
+
+
+def test_create_app_makes_the_process_non_dumpable_and_hides_the_instance_folder_and_database(tmp_path):
+    database = tmp_path / "elsewhere" / "sluice.sqlite3"
+    database.parent.mkdir()
+    jobs = tmp_path / "jobs"
+    before, after, instance, *hidden = run(f"""
+        before = dumpable()
+        from app import create_app
+        from loader import runner
+        app = create_app({{
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": "sqlite:///{database}",
+            "SLUICE_INSTALL_JOBS_DIR": "{jobs}",
+        }})
+        print(before, dumpable(), app.instance_path, *runner.settings().hidden_paths)
+    """)
+
+    assert (before, after) == ("1", "0")
+    assert hidden[0] == os.path.realpath(instance)
+    assert set(hidden[1:]) >= {str(database.parent), str(database), f"{database}-wal", str(jobs)}

@@ -1,0 +1,26 @@
+"""gunicorn reads this file by itself when it starts in the repository root, as bin/serve and the README's command do.
+
+It only hardens the server's processes: they are made non-dumpable (prctl PR_SET_DUMPABLE 0), so that a process of
+the same user without CAP_SYS_PTRACE, such as a load child that keeps root (it drops every capability), can read
+neither their /proc/<pid>/environ (DATABASE_URL, SECRET_KEY) nor their memory. The master is made so as it reads
+this file, and its workers inherit that; a worker that changed user (--user) is dumpable again, hence the hook
+(create_app does the same for each app). Command-line options still take precedence over anything here.
+"""
+
+import ctypes
+
+PR_SET_DUMPABLE = 4
+
+
+def _non_dumpable() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
+_non_dumpable()
+
+
+def post_worker_init(worker):
+    _non_dumpable()
