@@ -1252,6 +1252,9 @@ def main(argv: list[str]) -> None:
     max_jobs = int(argv[1]) if len(argv) > 1 else 8
     spares = int(argv[2]) if len(argv) > 2 else 2
     _die_with_parent(int(argv[3]) if len(argv) > 3 else 0)
+    # The jobs in flight are in our memory: a process of our user without CAP_SYS_PTRACE (a load child, where the
+    # server does not run as root and children keep its user) must neither read it (/proc/<pid>/mem) nor trace us.
+    non_dumpable = confinement.make_undumpable()
     drop_mode = argv[4] if len(argv) > 4 else "off"
     load_user = argv[5] if len(argv) > 5 else DEFAULT_LOAD_USER
     # Keep the caller's pipes away from descriptors 0 and 1, so nothing printed by imports can corrupt them.
@@ -1284,6 +1287,7 @@ def main(argv: list[str]) -> None:
         "python": sys.version.split()[0],
         "privileges": privileges,
         "confinement": confined,
+        "non_dumpable": non_dumpable,
     }
     arguments = run_until_forked(
         Zygote(

@@ -82,3 +82,9 @@ def test_create_app_makes_the_process_non_dumpable_and_hides_the_instance_folder
     assert (before, after) == ("1", "0")
     assert hidden[0] == os.path.realpath(instance)
     assert set(hidden[1:]) >= {str(database.parent), str(database), f"{database}-wal", str(jobs)}
+
+
+def test_the_zygote_is_non_dumpable(loader_fast):
+    """It holds every job in flight; where the server does not run as root, children have its user and no more
+    capabilities than it has, and only this keeps them from reading its memory or tracing it."""
+    assert loader_fast.start()["non_dumpable"] is True
