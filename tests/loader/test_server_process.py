@@ -73,6 +73,7 @@ def test_create_app_makes_the_process_non_dumpable_and_hides_the_instance_folder
         from loader import runner
         app = create_app({{
             "TESTING": True,
+            "SECRET_KEY": "test-secret-key",  # else the instance folder would get a key of its own
             "SQLALCHEMY_DATABASE_URI": "sqlite:///{database}",
             "SLUICE_INSTALL_JOBS_DIR": "{jobs}",
         }})
