@@ -583,29 +583,34 @@ def _flip(function_id: str, column) -> Function:
     return f
 
 
-def set_switches(
-    function_id: str, *, is_active: bool | None = None, is_global: bool | None = None
-) -> Function:
-    """Set the active and/or global switch to given values (not flips) in one UPDATE, as an import restores them."""
-    values: dict[Any, Any] = {}
-    if is_active is not None:
-        values[Function.is_active] = bool(is_active)
-    if is_global is not None:
-        values[Function.is_global] = bool(is_global)
-    if not values:
-        return get_function(function_id)
-    lookup = _lookup_id(function_id)
-    if lookup is None:
-        raise NotFound(NOT_FOUND_ERROR)
-    values[Function.updated_at] = now()
+def _update_one(function_id: str, **values: Any) -> None:
+    """Write ``values`` to one stored function in one committed UPDATE; ``NotFound`` if it is not there."""
     try:
-        written = db.session.execute(update(Function).where(Function.id == lookup).values(values)).rowcount
+        written = db.session.execute(
+            update(Function).where(Function.id == function_id).values(**values)
+        ).rowcount
         if written != 1:
             raise NotFound(NOT_FOUND_ERROR)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
+
+
+def set_switches(
+    function_id: str, *, is_active: bool | None = None, is_global: bool | None = None
+) -> Function:
+    """Set the active and/or global switch to given values (not flips) in one UPDATE, as an import restores them."""
+    values = {
+        name: bool(value)
+        for name, value in (("is_active", is_active), ("is_global", is_global))
+        if value is not None
+    }
+    lookup = _lookup_id(function_id)
+    if lookup is None:
+        raise NotFound(NOT_FOUND_ERROR)
+    if values:
+        _update_one(lookup, **values, updated_at=now())
     return get_function(lookup)
 
 
@@ -725,31 +730,13 @@ def update_valves(function_id: str, values: dict) -> dict:
     """
     f = get_function(function_id)
     stored = _validate(f, values, "valves", None)
-    try:
-        written = db.session.execute(
-            update(Function).where(Function.id == f.id).values(valves=stored, updated_at=now())
-        ).rowcount
-        if written != 1:
-            raise NotFound(NOT_FOUND_ERROR)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    _update_one(f.id, valves=stored, updated_at=now())
     return stored
 
 
 def clear_valves(function_id: str) -> None:
     """Forget every stored admin valve, so the function runs on its defaults (an empty set needs no validation)."""
-    try:
-        written = db.session.execute(
-            update(Function).where(Function.id == function_id).values(valves={}, updated_at=now())
-        ).rowcount
-        if written != 1:
-            raise NotFound(NOT_FOUND_ERROR)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    _update_one(function_id, valves={}, updated_at=now())
 
 
 # --- user valves ----------------------------------------------------------------------------------------------
