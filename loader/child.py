@@ -173,8 +173,13 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
     if identity:
         _drop_privileges(identity, workdir, zygote_pid, prctl)
     elif os.geteuid() == 0:
-        # Staying root: without capabilities it cannot undo the mounts, trace or read the server, or override
-        # file permissions; best effort, as everything in loader/confinement.py.
+        # Staying root: every mount becomes read-only (root still owns what root owns) but the scratch directory,
+        # DATA_DIR and the shared temporary folders, which function code written for Open WebUI may write to at
+        # import; then, without capabilities, it cannot undo the mounts, trace or read the server, or override file
+        # permissions. Best effort, as everything in loader/confinement.py.
+        if _private_mounts:
+            data_dir = getattr(sys.modules.get("open_webui.env"), "DATA_DIR", None)
+            confinement.read_only_except([workdir, str(data_dir) if data_dir else "", "/tmp", "/var/tmp"])
         confinement.drop_capabilities()
     confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import stat
 
 CLONE_NEWNS = 0x00020000
@@ -240,6 +241,57 @@ def hide(paths: list[str], keep: str | None = None) -> list[str]:
             with contextlib.suppress(OSError):
                 _mount(b"none", folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     return hidden
+
+
+# Per-mount options in /proc/self/mountinfo that a read-only remount must keep (dropping them is not the point).
+_KEPT_OPTIONS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+
+
+def _mount_points() -> list[tuple[str, int]]:
+    """Every mount point this namespace sees, with its per-mount flags to keep, parents first."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        for line in table:
+            fields = line.split(" ")
+            if len(fields) < 6:
+                continue
+            # Spaces and the like are written as octal escapes (\040).
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            flags = 0
+            for option in fields[5].split(","):
+                flags |= _KEPT_OPTIONS.get(option, 0)
+            points.append((point, flags))
+    return points
+
+
+def read_only_except(writable: list[str]) -> list[str]:
+    """Make every mount read-only in this child's private namespace, except the folders in `writable` (the scratch
+    directory, DATA_DIR) and the private /dev/shm, which are first bound onto themselves so that they are mounts of
+    their own. For a child that keeps root: without this it could still change every file root owns.
+
+    Best effort: a mount that refuses is left as it is. Returns the mount points made read-only.
+    """
+    if _libc is None:
+        return []
+    kept = []
+    for path in writable:
+        with contextlib.suppress(OSError):
+            if path and os.path.isdir(path) and not os.path.islink(path):
+                _mount(path, path, None, MS_BIND | MS_REC)
+                kept.append(os.path.realpath(path))
+    with contextlib.suppress(OSError):
+        os.chdir(os.getcwd())  # the working directory, looked up again, is now on its own writable mount
+    kept.append("/dev/shm")
+    done = []
+    for point, flags in _mount_points():
+        if any(inside(point, folder) for folder in kept):
+            continue
+        try:
+            _mount(b"none", point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+        except OSError:
+            continue
+        done.append(point)
+    return done
 
 
 def drop_capabilities() -> bool:

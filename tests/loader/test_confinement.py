@@ -121,6 +121,9 @@ class Pipe:
             name for name in os.listdir("/dev") if stat.S_ISBLK(os.lstat(os.path.join("/dev", name)).st_mode)
         )
         capabilities: dict = {{name: lines[name].strip() for name in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}}
+        root_file: str = attempt(lambda: write({outside!r}))
+        scratch: str = attempt(lambda: write("scratch.txt"))
+        data_dir: str = attempt(lambda: write(os.path.join(str(__import__("open_webui.env").env.DATA_DIR), "probe")))
 """
 
 
@@ -128,15 +131,32 @@ def probe_source(hidden: dict) -> str:
     return unique(PROBE.format(server=os.getpid(), **hidden))
 
 
+@pytest.fixture
+def root_file():
+    """A root-owned file outside every hidden folder, which a child that keeps root must still not change.
+
+    Not in a temporary folder: /tmp and /var/tmp stay writable, as function code written for Open WebUI may use them.
+    """
+    parent = "/var/lib"
+    if not os.access(parent, os.W_OK):
+        pytest.skip(f"{parent} is not writable here")
+    base = tempfile.mkdtemp(prefix="sluice-test-root-file-", dir=parent)
+    path = os.path.join(base, "owned-by-root.txt")
+    with open(path, "w") as handle:
+        handle.write("original")
+    yield path
+    shutil.rmtree(base)
+
+
 @as_root
 def test_function_code_running_as_root_cannot_read_hidden_folders_nor_the_servers_environment(
-    loader_fast, hidden
+    loader_fast, hidden, root_file
 ):
     before, report = confined_loader(loader_fast, "off", hidden)
     try:
         if not report["mounts"] or not report["capabilities"]:
             pytest.skip(f"this machine does not let load children confine themselves: {report['reason']}")
-        seen = defaults(loader_fast.load_function(probe_source(hidden)))
+        seen = defaults(loader_fast.load_function(probe_source({**hidden, "outside": root_file})))
     finally:
         restore(loader_fast, before)
 
@@ -156,6 +176,11 @@ def test_function_code_running_as_root_cannot_read_hidden_folders_nor_the_server
         "CapBnd": "0000000000000000",
         "NoNewPrivs": "1",
     }
+    # Every mount is read-only but the scratch directory and DATA_DIR: root's files elsewhere stay as they were.
+    assert seen["root_file"] == "OSError 30"
+    assert (seen["scratch"], seen["data_dir"]) == ("written", "written")
+    with open(root_file) as original:
+        assert original.read() == "original"
     # Nothing mounted in the child shows outside it.
     with open(os.path.join(hidden["folder"], "secret_key")) as secret:
         assert secret.read() == "the-server-secret"
@@ -168,7 +193,7 @@ def test_children_that_switch_to_the_load_user_hide_the_same_folders(loader_fast
     try:
         if not report["mounts"]:
             pytest.skip(f"this machine does not let load children have mount namespaces: {report['reason']}")
-        seen = defaults(loader_fast.load_function(probe_source(hidden)))
+        seen = defaults(loader_fast.load_function(probe_source({**hidden, "outside": "/nonexistent/x"})))
     finally:
         restore(loader_fast, before)
 
