@@ -133,6 +133,12 @@ def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prct
     sys.stderr = sys.__stderr__ = _text_stream(2)
     # As root: a mount namespace and a /dev of our own, an empty capability bounding set (loader/confinement.py).
     _private_mounts = confinement.enter(confine)
+    if _private_mounts:
+        # Every mount read-only but the scratch directory, DATA_DIR and the shared temporary folders (function code
+        # written for Open WebUI may write there at import): a child that keeps root still owns what root owns.
+        # Done here, while a spare waits, rather than on a job's clock.
+        data_dir = getattr(sys.modules.get("open_webui.env"), "DATA_DIR", None)
+        confinement.read_only_except([workdir, str(data_dir) if data_dir else "", "/tmp", "/var/tmp"])
 
 
 def _receive(job_fd: int) -> dict | None:
@@ -173,13 +179,9 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
     if identity:
         _drop_privileges(identity, workdir, zygote_pid, prctl)
     elif os.geteuid() == 0:
-        # Staying root: every mount becomes read-only (root still owns what root owns) but the scratch directory,
-        # DATA_DIR and the shared temporary folders, which function code written for Open WebUI may write to at
-        # import; then, without capabilities, it cannot undo the mounts, trace or read the server, or override file
-        # permissions. Best effort, as everything in loader/confinement.py.
-        if _private_mounts:
-            data_dir = getattr(sys.modules.get("open_webui.env"), "DATA_DIR", None)
-            confinement.read_only_except([workdir, str(data_dir) if data_dir else "", "/tmp", "/var/tmp"])
+        # Staying root: its mounts are read-only but for a few folders (see `_isolate`), and without capabilities it
+        # cannot undo the mounts, trace or read the server, or override file permissions. Best effort, as
+        # everything in loader/confinement.py.
         confinement.drop_capabilities()
     confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
 

@@ -248,7 +248,7 @@ _KEPT_OPTIONS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 
 
 def _mount_points() -> list[tuple[str, int]]:
-    """Every mount point this namespace sees, with its per-mount flags to keep, parents first."""
+    """Every writable mount point this namespace sees, with its per-mount flags to keep, parents first."""
     points = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
         for line in table:
@@ -257,8 +257,11 @@ def _mount_points() -> list[tuple[str, int]]:
                 continue
             # Spaces and the like are written as octal escapes (\040).
             point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            options = fields[5].split(",")
+            if "ro" in options:
+                continue  # read-only already (sysfs, cgroups, our /dev): nothing to do
             flags = 0
-            for option in fields[5].split(","):
+            for option in options:
                 flags |= _KEPT_OPTIONS.get(option, 0)
             points.append((point, flags))
     return points
