@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import textwrap
-import uuid
-
 import pytest
+
+from tests.loader.support import unique
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,15 @@ def loader_fast():
 @pytest.fixture
 def source():
     """Dedent an inline function source (so tests can write it indented) and make it unique (so no cache answers)."""
+    return unique
 
-    def make(text: str) -> str:
-        return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
 
-    return make
+@pytest.fixture
+def dropping(loader_fast):
+    """The loader with children switching to nobody whatever that user can read."""
+    from loader import runner
+
+    before = runner.settings()
+    loader_fast.configure(drop_privileges="always", load_user="nobody")
+    yield loader_fast
+    loader_fast.configure(drop_privileges=before.drop_privileges, load_user=before.load_user)

@@ -11,18 +11,13 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-import textwrap
-import uuid
 
 import pytest
 
 from loader import zygote
+from tests.loader.support import unique
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a server running as root drops privileges")
-
-
-def unique(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
 
 
 def mode(path) -> int:
@@ -139,16 +134,6 @@ def test_a_zygote_keeps_scratch_directories_in_a_folder_only_it_can_change(loade
     assert os.path.dirname(parent) == tempfile.gettempdir()
     assert info.st_uid == os.geteuid()
     assert stat.S_IMODE(info.st_mode) == 0o711
-
-
-@pytest.fixture
-def dropping(loader_fast):
-    from loader import runner
-
-    before = runner.settings()
-    loader_fast.configure(drop_privileges="always", load_user="nobody")
-    yield loader_fast
-    loader_fast.configure(drop_privileges=before.drop_privileges, load_user=before.load_user)
 
 
 @as_root

@@ -14,24 +14,15 @@ import os
 import shutil
 import sys
 import tempfile
-import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
 
 from loader import runner, zygote
+from tests.loader.support import defaults, unique
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a server running as root confines its children")
-
-
-def unique(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
-
-
-def defaults(result) -> dict:
-    assert result.ok, result.error
-    return {name: prop.get("default") for name, prop in result.valves_schema["properties"].items()}
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ looked for: heap copied at fork is not wiped (loader/CONTRACT.md).
 
 from __future__ import annotations
 
-import textwrap
 import threading
 import time
 import uuid
 
 from loader import runner
+from tests.loader.support import unique
 
 SCAN = """
 import gc, sys
@@ -64,10 +64,6 @@ class Pipe:
         frames: list = FRAMES
         complete: bool = COMPLETE
 """
-
-
-def unique(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
 
 
 def test_function_code_finds_no_trace_of_other_jobs_in_flight(loader_fast):

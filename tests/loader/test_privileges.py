@@ -22,18 +22,10 @@ import uuid
 import pytest
 
 from loader import runner, zygote
+from tests.loader.support import defaults, unique
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a server running as root drops privileges")
-
-
-def unique(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n") + f"\n# {uuid.uuid4().hex}\n"
-
-
-def defaults(result) -> dict:
-    assert result.ok, result.error
-    return {name: prop.get("default") for name, prop in result.valves_schema["properties"].items()}
 
 
 IDENTITY = """
@@ -47,15 +39,6 @@ class Pipe:
         home: str = os.environ.get("HOME", "")
         cwd: str = os.getcwd()
 """
-
-
-@pytest.fixture
-def dropping(loader_fast):
-    """The loader with children switching to nobody whatever that user can read."""
-    before = runner.settings()
-    loader_fast.configure(drop_privileges="always", load_user="nobody")
-    yield loader_fast
-    loader_fast.configure(drop_privileges=before.drop_privileges, load_user=before.load_user)
 
 
 def test_the_drop_mode_setting_is_read_leniently():
