@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -23,8 +24,9 @@ import warnings
 from enum import Enum
 from importlib.util import spec_from_file_location
 
-from loader import confinement
+from loader import confinement, protocol
 from loader.errors import describe_exception, safe_str
+from loader.privileges import PrivilegeError, become
 
 FUNCTION_CLASSES = (("Pipe", "pipe"), ("Filter", "filter"), ("Action", "action"), ("Event", "event"))
 VALVES_CLASS = {"valves": "Valves", "user_valves": "UserValves"}
@@ -41,6 +43,7 @@ CANCEL_GRACE = 0.5  # seconds that tasks left running by the function's code get
 _exit = os._exit
 _write = os.write
 _dumps = json.dumps
+_encode_message = protocol.encode_message
 
 
 class _TooLarge(Exception):
@@ -87,7 +90,7 @@ def run(
             message = f"the loader could not switch to an unprivileged user: {exc}"
             answer = {
                 "ok": False,
-                "error": {"type": "LoaderUnavailable", "message": message, "line": None, "column": None},
+                "error": protocol.error("LoaderUnavailable", message),
             }
         else:
             answer = _answer(request, workdir)
@@ -143,22 +146,10 @@ def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prct
 
 def _receive(job_fd: int) -> dict | None:
     """Read one message from the zygote; None at end of file."""
-    head = _read_exactly(job_fd, 4)
-    if head is None:
+    try:
+        return json.loads(protocol.read_message(functools.partial(os.read, job_fd)))
+    except EOFError:
         return None
-    body = _read_exactly(job_fd, int.from_bytes(head, "big"))
-    return json.loads(body) if body is not None else None
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks, missing = [], size
-    while missing:
-        chunk = os.read(fd, min(missing, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
 
 
 def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
@@ -184,22 +175,6 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
         # everything in loader/confinement.py.
         confinement.drop_capabilities()
     confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
-
-
-class PrivilegeError(Exception):
-    pass
-
-
-def become(uid: int, gid: int, groups: list[int]) -> None:
-    """Take `uid`, `gid` and `groups` as real, effective and saved ids for good; PrivilegeError if that failed."""
-    try:
-        os.setgroups(groups)
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
-    except (OSError, ValueError, TypeError) as exc:
-        raise PrivilegeError(f"{type(exc).__name__}: {exc}") from None
-    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
-        raise PrivilegeError(f"the ids are {os.getresuid()}/{os.getresgid()}, not {uid}/{gid}")
 
 
 def _drop_privileges(identity: dict, workdir: str, zygote_pid: int, prctl) -> None:
@@ -251,7 +226,7 @@ def _flush_std() -> None:
 
 
 def _send(fd: int, payload: bytes) -> None:
-    view = memoryview(len(payload).to_bytes(4, "big") + payload)
+    view = memoryview(_encode_message(payload))
     while view:
         written = _write(fd, view)
         view = view[written:]
@@ -370,7 +345,7 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
         message = "No Pipe, Filter, Action or Event class found"
         return {
             "ok": False,
-            "error": {"type": "NoFunctionClass", "message": message, "line": None, "column": None},
+            "error": protocol.error("NoFunctionClass", message),
         }
     attribute, kind = found
     function_class = getattr(module, attribute)
@@ -556,7 +531,7 @@ def _check_valves(cls: type | None, values: dict, kind: str) -> dict:
             "ok": False,
             "values": {},
             "errors": [],
-            "error": {"type": "NoValvesClass", "message": message, "line": None, "column": None},
+            "error": protocol.error("NoValvesClass", message),
         }
     values = {key: value for key, value in dict(values).items() if value is not None}
     try:
@@ -703,7 +678,7 @@ def _encode(answer: dict, cap: int) -> bytes:
             message = f"the answer is too large ({limit}): is the valves schema huge?"
         answer = {
             "ok": False,
-            "error": {"type": "ResultTooLarge", "message": message, "line": None, "column": None},
+            "error": protocol.error("ResultTooLarge", message),
             "warnings": answer.get("warnings", [])[:5],
         }
         payload = _dumps(json_safe(answer), ensure_ascii=True).encode()
