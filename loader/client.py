@@ -1,4 +1,5 @@
-"""Loading a function's code without running it in the caller: the client the server uses.
+"""Loading a function's code without running it in the caller: the client the server uses. Over 450 lines because
+settings, cache, single flight and the one connection to the warm parent share its locks and state.
 
 `load_function` and `validate_valves` hand the code to a warm zygote process (`loader.parent`), which forks one
 child per job with a wall-clock timeout, a memory cap and captured output. Calls are thread-safe: a reader thread
