@@ -3,11 +3,7 @@
 See loader/CONTRACT.md for what the web app may rely on.
 """
 
-from loader.frontmatter import parse_frontmatter
-from loader.imports import rewrite_imports
-from loader.requirements import parse_requirements
-from loader.results import LoadError, LoadResult, ValvesResult
-from loader.runner import (
+from loader.client import (
     clear_cache,
     configure,
     load_function,
@@ -17,6 +13,10 @@ from loader.runner import (
     stats,
     validate_valves,
 )
+from loader.frontmatter import parse_frontmatter
+from loader.imports import rewrite_imports
+from loader.requirements import parse_requirements
+from loader.results import LoadError, LoadResult, ValvesResult
 
 __all__ = [
     "LoadError",

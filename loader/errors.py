@@ -11,6 +11,8 @@ import re
 import signal
 from types import TracebackType
 
+from loader.protocol import error
+
 MAX_MESSAGE = 4000
 
 # Import names whose distribution on PyPI is called something else. Anything not listed is assumed to be published
@@ -222,25 +224,25 @@ def describe_exception(exc: BaseException, filename: str, *, memory_mb: int | No
         message = safe_str(exc.msg) if exc.msg else "invalid syntax"
         if exc.filename == filename and exc.lineno:
             line, column = exc.lineno, exc.offset or None
-        return {"type": kind, "message": message, "line": line, "column": column}
+        return error(kind, message, line, column)
     if isinstance(exc, SystemExit):
         code = exc.code
         if code is None or isinstance(code, int):
             message = f"the code exited (status {code or 0}) while loading"
         else:
             message = f"the code exited (status 1) while loading: {safe_str(code)}"
-        return {"type": "Exit", "message": message, "line": line, "column": column}
+        return error("Exit", message, line, column)
     if isinstance(exc, MemoryError):
         limit = f"the {memory_mb} MiB" if memory_mb else "the"
         message = f"the code needed more than {limit} memory allowed while loading"
-        return {"type": "MemoryError", "message": message, "line": line, "column": column}
+        return error("MemoryError", message, line, column)
     if isinstance(exc, ImportError):
         missing = _missing_package_message(exc, filename, line)
         if missing:
-            return {"type": kind, "message": missing, "line": line, "column": column}
+            return error(kind, missing, line, column)
     if not text:
         text = f"the code raised {kind} while loading"
-    return {"type": kind, "message": text, "line": line, "column": column}
+    return error(kind, text, line, column)
 
 
 def exit_status_error(returncode: int) -> dict:
@@ -252,8 +254,8 @@ def exit_status_error(returncode: int) -> dict:
             name = f"signal {-returncode}"
         if -returncode == signal.SIGXCPU:
             message = "the code used more CPU time than allowed while loading"
-            return {"type": "CPULimit", "message": message, "line": None, "column": None}
+            return error("CPULimit", message)
         message = f"the code was killed by {name} while loading"
-        return {"type": "Killed", "message": message, "line": None, "column": None}
+        return error("Killed", message)
     message = f"the code exited (status {returncode}) while loading"
-    return {"type": "Exit", "message": message, "line": None, "column": None}
+    return error("Exit", message)

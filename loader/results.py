@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loader.protocol import error
+
 FUNCTION_TYPES = ("pipe", "filter", "action", "event")
 
 
@@ -40,13 +42,7 @@ class LoadError:
         return f"{self.type}: {self.message}{where}"
 
     def to_dict(self) -> dict:
-        return {
-            "type": self.type,
-            "message": self.message,
-            "line": self.line,
-            "column": self.column,
-            "detail": self.detail,
-        }
+        return {**error(self.type, self.message, self.line, self.column), "detail": self.detail}
 
     @classmethod
     def from_answer(cls, answer: Any) -> LoadError | None:

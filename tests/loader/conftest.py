@@ -11,9 +11,9 @@ from tests.loader.support import unique
 def loader_fast():
     """The loader with a 2 s timeout and an empty cache; the previous settings come back afterwards."""
     import loader
-    from loader import runner
+    from loader import client
 
-    before = runner.settings()
+    before = client.settings()
     loader.configure(timeout=2)
     loader.clear_cache()
     loader.start()  # so that no test's timing includes the zygote's start-up
@@ -37,9 +37,9 @@ def source():
 @pytest.fixture
 def dropping(loader_fast):
     """The loader with children switching to nobody whatever that user can read."""
-    from loader import runner
+    from loader import client
 
-    before = runner.settings()
+    before = client.settings()
     loader_fast.configure(drop_privileges="always", load_user="nobody")
     yield loader_fast
     loader_fast.configure(drop_privileges=before.drop_privileges, load_user=before.load_user)

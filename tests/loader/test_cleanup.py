@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from loader import zygote
+from loader import scratch
 from tests.loader.support import unique
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a server running as root drops privileges")
@@ -44,7 +44,7 @@ def test_a_scratch_directory_replaced_by_a_link_is_unlinked_and_nothing_is_chang
     workdir = parent / "sluice-load-x"
     os.symlink(victim, workdir)
 
-    zygote._remove_tree(str(workdir))
+    scratch.remove_tree(str(workdir))
 
     assert not os.path.lexists(workdir)
     assert mode(parent) == 0o755
@@ -64,7 +64,7 @@ def test_links_inside_a_scratch_directory_are_removed_not_followed(tmp_path, vic
     os.chmod(workdir / "locked", 0)
     os.chmod(workdir, 0o500)
 
-    zygote._remove_tree(str(workdir))
+    scratch.remove_tree(str(workdir))
 
     assert not os.path.lexists(workdir)
     assert mode(victim) == 0o755
@@ -82,7 +82,7 @@ def test_a_tree_built_to_be_deep_is_removed_without_recursing_as_deep(tmp_path):
         fd = deeper
     os.close(fd)
 
-    zygote._remove_tree(str(workdir))
+    scratch.remove_tree(str(workdir))
 
     assert not os.path.lexists(workdir)
 
@@ -104,7 +104,7 @@ def test_stale_names_planted_in_the_temporary_directory_are_not_followed(tmp_pat
     if os.geteuid() == 0:
         os.chown(others, 12345, 12345)
 
-    zygote._remove_stale_workdirs({os.geteuid()})
+    scratch.remove_stale_workdirs({os.geteuid()})
 
     assert mode(victim) == 0o755
     assert sorted(os.listdir(victim)) == ["inner", "keep.txt"]

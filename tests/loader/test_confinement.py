@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from loader import runner, zygote
+from loader import client, privileges
 from tests.loader.support import defaults, unique
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a server running as root confines its children")
@@ -47,7 +47,7 @@ def hidden():
 
 
 def confined_loader(loader_fast, mode: str, hidden: dict):
-    before = runner.settings()
+    before = client.settings()
     loader_fast.configure(
         drop_privileges=mode,
         load_user="nobody",
@@ -201,13 +201,13 @@ def test_children_that_switch_to_the_load_user_hide_the_same_folders(loader_fast
 def test_a_hidden_path_that_holds_what_function_code_needs_is_not_hidden_and_says_so_once(
     loader_fast, caplog
 ):
-    before = runner.settings()
+    before = client.settings()
     needed = [tempfile.gettempdir(), os.path.dirname(os.path.realpath(sys.executable))]
     try:
         loader_fast.configure(drop_privileges="off", hidden_paths=needed)
         if not loader_fast.start()["confinement"]["mounts"]:
             pytest.skip("this machine does not let load children have mount namespaces")
-        with caplog.at_level(logging.WARNING, logger="loader.runner"):
+        with caplog.at_level(logging.WARNING, logger="loader.client"):
             first = loader_fast.load_function(unique("import os\nclass Pipe:\n    pass\n"))
             second = loader_fast.load_function(unique("import json\nclass Pipe:\n    pass\n"))
     finally:
@@ -221,7 +221,7 @@ def test_a_hidden_path_that_holds_what_function_code_needs_is_not_hidden_and_say
 
 def test_which_paths_are_hidden():
     needed = ["/usr", "/work/app/.venv/lib/python3/site-packages", "/tmp"]
-    chosen, notice = zygote.plan_hidden_paths(
+    chosen, notice = privileges.plan_hidden_paths(
         ["/work/app/instance", "/work/app/instance/install-jobs", "/srv/db", "/work/app", "/", "relative"],
         needed,
     )
@@ -235,17 +235,17 @@ def test_hidden_paths_are_read_from_a_list_or_the_environment_style_string(tmp_p
     link = tmp_path / "link"
     os.symlink(tmp_path, link)
 
-    assert runner._paths(f"{link}{os.pathsep}{tmp_path}{os.pathsep}") == (str(tmp_path),)
-    assert runner._paths(["a", "", str(tmp_path)]) == (os.path.abspath("a"), str(tmp_path))
-    assert runner._paths(None) == ()
+    assert client._paths(f"{link}{os.pathsep}{tmp_path}{os.pathsep}") == (str(tmp_path),)
+    assert client._paths(["a", "", str(tmp_path)]) == (os.path.abspath("a"), str(tmp_path))
+    assert client._paths(None) == ()
 
 
 def test_configure_takes_hidden_paths_and_keeps_the_others(loader_fast, tmp_path):
-    before = runner.settings()
+    before = client.settings()
     try:
         settings = loader_fast.configure(hidden_paths=[str(tmp_path)])
         assert settings.hidden_paths == (str(tmp_path),)
         assert settings.timeout == before.timeout
     finally:
         loader_fast.configure(hidden_paths=list(before.hidden_paths))
-    assert runner.settings().hidden_paths == before.hidden_paths
+    assert client.settings().hidden_paths == before.hidden_paths

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loader import runner
+from loader import client
 
 PLAIN = "class Filter:\n    pass\n"
 
@@ -70,7 +70,7 @@ def test_code_never_runs_in_the_callers_process(loader_fast, source):
     assert defaults(result)["parent"] == loader_fast.stats()["zygote_pid"]
     assert "function_function" not in sys.modules
     assert sys.path == path_before
-    assert runner.COMPAT_DIR not in sys.path
+    assert client.COMPAT_DIR not in sys.path
 
 
 def test_infinite_loop_times_out_and_the_loader_keeps_answering(loader_fast):

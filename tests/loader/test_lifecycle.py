@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from loader import runner
+from loader import client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -73,7 +73,7 @@ CALLER = """
 import json, os, sys, subprocess, time
 sys.path.insert(0, os.getcwd())
 import loader
-from loader import runner
+from loader import client
 
 loader.configure(spares=2)
 loader.start()
@@ -101,7 +101,7 @@ while steady < 10 and time.monotonic() < deadline:
     time.sleep(0.02)
 holder = None
 if "--leak-pipe" in sys.argv:  # another process keeps the zygote's request pipe open: no end of file on death
-    holder = subprocess.Popen(["sleep", "60"], pass_fds=[runner._current.proc.stdin.fileno()])
+    holder = subprocess.Popen(["sleep", "60"], pass_fds=[client._current.proc.stdin.fileno()])
 spares = running_children()
 print(json.dumps({"zygote": zygote, "spares": spares, "holder": holder and holder.pid}), flush=True)
 sys.stdin.readline()
@@ -171,7 +171,7 @@ def test_spares_go_when_the_zygote_is_killed():
 SLOW_START = """
 import os, sys, time
 sys.path.insert(0, os.getcwd())
-from loader import child, zygote
+from loader import child, parent
 
 real_run = child.run
 
@@ -182,12 +182,12 @@ def slow_run(**arguments):
 child.run = slow_run
 request_r, request_w = os.pipe()
 answer_r, answer_w = os.pipe()
-keeper = zygote.Zygote(
+keeper = parent.Zygote(
     request_r, answer_w, os.open(os.devnull, os.O_RDWR), max_jobs=1, spares=0, ready={}
 )
-arguments = zygote.run_until_forked(keeper, lambda: print(keeper._spawn().pid, flush=True))
+arguments = parent.run_until_forked(keeper, lambda: print(keeper._spawn().pid, flush=True))
 if arguments is not None:
-    zygote.become_child(arguments)
+    parent.become_child(arguments)
 keeper.shutdown()
 print("done", flush=True)
 """
@@ -236,7 +236,7 @@ def test_shutdown_stops_the_zygote_and_every_spare(loader_fast):
     pids = [zygote, *children(zygote)]
 
     started = time.monotonic()
-    runner.shutdown()
+    client.shutdown()
 
     assert time.monotonic() - started < 2
     assert all_gone(pids, within=1) == []

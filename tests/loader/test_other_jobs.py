@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 
-from loader import runner
+from loader import client
 from tests.loader.support import unique
 
 SCAN = """
@@ -79,7 +79,7 @@ def test_function_code_finds_no_trace_of_other_jobs_in_flight(loader_fast):
             class Valves(BaseModel):
                 token: str = ""
     """)
-    before = runner.settings().timeout
+    before = client.settings().timeout
     loader_fast.configure(timeout=20)
     answers = {}
     other = threading.Thread(

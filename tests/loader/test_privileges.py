@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from loader import runner, zygote
+from loader import client, privileges
 from tests.loader.support import defaults, unique
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,10 +42,10 @@ class Pipe:
 
 
 def test_the_drop_mode_setting_is_read_leniently():
-    assert [runner._drop_mode(value) for value in (None, "", "auto", "1", "True", "on")] == ["auto"] * 6
-    assert [runner._drop_mode(value) for value in ("0", "false", "OFF", "never")] == ["off"] * 4
-    assert runner._drop_mode("always") == "always"
-    assert runner._drop_mode("sometimes") == "auto"
+    assert [client._drop_mode(value) for value in (None, "", "auto", "1", "True", "on")] == ["auto"] * 6
+    assert [client._drop_mode(value) for value in ("0", "false", "OFF", "never")] == ["off"] * 4
+    assert client._drop_mode("always") == "always"
+    assert client._drop_mode("sometimes") == "auto"
 
 
 def test_the_ready_report_says_whether_children_drop_root(loader_fast):
@@ -204,7 +204,7 @@ def test_a_packages_dir_the_load_user_cannot_read_keeps_root_and_says_so_once(dr
     code = f"import os, {module}\nfrom pydantic import BaseModel\nclass Pipe:\n    class Valves(BaseModel):\n"
     code += "        uid: int = os.getuid()\n"
     try:
-        with caplog.at_level(logging.WARNING, logger="loader.runner"):
+        with caplog.at_level(logging.WARNING, logger="loader.client"):
             first = defaults(dropping.load_function(unique(code)))
             second = defaults(dropping.load_function(unique(code)))
     finally:
@@ -218,7 +218,7 @@ def test_a_packages_dir_the_load_user_cannot_read_keeps_root_and_says_so_once(dr
 
 @as_root
 def test_an_unknown_load_user_keeps_root_with_a_reason(loader_fast):
-    before = runner.settings()
+    before = client.settings()
     try:
         loader_fast.configure(drop_privileges="always", load_user="no-such-user-" + uuid.uuid4().hex[:6])
         privileges = loader_fast.start()["privileges"]
@@ -233,19 +233,19 @@ def test_an_unknown_load_user_keeps_root_with_a_reason(loader_fast):
 
 @as_root
 def test_the_access_check_runs_as_the_load_user():
-    """zygote.probe takes the ids in a forked process: what nobody cannot read is reported, and ids that cannot
+    """privileges.probe takes the ids in a forked process: what nobody cannot read is reported, and ids that cannot
     be taken at all (uid_t -1 would mean "unchanged") are refused rather than silently kept."""
     script = textwrap.dedent("""
         import json, os, sys, tempfile
         sys.path.insert(0, os.getcwd())
-        from loader import zygote
+        from loader import privileges
         nobody = {"uid": 65534, "gid": 65534, "groups": [65534]}
         private = tempfile.mkdtemp()
         os.chmod(private, 0o700)
         print(json.dumps({
-            "open": zygote.probe(nobody, [(tempfile.gettempdir(), "search"), ("/usr", "list")]),
-            "private": zygote.probe(nobody, [("/usr", "list"), (private, "list")]),
-            "unchanged": zygote.probe({"uid": 2 ** 32 - 1, "gid": 2 ** 32 - 1, "groups": []}, []),
+            "open": privileges.probe(nobody, [(tempfile.gettempdir(), "search"), ("/usr", "list")]),
+            "private": privileges.probe(nobody, [("/usr", "list"), (private, "list")]),
+            "unchanged": privileges.probe({"uid": 2 ** 32 - 1, "gid": 2 ** 32 - 1, "groups": []}, []),
         }))
         os.rmdir(private)
     """)
@@ -260,10 +260,10 @@ def test_the_access_check_runs_as_the_load_user():
 
 def test_an_impossible_user_is_refused_by_name_resolution():
     with pytest.raises(LookupError):
-        zygote.resolve_user("4294967295")
+        privileges.resolve_user("4294967295")
     with pytest.raises(LookupError):
-        zygote.resolve_user("no-such-user-" + uuid.uuid4().hex[:6])
-    assert zygote.resolve_user("65534:65534") == {
+        privileges.resolve_user("no-such-user-" + uuid.uuid4().hex[:6])
+    assert privileges.resolve_user("65534:65534") == {
         "user": "65534:65534",
         "uid": 65534,
         "gid": 65534,
@@ -297,7 +297,7 @@ def test_handing_over_the_data_dir_never_follows_a_folder_swapped_for_a_link(tmp
     (elsewhere / "b").mkdir(parents=True)
     for folder in (data, data / "a", data / "a" / "b", elsewhere, elsewhere / "b"):
         os.chmod(folder, 0o755)
-    monkeypatch.setattr(zygote, "_data_dir", lambda: str(data))
+    monkeypatch.setattr(privileges, "_data_dir", lambda: str(data))
     monkeypatch.delenv("DATA_DIR", raising=False)
     real_chown, calls = os.chown, []
 
@@ -309,7 +309,7 @@ def test_handing_over_the_data_dir_never_follows_a_folder_swapped_for_a_link(tmp
             os.symlink(elsewhere, data / "a")
 
     monkeypatch.setattr(os, "chown", chown_then_swap)
-    zygote._hand_over_data_dir(65534, 65534)
+    privileges._hand_over_data_dir(65534, 65534)
     monkeypatch.undo()
 
     info = os.lstat(elsewhere / "b")
@@ -334,8 +334,8 @@ def test_a_data_dir_that_is_a_link_or_someone_elses_is_left_alone(tmp_path, monk
     monkeypatch.delenv("DATA_DIR", raising=False)
 
     for path in (link, foreign):
-        monkeypatch.setattr(zygote, "_data_dir", lambda path=path: str(path))
-        zygote._hand_over_data_dir(65534, 65534)
+        monkeypatch.setattr(privileges, "_data_dir", lambda path=path: str(path))
+        privileges._hand_over_data_dir(65534, 65534)
 
     assert (os.lstat(elsewhere).st_uid, os.lstat(elsewhere).st_gid) == (0, 0)
     assert (os.lstat(foreign).st_uid, os.lstat(foreign / "inner").st_gid) == (12345, 0)

@@ -70,14 +70,14 @@ def test_create_app_makes_the_process_non_dumpable_and_hides_the_instance_folder
     before, after, instance, *hidden = run(f"""
         before = dumpable()
         from app import create_app
-        from loader import runner
+        from loader import client
         app = create_app({{
             "TESTING": True,
             "SECRET_KEY": "test-secret-key",  # else the instance folder would get a key of its own
             "SQLALCHEMY_DATABASE_URI": "sqlite:///{database}",
             "SLUICE_INSTALL_JOBS_DIR": "{jobs}",
         }})
-        print(before, dumpable(), app.instance_path, *runner.settings().hidden_paths)
+        print(before, dumpable(), app.instance_path, *client.settings().hidden_paths)
     """)
 
     assert (before, after) == ("1", "0")

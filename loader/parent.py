@@ -1,7 +1,7 @@
-"""The warm zygote: one single-threaded process that imports the heavy packages once and forks a child per job.
+"""The warm parent (the zygote): one single-threaded process that imports the heavy packages once and forks a
+child per job. Over 450 lines because its poll loop (`Zygote`) is one state machine whose methods share its state.
 
-It speaks length-prefixed JSON frames on its stdin/stdout with the caller (`loader.runner`). Each frame is an
-8-byte prefix (header length, body length, both 4-byte big-endian) followed by a JSON header and a raw body.
+It speaks frames (loader/protocol.py) on its stdin/stdout with the caller (`loader.client`).
 Requests carry an `id`; answers carry the same `id`, in whatever order the jobs finish. A poll loop watches the
 request pipe, every child's result and output pipes, and a self-pipe woken by SIGCHLD, so a hanging job never
 delays another one. Children are killed as a whole process group when they answer, time out or overrun a cap;
@@ -12,6 +12,9 @@ Nothing outlives the caller: end of file on the request pipe (the caller closed 
 caller's death (a parent-death signal, in case another process holds the request pipe open) make the zygote kill
 every child and exit within about a second. Each child has a parent-death signal too, so even a SIGKILLed zygote
 takes its children with it.
+
+Children's scratch directories are loader/scratch.py's; the load user and what children may reach,
+loader/privileges.py's; what a child does with its job, loader/child.py's.
 """
 
 from __future__ import annotations
@@ -24,25 +27,37 @@ import gc
 import importlib
 import json
 import os
-import pwd
 import select
 import signal
-import stat
 import sys
 import tempfile
 import time
 from collections import deque
 
-from loader import child, confinement
+from loader import child, confinement, scratch
 from loader.errors import exit_status_error
+from loader.privileges import (
+    DEFAULT_LOAD_USER,
+    check_confinement,
+    identity_of,
+    needed_folders,
+    package_paths,
+    plan_hidden_paths,
+    plan_privileges,
+    probe,
+    resolve_user,
+)
+from loader.protocol import (
+    MESSAGE_PREFIX,
+    PREFIX,
+    complete_message,
+    encode_frame,
+    encode_message,
+    error,
+    frame_sizes,
+    message_size,
+)
 
-PREFIX = 8
-# Each zygote keeps its children's scratch directories (`sluice-load-*`) in one folder of its own in the temporary
-# directory, `sluice-zygote-<pid>-*`: owned by the zygote's user and not writable by anyone else (0711), so the load
-# user can reach its own scratch directory by name but cannot rename it or put anything beside it.
-WORKDIR_PREFIX = "sluice-load-"
-PARENT_PREFIX = "sluice-zygote-"
-PARENT_MODE = 0o711
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
@@ -53,9 +68,6 @@ DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 SPARE_DELAY = 0.02
 # Spares are warmed up only after this long without a request.
 QUIET = 0.05
-# The user load children run as when the zygote runs as root (SLUICE_LOAD_USER), and its ids when it has no entry.
-DEFAULT_LOAD_USER = "nobody"
-NOBODY = 65534
 # At most this many packages directories' access checks are remembered.
 ACCESS_CACHE = 64
 # Shutting down waits this long for the children to be reaped; a process that outlives it is left SIGKILLed.
@@ -94,11 +106,6 @@ PRELOAD = (
     "open_webui.utils.chat",
     "open_webui.storage.provider",
 )
-
-
-def encode_frame(header: dict, body: bytes = b"") -> bytes:
-    head = json.dumps(header, ensure_ascii=True, separators=(",", ":"), default=str).encode()
-    return len(head).to_bytes(4, "big") + len(body).to_bytes(4, "big") + head + body
 
 
 def preload(names=PRELOAD) -> tuple[list[str], list[str]]:
@@ -217,12 +224,12 @@ class Zygote:
         self.last_spawn_error = ""
         self.stopping = False
         # The load user's identity when children drop root before running function code, else None.
-        self.identity = _identity(privileges) if privileges and privileges.get("drop") else None
+        self.identity = identity_of(privileges) if privileges and privileges.get("drop") else None
         self.package_access: dict[tuple[str, int], str | None] = {}
-        self.workdirs = make_workdir_parent(self.pid)
+        self.workdirs = scratch.make_workdir_parent(self.pid)
         # Whether children can have mount namespaces of their own, and so hide the folders a request names.
         self.confine = bool(confined and confined.get("mounts"))
-        self.needed = _needed_folders(self.workdirs) if self.confine else []
+        self.needed = needed_folders(self.workdirs) if self.confine else []
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
         self.poller = select.poll()
         self.prctl = _prctl()
@@ -321,8 +328,7 @@ class Zygote:
             return False  # the caller went away
         self.inbox += data
         while len(self.inbox) >= PREFIX:
-            head = int.from_bytes(self.inbox[:4], "big")
-            body = int.from_bytes(self.inbox[4:8], "big")
+            head, body = frame_sizes(self.inbox)
             if len(self.inbox) < PREFIX + head + body:
                 break
             raw = bytes(self.inbox[PREFIX : PREFIX + head])
@@ -393,7 +399,7 @@ class Zygote:
         except OSError as exc:
             for fd in fds:
                 os.close(fd)
-            _remove_tree(item.workdir)
+            scratch.remove_tree(item.workdir)
             self.last_spawn_error = f"could not start a child: {exc}"
             return None
         if pid == 0:  # pragma: no cover - runs in the child: leave every frame of the loop (see Forked)
@@ -423,10 +429,10 @@ class Zygote:
     def _new_workdir(self) -> str:
         """A fresh scratch directory in this zygote's own folder (made again if something removed it)."""
         try:
-            return tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=self.workdirs)
+            return scratch.make_workdir(self.workdirs)
         except FileNotFoundError:
-            self.workdirs = make_workdir_parent(self.pid)
-            return tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=self.workdirs)
+            self.workdirs = scratch.make_workdir_parent(self.pid)
+            return scratch.make_workdir(self.workdirs)
 
     def _dispatch(self, request: dict) -> None:
         while self.spares:
@@ -476,7 +482,7 @@ class Zygote:
         if key not in self.package_access:
             if len(self.package_access) >= ACCESS_CACHE:
                 self.package_access.clear()
-            self.package_access[key] = probe(self.identity, _package_paths(packages_dir))
+            self.package_access[key] = probe(self.identity, package_paths(packages_dir))
         problem = self.package_access[key]
         if problem:
             return None, f"function code is loaded as root: {problem}"
@@ -496,7 +502,7 @@ class Zygote:
 
     def _message(self, item: Child, message: dict) -> None:
         payload = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
-        view = memoryview(len(payload).to_bytes(4, "big") + payload)
+        view = memoryview(encode_message(payload))
         while view:
             view = view[os.write(item.job_fd, view) :]
 
@@ -548,11 +554,10 @@ class Zygote:
                 continue  # already answered (or refused), or a spare writing before its job: discarded
             item.result += data
             cap = int(item.request.get("result_cap") or DEFAULT_RESULT_CAP) + 65536
-            size = int.from_bytes(item.result[:4], "big") if len(item.result) >= 4 else 0
-            if size > cap or len(item.result) > cap + 4:
+            if (message_size(item.result) or 0) > cap or len(item.result) > cap + MESSAGE_PREFIX:
                 self._fail(item, "ResultTooLarge", "the answer is too large: is the valves schema huge?")
                 self._kill(item)
-            elif len(item.result) >= 4 and len(item.result) >= 4 + size:
+            elif complete_message(item.result) is not None:
                 self._answer_from_child(item)
                 self._kill(item)
                 return
@@ -560,16 +565,16 @@ class Zygote:
     def _answer_from_child(self, item: Child) -> None:
         if item.output_fd >= 0:
             self._read_pipe(item.output_fd, rounds=8)
-        size = int.from_bytes(item.result[:4], "big")
-        self._reply(item, None, bytes(item.result[4 : 4 + size]))
+        self._reply(item, None, complete_message(item.result))
 
     def _fail(self, item: Child, kind: str, message: str) -> None:
-        self._reply(item, {"type": kind, "message": message, "line": None, "column": None})
+        self._reply(item, error(kind, message))
 
     def _fail_request(self, request, kind: str, message: str) -> None:
-        error = {"type": kind, "message": message, "line": None, "column": None}
         request_id = request.get("id") if isinstance(request, dict) else None
-        self._send({"kind": "answer", "id": request_id, "error": error, "output": "", "dropped": 0})
+        self._send(
+            {"kind": "answer", "id": request_id, "error": error(kind, message), "output": "", "dropped": 0}
+        )
 
     def _reply(self, item: Child, error: dict | None, body: bytes = b"") -> None:
         if item.answered:
@@ -636,8 +641,7 @@ class Zygote:
                 if fd in self.pipes:
                     self._read_pipe(fd, rounds=8)
         if item.request is not None and not item.answered:
-            size = int.from_bytes(item.result[:4], "big") if len(item.result) >= 4 else -1
-            if size >= 0 and len(item.result) >= 4 + size:
+            if complete_message(item.result) is not None:
                 self._answer_from_child(item)
             else:
                 self._reply(item, exit_status_error(returncode))
@@ -650,7 +654,7 @@ class Zygote:
         with contextlib.suppress(ValueError):
             self.spares.remove(item)
         del self.children[item.pid]
-        _remove_tree(item.workdir)
+        scratch.remove_tree(item.workdir)
 
     def _close_pipe(self, fd: int) -> None:
         item, which = self.pipes.pop(fd)
@@ -708,11 +712,11 @@ class Zygote:
         for item in items:
             if item.pid in waiting:  # not reaped in time: SIGKILLed again, left to init
                 self._kill(item)
-            _remove_tree(item.workdir)
+            scratch.remove_tree(item.workdir)
         self.children.clear()
         self.spares.clear()
         self._sweep()
-        _remove_tree(self.workdirs)
+        scratch.remove_tree(self.workdirs)
 
 
 def _children(pid: int) -> list[int]:
@@ -743,138 +747,6 @@ def _prctl():
         return prctl
     except (OSError, AttributeError):
         return None
-
-
-def make_workdir_parent(pid: int) -> str:
-    """This zygote's folder for its children's scratch directories: new, ours, 0711 (see PARENT_PREFIX)."""
-    # 0700 and ours, under a name nobody could guess; in the sticky temporary directory nobody else can rename it.
-    path = tempfile.mkdtemp(prefix=f"{PARENT_PREFIX}{pid}-")
-    os.chmod(path, PARENT_MODE)
-    return path
-
-
-# Removing a tree that the function's code could still be changing (a grandchild not yet killed, a scratch
-# directory handed to the load user): every step goes through a descriptor of a directory we opened without
-# following links, so no name can be swapped for a symbolic link to somewhere else.
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# Folders deeper than this are moved up to the top of the tree before they are emptied: neither the recursion nor
-# the number of open descriptors grows with a tree built to be deep.
-REMOVE_DEPTH = 32
-# At most this many entries are looked at per tree; what is left after that stays behind.
-REMOVE_BUDGET = 1_000_000
-
-
-def _remove_tree(path: str, owners: set[int] | None = None) -> None:
-    """Remove `path` and everything in it without ever following a symbolic link.
-
-    A link (where `path` itself was replaced by one, or anywhere inside) is unlinked, never entered, and nothing
-    is changed through it. With `owners`, `path` is removed only if it is a real directory owned by one of them
-    (checked on the directory opened, not on its name). Permissions are changed only where we are not root (root
-    needs no permission to remove), only on directories inside the tree, and only through their descriptors.
-    """
-    if not path:
-        return
-    parent, name = os.path.split(os.path.normpath(os.path.abspath(path)))
-    try:
-        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        _remove_entry(parent_fd, name, owners)
-    finally:
-        os.close(parent_fd)
-
-
-def _remove_entry(dir_fd: int, name: str, owners: set[int] | None = None) -> None:
-    try:
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return
-    if not stat.S_ISDIR(info.st_mode):
-        if owners is None:  # a scratch directory the code replaced by a link or a file: remove just that
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=dir_fd)
-        return
-    fd = _open_directory(dir_fd, name)
-    if fd is None:
-        return
-    try:
-        if owners is not None and os.fstat(fd).st_uid not in owners:
-            return
-        budget = [REMOVE_BUDGET]
-        while _empty_directory(fd, fd, 0, budget) and budget[0] > 0:
-            pass  # another round for the folders that were moved up
-    finally:
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        os.rmdir(name, dir_fd=dir_fd)
-
-
-def _open_directory(dir_fd: int, name: str) -> int | None:
-    """The directory `name` in `dir_fd`, opened without following a link; None if it is not one (any more)."""
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except PermissionError:
-        if os.geteuid() == 0:
-            return None
-    except OSError:
-        return None
-    # Not root, and the code made one of its folders unreadable: make it ours to read, through a descriptor that
-    # stands for that very directory (a path-only one: opening it needs no permission).
-    try:
-        handle = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return None
-    try:
-        if os.fstat(handle).st_uid != os.geteuid():
-            return None
-        os.chmod(f"/proc/self/fd/{handle}", stat.S_IRWXU)
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except OSError:
-        return None
-    finally:
-        os.close(handle)
-
-
-def _empty_directory(fd: int, top_fd: int, depth: int, budget: list[int]) -> bool:
-    """Remove what is in the directory open as `fd`; True if folders too deep were moved up to `top_fd` instead."""
-    if os.geteuid() != 0:  # the code may have made its folders read-only; root needs no permission
-        with contextlib.suppress(OSError):
-            info = os.fstat(fd)
-            if info.st_uid == os.geteuid() and info.st_mode & stat.S_IRWXU != stat.S_IRWXU:
-                os.chmod(fd, stat.S_IMODE(info.st_mode) | stat.S_IRWXU)
-    try:
-        names = os.listdir(fd)
-    except OSError:
-        return False
-    moved = False
-    for name in names:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return False
-        try:
-            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except OSError:
-            continue
-        if not stat.S_ISDIR(info.st_mode):
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=fd)
-            continue
-        if depth >= REMOVE_DEPTH:
-            with contextlib.suppress(OSError):
-                os.rename(name, f".sluice-deep-{budget[0]}", src_dir_fd=fd, dst_dir_fd=top_fd)
-                moved = True
-            continue
-        sub = _open_directory(fd, name)
-        if sub is None:
-            continue
-        try:
-            moved = _empty_directory(sub, top_fd, depth + 1, budget) or moved
-        finally:
-            os.close(sub)
-        with contextlib.suppress(OSError):
-            os.rmdir(name, dir_fd=fd)
-    return moved
 
 
 MADV_COLLAPSE = 25
@@ -916,323 +788,11 @@ def _collapse_into_huge_pages() -> int:
     return collapsed
 
 
-def _remove_stale_workdirs(owners: set[int]) -> None:
-    """Remove scratch folders left by zygotes that were killed before they could clean up.
-
-    A zygote's folder (`sluice-zygote-<pid>-*`) is removed only if it is a real directory owned by our uid, the
-    scratch directories of older versions (`sluice-load-<pid>-*`, straight in the temporary directory) only if
-    they are real directories owned by `owners` (our uid and the load user's, to whom children handed theirs).
-    Anyone can put a name like these in the temporary directory: a link is never followed, nothing is done by name.
-    """
-    base = tempfile.gettempdir()
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(PARENT_PREFIX):
-            rest, allowed = name[len(PARENT_PREFIX) :], {os.geteuid()}
-        elif name.startswith(WORKDIR_PREFIX):
-            rest, allowed = name[len(WORKDIR_PREFIX) :], owners
-        else:
-            continue
-        owner = rest.split("-", 1)[0]
-        if not owner.isdigit() or os.path.exists(f"/proc/{owner}"):
-            continue
-        _remove_tree(os.path.join(base, name), owners=allowed)
-
-
-# --- dropping root in load children -----------------------------------------------------------------------------
-
-
-def resolve_user(spec: str) -> dict:
-    """`name`, `uid` or `uid:gid` as the ids a load child takes; LookupError if the name is unknown."""
-    identity = _resolve_user(spec)
-    if not all(0 <= value < 0xFFFFFFFF for value in [identity["uid"], identity["gid"], *identity["groups"]]):
-        raise LookupError(f"{spec!r} is not a usable user")  # (uid_t) -1 would mean "leave the id unchanged"
-    return identity
-
-
-def _resolve_user(spec: str) -> dict:
-    spec = (spec or "").strip() or DEFAULT_LOAD_USER
-    if spec.split(":", 1)[0].isdigit():
-        uid_text, _, gid_text = spec.partition(":")
-        uid = int(uid_text)
-        try:
-            entry = pwd.getpwuid(uid)
-        except KeyError:
-            entry = None
-        gid = int(gid_text) if gid_text.isdigit() else (entry.pw_gid if entry else uid)
-        groups = os.getgrouplist(entry.pw_name, gid) if entry and not gid_text else [gid]
-        return {"user": spec, "uid": uid, "gid": gid, "groups": sorted(set(groups))}
-    try:
-        entry = pwd.getpwnam(spec)
-    except KeyError:
-        if spec != DEFAULT_LOAD_USER:
-            raise LookupError(f"there is no user {spec!r}") from None
-        return {"user": spec, "uid": NOBODY, "gid": NOBODY, "groups": [NOBODY]}
-    groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
-    return {"user": spec, "uid": entry.pw_uid, "gid": entry.pw_gid, "groups": sorted(set(groups))}
-
-
-def _identity(plan: dict) -> dict:
-    return {"uid": plan["uid"], "gid": plan["gid"], "groups": plan["groups"]}
-
-
-def plan_privileges(mode: str, user: str) -> dict:
-    """Whether load children drop root for the load user, and if not, why: the `privileges` of the ready report.
-
-    mode "off": never. "auto": when the zygote runs as root, the user can be taken, and it can read everything
-    function code needs (sys.path, the modules loaded here, the temporary directory, DATA_DIR). "always": when
-    running as root and the user can be taken, whatever it can read.
-    """
-    plan: dict = {"mode": mode, "user": user or DEFAULT_LOAD_USER, "drop": False, "reason": None}
-    if mode not in ("auto", "always") or os.geteuid() != 0:
-        return plan
-    try:
-        plan.update(resolve_user(user))
-    except LookupError as exc:
-        plan["reason"] = str(exc)
-        return plan
-    if plan["uid"] == 0:
-        plan["reason"] = "the load user is root"
-        return plan
-    _hand_over_data_dir(plan["uid"], plan["gid"])
-    plan["reason"] = probe(_identity(plan), [] if mode == "always" else _needed_paths())
-    plan["drop"] = plan["reason"] is None
-    return plan
-
-
-def _data_dir() -> str | None:
-    env = sys.modules.get("open_webui.env")
-    path = getattr(env, "DATA_DIR", None)
-    return str(path) if path is not None else None
-
-
-# The data folder's layout once handed over: root's (or the zygote user's) folders, in the load user's group with
-# group write, set-group-id so that what is made in them stays in that group; DATA_DIR itself also sticky.
-HAND_OVER_DEPTH = 32
-
-
-def _hand_over_data_dir(uid: int, gid: int, limit: int = 10_000) -> None:
-    """Let the load user keep files in the compatibility layer's private DATA_DIR, as function code could as root.
-
-    The folders stay ours (the zygote's user, root) and get the load user's group with group write and set-group-id;
-    DATA_DIR is also sticky. So the load user can make and remove its own files there, children that keep root can
-    write there without overriding permissions, and the load user cannot rename DATA_DIR (it is ours, in the sticky
-    temporary directory) nor its folders (it is sticky), so nothing can be swapped for a link to somewhere else.
-    Folders the load user owns (made by an older version, or by function code) become ours the same way.
-
-    The walk goes through descriptors of directories opened without following links (`os.fwalk`), and each folder
-    is changed through its own descriptor: a folder renamed or replaced by a link while we walk changes nothing
-    elsewhere. Only the default folder; a DATA_DIR set in the environment is the operator's and is left alone.
-    """
-    path = _data_dir()
-    if not path or "DATA_DIR" in os.environ:
-        return
-    ours = os.geteuid()
-    walker = os.fwalk(path, follow_symlinks=False)
-    try:
-        for seen, (folder, folders, _files, fd) in enumerate(walker):
-            if seen >= limit:
-                return
-            info = os.fstat(fd)
-            if info.st_uid not in (ours, uid):
-                folders.clear()  # someone else's: neither changed nor entered
-                continue
-            if os.path.relpath(folder, path).count(os.sep) >= HAND_OVER_DEPTH:
-                folders.clear()
-            wanted = (stat.S_IMODE(info.st_mode) & ~stat.S_IWOTH) | stat.S_IRWXG | stat.S_ISGID
-            if folder == path:
-                wanted |= stat.S_ISVTX
-            with contextlib.suppress(OSError):
-                if (info.st_uid, info.st_gid) != (ours, gid):
-                    os.chown(fd, ours, gid)  # fchown: the folder opened, whatever its name is now
-                if stat.S_IMODE(os.fstat(fd).st_mode) != wanted:
-                    os.chmod(fd, wanted)  # fchmod, after chown (which may clear set-group-id)
-    except (OSError, RecursionError):
-        return
-    finally:
-        walker.close()
-
-
-def _needed_paths() -> list[tuple[str, str]]:
-    """What function code needs to reach, as (path, "list"|"read"|"search"|"write") checks."""
-    checks: list[tuple[str, str]] = []
-    for entry in sys.path:
-        if entry and os.path.isdir(entry):
-            checks.append((entry, "list"))
-        elif entry and os.path.isfile(entry):
-            checks.append((entry, "read"))
-    checks.append((tempfile.gettempdir(), "search"))
-    data_dir = _data_dir()
-    if data_dir and os.path.isdir(data_dir):
-        checks.append((data_dir, "write"))
-    # The files of the modules loaded here stand for the files of those that will be imported lazily.
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and os.path.isfile(path):
-            checks.append((path, "read"))
-    return checks
-
-
-def _package_paths(packages_dir: str) -> list[tuple[str, str]]:
-    checks = [(packages_dir, "list")]
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(packages_dir):
-            checks.append((entry.path, "list" if entry.is_dir() else "read"))
-    return checks
-
-
-_ACCESS = {
-    "list": os.R_OK | os.X_OK,
-    "read": os.R_OK,
-    "search": os.X_OK,
-    "write": os.W_OK | os.X_OK,
-}
-
-
-def _first_denied(checks: list[tuple[str, str]]) -> str | None:
-    denied = [(path, kind) for path, kind in checks if not os.access(path, _ACCESS[kind])]
-    if not denied:
-        return None
-    path, kind = denied[0]
-    more = f" (and {len(denied) - 1} more paths)" if len(denied) > 1 else ""
-    verb = {"list": "list", "read": "read", "search": "reach files in", "write": "write to"}[kind]
-    return f"the load user cannot {verb} {path}{more}"
-
-
-def probe(identity: dict, checks: list[tuple[str, str]], limit: float = 5.0) -> str | None:
-    """Take `identity` in a forked process and try `checks` there: None if all passed, else the first problem.
-
-    The real thing rather than a reading of mode bits: it tells whether the ids can be taken at all (a user
-    namespace may not map them) and sees ACLs and every directory on the way.
-    """
-
-    def check() -> str:
-        try:
-            child.become(identity["uid"], identity["gid"], identity["groups"])
-        except child.PrivilegeError as exc:
-            return f"the load user's ids cannot be taken: {exc}"
-        return _first_denied(checks) or ""
-
-    return _in_forked_process(check, "could not check the load user", limit) or None
-
-
-def check_confinement(limit: float = 5.0) -> dict:
-    """What loader/confinement.py can do for children that run as root here, tried once in a forked process:
-    {"mounts": bool, "capabilities": bool, "reason": str | None}. Nothing to do (and no reason) when not root."""
-    report = {"mounts": False, "capabilities": False, "reason": None}
-    if os.geteuid() != 0:
-        return report
-    try:
-        scratch = tempfile.mkdtemp(prefix="sluice-check-")
-    except OSError as exc:
-        return {**report, "reason": f"could not check: {exc}"}
-    try:
-        answer = _in_forked_process(
-            lambda: json.dumps(confinement.check(scratch)),
-            "could not check how children can be confined",
-            limit,
-        )
-    finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(scratch)
-    try:
-        found = json.loads(answer)
-        return {key: found[key] for key in report}
-    except (ValueError, TypeError, KeyError):
-        return {**report, "reason": answer or "could not check how children can be confined"}
-
-
-def _in_forked_process(work, failure: str, limit: float) -> str:
-    """Run `work` (returning a string) in a forked process that then exits; its string, or what went wrong."""
-    read_fd, write_fd = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        os.close(read_fd)
-        os.close(write_fd)
-        return f"{failure}: {exc}"
-    if pid == 0:  # pragma: no cover - runs in the forked process
-        message = ""
-        try:
-            os.close(read_fd)
-            message = work()
-        except BaseException as exc:
-            message = f"{failure}: {exc!r}"
-        finally:
-            with contextlib.suppress(BaseException):
-                os.write(write_fd, message.encode("utf-8", "replace")[:4000])
-            os._exit(0)
-    os.close(write_fd)
-    chunks = []
-    deadline = time.monotonic() + limit
-    poller = select.poll()
-    poller.register(read_fd, select.POLLIN)
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(int(left * 1000) + 1):
-                chunks = [f"{failure}: the check took too long".encode()]
-                break
-            chunk = os.read(read_fd, 4096)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def plan_hidden_paths(paths, needed: list[str]) -> tuple[list[str], str]:
-    """The folders (or files) among `paths` that children may hide, and a notice naming those they may not.
-
-    A path inside another one is covered by it; a path that holds something function code needs (`needed`: the
-    Python installation, sys.path, the temporary directory, DATA_DIR, /dev, /proc) is not hidden.
-    """
-    chosen: list[str] = []
-    refused: list[str] = []
-    wanted = {os.path.realpath(path) for path in paths if isinstance(path, str) and os.path.isabs(path)}
-    for path in sorted(wanted, key=len):  # a folder before what is in it
-        if any(confinement.inside(path, folder) for folder in chosen):
-            continue
-        holds = next((item for item in needed if confinement.inside(item, path)), None)
-        if holds is not None:
-            refused.append(f"{path} (it holds {holds})")
-        else:
-            chosen.append(path)
-    notice = f"function code is not kept from {'; '.join(refused)}: it needs what is there" if refused else ""
-    return chosen, notice
-
-
-def _needed_folders(workdirs: str) -> list[str]:
-    """What function code needs and must never be hidden: see plan_hidden_paths."""
-    found = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        sys.base_exec_prefix,
-        tempfile.gettempdir(),
-        workdirs,
-    }
-    found.update(entry for entry in sys.path if entry)
-    found.update(("/dev", "/proc", os.path.dirname(os.path.abspath(child.__file__))))
-    data_dir = _data_dir()
-    if data_dir:
-        found.add(data_dir)
-    return sorted({os.path.realpath(path) for path in found if os.path.exists(path)})
-
-
 def _die_with_parent(parent_pid: int) -> None:
     """Have the kernel send SIGTERM when our parent (the caller) dies, even if it is SIGKILLed.
 
     End of file on the request pipe normally says the same, but not if another process holds the pipe's write end.
-    The signal is tied to the thread that started us, which is why `loader.runner` starts zygotes from a thread
+    The signal is tied to the thread that started us, which is why `loader.client` starts zygotes from a thread
     that lives as long as its process. SIGTERM, not SIGKILL: the zygote then kills its children and their escaped
     descendants before it exits (until the loop runs, SIGTERM's default action ends the zygote, which has no
     children yet).
@@ -1246,8 +806,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point: `python -m loader.zygote [compat_dir] [max_jobs] [spares] [parent_pid] [drop_privileges]
-    [load_user]`, started by `loader.runner`. drop_privileges is "auto", "always" or "off" (see plan_privileges)."""
+    """Entry point: `python -m loader.parent [compat_dir] [max_jobs] [spares] [parent_pid] [drop_privileges]
+    [load_user]`, started by `loader.client`. drop_privileges is "auto", "always" or "off" (see plan_privileges)."""
     compat_dir = argv[0] if argv else ""
     max_jobs = int(argv[1]) if len(argv) > 1 else 8
     spares = int(argv[2]) if len(argv) > 2 else 2
@@ -1268,7 +828,7 @@ def main(argv: list[str]) -> None:
     if drop_mode != "off" and os.geteuid() == 0:
         with contextlib.suppress(LookupError):
             owners.add(resolve_user(load_user)["uid"])
-    _remove_stale_workdirs(owners)
+    scratch.remove_stale_workdirs(owners)
     started = time.monotonic()
     loaded, missing = preload()
     privileges = plan_privileges(drop_mode, load_user)

@@ -1,6 +1,7 @@
-"""Loading a function's code without running it in the caller: the caller's side of the isolated runner.
+"""Loading a function's code without running it in the caller: the client the server uses. Over 450 lines because
+settings, cache, single flight and the one connection to the warm parent share its locks and state.
 
-`load_function` and `validate_valves` hand the code to a warm zygote process (`loader.zygote`), which forks one
+`load_function` and `validate_valves` hand the code to a warm zygote process (`loader.parent`), which forks one
 child per job with a wall-clock timeout, a memory cap and captured output. Calls are thread-safe: a reader thread
 dispatches the zygote's answers to the waiting callers by request id. Identical loads are answered from a bounded
 cache in this process. If the zygote dies, the calls in flight get a clear error and the next call starts a new one.
@@ -24,8 +25,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from loader import confinement
+from loader.protocol import encode_frame, error, read_frame
 from loader.results import LoadError, LoadResult, ValvesResult
-from loader.zygote import PREFIX, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ STARTUP_LIMIT = 60.0
 # The zygote is started in isolated mode (-I: no PYTHON* variables, no user site, no script directory on sys.path)
 # and takes the repository root off sys.path once the loader is imported, so function code cannot import Sluice.
 _BOOTSTRAP = (
-    "import sys; root = sys.argv[1]; sys.path.insert(0, root); from loader import zygote; "
-    "sys.path.remove(root); zygote.main(sys.argv[2:])"
+    "import sys; root = sys.argv[1]; sys.path.insert(0, root); from loader import parent; "
+    "sys.path.remove(root); parent.main(sys.argv[2:])"
 )
 
 # Names of environment variables that must not reach function code: Sluice's own settings and anything that looks
@@ -61,16 +62,8 @@ _UNCACHED = {
 }
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        log.warning("ignoring %s=%r: not a number", name, os.environ.get(name))
-        return default
-
-
 def _drop_mode(value: str | None) -> str:
-    """SLUICE_LOAD_DROP_PRIVILEGES: "auto" (the default, also 1/true/yes/on), "off" (0/false/no) or "always"."""
+    """The drop_privileges setting: "auto" (the default, also 1/true/yes/on), "off" (0/false/no) or "always"."""
     text = (value or "auto").strip().lower()
     if text in ("auto", "1", "true", "yes", "on", ""):
         return "auto"
@@ -78,7 +71,7 @@ def _drop_mode(value: str | None) -> str:
         return "off"
     if text in ("always", "force"):
         return "always"
-    log.warning("ignoring SLUICE_LOAD_DROP_PRIVILEGES=%r: expected auto, off or always", value)
+    log.warning("ignoring drop_privileges=%r: expected auto, off or always", value)
     return "auto"
 
 
@@ -102,7 +95,7 @@ class Settings:
     python: str = sys.executable
     # When the server runs as root, load children switch to `load_user` before running function code: "auto"
     # unless that user cannot read what function code needs (then they stay root, and it is logged), "always",
-    # or "off". See loader.zygote.plan_privileges.
+    # or "off". See loader.parent.plan_privileges.
     drop_privileges: str = "auto"
     load_user: str = "nobody"
     # Folders (or files) that function code must never read, e.g. the server's instance folder: when the zygote
@@ -111,14 +104,8 @@ class Settings:
     hidden_paths: tuple[str, ...] = ()
 
 
-_settings = Settings(
-    timeout=_env_float("SLUICE_LOAD_TIMEOUT", 10.0),
-    memory_mb=int(_env_float("SLUICE_LOAD_MEMORY_MB", 1024)),
-    packages_dir=os.environ.get("SLUICE_FUNCTION_PACKAGES_DIR") or None,
-    drop_privileges=_drop_mode(os.environ.get("SLUICE_LOAD_DROP_PRIVILEGES")),
-    load_user=os.environ.get("SLUICE_LOAD_USER") or "nobody",
-    hidden_paths=_paths(os.environ.get("SLUICE_LOAD_HIDDEN_PATHS")),
-)
+# Plain defaults: the loader reads no environment variable of its own; the app hands it every setting (configure).
+_settings = Settings()
 
 _UNSET = object()
 _ANY_USER = "any user"
@@ -415,7 +402,7 @@ def _run(request: dict) -> tuple[dict, object]:
     try:
         zygote = _zygote()
     except _Unavailable as exc:
-        return {"error": _error("LoaderUnavailable", str(exc))}, None
+        return {"error": error("LoaderUnavailable", str(exc))}, None
     _stats.bump("jobs")
     # Jobs beyond max_jobs wait in the zygote's queue, so allow for a full round of slow jobs before them.
     header, body = zygote.call(request, wait=current.timeout * 2 + 10)
@@ -424,11 +411,7 @@ def _run(request: dict) -> tuple[dict, object]:
     try:
         return header, json.loads(body)
     except ValueError:
-        return {**header, "error": _error("BadAnswer", "the loader gave an unreadable answer")}, None
-
-
-def _error(kind: str, message: str) -> dict:
-    return {"type": kind, "message": message, "line": None, "column": None}
+        return {**header, "error": error("BadAnswer", "the loader gave an unreadable answer")}, None
 
 
 class _Unavailable(Exception):
@@ -493,7 +476,7 @@ class _ZygoteProcess:
 
     def call(self, request: dict, *, wait: float) -> tuple[dict, bytes]:
         waiter = _Waiter()
-        stopped = {"error": _error("LoaderCrashed", "the loader process stopped; try again")}, b""
+        stopped = {"error": error("LoaderCrashed", "the loader process stopped; try again")}, b""
         with self.pending_lock:
             if not self.alive:
                 return stopped
@@ -514,18 +497,14 @@ class _ZygoteProcess:
                 self.pending.pop(request_id, None)
             log.error("the loader process did not answer within %.0f s; restarting it", wait)
             self.close()
-            return {"error": _error("LoaderUnavailable", "the loader process did not answer in time")}, b""
+            return {"error": error("LoaderUnavailable", "the loader process did not answer in time")}, b""
         return waiter.header, waiter.body
 
     def _read_answers(self) -> None:
         stream = self.proc.stdout
         try:
             while True:
-                prefix = _read_exactly(stream, PREFIX)
-                head = int.from_bytes(prefix[:4], "big")
-                size = int.from_bytes(prefix[4:], "big")
-                header = json.loads(_read_exactly(stream, head))
-                body = _read_exactly(stream, size) if size else b""
+                header, body = read_frame(stream.read)
                 if header.get("kind") == "ready":
                     self.ready = header
                     _note_privileges(header.get("privileges"))
@@ -551,7 +530,7 @@ class _ZygoteProcess:
             pending, self.pending = self.pending, {}
         for waiter in pending.values():
             message = "the loader process stopped while loading; try again"
-            waiter.header = {"error": _error("LoaderCrashed", message)}
+            waiter.header = {"error": error("LoaderCrashed", message)}
             waiter.done.set()
         self.started.set()
         if was_alive:
@@ -629,21 +608,10 @@ def protect_server_process() -> bool:
     return False
 
 
-def _read_exactly(stream, size: int) -> bytes:
-    chunks, missing = [], size
-    while missing:
-        chunk = stream.read(missing)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
 class _Launcher:
     """Starts zygotes from one thread that lives as long as this process.
 
-    A zygote asks the kernel for a signal when its parent dies (loader.zygote._die_with_parent), and Linux ties
+    A zygote asks the kernel for a signal when its parent dies (loader.parent._die_with_parent), and Linux ties
     that signal to the *thread* that forked it: a zygote started from a short-lived thread (the app's warm-up
     thread, a request thread that a server retires) would be stopped when that thread ends.
     """
