@@ -10,7 +10,7 @@ from flask import Flask
 
 import loader
 from extensions import csrf, db, login_manager
-from settings import load_config, loader_hidden_paths
+from settings import load_config, loader_options
 
 
 def make_instance_folder(path: str) -> None:
@@ -44,12 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     with app.app_context():
         install_sqlite_pragmas(db.engine)
 
-    loader.configure(
-        timeout=app.config["SLUICE_LOAD_TIMEOUT"],
-        memory_mb=app.config["SLUICE_LOAD_MEMORY_MB"],
-        packages_dir=app.config["SLUICE_FUNCTION_PACKAGES_DIR"],
-        hidden_paths=loader_hidden_paths(app),
-    )
+    loader.configure(**loader_options(app))
 
     if not app.testing:
         # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.

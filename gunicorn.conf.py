@@ -4,10 +4,16 @@ It only hardens the server's processes: they are made non-dumpable (prctl PR_SET
 the same user without CAP_SYS_PTRACE, such as a load child that keeps root (it drops every capability), can read
 neither their /proc/<pid>/environ (DATABASE_URL, SECRET_KEY) nor their memory. The master is made so as it reads
 this file, and its workers inherit that; a worker that changed user (--user) is dumpable again, hence the hook
-(create_app does the same for each app). Command-line options still take precedence over anything here.
+(create_app does the same for each app).
+
+It also sets where gunicorn listens and how many processes and threads it runs, from settings.py (HOST, PORT,
+SLUICE_WORKERS, SLUICE_THREADS: checked like every other setting). Command-line options still take precedence over
+anything here.
 """
 
 import ctypes
+
+from settings import server_settings
 
 PR_SET_DUMPABLE = 4
 
@@ -21,6 +27,17 @@ def _non_dumpable() -> None:
 
 _non_dumpable()
 
+_server = server_settings()
+bind = f"{_server['HOST']}:{_server['PORT']}"
+workers = _server["SLUICE_WORKERS"]
+threads = _server["SLUICE_THREADS"]
+
 
 def post_worker_init(worker):
     _non_dumpable()
+
+
+_server = server_settings()
+bind = f"{_server['HOST']}:{_server['PORT']}"
+workers = _server["SLUICE_WORKERS"]
+threads = _server["SLUICE_THREADS"]

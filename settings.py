@@ -1,111 +1,374 @@
-"""Configuration: defaults, then ``instance/config.py``, then the environment.
+"""Configuration, in one place: defaults, then ``instance/config.py``, then the environment.
 
-Every Sluice-specific setting is read from a ``SLUICE_*`` environment variable; the README lists them.
+``SETTINGS`` is the one list of what an operator can set: its name (the environment variable, and the name to assign
+in ``instance/config.py``), its default, how a value is checked, and what it means. Loading, validation and the
+README's configuration table all come from it (``python settings.py --markdown`` prints the table; a test keeps the
+README equal to it). A value that does not fit stops start-up with a message naming the setting. No other module
+reads the environment for a Sluice setting.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-
-from flask import Flask
 
 MIB = 1024 * 1024
 
-# (environment variable, config key, parser). Order of precedence is applied in ``load_config``.
-ENVIRONMENT = [
-    ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI", str),
-    ("SECRET_KEY", "SECRET_KEY", str),
-    ("SLUICE_ENABLE_SIGNUP", "SLUICE_ENABLE_SIGNUP", "bool"),
-    ("SLUICE_LOAD_TIMEOUT", "SLUICE_LOAD_TIMEOUT", float),
-    ("SLUICE_LOAD_MEMORY_MB", "SLUICE_LOAD_MEMORY_MB", int),
-    ("SLUICE_MAX_CONCURRENT_LOADS", "SLUICE_MAX_CONCURRENT_LOADS", int),
-    ("SLUICE_ALLOW_PRIVATE_URLS", "SLUICE_ALLOW_PRIVATE_URLS", "bool"),
-    ("SLUICE_URL_FETCH_TIMEOUT", "SLUICE_URL_FETCH_TIMEOUT", float),
-    ("SLUICE_ALLOW_PIP_INSTALL", "SLUICE_ALLOW_PIP_INSTALL", "bool"),
-    ("SLUICE_FUNCTION_PACKAGES_DIR", "SLUICE_FUNCTION_PACKAGES_DIR", str),
-    ("SLUICE_INSTALL_JOBS_DIR", "SLUICE_INSTALL_JOBS_DIR", str),
-    ("SLUICE_MAX_REQUEST_MB", "SLUICE_MAX_REQUEST_MB", int),
-    ("SLUICE_SIGNIN_MAX_FAILURES", "SLUICE_SIGNIN_MAX_FAILURES", int),
-    ("SLUICE_SIGNIN_LOCK_SECONDS", "SLUICE_SIGNIN_LOCK_SECONDS", int),
-    ("SLUICE_SECURE_COOKIES", "SESSION_COOKIE_SECURE", "bool"),
-]
+
+class SettingError(RuntimeError):
+    """A setting's value does not fit; the message names the setting and the value."""
 
 
-def defaults(instance_path: str) -> dict:
-    db_path = Path(instance_path) / "sluice.sqlite3"
+# --- checks: each takes the setting's name and a value (a string from the environment, or whatever instance/config.py
+# assigned) and returns the typed value or raises SettingError ---------------------------------------------------------
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def boolean(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingError(f"{name} must be true or false (also 1/0, yes/no, on/off), got {value!r}")
+
+
+def positive_number(name: str, value) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a positive number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise SettingError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def positive_whole_number(name: str, value) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError
+            number = int(value)
+        else:
+            number = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a positive whole number, got {value!r}") from None
+    if number <= 0:
+        raise SettingError(f"{name} must be a positive whole number, got {value!r}")
+    return number
+
+
+def port(name: str, value) -> int:
+    number = positive_whole_number(name, value)
+    if number > 65535:
+        raise SettingError(f"{name} must be a port number from 1 to 65535, got {value!r}")
+    return number
+
+
+def text(name: str, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(f"{name} must be a non-empty text, got {value!r}")
+    return value
+
+
+def optional_text(name: str, value) -> str | None:
+    return None if value is None or value == "" else text(name, value)
+
+
+# SLUICE_LOAD_DROP_PRIVILEGES: the loader's three modes, and the spellings it has always taken for them.
+DROP_MODES = {
+    "auto": ("auto", "1", "true", "yes", "on"),
+    "off": ("off", "0", "false", "no", "never"),
+    "always": ("always", "force"),
+}
+
+
+def drop_mode(name: str, value) -> str:
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    spelled = str(value).strip().lower()
+    for mode, spellings in DROP_MODES.items():
+        if spelled in spellings:
+            return mode
+    raise SettingError(f"{name} must be one of auto, always or off, got {value!r}")
+
+
+def path_list(name: str, value) -> tuple[str, ...]:
+    """Paths from a list, or from a string of paths separated by ``os.pathsep`` (``:``); empty entries are skipped."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(os.pathsep)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(path, str) for path in value):
+        raise SettingError(
+            f"{name} must be a list of paths or a string of paths separated by {os.pathsep!r}, got {value!r}"
+        )
+    return tuple(path for path in value if path.strip())
+
+
+# --- the list ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the environment variable, and the name to assign in instance/config.py
+    default: object  # a value, or a function of (instance folder, the values resolved so far)
+    check: Callable
+    meaning: str  # one line for the README
+    shown_default: str | None = None  # the README's default column, when the value itself would not say it
+    key: str | None = None  # the Flask config key, when it is not `name`; instance/config.py may use either
+    in_app: bool = True  # False: read by bin/serve (gunicorn.conf.py) only
+
+    @property
+    def config_key(self) -> str:
+        return self.key or self.name
+
+
+def _default_concurrent_loads(instance_path: str, values: Mapping) -> int:
+    """Half the threads of each process, at least 2: the rest stay free for requests that load nothing."""
+    return max(2, values["SLUICE_THREADS"] // 2)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DATABASE_URL",
+        lambda instance_path, values: f"sqlite:///{Path(instance_path) / 'sluice.sqlite3'}",
+        text,
+        "database; `postgresql+psycopg://user:pass@host/db` for PostgreSQL",
+        shown_default="`sqlite:///instance/sluice.sqlite3`",
+        key="SQLALCHEMY_DATABASE_URI",
+    ),
+    Setting(
+        "SECRET_KEY",
+        None,
+        optional_text,
+        "signs sessions; all workers must share it",
+        shown_default="generated once into `instance/secret_key`",
+    ),
+    Setting("HOST", "127.0.0.1", text, "where `bin/serve` listens", in_app=False),
+    Setting("PORT", 8080, port, "the port `bin/serve` listens on", in_app=False),
+    Setting("SLUICE_WORKERS", 2, positive_whole_number, "gunicorn processes for `bin/serve`", in_app=False),
+    Setting(
+        "SLUICE_THREADS",
+        8,
+        positive_whole_number,
+        "threads per gunicorn process for `bin/serve`",
+        in_app=False,
+    ),
+    Setting(
+        "SLUICE_ENABLE_SIGNUP",
+        False,
+        boolean,
+        "let visitors create accounts, which wait as `pending` until an admin approves them",
+    ),
+    Setting("SLUICE_LOAD_TIMEOUT", 10.0, positive_number, "seconds a function's code may take to load"),
+    Setting("SLUICE_LOAD_MEMORY_MB", 1024, positive_whole_number, "memory a loading function may use"),
+    Setting(
+        "SLUICE_MAX_CONCURRENT_LOADS",
+        _default_concurrent_loads,
+        positive_whole_number,
+        "loads of function code one process runs at once; a request that finds them all taken for 2 s gets 503 "
+        '"Sluice is busy loading other functions", so slow loads never hold every thread',
+        shown_default="half of `SLUICE_THREADS`, at least 2 (`4`)",
+    ),
+    Setting(
+        "SLUICE_ALLOW_PRIVATE_URLS",
+        False,
+        boolean,
+        'let "load from URL" fetch loopback, private and link-local addresses',
+    ),
+    Setting(
+        "SLUICE_URL_FETCH_TIMEOUT",
+        20.0,
+        positive_number,
+        'seconds "load from URL" may take in all (redirects included), however slowly the server sends',
+    ),
+    Setting(
+        "SLUICE_ALLOW_PIP_INSTALL",
+        False,
+        boolean,
+        "let admins install a function's `requirements:` (into a folder only function code sees)",
+    ),
+    Setting(
+        "SLUICE_FUNCTION_PACKAGES_DIR",
+        lambda instance_path, values: str(Path(instance_path) / "function-packages"),
+        text,
+        "that folder",
+        shown_default="`instance/function-packages`",
+    ),
+    Setting(
+        "SLUICE_INSTALL_JOBS_DIR",
+        None,
+        optional_text,
+        "where those installs keep their status and output",
+        shown_default="`instance/install-jobs`",
+    ),
+    Setting(
+        "SLUICE_LOAD_DROP_PRIVILEGES",
+        "auto",
+        drop_mode,
+        "when Sluice runs as root, run function code as `SLUICE_LOAD_USER` instead: `auto` (only if that user can "
+        "read Python and the packages), `always`, `off`",
+    ),
+    Setting("SLUICE_LOAD_USER", "nobody", text, "that user (a name, `uid` or `uid:gid`)"),
+    Setting(
+        "SLUICE_LOAD_HIDDEN_PATHS",
+        (),
+        path_list,
+        "folders or files function code must never read, separated by `:` (a list in `instance/config.py`), on top "
+        "of those Sluice always hides (the instance folder, the SQLite database's folder, `SLUICE_INSTALL_JOBS_DIR`); "
+        "when Sluice runs as root each load child hides them under an empty read-only mount (the packages folder "
+        "stays visible)",
+        shown_default="none",
+    ),
+    Setting("SLUICE_MAX_REQUEST_MB", 32, positive_whole_number, "largest request body accepted (413 beyond)"),
+    Setting(
+        "SLUICE_SIGNIN_MAX_FAILURES",
+        5,
+        positive_whole_number,
+        "failed sign-ins in a row before the address is locked (counted per address, so an address with no account "
+        "locks the same way)",
+    ),
+    Setting("SLUICE_SIGNIN_LOCK_SECONDS", 300, positive_whole_number, "how long the lock lasts"),
+    Setting(
+        "SLUICE_SECURE_COOKIES",
+        False,
+        boolean,
+        "mark cookies `Secure` (set it when serving over HTTPS)",
+        key="SESSION_COOKIE_SECURE",
+    ),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+# Flask settings Sluice fixes; instance/config.py may still change them (Flask's own names, not checked here).
+FLASK_DEFAULTS = {
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    # CSRF is enforced by our own hook so that API-key calls are exempt and cookie calls are not.
+    "WTF_CSRF_CHECK_DEFAULT": False,
+    "WTF_CSRF_TIME_LIMIT": None,
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "JSON_SORT_KEYS": False,
+}
+
+
+# --- loading ----------------------------------------------------------------------------------------------------------
+
+
+def read_settings(
+    instance_path: str,
+    instance_config: Mapping | None = None,
+    environ: Mapping | None = None,
+    overrides: Mapping | None = None,
+) -> dict:
+    """Every setting's checked value, by name: the default, then ``instance_config`` (by name or Flask key), then
+    ``environ`` (by name; an empty value counts as unset), then ``overrides`` (a test's mapping, by name or key)."""
+    environ = os.environ if environ is None else environ
+    set_in_environment = {name: value for name, value in environ.items() if value != ""}
+    values: dict = {}
+    for setting in SETTINGS:
+        names = dict.fromkeys((setting.name, setting.config_key))
+        layers = [
+            ("instance/config.py", instance_config or {}, names),
+            ("the environment", set_in_environment, (setting.name,)),
+            ("the test configuration", overrides or {}, names),
+        ]
+        given = [(source, layer[name]) for source, layer, keys in layers for name in keys if name in layer]
+        if not given:
+            default = setting.default
+            values[setting.name] = default(instance_path, values) if callable(default) else default
+            continue
+        source, value = given[-1]
+        try:
+            values[setting.name] = setting.check(setting.name, value)
+        except SettingError as error:
+            raise SettingError(f"{error} (from {source})") from None
+    return values
+
+
+def read_instance_config(instance_path: str) -> dict:
+    """The upper-case names ``instance/config.py`` assigns, or nothing when there is no such file."""
+    from flask import Config
+
+    config = Config(instance_path)
+    config.from_pyfile("config.py", silent=True)
+    return dict(config)
+
+
+def server_settings(environ: Mapping | None = None) -> dict:
+    """The settings gunicorn needs (HOST, PORT, SLUICE_WORKERS, SLUICE_THREADS), checked, for gunicorn.conf.py."""
+    instance_path = str(Path(__file__).resolve().parent / "instance")
+    values = read_settings(instance_path, read_instance_config(instance_path), environ)
+    return {name: values[name] for name in ("HOST", "PORT", "SLUICE_WORKERS", "SLUICE_THREADS")}
+
+
+def load_config(app, test_config: dict | None = None) -> None:
+    """Fill ``app.config`` from the settings, and keep the checked values as ``app.extensions["sluice.settings"]``."""
+    instance_config = read_instance_config(app.instance_path)
+    values = read_settings(app.instance_path, instance_config, os.environ, test_config)
+    values["DATABASE_URL"] = _psycopg_url(values["DATABASE_URL"])
+    if not values["SECRET_KEY"]:
+        values["SECRET_KEY"] = instance_secret_key(app.instance_path)
+
+    app.config.from_mapping(FLASK_DEFAULTS)
+    app.config.from_mapping(instance_config)  # Flask's own settings an operator may add there
+    app.config.from_mapping(
+        {setting.config_key: values[setting.name] for setting in SETTINGS if setting.in_app}
+    )
+    if test_config:
+        # Its Sluice settings are in `values` already; the rest are Flask's (TESTING and the like).
+        app.config.from_mapping({key: value for key, value in test_config.items() if not _is_setting(key)})
+    app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = values["SLUICE_MAX_REQUEST_MB"] * MIB
+    app.extensions["sluice.settings"] = values
+
+
+def _is_setting(key: str) -> bool:
+    return any(key in (setting.name, setting.config_key) for setting in SETTINGS)
+
+
+def _psycopg_url(uri: str) -> str:
+    """Heroku-style URLs name the old driver; Sluice ships psycopg 3."""
+    if uri.startswith("postgres://"):
+        return "postgresql+psycopg://" + uri[len("postgres://") :]
+    if uri.startswith("postgresql://"):
+        return "postgresql+psycopg://" + uri[len("postgresql://") :]
+    return uri
+
+
+def loader_options(app) -> dict:
+    """The keywords for ``loader.configure``: the loader's settings, and what it must hide from function code (the
+    operator's ``SLUICE_LOAD_HIDDEN_PATHS`` together with what the app itself keeps private)."""
+    values = app.extensions["sluice.settings"]
     return {
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}",
-        "SLUICE_ENABLE_SIGNUP": False,
-        "SLUICE_LOAD_TIMEOUT": 10.0,
-        "SLUICE_LOAD_MEMORY_MB": 1024,
-        "SLUICE_MAX_CONCURRENT_LOADS": default_concurrent_loads(),
-        "SLUICE_ALLOW_PRIVATE_URLS": False,
-        "SLUICE_URL_FETCH_TIMEOUT": 20.0,
-        "SLUICE_ALLOW_PIP_INSTALL": False,
-        "SLUICE_FUNCTION_PACKAGES_DIR": str(Path(instance_path) / "function-packages"),
-        "SLUICE_MAX_REQUEST_MB": 32,
-        "SLUICE_SIGNIN_MAX_FAILURES": 5,
-        "SLUICE_SIGNIN_LOCK_SECONDS": 300,
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_HTTPONLY": True,
-        "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": False,
-        # CSRF is enforced by our own hook so that API-key calls are exempt and cookie calls are not.
-        "WTF_CSRF_CHECK_DEFAULT": False,
-        "WTF_CSRF_TIME_LIMIT": None,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "JSON_SORT_KEYS": False,
+        "timeout": values["SLUICE_LOAD_TIMEOUT"],
+        "memory_mb": values["SLUICE_LOAD_MEMORY_MB"],
+        "packages_dir": values["SLUICE_FUNCTION_PACKAGES_DIR"],
+        "drop_privileges": values["SLUICE_LOAD_DROP_PRIVILEGES"],
+        "load_user": values["SLUICE_LOAD_USER"],
+        "hidden_paths": [*values["SLUICE_LOAD_HIDDEN_PATHS"], *loader_hidden_paths(app)],
     }
 
 
-def default_concurrent_loads() -> int:
-    """Half the threads `bin/serve` gives each process (`SLUICE_THREADS`, 8), at least 2: the rest stay free."""
-    try:
-        threads = int(os.environ.get("SLUICE_THREADS") or 8)
-    except ValueError:
-        threads = 8
-    return max(2, threads // 2)
-
-
-def _parse(value: str, kind):
-    if kind == "bool":
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return kind(value)
-
-
-def load_config(app: Flask, test_config: dict | None = None) -> None:
-    app.config.from_mapping(defaults(app.instance_path))
-    app.config.from_pyfile("config.py", silent=True)
-    for env_name, key, kind in ENVIRONMENT:
-        value = os.environ.get(env_name)
-        if value is not None and value != "":
-            try:
-                app.config[key] = _parse(value, kind)
-            except ValueError as exc:
-                raise RuntimeError(f"{env_name}={value!r} is not valid: {exc}") from None
-    if test_config:
-        app.config.from_mapping(test_config)
-
-    app.json.sort_keys = False
-    app.config["MAX_CONTENT_LENGTH"] = app.config["SLUICE_MAX_REQUEST_MB"] * MIB
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    # Heroku-style URLs name the old driver; Sluice ships psycopg 3.
-    if uri.startswith("postgres://"):
-        uri = "postgresql+psycopg://" + uri[len("postgres://") :]
-    elif uri.startswith("postgresql://"):
-        uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
-    app.config["SQLALCHEMY_DATABASE_URI"] = uri
-    if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
-
-
-def loader_hidden_paths(app: Flask) -> list[str]:
-    """What function code must never read, for ``loader.configure(hidden_paths=...)``: the instance folder (secret
-    key, config.py, SQLite database, install jobs), and the SQLite database and install jobs when they are elsewhere
-    (the database's folder, and its files in case that folder also holds what function code needs)."""
+def loader_hidden_paths(app) -> list[str]:
+    """What function code must never read, whatever the operator sets: the instance folder (secret key, config.py,
+    SQLite database, install jobs), and the SQLite database and install jobs when they are elsewhere (the database's
+    folder, and its files in case that folder also holds what function code needs)."""
     paths = [app.instance_path]
     uri = app.config.get("SQLALCHEMY_DATABASE_URI") or ""
     if uri.startswith("sqlite:"):
@@ -142,3 +405,30 @@ def instance_secret_key(instance_path: str) -> str:
 
         time.sleep(0.01)
     raise RuntimeError(f"{path} is empty; delete it to generate a new secret key")
+
+
+# --- the README's table -----------------------------------------------------------------------------------------------
+
+
+def _shown(setting: Setting) -> str:
+    if setting.shown_default is not None:
+        return setting.shown_default
+    value = setting.default
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """The README's configuration table, one row per setting."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{setting.name}` | {_shown(setting)} | {setting.meaning} |" for setting in SETTINGS]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python settings.py --markdown   (prints the README's configuration table)")
+    sys.stdout.write(markdown_table())

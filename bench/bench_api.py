@@ -29,6 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from settings import server_settings  # noqa: E402
+
 FILTER = '''"""
 title: Bench Filter {n}
 version: 1.0.{n}
@@ -149,8 +151,9 @@ def main() -> None:
     parser.add_argument("--functions", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("SLUICE_WORKERS", 2)))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("SLUICE_THREADS", 8)))
+    server = server_settings()  # SLUICE_WORKERS and SLUICE_THREADS, as bin/serve would use them
+    parser.add_argument("--workers", type=int, default=server["SLUICE_WORKERS"])
+    parser.add_argument("--threads", type=int, default=server["SLUICE_THREADS"])
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as workdir:
