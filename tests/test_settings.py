@@ -37,10 +37,10 @@ def instance(tmp_path, clean_environment):
 def loader_settings():
     """The loader's settings as create_app leaves them; the previous ones come back afterwards."""
     import loader
-    from loader import runner
+    from loader import client
 
-    before = runner.settings()
-    yield runner.settings
+    before = client.settings()
+    yield client.settings
     loader.configure(
         timeout=before.timeout,
         memory_mb=before.memory_mb,
