@@ -1,6 +1,8 @@
 """The built-in valves field kinds, one class each, registered at the bottom in detection order.
 
-Each draws its input with its own partial under ``templates/valves/fields/`` (the two number kinds share one).
+Each draws its input with its own partial under ``templates/valves/fields/``; kinds drawn alike share one (the
+two number kinds; ``tristate`` and ``select``).
+
 "Optional" is not a kind of its own: any field may be nullable (``Optional[...]``), and each kind says what an
 empty input means for it; only an optional boolean needs its own input (Default/On/Off), the ``tristate`` kind.
 """
@@ -199,6 +201,7 @@ class TristateKind(FieldKind):
     """An optional boolean: Default, On or Off."""
 
     name = "tristate"
+    partial = "valves/fields/_select.html"
 
     def matches(self, name: str, prop: Mapping, nullable: bool) -> bool:
         return prop.get("type") == "boolean" and nullable
