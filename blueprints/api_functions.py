@@ -14,6 +14,8 @@ from blueprints.access import api_caller
 from blueprints.openapi import RouteRegistry, publish, register_docs
 from services import functions as fs
 from services import requirements_jobs, sync, url_loader
+from services import valves as valves_service
+from services import versions as versions_service
 
 PREFIXES = ("/api/functions", "/api/v1/functions")
 
@@ -165,7 +167,7 @@ def delete(id: str):
 )
 def get_valves(id: str):
     """The admin valves that were set (`{}` when none)."""
-    return fs.get_valves(id)
+    return valves_service.get_valves(id)
 
 
 @api.route(
@@ -178,7 +180,7 @@ def get_valves(id: str):
 )
 def valves_spec(id: str):
     """The `Valves` JSON schema, or null when the code has none."""
-    return fs.valves_spec(id, api_caller())
+    return valves_service.valves_spec(id, api_caller())
 
 
 @api.route(
@@ -192,7 +194,7 @@ def valves_spec(id: str):
 )
 def update_valves(id: str, body: dict[str, Any]):
     """Validate with the function's own class; store and answer exactly the keys set (nulls dropped)."""
-    return fs.update_valves(id, body)
+    return valves_service.update_valves(id, body)
 
 
 @api.route(
@@ -205,7 +207,7 @@ def update_valves(id: str, body: dict[str, Any]):
 )
 def get_user_valves(id: str):
     """The caller's own user valves (`{}` when none); an inactive function is not found for non-admins."""
-    return fs.get_user_valves(api_caller(), id)
+    return valves_service.get_user_valves(api_caller(), id)
 
 
 @api.route(
@@ -218,7 +220,7 @@ def get_user_valves(id: str):
 )
 def user_valves_spec(id: str):
     """The `UserValves` JSON schema, or null when the code has none."""
-    return fs.user_valves_spec(api_caller(), id)
+    return valves_service.user_valves_spec(api_caller(), id)
 
 
 @api.route(
@@ -232,7 +234,7 @@ def user_valves_spec(id: str):
 )
 def update_user_valves(id: str, body: dict[str, Any]):
     """Validate with the function's own `UserValves`; store the caller's keys only."""
-    return fs.update_user_valves(api_caller(), id, body)
+    return valves_service.update_user_valves(api_caller(), id, body)
 
 
 # --- load from URL and sync -------------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ def sync_functions(body: s.SyncForm, query: s.SyncQuery):
 )
 def history(id: str, query: s.HistoryQuery):
     """Twenty versions per page."""
-    return fs.list_versions(id, query.page)
+    return versions_service.list_versions(id, query.page)
 
 
 @api.route(
@@ -306,7 +308,7 @@ def history(id: str, query: s.HistoryQuery):
 )
 def history_diff(id: str, query: s.DiffQuery):
     """Name and meta before/after, and a unified diff of the code."""
-    return fs.diff_versions(id, query.from_id, query.to_id)
+    return versions_service.diff_versions(id, query.from_id, query.to_id)
 
 
 @api.route(
@@ -319,7 +321,7 @@ def history_diff(id: str, query: s.DiffQuery):
 )
 def history_entry(id: str, version_id: str):
     """The version and the name, code and meta it recorded."""
-    return fs.version_model(fs.get_version(id, version_id))
+    return versions_service.version_model(versions_service.get_version(id, version_id))
 
 
 @api.route(
@@ -334,7 +336,7 @@ def history_entry(id: str, version_id: str):
 )
 def restore_version(id: str, body: s.VersionForm, query: s.UpdateQuery):
     """Make a saved version current again; its code is loaded as an update's is."""
-    f = fs.restore_version(api_caller(), id, body.version_id, query.reset_incompatible_valves)
+    f = versions_service.restore_version(api_caller(), id, body.version_id, query.reset_incompatible_valves)
     return fs.function_model(f)
 
 
@@ -348,7 +350,7 @@ def restore_version(id: str, body: s.VersionForm, query: s.UpdateQuery):
 )
 def delete_version(id: str, version_id: str):
     """Any version but the current one can be deleted."""
-    return fs.delete_version(id, version_id)
+    return versions_service.delete_version(id, version_id)
 
 
 # --- requirements -----------------------------------------------------------------------------------------------

@@ -36,8 +36,9 @@ from sqlalchemy import func, select
 import loader
 from blueprints.access import page_admin_required, safe_next
 from extensions import db
-from models import FUNCTION_TYPES, FunctionVersion
+from models import FUNCTION_TYPES, ID_PATTERN, FunctionVersion
 from services import function_import, function_meta, functions, requirements_jobs, url_loader
+from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
 
@@ -137,7 +138,7 @@ def functions_create():
             load_error,
             status=400,
             loaded_from=_loaded_from(request.form),
-            cloned_from=cloned_from if functions.ID_PATTERN.fullmatch(cloned_from) else None,
+            cloned_from=cloned_from if ID_PATTERN.fullmatch(cloned_from) else None,
         )
 
     template = request.args.get("template", "filter")
@@ -285,21 +286,18 @@ def _fill_and_check(form: dict[str, str], *, creating: bool) -> dict[str, str]:
     return errors
 
 
+# The editor's fields a service error may be about; anything else is shown above the form.
+EDITOR_FIELDS = ("id", "name", "content", "description")
+
+
 def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
-    """Place a service error next to the field it is about; a load error also carries the failing line."""
-    load_error = error.extra.get("error")
-    if isinstance(load_error, dict):
-        return {"content": error.detail}, load_error
-    if error.detail in (functions.ID_FORMAT_ERROR, functions.ID_TAKEN_ERROR):
-        return {"id": error.detail}, None
-    if isinstance(error, functions.IncompatibleValves):
+    """Place a service error next to the field it is about (by its kind and field, never its wording); a load error
+    also carries the failing line."""
+    if error.kind == "incompatible_valves":
         return {"form": error.detail, "incompatible_valves": error.detail}, None
-    if isinstance(error, functions.ContentTooLarge):
-        return {"content": error.detail}, None
-    for item in error.extra.get("errors") or []:
-        loc = item.get("loc") if isinstance(item, dict) else None
-        if loc and loc[0] in ("name", "content", "description"):
-            return {loc[0]: error.detail}, None
+    if error.field in EDITOR_FIELDS:
+        load_error = error.extra.get("error") if error.kind == "load_failed" else None
+        return {error.field: error.detail}, load_error if isinstance(load_error, dict) else None
     return {"form": error.detail}, None
 
 
@@ -344,7 +342,7 @@ def _function_details(function) -> dict[str, Any]:
         "manifest": manifest,
         "requirements": requirements,
         "version_count": versions or 0,
-        "recent_versions": functions.list_versions(function.id)[:RECENT_VERSIONS],
+        "recent_versions": versions_service.list_versions(function.id)[:RECENT_VERSIONS],
         "valves_url": _valves_url(function.id),
         "has_valves": bool(getattr(function, "valves_schema", None)),
         "has_user_valves": bool(getattr(function, "user_valves_schema", None)),

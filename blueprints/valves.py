@@ -16,6 +16,7 @@ from flask_login import current_user
 
 from blueprints.access import page_admin_required
 from services import function_meta, functions, valves_form, valves_pages
+from services import valves as valves_service
 from services.errors import ServiceError
 
 bp = Blueprint("valves", __name__)
@@ -141,8 +142,8 @@ def iso_time(timestamp: int | None) -> str:
 def function_valves():
     """Edit a function's admin valves in a form generated from its `Valves` schema."""
     function = functions.get_function(request.args.get("id", ""))
-    spec = functions.valves_spec(function.id, user=current_user._get_current_object(), for_form=True)
-    stored = functions.get_valves(function.id)
+    spec = valves_service.valves_spec(function.id, user=current_user._get_current_object(), for_form=True)
+    stored = valves_service.get_valves(function.id)
     status = 200
     if spec is None:
         context = form_context(None, stored)
@@ -153,7 +154,7 @@ def function_valves():
         ok, context = submit_valves(
             spec,
             stored,
-            save=lambda values: functions.update_valves(function.id, values),
+            save=lambda values: valves_service.update_valves(function.id, values),
             check=lambda values: valves_pages.dry_run_errors(function, values, "valves"),
         )
         if ok:
