@@ -231,7 +231,7 @@ class _EventStream:
 
     def close(self) -> Iterator[tuple[str, Any]]:
         if self.pending:
-            line, self.pending = self.pending, ""
+            line, self.pending = self.pending.rstrip("\r"), ""
             yield from self._line(line)
         yield from self._dispatch()
 

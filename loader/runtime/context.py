@@ -7,6 +7,7 @@ name is offered only when it is a literal parameter of the method, so a ``**kwar
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import inspect
 import os
@@ -213,6 +214,11 @@ def _user_fields(user: dict | None) -> dict:
     if not user:
         return {}
     users = sys.modules.get("open_webui.models.users")
+    if users is None and "open_webui" in sys.modules:  # the compatibility layer is there (a loader process)
+        try:
+            users = importlib.import_module("open_webui.models.users")
+        except Exception:
+            users = None
     model = getattr(users, "UserModel", None)
     if model is not None:
         try:
@@ -241,6 +247,9 @@ def user_valves(cls: type, stored: Mapping | None, ctx: CallContext) -> Any:
 
 def build_valves(cls: type, stored: Mapping | None, ctx: CallContext) -> Any:
     """``cls(**stored)`` with None values dropped; fields whose stored value fails get their defaults (noted)."""
+    if stored is not None and not isinstance(stored, Mapping):
+        ctx.note(f"{cls.__name__}: stored values are not a mapping ({type(stored).__name__}); defaults used")
+        stored = None
     values = {key: value for key, value in dict(stored or {}).items() if value is not None}
     refused: list[str] = []
     for _ in range(len(values) + 1):

@@ -385,3 +385,29 @@ def test_context_from_a_frame_ignores_unknown_keys():
         {"function_id": "fn", "method": "inlet", "body": {}, "future": 1, "events": [1]}
     )
     assert ctx.function_id == "fn" and ctx.events == []
+
+
+def test_a_valves_class_is_not_set_on_an_instance_without_valves(run):
+    from pydantic import BaseModel
+
+    class Filter:
+        class Valves(BaseModel):
+            level: int = 1
+
+        def inlet(self, body):
+            return body
+
+    instance = Filter()
+    run(invoke(instance, "inlet", context("inlet", admin_valves={"level": 2})))
+    assert not hasattr(instance, "valves")
+
+
+def test_user_valves_stored_as_something_else_than_a_mapping_are_defaults(load, run, capsys):
+    instance = load("filter_sync")
+    ctx = context("inlet", user=USER, user_valves=["tag", "x"])
+
+    run(invoke(instance, "inlet", ctx))
+
+    assert instance.seen["inlet"]["user"]["valves"].tag == "none"
+    assert ctx.notes == ["UserValves: stored values are not a mapping (list); defaults used"]
+    capsys.readouterr()

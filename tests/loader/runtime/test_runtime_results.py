@@ -119,7 +119,7 @@ def test_event_stream_parsing_handles_crlf_multiline_data_and_comments(run):
     async def body():
         yield ": keep-alive\r\n\r"
         yield '\nevent: x\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
-        yield "data: tail"
+        yield "data: tail\r"
 
     assert items_of(run, StreamingResponse(body(), media_type="text/event-stream")) == [
         ("json", {"a": 1}),
