@@ -6,6 +6,7 @@ registered (atexit hooks, threads, finalisers) runs afterwards.
 """
 
 from __future__ import annotations
+import __future__
 
 import asyncio
 import contextlib
@@ -28,6 +29,9 @@ from loader.errors import describe_exception, safe_str
 
 FUNCTION_CLASSES = (("Pipe", "pipe"), ("Filter", "filter"), ("Action", "action"), ("Event", "event"))
 VALVES_CLASS = {"valves": "Valves", "user_valves": "UserValves"}
+# Open WebUI execs function code from a module that has `from __future__ import annotations`, and exec of a string
+# inherits the caller's future flags: so there every annotation in function code stays an unevaluated string.
+FUNCTION_COMPILER_FLAGS = __future__.annotations.compiler_flag
 
 PR_SET_PDEATHSIG = 1
 FILE_SIZE_LIMIT = 256 * 1024 * 1024
@@ -350,7 +354,7 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as source:
         source.write(content)
     try:
-        code = compile(content, path, "exec", dont_inherit=True)
+        code = compile(content, path, "exec", flags=FUNCTION_COMPILER_FLAGS, dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         return {"ok": False, "error": describe_exception(exc, path)}
 
