@@ -1,7 +1,9 @@
 """Turning whatever a function's code raised into a structured load error.
 
 This module runs inside the isolated child as well as in the caller, so it imports nothing beyond the standard
-library. It produces plain dicts (`{"type", "message", "line", "column"}`); `loader.results.LoadError` wraps them.
+library and the frontmatter reader (itself standard library only), at import: once function code runs, the child
+can no longer import from the repository. It produces plain dicts (`{"type", "message", "line", "column"}`);
+`loader.results.LoadError` wraps them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import ast
 import re
 import signal
 from types import TracebackType
+
+from loader.frontmatter import parse_frontmatter  # standard library only, like this module
 
 MAX_MESSAGE = 4000
 
@@ -236,8 +240,6 @@ def _declared_requirements(filename: str) -> set[str]:
             content = source.read()
     except (OSError, ValueError):
         return set()
-    from loader.frontmatter import parse_frontmatter  # standard library only, like this module
-
     value = parse_frontmatter(content).get("requirements") or ""
     names = (re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", item) for item in value.split(","))
     return {_canonical(match.group(1)) for match in names if match}
