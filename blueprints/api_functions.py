@@ -383,6 +383,20 @@ def install_requirements(id: str):
 
 
 @api.route(
+    "/requirements/install",
+    "POST",
+    auth="admin",
+    summary="Install the missing requirements of code not saved yet",
+    body=s.RequirementsInstallForm,
+    response=s.InstallStarted,
+    errors=(400, 403),
+)
+def install_requirements_for_content(body: s.RequirementsInstallForm):
+    """For code that cannot be saved because a package its `requirements:` line lists is missing."""
+    return requirements_jobs.start_install_for_content(body.content)
+
+
+@api.route(
     "/requirements/jobs/<job_id>",
     "GET",
     auth="admin",

@@ -247,6 +247,12 @@ class RequirementsStatus(BaseModel):
     install_allowed: bool
 
 
+class RequirementsInstallForm(BaseModel):
+    content: str = Field(
+        description="The function's code; what its `requirements:` line lists and is missing."
+    )
+
+
 class InstallStarted(BaseModel):
     job_id: str | None = Field(description="None when nothing was missing.")
     status: str

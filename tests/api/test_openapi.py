@@ -111,6 +111,7 @@ def test_real_answers_fit_the_declared_schemas(app, client, admin_key, document,
     check("DELETE", "/id/{id}/history/{version_id}", admin.delete(f"/id/sample_filter/history/{second}"))
     check("GET", "/id/{id}/requirements", admin.get("/id/sample_filter/requirements"))
     check("POST", "/id/{id}/requirements/install", admin.post("/id/sample_filter/requirements/install"))
+    check("POST", "/requirements/install", admin.post("/requirements/install", {"content": F.PIPE}))
     check(
         "GET",
         "/requirements/jobs/{job_id}",
