@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache, wraps
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from blueprints.access import api_admin_required, api_user_required
-from blueprints.api_schemas import HTTPError, ValidationErrorResponse
 from services import storable
 from services.errors import ServiceError
+from web.access import api_admin_required, api_user_required
 
 MIB = 1024 * 1024
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -170,10 +169,20 @@ class ApiRoute:
 class RouteRegistry:
     """Routes of one blueprint, mounted under several prefixes, described once."""
 
-    def __init__(self, blueprint: Blueprint, prefixes: tuple[str, ...], tag: str):
+    def __init__(
+        self,
+        blueprint: Blueprint,
+        prefixes: tuple[str, ...],
+        tag: str,
+        *,
+        error_model: type[BaseModel],
+        invalid_model: type[BaseModel],
+    ):
         self.blueprint = blueprint
         self.prefixes = prefixes
         self.tag = tag
+        self.error_model = error_model  # the shape of every error answer
+        self.invalid_model = invalid_model  # the shape of a 422 answer
         self.routes: list[ApiRoute] = []
 
     def route(
@@ -293,10 +302,10 @@ SECURITY_SCHEMES = {
 
 def build_document(registries: list[RouteRegistry], *, title: str, version: str) -> dict:
     schemas = _Schemas()
-    error_ref = schemas.of(HTTPError)
-    invalid_ref = schemas.of(ValidationErrorResponse)
     paths: dict[str, dict] = {}
     for registry in registries:
+        error_ref = schemas.of(registry.error_model)
+        invalid_ref = schemas.of(registry.invalid_model)
         for prefix in registry.prefixes:
             for route in registry.routes:
                 path = prefix + _openapi_path(route.rule)
@@ -348,28 +357,16 @@ def build_document(registries: list[RouteRegistry], *, title: str, version: str)
     }
 
 
-docs_bp = Blueprint("api_docs", __name__)
 _REGISTRIES: list[RouteRegistry] = []
 
 
 def publish(registry: RouteRegistry) -> None:
+    """Add a registry's routes to the document that ``document_text`` answers."""
     if registry not in _REGISTRIES:
         _REGISTRIES.append(registry)
 
 
 @lru_cache(maxsize=1)
-def _document_text() -> str:
+def document_text() -> str:
+    """The OpenAPI document of every published registry, built once per process."""
     return json.dumps(build_document(_REGISTRIES, title="Sluice API", version="1.0.0"))
-
-
-@docs_bp.get("/api/openapi.json")
-def openapi_json():
-    """The OpenAPI 3.1 description of the JSON API; no credentials needed."""
-    from flask import current_app
-
-    return current_app.response_class(_document_text(), mimetype="application/json")
-
-
-def register_docs(app: Flask) -> None:
-    if "api_docs" not in app.blueprints:
-        app.register_blueprint(docs_bp)

@@ -8,10 +8,10 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from blueprints.access import ApiAuthError, is_api_request
 from extensions import db
 from services.errors import ServiceError
 from services.functions import NOT_FOUND_ERROR
+from web.access import ApiAuthError, is_api_request
 
 log = logging.getLogger(__name__)
 
