@@ -3,6 +3,20 @@
 Each route declares its method, path, who may call it, its query, body and response types and its error
 statuses. The same declaration parses requests (pydantic, FastAPI-style 422 answers) and generates the document,
 so what the document says is what the routes do.
+
+Why not flask-openapi3 (4.3.2, measured December 2026): it is as fast (Flask test client, 5 rounds of 5,000 requests
+of a GET list and a POST with ``FunctionCreateForm``, in CPU time on a loaded machine: 3,267 and 3,645 requests per
+CPU-second against this registry's 3,201 and 3,541), and a validation callback gives the same 422 ``detail`` list,
+key order, both prefixes (one blueprint per prefix) and the list route with and without its slash. But its body
+validation replaces ours: a JSON body sent with another content type, or malformed JSON, becomes a ``model_type``
+error instead of being read or answered ``json_invalid``; NUL, lone surrogates and infinite numbers reach the
+services (no ``string_nul`` / ``string_unicode`` / ``finite_number``); a chunked body over the limit is not answered
+413; a plain ``dict`` body (the valves routes) needs a root model; and the app must become its ``OpenAPI`` class.
+Keeping those answers would mean running this module's parser beside it, so the library would only write the
+document, which ``build_document`` and its helpers do in about 110 lines. The way over, if its UI packages are
+wanted: make ``create_app`` build ``flask_openapi3.OpenAPI``, declare each route on an ``APIBlueprint`` per prefix
+with ``responses``, ``security`` and ``openapi_extensions={"x-sluice-auth": ...}``, and keep ``parse_json_body`` as
+a ``before_request`` of those blueprints so that the library's own body check only ever sees valid, storable JSON.
 """
 
 from __future__ import annotations
