@@ -7,11 +7,12 @@ import secrets
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from blueprints.access import page_login_required
-from blueprints.valves import absolute_time, form_context, iso_time, stale_errors, submit_valves
 from services import accounts, function_meta, functions, valves_pages
 from services import valves as valves_service
 from services.errors import ServiceError
+from web.access import page_login_required
+from web.filters import absolute_time, iso_time
+from web.valves_forms import form_context, stale_errors, submit_valves
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 

@@ -53,7 +53,7 @@ BODIES = {
 
 
 def _routes():
-    from blueprints.api_functions import api
+    from blueprints.api import api
 
     found = set()
     for route in api.routes:

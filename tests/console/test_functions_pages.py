@@ -448,7 +448,7 @@ def test_create_page_offers_three_starters_that_load(admin_client):
 
 @pytest.mark.parametrize("kind", ["filter", "action", "pipe"])
 def test_each_starter_template_saves_as_its_type(app, admin_client, kind):
-    from blueprints.console import starter
+    from blueprints.admin.functions import starter
 
     with app.test_request_context():
         code = starter(kind)
@@ -1148,7 +1148,8 @@ def test_load_from_url_refuses_internal_addresses_by_default(admin_client, code_
 
 
 def test_relative_time_reads_naturally():
-    from blueprints.console import relative_time, slugify
+    from blueprints.admin.functions import slugify
+    from web.filters import relative_time
 
     assert relative_time(1000, now=1030) == "just now"
     assert relative_time(1000, now=1000 + 60) == "1 minute ago"
@@ -1223,7 +1224,7 @@ def test_a_starter_field_the_code_does_not_set_is_not_saved(app, admin_client, c
     fields = form_fields(admin_client.get("/admin/functions/create?template=pipe"))
     fields["content"] = content
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
-    from blueprints.console import slugify
+    from blueprints.admin.functions import slugify
 
     f = stored(app, slugify(name))
     assert (f.name, f.meta["description"] or "") == (name, description)

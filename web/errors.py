@@ -8,9 +8,9 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from blueprints.access import ApiAuthError, is_api_request
 from extensions import db
 from services.errors import ServiceError
+from web.access import ApiAuthError, is_api_request
 
 log = logging.getLogger(__name__)
 

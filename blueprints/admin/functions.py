@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
@@ -34,13 +33,14 @@ from pygments.lexers import PythonLexer
 from sqlalchemy import func, select
 
 import loader
-from blueprints.access import page_admin_required, safe_next
 from extensions import db
 from models import FUNCTION_TYPES, ID_PATTERN, FunctionVersion
 from services import function_import, function_meta, functions, requirements_jobs, url_loader
 from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
+from web.access import page_admin_required, safe_next
+from web.filters import absolute_time, iso_time, relative_time
 
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
@@ -537,36 +537,3 @@ def _positive_int(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number and number > 0 else None
-
-
-def absolute_time(timestamp: int | None) -> str:
-    if not timestamp:
-        return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def iso_time(timestamp: int | None) -> str:
-    return datetime.fromtimestamp(timestamp or 0, UTC).isoformat()
-
-
-def relative_time(timestamp: int | None, now: float | None = None) -> str:
-    """ "just now", "5 minutes ago", "3 days ago" … then the date, for the list's last-update column."""
-    if not timestamp:
-        return "never"
-    seconds = int((now if now is not None else time.time()) - timestamp)
-    if seconds < 0:
-        return "just now" if seconds > -60 else absolute_time(timestamp)
-    for limit, size, unit in (
-        (60, 1, None),
-        (3600, 60, "minute"),
-        (86400, 3600, "hour"),
-        (86400 * 30, 86400, "day"),
-        (86400 * 365, 86400 * 30, "month"),
-    ):
-        if seconds < limit:
-            if unit is None:
-                return "just now"
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    years = seconds // (86400 * 365)
-    return f"{years} year{'s' if years != 1 else ''} ago"
