@@ -107,6 +107,20 @@ class Template:
             os.waitpid(self.pid, 0)
 
 
+NAMESPACE_KEYS = ("pid_namespace", "net_namespace")
+
+
+def note(ready: dict, template: Template | None) -> None:
+    """Add to the zygote's ready report what the template found (`confinement`) and its pid (`template_pid`)."""
+    confined = ready["confinement"]
+    if template is not None:
+        confined.update({key: template.report.get(key) for key in NAMESPACE_KEYS})
+        reasons = [confined.get("reason"), template.report.get("reason")]
+        confined["reason"] = "; ".join(reason for reason in reasons if reason) or None
+    confined["template"] = template is not None
+    ready["template_pid"] = template.pid if template is not None else None
+
+
 def start_template(close: list[int], lifeline: int, root: bool) -> tuple[Template | None, dict | None]:
     """In the zygote, before it reads any request: fork the template. Returns (template, None) in the zygote, or
     (None, arguments) in a load child the template forked, whose `child.run` arguments these are (it must leave
