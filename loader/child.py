@@ -48,6 +48,7 @@ def run(
     prctl=None,
     confine: bool = False,
     secrets: dict | None = None,
+    prepared: bool = False,
 ) -> None:
     """Serve one job in this freshly forked child, then exit; never returns.
 
@@ -55,11 +56,14 @@ def run(
     zygote is idle) loads a throwaway function, so that the pages a load touches are copied now rather than while
     a caller waits; any other message is the job. End of file before a job means the spare was retired.
     `confine`: the zygote found that load children can have mount namespaces of their own (loader/confinement.py);
-    `secrets`: the system's secrets to hide then, `{"paths": [...], "keep": [...]}` (see `confinement.hide`).
+    `secrets`: the system's secrets to hide then, `{"paths": [...], "keep": [...]}` (see `confinement.hide`);
+    `prepared`: the template we were forked from hid them already (`confinement.prepare`).
     """
     status = 0
     try:
-        _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine, secrets)
+        _isolate(
+            job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine, secrets, prepared
+        )
         while True:
             request = _receive(job_fd)
             if request is None:
@@ -89,7 +93,16 @@ def run(
 
 
 def _isolate(
-    job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine=False, secrets=None
+    job_fd,
+    result_fd,
+    output_fd,
+    devnull_fd,
+    workdir,
+    zygote_pid,
+    prctl,
+    confine=False,
+    secrets=None,
+    prepared=False,
 ) -> None:
     global _private_mounts
     os.setsid()
@@ -122,7 +135,7 @@ def _isolate(
     sys.stdout = sys.__stdout__ = _text_stream(1)
     sys.stderr = sys.__stderr__ = _text_stream(2)
     # As root: a mount namespace and a /dev of our own, an empty capability bounding set (loader/confinement.py).
-    _private_mounts = confinement.enter(confine)
+    _private_mounts = confinement.enter(confine, prepared)
     if _private_mounts:
         # Done here, while a spare waits, rather than on a job's clock: a /proc of our own process-id namespace
         # (loader/namespaces.py: we are its pid 2 then), an empty /tmp and /var/tmp of our own with the scratch
@@ -133,9 +146,10 @@ def _isolate(
         data_dir = getattr(sys.modules.get("open_webui.env"), "DATA_DIR", None)
         data_dir = str(data_dir) if data_dir else ""
         private_tmp.mount(workdir, [data_dir], environment.environment_folders())
-        if secrets:
-            confinement.hide(secrets.get("paths") or [], secrets.get("keep") or [])
-        confinement.read_only_except([workdir, data_dir, "/tmp", "/var/tmp"])
+        if not prepared:  # else done once in the template, whose mount namespace ours copies
+            if secrets:
+                confinement.hide(secrets.get("paths") or [], secrets.get("keep") or [])
+            confinement.read_only_except([workdir, data_dir, "/tmp", "/var/tmp"])
 
 
 def _receive(job_fd: int) -> dict | None:

@@ -128,18 +128,36 @@ def _prctl(option: int, argument: int = 0) -> int:
 # --- the spare: a namespace, a /dev and a bounding set of its own -----------------------------------------------
 
 
-def enter(mounts: bool) -> bool:
+def enter(mounts: bool, prepared: bool = False) -> bool:
     """In a child running as root, before its job: see the module's docstring, step 1. True if this child now has a
-    private mount namespace in which `hide` may mount (`mounts`: the zygote's check said that it works)."""
+    private mount namespace in which `hide` may mount (`mounts`: the zygote's check said that it works). `prepared`:
+    the namespace it was born in already has its /dev, hidden secrets and read-only mounts (`prepare`)."""
     if _libc is None or os.geteuid() != 0:
         return False
     private = mounts and _private_namespace()
-    if private:
+    if private and not prepared:
         with contextlib.suppress(OSError):
             _own_dev()
     drop_bounding_set()
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     return private
+
+
+def prepare(secrets: dict | None, writable: list[str]) -> bool:
+    """In the template children are forked from (loader/namespaces.py), once: a private mount namespace with what
+    every child's would have, so that each child only copies it: a /dev of its own, the system's secrets hidden
+    (`secrets`: `{"paths", "keep"}`, see `hide`) and every mount read-only but `writable` and the temporary folders
+    (each child mounts its own over these). False, with nothing done that shows outside, where it fails."""
+    if _libc is None or os.geteuid() != 0 or not _private_namespace():
+        return False
+    try:
+        _own_dev()
+    except OSError:
+        return False
+    if secrets:
+        hide(secrets.get("paths") or [], secrets.get("keep") or [])
+    read_only_except([*writable, "/tmp", "/var/tmp"])
+    return True
 
 
 def _private_namespace() -> bool:
@@ -184,7 +202,7 @@ def own_proc() -> bool:
     if _libc is None:
         return False
     try:
-        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        _mount(b"proc", "/proc", b"proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError:
         return False
     return True

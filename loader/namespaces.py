@@ -29,7 +29,9 @@ import platform
 import select
 import signal
 import socket
+import sys
 
+from loader import confinement
 from loader.errors import exit_status_error
 
 CLONE_NEWNET = 0x40000000
@@ -181,6 +183,7 @@ def _serve_template(sock: socket.socket, zygote_pid: int, lifeline: int, root: b
             report["pid_namespace"] = True
     report["reason"] = "; ".join(problems) or None
     sock.sendall(json.dumps(report).encode())
+    prepared = None  # whether our mount namespace holds what every child's would (confinement.prepare)
     while True:
         try:
             message, fds, _flags, _address = socket.recv_fds(sock, MESSAGE, 3)
@@ -190,6 +193,11 @@ def _serve_template(sock: socket.socket, zygote_pid: int, lifeline: int, root: b
             return None
         try:
             arguments = json.loads(message)
+            if prepared is None:
+                prepared = bool(root and arguments.get("confine")) and _prepare_mounts(
+                    arguments.get("secrets")
+                )
+            arguments["prepared"] = prepared
             pid = clone(flags)
         except (OSError, ValueError) as exc:
             for fd in fds:
@@ -210,6 +218,13 @@ def _serve_template(sock: socket.socket, zygote_pid: int, lifeline: int, root: b
             sock.sendall(json.dumps({"pid": pid}).encode())
         except OSError:
             return None
+
+
+def _prepare_mounts(secrets: dict | None) -> bool:
+    """Do once, in the template's own mount namespace, the mount work every child would do (a child that runs as
+    root then only copies it), keeping DATA_DIR writable; False if that fails (each child then does it itself)."""
+    data_dir = getattr(sys.modules.get("open_webui.env"), "DATA_DIR", None)
+    return confinement.prepare(secrets, [str(data_dir)] if data_dir else [])
 
 
 def _first_process(arguments: dict, lifeline: int) -> dict:
