@@ -10,7 +10,8 @@ in are loader/namespaces.py's)
    no_new_privs (`enter`); then mounts a /proc of its process-id namespace (`own_proc`), an empty /tmp and /var/tmp
    of its own with its scratch directory, DATA_DIR and any Python folder there put back (loader/private_tmp.py),
    hides the system's secrets (`SYSTEM_SECRETS`, through `hide`) and makes every other mount read-only
-   (`read_only_except`);
+   (`read_only_except`) — the /dev, the secrets and the read-only mounts are done once by the template children are
+   forked from (`prepare`, loader/namespaces.py), whose mount namespace each child's copies, where there is one;
 2. when its job comes: puts the job's packages folder back if it lies in the host's /tmp (private_tmp), mounts an
    empty read-only tmpfs over each folder the server asked to hide (an empty read-only file over a file), putting
    the packages folder back, read-only, when it lies in one of them (`hide`); a child that keeps root then drops
