@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 
-from loader import confinement, describe, protocol
+from loader import confinement, describe, environment, private_tmp, protocol
 from loader.privileges import PrivilegeError, become
 
 PR_SET_PDEATHSIG = 1
@@ -47,17 +47,23 @@ def run(
     zygote_pid: int,
     prctl=None,
     confine: bool = False,
+    secrets: dict | None = None,
+    prepared: bool = False,
 ) -> None:
     """Serve one job in this freshly forked child, then exit; never returns.
 
     Messages arrive on `job_fd`, each a 4-byte length and JSON. `{"op": "warm"}` (sent to a spare while the
     zygote is idle) loads a throwaway function, so that the pages a load touches are copied now rather than while
     a caller waits; any other message is the job. End of file before a job means the spare was retired.
-    `confine`: the zygote found that load children can have mount namespaces of their own (loader/confinement.py).
+    `confine`: the zygote found that load children can have mount namespaces of their own (loader/confinement.py);
+    `secrets`: the system's secrets to hide then, `{"paths": [...], "keep": [...]}` (see `confinement.hide`);
+    `prepared`: the template we were forked from hid them already (`confinement.prepare`).
     """
     status = 0
     try:
-        _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine)
+        _isolate(
+            job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine, secrets, prepared
+        )
         while True:
             request = _receive(job_fd)
             if request is None:
@@ -86,7 +92,18 @@ def run(
         _exit(status)
 
 
-def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prctl, confine=False) -> None:
+def _isolate(
+    job_fd,
+    result_fd,
+    output_fd,
+    devnull_fd,
+    workdir,
+    zygote_pid,
+    prctl,
+    confine=False,
+    secrets=None,
+    prepared=False,
+) -> None:
     global _private_mounts
     os.setsid()
     if prctl is not None:
@@ -118,13 +135,21 @@ def _isolate(job_fd, result_fd, output_fd, devnull_fd, workdir, zygote_pid, prct
     sys.stdout = sys.__stdout__ = _text_stream(1)
     sys.stderr = sys.__stderr__ = _text_stream(2)
     # As root: a mount namespace and a /dev of our own, an empty capability bounding set (loader/confinement.py).
-    _private_mounts = confinement.enter(confine)
+    _private_mounts = confinement.enter(confine, prepared)
     if _private_mounts:
-        # Every mount read-only but the scratch directory, DATA_DIR and the shared temporary folders (function code
-        # written for Open WebUI may write there at import): a child that keeps root still owns what root owns.
-        # Done here, while a spare waits, rather than on a job's clock.
+        # Done here, while a spare waits, rather than on a job's clock: a /proc of our own process-id namespace
+        # (loader/namespaces.py: we are its pid 2 then), an empty /tmp and /var/tmp of our own with the scratch
+        # directory, DATA_DIR and any Python folder there put back, the system's secrets hidden, and every mount
+        # read-only but the scratch directory, DATA_DIR and the private temporary folders.
+        if os.getpid() == 2 and os.getppid() == 1:
+            confinement.own_proc()
         data_dir = getattr(sys.modules.get("open_webui.env"), "DATA_DIR", None)
-        confinement.read_only_except([workdir, str(data_dir) if data_dir else "", "/tmp", "/var/tmp"])
+        data_dir = str(data_dir) if data_dir else ""
+        private_tmp.mount(workdir, [data_dir], environment.environment_folders())
+        if not prepared:  # else done once in the template, whose mount namespace ours copies
+            if secrets:
+                confinement.hide(secrets.get("paths") or [], secrets.get("keep") or [])
+            confinement.read_only_except([workdir, data_dir, "/tmp", "/var/tmp"])
 
 
 def _receive(job_fd: int) -> dict | None:
@@ -140,6 +165,9 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
         request
     )  # before dropping privileges: root may raise a hard limit, the load user may not
     packages_dir = request.get("packages_dir")
+    if _private_mounts and packages_dir and isinstance(packages_dir, str):
+        private_tmp.reveal(packages_dir)  # from the host's /tmp, where tests and some installs keep it
+    private_tmp.forget_host()
     if packages_dir and os.path.isdir(packages_dir) and packages_dir not in sys.path:
         sys.path.append(packages_dir)
         importlib.invalidate_caches()

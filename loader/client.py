@@ -509,6 +509,9 @@ class _ZygoteProcess:
                     self.ready = header
                     _note_privileges(header.get("privileges"))
                     _note_confinement(header.get("confinement"))
+                    # Every load then answers LoaderUnavailable with this (loader/environment.py).
+                    if header.get("refused"):
+                        _log_once(f"function code cannot be loaded: {header['refused']}")
                     self.started.set()
                     continue
                 for notice in header.get("notices") or ():

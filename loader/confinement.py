@@ -1,17 +1,23 @@
 """Keeping function code that runs as root away from the server's secrets: best effort, Linux only, through ctypes.
 
-When the zygote runs as root, each load child (loader/child.py)
+When the zygote runs as root, each load child (loader/child.py; the process-id and network namespaces it is born
+in are loader/namespaces.py's)
 
 1. as a spare, before it has a job (so off the caller's clock): enters a private mount namespace (nothing mounted
    there shows anywhere else), gets a /dev of its own that holds only the harmless devices (a root process without
    capabilities could still read a whole disk through its device node, which is root's), empties its capability
    bounding set (nothing it executes can gain a capability, whatever its set-user-id or file capabilities) and sets
-   no_new_privs (`enter`);
-2. when its job comes: mounts an empty read-only tmpfs over each folder the server asked to hide (an empty
-   read-only file over a file), putting the packages folder back, read-only, when it lies in one of them (`hide`);
-   a child that keeps root then drops every capability (`drop_capabilities`), so that it can neither undo the
-   mounts nor read or trace the server (`/proc/<pid>/environ`, `/proc/<pid>/mem` need CAP_SYS_PTRACE to reach a
-   process with more capabilities); every child becomes non-dumpable, so that other children cannot read its memory.
+   no_new_privs (`enter`); then mounts a /proc of its process-id namespace (`own_proc`), an empty /tmp and /var/tmp
+   of its own with its scratch directory, DATA_DIR and any Python folder there put back (loader/private_tmp.py),
+   hides the system's secrets (`SYSTEM_SECRETS`, through `hide`) and makes every other mount read-only
+   (`read_only_except`) — the /dev, the secrets and the read-only mounts are done once by the template children are
+   forked from (`prepare`, loader/namespaces.py), whose mount namespace each child's copies, where there is one;
+2. when its job comes: puts the job's packages folder back if it lies in the host's /tmp (private_tmp), mounts an
+   empty read-only tmpfs over each folder the server asked to hide (an empty read-only file over a file), putting
+   the packages folder back, read-only, when it lies in one of them (`hide`); a child that keeps root then drops
+   every capability (`drop_capabilities`), so that it can neither undo the mounts nor read or trace the server
+   (`/proc/<pid>/environ`, `/proc/<pid>/mem` need CAP_SYS_PTRACE to reach a process with more capabilities); every
+   child becomes non-dumpable, so that other children cannot read its memory.
 
 Every step the kernel refuses is skipped and the load goes on without it; the zygote runs `check` once, in a
 throwaway process, and the caller logs once what does not work here.
@@ -123,18 +129,36 @@ def _prctl(option: int, argument: int = 0) -> int:
 # --- the spare: a namespace, a /dev and a bounding set of its own -----------------------------------------------
 
 
-def enter(mounts: bool) -> bool:
+def enter(mounts: bool, prepared: bool = False) -> bool:
     """In a child running as root, before its job: see the module's docstring, step 1. True if this child now has a
-    private mount namespace in which `hide` may mount (`mounts`: the zygote's check said that it works)."""
+    private mount namespace in which `hide` may mount (`mounts`: the zygote's check said that it works). `prepared`:
+    the namespace it was born in already has its /dev, hidden secrets and read-only mounts (`prepare`)."""
     if _libc is None or os.geteuid() != 0:
         return False
     private = mounts and _private_namespace()
-    if private:
+    if private and not prepared:
         with contextlib.suppress(OSError):
             _own_dev()
     drop_bounding_set()
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     return private
+
+
+def prepare(secrets: dict | None, writable: list[str]) -> bool:
+    """In the template children are forked from (loader/namespaces.py), once: a private mount namespace with what
+    every child's would have, so that each child only copies it: a /dev of its own, the system's secrets hidden
+    (`secrets`: `{"paths", "keep"}`, see `hide`) and every mount read-only but `writable` and the temporary folders
+    (each child mounts its own over these). False, with nothing done that shows outside, where it fails."""
+    if _libc is None or os.geteuid() != 0 or not _private_namespace():
+        return False
+    try:
+        _own_dev()
+    except OSError:
+        return False
+    if secrets:
+        hide(secrets.get("paths") or [], secrets.get("keep") or [])
+    read_only_except([*writable, "/tmp", "/var/tmp"])
+    return True
 
 
 def _private_namespace() -> bool:
@@ -172,6 +196,45 @@ def _own_dev() -> None:
             os.close(log_fd)
 
 
+def own_proc() -> bool:
+    """In the first child process of a new process-id namespace, with a private mount namespace: mount a /proc of
+    that namespace, which lists only its own processes (the server's pids, command lines and environment stay out
+    of sight). False where the kernel refuses it (the host's /proc stays; its pids cannot be signalled from here)."""
+    if _libc is None:
+        return False
+    try:
+        _mount(b"proc", "/proc", b"proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        return False
+    return True
+
+
+# What a function has no business reading on a typical machine: root's and the users' homes, password hashes,
+# other services' data and keys. Hidden from every child (an empty read-only folder or file in their place), save
+# those that hold what function code needs (the Python installation, for instance) — see `plan_hidden_paths`.
+SYSTEM_SECRETS = (
+    "/root",
+    "/home",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh",
+    "/etc/ssl/private",
+    "/etc/postgresql",
+    "/etc/mysql",
+    "/var/lib/postgresql",
+    "/var/lib/mysql",
+    "/var/lib/redis",
+    "/var/backups",
+    "/var/mail",
+    "/var/spool/cron",
+    "/var/log",
+)
+
+
 def drop_bounding_set() -> bool:
     """Remove every capability from the bounding set: what this process executes cannot gain any. It keeps those it
     has (switching users, mounting) until `drop_capabilities` or the switch to the load user."""
@@ -193,22 +256,20 @@ def inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def hide(paths: list[str], keep: str | None = None) -> list[str]:
+def hide(paths: list[str], keep: str | list[str] | None = None) -> list[str]:
     """Mount an empty read-only tmpfs over each folder in `paths` (an empty read-only file over a file), in this
-    child's private mount namespace; `keep` (the packages folder) stays where it is, read-only, even inside one of
-    them. Returns what was hidden. A path that is not there or cannot be mounted over is skipped."""
+    child's private mount namespace; the folders in `keep` (the packages folder; the Python installation, where it
+    lies in root's home) stay where they are, read-only, even inside one of them. Returns what was hidden. A path
+    that is not there or cannot be mounted over is skipped."""
     if _libc is None:
         return []
-    keep = os.path.realpath(keep) if keep else None
-    if keep:
-        paths = [path for path in paths if not inside(path, keep)]
-    holder = next((path for path in paths if keep and inside(keep, path)), None)
-    keep_fd = -1
-    if holder is not None:
-        try:  # the folder itself, reached before it is hidden
-            keep_fd = os.open(keep, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            holder = None
+    keeps = [os.path.realpath(item) for item in ([keep] if isinstance(keep, str) else keep or []) if item]
+    paths = [path for path in paths if not any(inside(path, item) for item in keeps)]
+    held: list[tuple[str, int]] = []
+    for item in keeps:
+        if any(inside(item, path) for path in paths):
+            with contextlib.suppress(OSError):  # the folder itself, reached before it is hidden
+                held.append((item, os.open(item, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)))
     hidden: list[str] = []
     folders: list[str] = []
     try:
@@ -226,17 +287,16 @@ def hide(paths: list[str], keep: str | None = None) -> list[str]:
                         MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     )
                 hidden.append(path)
-        if holder in folders:
+        for item, fd in held:
+            if not any(inside(item, folder) for folder in folders):
+                continue
             with contextlib.suppress(OSError):
-                target = holder
-                for part in os.path.relpath(keep, holder).split(os.sep):
-                    target = os.path.join(target, part)
-                    os.mkdir(target, 0o711)
-                _mount(f"/proc/self/fd/{keep_fd}", keep, None, MS_BIND)
-                _mount(b"none", keep, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                os.makedirs(item, mode=0o711, exist_ok=True)
+                _mount(f"/proc/self/fd/{fd}", item, None, MS_BIND | MS_REC)
+                _mount(b"none", item, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     finally:
-        if keep_fd >= 0:
-            os.close(keep_fd)
+        for _item, fd in held:
+            os.close(fd)
         for folder in folders:
             with contextlib.suppress(OSError):
                 _mount(b"none", folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)

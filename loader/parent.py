@@ -34,16 +34,18 @@ import tempfile
 import time
 from collections import deque
 
-from loader import child, confinement, scratch
+from loader import child, confinement, namespaces, scratch
 from loader.errors import exit_status_error
 from loader.privileges import (
     DEFAULT_LOAD_USER,
     check_confinement,
+    environment_refusal,
     identity_of,
     needed_folders,
     package_paths,
     plan_hidden_paths,
     plan_privileges,
+    plan_secrets,
     probe,
     resolve_user,
 )
@@ -207,6 +209,8 @@ class Zygote:
         ready: dict,
         privileges: dict | None = None,
         confined: dict | None = None,
+        template: namespaces.Template | None = None,
+        lifeline: int = -1,
     ):
         self.request_fd = request_fd
         self.answer_fd = answer_fd
@@ -230,6 +234,14 @@ class Zygote:
         # Whether children can have mount namespaces of their own, and so hide the folders a request names.
         self.confine = bool(confined and confined.get("mounts"))
         self.needed = needed_folders(self.workdirs) if self.confine else []
+        # The system's secrets children hide while they wait as spares (what function code needs in them excepted).
+        self.secrets = plan_secrets(self.needed) if self.confine else None
+        # Children are forked by the template (loader/namespaces.py) when there is one; the write end of
+        # `lifeline`, held here only, tells them whether we are still there.
+        self.template = template
+        self.lifeline = lifeline
+        # Why function code must not run here at all (loader/environment.py), or None.
+        self.refused = ready.get("refused")
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
         self.poller = select.poll()
         self.prctl = _prctl()
@@ -355,7 +367,9 @@ class Zygote:
         for key in ("timeout", "memory_mb", "output_cap", "result_cap"):
             if request.get(key) is not None:
                 request[key] = float(request[key]) if key == "timeout" else int(request[key])
-        if request.get("op") == "ping":
+        if self.refused and request.get("op") != "ping":
+            self._fail_request(request, "LoaderUnavailable", self.refused)
+        elif request.get("op") == "ping":
             self._send(
                 {
                     "kind": "answer",
@@ -395,7 +409,16 @@ class Zygote:
             for fd in (job_w, result_w):
                 with contextlib.suppress(OSError):
                     fcntl.fcntl(fd, F_SETPIPE_SZ, READ_CHUNK)
-            pid = os.fork()
+            arguments = {
+                "devnull_fd": self.devnull_fd,
+                "workdir": item.workdir,
+                "confine": self.confine,
+                "secrets": self.secrets,
+            }
+            if self.template is not None:
+                pid = self.template.spawn(arguments, [job_r, result_w, output_w])
+            else:
+                pid = os.fork()
         except OSError as exc:
             for fd in fds:
                 os.close(fd)
@@ -405,14 +428,12 @@ class Zygote:
         if pid == 0:  # pragma: no cover - runs in the child: leave every frame of the loop (see Forked)
             raise Forked(
                 {
+                    **arguments,
                     "job_fd": job_r,
                     "result_fd": result_w,
                     "output_fd": output_w,
-                    "devnull_fd": self.devnull_fd,
-                    "workdir": item.workdir,
                     "zygote_pid": self.pid,
                     "prctl": self.prctl,
-                    "confine": self.confine,
                 }
             )
         self.forks += 1
@@ -622,6 +643,11 @@ class Zygote:
             if info is None or info.si_pid == 0:
                 break
             pid = info.si_pid
+            if self.template is not None and pid == self.template.pid:
+                # Children come only from the template, which cannot be made again from here (this process has
+                # held jobs): stop, and the client starts a new loader at its next load.
+                self.template = None
+                self.stopping = True
             item = self.children.get(pid)
             if item is not None:  # kill what is left of its group while the leader's pid still pins the group
                 self._kill(item)
@@ -669,7 +695,7 @@ class Zygote:
     def _sweep(self) -> None:
         """Kill processes that are our children but not ones we forked: grandchildren orphaned to the subreaper."""
         for pid in _children(self.pid):
-            if pid not in self.children:
+            if pid not in self.children and (self.template is None or pid != self.template.pid):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -715,6 +741,8 @@ class Zygote:
             scratch.remove_tree(item.workdir)
         self.children.clear()
         self.spares.clear()
+        if self.template is not None:
+            self.template.stop()
         self._sweep()
         scratch.remove_tree(self.workdirs)
 
@@ -833,6 +861,7 @@ def main(argv: list[str]) -> None:
     loaded, missing = preload()
     privileges = plan_privileges(drop_mode, load_user)
     confined = check_confinement()
+    refused = environment_refusal(load_user)
     gc.collect()
     gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
     huge = _collapse_into_huge_pages()
@@ -848,7 +877,18 @@ def main(argv: list[str]) -> None:
         "privileges": privileges,
         "confinement": confined,
         "non_dumpable": non_dumpable,
+        "refused": refused,
     }
+    # The clean template children are forked from (loader/namespaces.py), forked before any request is read.
+    lifeline, lifeline_w = os.pipe()
+    template, arguments = namespaces.start_template(
+        [request_fd, answer_fd, lifeline_w], lifeline, os.geteuid() == 0
+    )
+    if arguments is not None:  # pragma: no cover - a load child the template forked
+        become_child({**arguments, "prctl": _prctl()})
+        return
+    os.close(lifeline)
+    namespaces.note(ready, template)
     arguments = run_until_forked(
         Zygote(
             request_fd,
@@ -859,6 +899,8 @@ def main(argv: list[str]) -> None:
             ready=ready,
             privileges=privileges,
             confined=confined,
+            template=template,
+            lifeline=lifeline_w,
         )
     )
     if arguments is not None:  # pragma: no cover - a child forked by the loop

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from loader import confinement
+from loader import confinement, environment
 
 # The user load children run as when the parent runs as root (the app's load_user), and its ids when it has no entry.
 DEFAULT_LOAD_USER = "nobody"
@@ -303,6 +303,30 @@ def plan_hidden_paths(paths, needed: list[str]) -> tuple[list[str], str]:
             chosen.append(path)
     notice = f"function code is not kept from {'; '.join(refused)}: it needs what is there" if refused else ""
     return chosen, notice
+
+
+def plan_secrets(needed: list[str]) -> dict:
+    """The system's secrets children hide (confinement.SYSTEM_SECRETS that are there), and what function code needs
+    inside them, which stays (the Python installation, where it lies in root's home): `{"paths", "keep"}`."""
+    paths = sorted({os.path.realpath(path) for path in confinement.SYSTEM_SECRETS if os.path.lexists(path)})
+    keep: list[str] = []
+    for item in sorted(needed, key=len):  # a folder before what is in it, which it then keeps too
+        if any(confinement.inside(item, path) for path in paths) and not any(
+            confinement.inside(item, kept) for kept in keep
+        ):
+            keep.append(item)
+    return {"paths": paths, "keep": keep}
+
+
+def environment_refusal(load_user: str) -> str | None:
+    """Why function code must not run with this Python at all (loader/environment.py), or None; only as root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        identity = resolve_user(load_user)
+    except LookupError:
+        identity = {"uid": NOBODY, "groups": [NOBODY]}
+    return environment.refusal(identity["uid"], identity["groups"])
 
 
 def needed_folders(workdirs: str) -> list[str]:

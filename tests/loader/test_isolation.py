@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -35,6 +33,30 @@ def assert_still_answering(loader, within: float = 1.0) -> None:
 
 def defaults(result) -> dict:
     return {name: prop.get("default") for name, prop in result.valves_schema["properties"].items()}
+
+
+def own_pid_namespace(loader) -> bool:
+    """Whether load children run in process-id namespaces of their own (loader/namespaces.py): their pids are then
+    not the server's, and they name their processes (`TAG`) so that the tests can find them."""
+    return bool(loader.start()["confinement"].get("pid_namespace"))
+
+
+# Function code names a process it forks (its `comm`, 15 characters at most) so that the test finds it by name.
+NAME_PROCESS = (
+    "import ctypes\ndef name_process(tag):\n    ctypes.CDLL(None).prctl(15, tag.encode(), 0, 0, 0)\n"
+)
+
+
+def named(tag: str) -> list[int]:
+    """The pids of the processes named `tag`, as the server sees them."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == tag:
+                        found.append(int(entry))
+    return found
 
 
 def process_gone(pid: int, within: float = 2.0) -> bool:
@@ -67,7 +89,10 @@ def test_code_never_runs_in_the_callers_process(loader_fast, source):
 
     assert result.ok, result.error
     assert defaults(result)["pid"] != os.getpid()
-    assert defaults(result)["parent"] == loader_fast.stats()["zygote_pid"]
+    if own_pid_namespace(loader_fast):  # the first process of its namespace, which the zygote forked
+        assert (defaults(result)["pid"], defaults(result)["parent"]) == (2, 1)
+    else:
+        assert defaults(result)["parent"] == loader_fast.stats()["zygote_pid"]
     assert "function_function" not in sys.modules
     assert sys.path == path_before
     assert client.COMPAT_DIR not in sys.path
@@ -250,10 +275,13 @@ def test_threads_left_running_do_not_hold_the_answer(loader_fast):
 
 @pytest.mark.parametrize("escape", [False, True], ids=["same-group", "own-session"])
 def test_forked_grandchildren_are_killed(loader_fast, source, escape):
-    # The process that sleeps reports its own pid through a pipe: with `escape` it is the grandchild of a
-    # double fork in a new session, not the intermediate child that `os.fork()` returned.
+    # The process that sleeps names itself and reports its own pid through a pipe: with `escape` it is the grandchild
+    # of a double fork in a new session, not the intermediate child that `os.fork()` returned. In a process-id
+    # namespace of its own, that pid is not the server's: the test finds the process by its name.
+    tag = f"sl{uuid.uuid4().hex[:12]}"
     result = loader_fast.load_function(
-        source(f"""
+        NAME_PROCESS
+        + source(f"""
         import os, time
         from pydantic import BaseModel
 
@@ -264,6 +292,7 @@ def test_forked_grandchildren_are_killed(loader_fast, source, escape):
                 os.setsid()
                 if os.fork():
                     os._exit(0)
+            name_process({tag!r})
             os.write(writing, str(os.getpid()).encode())
             os.close(writing)
             time.sleep(60)
@@ -278,6 +307,12 @@ def test_forked_grandchildren_are_killed(loader_fast, source, escape):
     )
 
     assert result.ok, result.error
+    if own_pid_namespace(loader_fast):
+        deadline = time.monotonic() + 2
+        while named(tag) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not named(tag)
+        return assert_still_answering(loader_fast)
     sleeper = defaults(result)["sleeper"]
     try:
         assert process_gone(sleeper)
@@ -288,21 +323,25 @@ def test_forked_grandchildren_are_killed(loader_fast, source, escape):
 
 
 def test_forked_grandchildren_of_a_timed_out_load_are_killed(loader_fast):
-    folder = tempfile.mkdtemp(prefix="sluice-test-")  # not tmp_path: children that dropped root must reach it
-    os.chmod(folder, 0o777)
-    marker = Path(folder) / "pid"
-    code = (
+    # The grandchild names itself; the test finds it by that name while the load runs, and after its timeout.
+    tag = f"sl{uuid.uuid4().hex[:12]}"
+    code = NAME_PROCESS + (
         f"import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
-        f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n    time.sleep(60)\n    os._exit(0)\n"
+        f"    name_process({tag!r})\n    time.sleep(60)\n    os._exit(0)\n"
         "time.sleep(60)\n"
     )
-    result = loader_fast.load_function(unique(code))
+    results = []
+    loading = threading.Thread(target=lambda: results.append(loader_fast.load_function(unique(code))))
+    loading.start()
+    seen: list[int] = []
+    while loading.is_alive() and not seen:
+        seen = named(tag)
+        time.sleep(0.01)
+    loading.join()
 
-    try:
-        assert result.error.type == "Timeout"
-        assert process_gone(int(marker.read_text()))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    assert results[0].error.type == "Timeout"
+    assert seen, "the grandchild was never seen running"
+    assert all(process_gone(pid) for pid in seen)
 
 
 def test_secrets_are_not_in_the_childs_environment(loader_fast, monkeypatch, source):
@@ -434,6 +473,19 @@ def test_a_load_in_flight_when_the_zygote_dies_gets_a_clear_error(loader_fast):
 
 
 def test_a_function_killing_the_zygote_only_fails_itself(loader_fast):
+    if own_pid_namespace(loader_fast):
+        # Its parent is the first process of its own namespace, root's: it ignores the signal, or (for a child that
+        # dropped root) the signal is refused. The zygote is out of reach either way.
+        zygote = loader_fast.stats()["zygote_pid"]
+        result = loader_fast.load_function(
+            unique(
+                "import contextlib, os, signal\nwith contextlib.suppress(PermissionError):\n"
+                "    os.kill(os.getppid(), signal.SIGKILL)\nclass Pipe:\n    pass\n"
+            )
+        )
+        assert result.ok, result.error
+        assert loader_fast.stats()["zygote_pid"] == zygote
+        return assert_still_answering(loader_fast)
     dropped = loader_fast.start()["privileges"]["drop"]
     result = loader_fast.load_function(
         unique("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)\n")

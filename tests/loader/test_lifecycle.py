@@ -79,10 +79,13 @@ loader.configure(spares=2)
 loader.start()
 assert loader.load_function("class Filter:\\n    pass\\n").ok
 zygote = loader.stats()["zygote_pid"]
+template = loader.start().get("template_pid")  # the clean process children are forked from, if any
 
 def running_children():
     found = []
     for pid in open(f"/proc/{zygote}/task/{zygote}/children").read().split():
+        if int(pid) == template:
+            continue
         try:
             if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
                 found.append(int(pid))
@@ -103,9 +106,15 @@ holder = None
 if "--leak-pipe" in sys.argv:  # another process keeps the zygote's request pipe open: no end of file on death
     holder = subprocess.Popen(["sleep", "60"], pass_fds=[client._current.proc.stdin.fileno()])
 spares = running_children()
-print(json.dumps({"zygote": zygote, "spares": spares, "holder": holder and holder.pid}), flush=True)
+report = {"zygote": zygote, "template": template, "spares": spares, "holder": holder and holder.pid}
+print(json.dumps(report), flush=True)
 sys.stdin.readline()
 """
+
+
+def processes(report: dict) -> list[int]:
+    """The zygote, its spares and the template they are forked from (if any), from CALLER's report."""
+    return [report["zygote"], *report["spares"], *([report["template"]] if report["template"] else [])]
 
 
 @pytest.mark.parametrize("ending", ["SIGKILL", "SIGTERM", "exit"])
@@ -114,7 +123,7 @@ def test_the_zygote_and_its_spares_go_when_the_caller_does(ending):
     pids = []
     try:
         report = json.loads(caller.stdout.readline())
-        pids = [report["zygote"], *report["spares"]]
+        pids = processes(report)
         assert len(report["spares"]) == 2
         assert all(alive(pid) for pid in pids)
 
@@ -137,7 +146,7 @@ def test_the_zygote_goes_when_the_caller_is_killed_even_if_its_request_pipe_stay
     pids, holder = [], None
     try:
         report = json.loads(caller.stdout.readline())
-        pids, holder = [report["zygote"], *report["spares"]], report["holder"]
+        pids, holder = processes(report), report["holder"]
         assert holder and alive(holder)
 
         caller.kill()
@@ -155,7 +164,7 @@ def test_spares_go_when_the_zygote_is_killed():
     pids = []
     try:
         report = json.loads(caller.stdout.readline())
-        pids = [report["zygote"], *report["spares"]]
+        pids = processes(report)
 
         os.kill(report["zygote"], signal.SIGKILL)
 

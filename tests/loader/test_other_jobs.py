@@ -1,4 +1,5 @@
-"""A child is a fork of the zygote, which holds every job in flight: function code must find none of them.
+"""A child must find none of the jobs in flight, which the zygote holds (children are forked from a clean template
+where there is one, loader/namespaces.py, and else from the zygote itself).
 
 While one job runs (its code and valves values carry a marker), other loads look for the marker the ways function
 code could: up its own stack (`sys._getframe().f_back`, where the loop that forked the child was), through
@@ -73,7 +74,7 @@ def test_function_code_finds_no_trace_of_other_jobs_in_flight(loader_fast):
         from pydantic import BaseModel
 
         SECRET = {marker!r}
-        time.sleep(4)
+        time.sleep(8)  # long enough for three scans on a loaded machine
 
         class Pipe:
             class Valves(BaseModel):
