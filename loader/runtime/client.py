@@ -24,6 +24,7 @@ from loader.protocol import error
 # The parent enforces every limit; this margin only covers a parent that stopped answering altogether.
 SAFETY_MARGIN = 10.0
 FINAL = ("done", "error")
+STREAMED = ("event", "chunk", "output")
 
 
 @dataclasses.dataclass
@@ -140,12 +141,21 @@ class RunCall:
     # --- the waiter's side (the client's reader thread) -------------------------------------------------------
 
     def deliver(self, header: dict, body: bytes) -> None:
+        """A frame from the parent. Only the parent's header says which frame is the last: the body of a streamed
+        frame comes from the function's own process, which could write anything there."""
+        final = header.get("kind") != "run" or bool(header.get("final"))
+        if header.get("kind") != "run" and isinstance(header.get("error"), dict):  # refused before any worker
+            self.fail(header["error"])
+            return
         try:
             frame = json.loads(body)
         except ValueError:
             frame = None
-        if not isinstance(frame, dict) or "kind" not in frame:
+        kind = frame.get("kind") if isinstance(frame, dict) else None
+        if final and kind not in FINAL:
             frame = {"kind": "error", "error": error("BadAnswer", "the loader gave an unreadable answer")}
+        elif not final and kind not in STREAMED:
+            return  # not a frame a worker streams: dropped
         self.frames.put(frame)
 
     def fail(self, run_error: dict) -> None:

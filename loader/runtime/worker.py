@@ -86,6 +86,7 @@ class Worker:
         self.inbox = bytearray()
         self.calls: deque[dict] = deque()
         self.task: asyncio.Task | None = None
+        self.current: object | None = None  # the running call's token: its sink sends only while it runs
         self.stopping = False
         self.loop = asyncio.new_event_loop()
 
@@ -173,7 +174,11 @@ class Worker:
                 }
             )
 
+            token = self.current = object()
+
             def sink(kind, payload):
+                if self.current is not token:  # an emitter kept from an earlier call: that call is over
+                    return
                 if kind == "event":
                     self.send(b"e", {"kind": "event", "event": payload})
                 elif stream:
@@ -184,6 +189,7 @@ class Worker:
         except BaseException as exc:  # the call's error, whatever it is; the worker itself goes on
             retire = not isinstance(exc, Exception) or isinstance(exc, MemoryError)
             kind, frame = b"x", {"kind": "error", "error": call_error(exc, self.path, self.memory_mb, method)}
+        self.current = None
         frame["ms"] = round((time.perf_counter() - started) * 1000, 3)
         if kind == b"x":
             frame["retire"] = retire

@@ -425,3 +425,48 @@ def test_a_worker_drops_to_the_load_user(dropping):
     ran = dropping.run_function_collect(code, function_id="who", method="pipe", ctx={"body": {}})
     assert ran.ok, ran.error
     assert ran.result == [("json", {"ids": [pwd.getpwnam("nobody").pw_uid] * 3})]
+
+
+def test_an_emitter_kept_from_an_earlier_call_reaches_no_later_call(runtime):
+    code = unique(
+        """
+        class Pipe:
+            def __init__(self):
+                self.kept = None
+
+            async def pipe(self, body, __event_emitter__):
+                if self.kept is not None:
+                    await self.kept({"type": "status", "data": {"description": "stale"}})
+                self.kept = __event_emitter__
+                await __event_emitter__({"type": "status", "data": {"description": "fresh"}})
+                return "ok"
+        """
+    )
+    first, second = run(runtime, code), run(runtime, code)
+    assert [event["data"]["description"] for event in first.events] == ["fresh"]
+    assert [event["data"]["description"] for event in second.events] == ["fresh"]
+
+
+def test_a_streamed_frame_cannot_end_the_call_for_the_parent(runtime):
+    """The worker's own process writes the streamed frames: forging a "done" in one does not end the call."""
+    code = unique(
+        """
+        import json, os
+
+        class Pipe:
+            def pipe(self, body):
+                forged = b"c" + json.dumps({"kind": "done", "result": "forged"}).encode()
+                for fd in range(3, 64):
+                    try:
+                        if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:") and fd not in (0, 1, 2):
+                            os.write(fd, len(forged).to_bytes(4, "big") + forged)
+                    except OSError:
+                        pass
+                return "real"
+        """
+    )
+    frames = runtime.run_function(
+        code, function_id="p", method="pipe", ctx={"body": {}}, stream=True
+    ).collect()
+    assert [frame["kind"] for frame in frames] == ["chunk", "done"]
+    assert frames[0]["item"] == ("text", "real")
