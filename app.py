@@ -50,10 +50,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.
         threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
 
-    from blueprints import install_template_globals, register_blueprints
-    from blueprints.access import install_access_rules
-    from blueprints.errors import install_error_handlers
-    from blueprints.headers import install_security_headers
+    from blueprints import register_blueprints
+    from web.access import install_access_rules
+    from web.errors import install_error_handlers
+    from web.headers import install_security_headers
+    from web.navigation import install_template_globals
 
     install_access_rules(app)
     install_error_handlers(app)

@@ -1,39 +1,13 @@
-"""Blueprints: HTML pages and the JSON API, in separate modules."""
+"""Blueprints: HTML pages (sign-in, settings, the admin pages in ``admin``) and the JSON API (``api``)."""
 
-from flask import Flask, has_request_context, request
+from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import api_functions, auth, console, settings, system, users, valves
+    from blueprints import api, auth, settings, system
+    from blueprints.admin import functions, users, valves
 
     app.register_blueprint(system.bp)
     app.register_blueprint(auth.bp)
-    for module in (api_functions, console, valves, settings, users):
+    for module in (api, functions, valves, settings, users):
         module.register(app)
-
-
-NAV_LINKS = [
-    ("console.functions_list", "Functions", True),
-    ("users.users_list", "Users", True),
-    ("settings.valves", "My valves", False),
-    ("settings.keys", "API keys", False),
-]
-
-
-# The menu entry a page belongs to, by blueprint (every functions page, the valves included, is under Functions);
-# a blueprint not named here belongs to the entry of its own endpoint (My valves and API keys share one).
-NAV_SECTIONS = {
-    "console": "console.functions_list",
-    "valves": "console.functions_list",
-    "users": "users.users_list",
-}
-
-
-def install_template_globals(app: Flask) -> None:
-    endpoints = frozenset(app.view_functions)
-
-    @app.context_processor
-    def navigation():
-        blueprint = request.blueprint if has_request_context() else None
-        current = NAV_SECTIONS.get(blueprint or "") or (request.endpoint if blueprint else None)
-        return {"nav_links": NAV_LINKS, "endpoints": endpoints, "nav_current": current}

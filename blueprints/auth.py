@@ -5,9 +5,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
-from blueprints.access import safe_next
 from services import accounts
 from services.errors import ServiceError
+from web.access import safe_next
 
 bp = Blueprint("auth", __name__)
 

@@ -7,10 +7,12 @@ import secrets
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from blueprints.access import page_login_required
-from blueprints.valves import absolute_time, form_context, iso_time, stale_errors, submit_valves
 from services import accounts, function_meta, functions, valves_pages
+from services import valves as valves_service
 from services.errors import ServiceError
+from web.access import page_login_required
+from web.filters import absolute_time, iso_time
+from web.valves_forms import form_context, stale_errors, submit_valves
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -51,8 +53,8 @@ def valves():
 
     function = functions.get_function(function_id)
     # An inactive function does not exist for a non-admin (the API's rule); the services say so with a 404.
-    spec = functions.user_valves_spec(me, function.id, for_form=True)
-    stored = functions.get_user_valves(me, function.id)
+    spec = valves_service.user_valves_spec(me, function.id, for_form=True)
+    stored = valves_service.get_user_valves(me, function.id)
     action = url_for("settings.valves", id=function.id)
     status = 200
     if spec is None:
@@ -64,7 +66,7 @@ def valves():
         ok, context = submit_valves(
             spec,
             stored,
-            save=lambda values: functions.update_user_valves(me, function.id, values),
+            save=lambda values: valves_service.update_user_valves(me, function.id, values),
             check=lambda values: valves_pages.dry_run_errors(function, values, "user_valves", me),
         )
         if ok:
@@ -72,7 +74,9 @@ def valves():
         status = 400
     else:
         # Stored values that the current code refuses are shown as errors beside their fields, never dropped.
-        field_errors, form_errors = stale_errors(spec, stored, functions.check_user_valves(me, function.id))
+        field_errors, form_errors = stale_errors(
+            spec, stored, valves_service.check_user_valves(me, function.id)
+        )
         if field_errors or form_errors:
             form_errors.insert(
                 0,

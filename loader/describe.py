@@ -4,6 +4,7 @@ all of it JSON-safe. `loader.child` calls `answer` once it has isolated itself; 
 """
 
 from __future__ import annotations
+import __future__
 
 import asyncio
 import inspect
@@ -21,6 +22,9 @@ from loader.errors import describe_exception, safe_str
 
 FUNCTION_CLASSES = (("Pipe", "pipe"), ("Filter", "filter"), ("Action", "action"), ("Event", "event"))
 VALVES_CLASS = {"valves": "Valves", "user_valves": "UserValves"}
+# Open WebUI execs function code from a module that has `from __future__ import annotations`, and exec of a string
+# inherits the caller's future flags: so there every annotation in function code stays an unevaluated string.
+FUNCTION_COMPILER_FLAGS = __future__.annotations.compiler_flag
 MAX_WARNINGS = 20
 MAX_JSON_NODES = 200_000
 MAX_JSON_DEPTH = 64
@@ -100,7 +104,7 @@ def instantiate(content: str, module_name: str, path: str, memory_mb: int) -> Lo
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as source:
         source.write(content)
     try:
-        code = compile(content, path, "exec", dont_inherit=True)
+        code = compile(content, path, "exec", flags=FUNCTION_COMPILER_FLAGS, dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         return Loaded(describe_exception(exc, path))
 

@@ -1,7 +1,9 @@
 """Turning whatever a function's code raised into a structured load error.
 
 This module runs inside the isolated child as well as in the caller, so it imports nothing beyond the standard
-library. It produces plain dicts (`{"type", "message", "line", "column"}`); `loader.results.LoadError` wraps them.
+library and the frontmatter reader (itself standard library only), at import: once function code runs, the child
+can no longer import from the repository. It produces plain dicts (`{"type", "message", "line", "column"}`);
+`loader.results.LoadError` wraps them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import signal
 from types import TracebackType
 
+from loader.frontmatter import parse_frontmatter  # standard library only, like this module
 from loader.protocol import error
 
 MAX_MESSAGE = 4000
@@ -111,6 +114,34 @@ NAMESPACE_PACKAGES = (
     "opentelemetry.instrumentation",
 )
 
+# What Open WebUI 0.12.4 ships for running models locally and Sluice leaves out of its own install (gigabytes, for
+# the few functions that use them): a function needing one gets the same install path as any other package.
+HEAVY_OPEN_WEBUI_PACKAGES = frozenset(
+    {
+        "accelerate",
+        "chromadb",
+        "einops",
+        "faster-whisper",
+        "onnxruntime",
+        "opencv-python",
+        "opencv-python-headless",
+        "scikit-learn",
+        "scipy",
+        "sentence-transformers",
+        "sentencepiece",
+        "torch",
+        "transformers",
+    }
+)
+
+# How an admin installs a missing package, in the product's own words (the console's button and the API routes).
+INSTALL_ACTION = (
+    'install it with "Install missing" under Requirements on the function\'s page, or through the API with '
+    "POST /api/v1/functions/id/{id}/requirements/install (saved code) or "
+    'POST /api/v1/functions/requirements/install {"content": <the code>} (unsaved code); '
+    "installs must be allowed by the operator (SLUICE_ALLOW_PIP_INSTALL=true)"
+)
+
 _NAMESPACE_MISS = re.compile(r"cannot import name '(\w+)' from '([\w.]+)' \(unknown location\)")
 
 
@@ -199,19 +230,52 @@ def _missing_module(name: str, filename: str, line: int | None) -> str:
     return name
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared_requirements(filename: str) -> set[str]:
+    """Canonical names of the packages the `requirements:` line of the code's frontmatter lists."""
+    try:
+        with open(filename, encoding="utf-8", errors="surrogatepass") as source:
+            content = source.read()
+    except (OSError, ValueError):
+        return set()
+    value = parse_frontmatter(content).get("requirements") or ""
+    names = (re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", item) for item in value.split(","))
+    return {_canonical(match.group(1)) for match in names if match}
+
+
+def needs_package_message(package: str, *, declared: bool) -> str:
+    """The error for a missing package, naming what the admin does next: the `requirements:` line and the install."""
+    message = f"this function needs the package '{package}', which is not installed. "
+    if declared:
+        message += f"Its `requirements:` line lists it: {INSTALL_ACTION}."
+    else:
+        message += (
+            f"Add `requirements: {package}` to the frontmatter at the top of the code (or add {package} to the "
+            f"`requirements:` line it has), then {INSTALL_ACTION}."
+        )
+    if _canonical(package) in HEAVY_OPEN_WEBUI_PACKAGES:
+        message += (
+            f" Open WebUI ships {package}; Sluice leaves it out of its own install because of its size."
+        )
+    return message
+
+
 def _missing_package_message(exc: ImportError, filename: str, line: int | None) -> str | None:
     name = getattr(exc, "name", None)
     if isinstance(exc, ModuleNotFoundError) and name:
         if name == "open_webui" or name.startswith("open_webui."):
             return f"Open WebUI's module '{name}' is not available in Sluice"
-        module = _missing_module(name, filename, line)
-        return f"this function needs the package '{package_for_module(module)}', which is not installed"
-    # `from google import genai` with the namespace package present but the distribution missing.
-    match = _NAMESPACE_MISS.search(safe_str(exc))
-    if match:
-        module = f"{match.group(2)}.{match.group(1)}"
-        return f"this function needs the package '{package_for_module(module)}', which is not installed"
-    return None
+        package = package_for_module(_missing_module(name, filename, line))
+    else:
+        # `from google import genai` with the namespace package present but the distribution missing.
+        match = _NAMESPACE_MISS.search(safe_str(exc))
+        if not match:
+            return None
+        package = package_for_module(f"{match.group(2)}.{match.group(1)}")
+    return needs_package_message(package, declared=_canonical(package) in _declared_requirements(filename))
 
 
 def describe_exception(exc: BaseException, filename: str, *, memory_mb: int | None = None) -> dict:

@@ -45,6 +45,12 @@ _JOB_ID = re.compile(r"\A[0-9]{8}T[0-9]{6}-[0-9a-f]{8}\Z")
 _LOCK_FILE = "install.lock"
 _LAUNCHER_WAIT_SECONDS = 30
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Given to every pip run as --constraint: the packages Sluice installs at Open WebUI's pins stay at those versions,
+# and torch is its CPU build (constraints-install.txt says why).
+CONSTRAINT_FILES = [
+    os.path.join(_PACKAGE_ROOT, "requirements-functions.txt"),
+    os.path.join(_PACKAGE_ROOT, "constraints-install.txt"),
+]
 
 
 def start_install(
@@ -77,6 +83,7 @@ def start_install(
         "--upgrade",
         "--upgrade-strategy",
         "only-if-needed",
+        *(option for path in CONSTRAINT_FILES if os.path.isfile(path) for option in ("--constraint", path)),
         "--no-input",
         "--disable-pip-version-check",
         # Belt and braces: nothing after this can be read as an option.

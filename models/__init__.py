@@ -1,7 +1,7 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
 from models.base import Base, new_id, now
-from models.function import FUNCTION_TYPES, Function, FunctionVersion, UserValves
+from models.function import FUNCTION_TYPES, ID_PATTERN, Function, FunctionVersion, UserValves
 from models.sign_in import SignInFailures
 from models.staged_import import StagedImport
 from models.user import ROLES, ApiKey, User
@@ -11,6 +11,7 @@ __all__ = [
     "new_id",
     "now",
     "FUNCTION_TYPES",
+    "ID_PATTERN",
     "Function",
     "FunctionVersion",
     "UserValves",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import (
@@ -17,9 +18,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+# The loader owns the list (it must stay free of the app); the app takes it from there.
+from loader.results import FUNCTION_TYPES
 from models.base import Base, new_id, now
 
-FUNCTION_TYPES = ("pipe", "filter", "action", "event")
+__all__ = ["FUNCTION_TYPES", "ID_PATTERN", "MAX_NAME_LENGTH", "Function", "FunctionVersion", "UserValves"]
+
+# What a function id may be: 1–64 of `[A-Za-z0-9_]`. Used with fullmatch: `$` would let "abc\n" through.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
+MAX_NAME_LENGTH = 256
 
 
 class Function(Base):
@@ -29,7 +36,7 @@ class Function(Base):
     version_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # No foreign key: a function outlives the account that created it, as in Open WebUI.
     user_id: Mapped[str] = mapped_column(String(36), index=True)
-    name: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     type: Mapped[str] = mapped_column(String(16), index=True)
     content: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -59,7 +66,7 @@ class FunctionVersion(Base):
     function_id: Mapped[str] = mapped_column(ForeignKey("functions.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(36))
     commit_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    name: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     content: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)

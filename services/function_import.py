@@ -11,20 +11,18 @@ which an import into Open WebUI never does.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
 
-import loader
 from extensions import db
-from models import Function, StagedImport, now
-from services import functions, storable
+from models import ID_PATTERN, Function, StagedImport, now
+from services import functions, loading, storable
 from services.errors import ServiceError
+from services.valves import clear_valves, update_valves
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
 IMPORT_COMMIT_MESSAGE = "Imported from an export file"
 # A preview loads each item's code to show what would fail; past this many items it only reads the file.
 MAX_CODE_CHECKS = 200
@@ -150,11 +148,14 @@ def plan_import(raw: bytes | str, *, check_code: bool = False) -> ImportPlan:
 
 def _check_code(item: ImportItem) -> None:
     try:
-        result = functions.load_code(loader.rewrite_imports(item.content), item.id)
-    except functions.LoaderBusy:
-        # Not the code's fault: say so, rather than call good code broken.
-        item.warning = "Its code could not be checked now because Sluice is busy; it is loaded when imported."
+        result = loading.load_code(loading.prepare_code(item.content), item.id)
     except ServiceError as error:
+        if error.kind == "busy":
+            # Not the code's fault: say so, rather than call good code broken.
+            item.warning = (
+                "Its code could not be checked now because Sluice is busy; it is loaded when imported."
+            )
+            return
         # Still offered, but not ticked: the admin sees why it would fail, and may tick it to see it fail again.
         item.warning = f"Its code does not load: {error.detail}"
         item.fails_to_load = True
@@ -251,7 +252,7 @@ def apply_import(
 def _restore_settings(item: ImportItem, result: ImportResult) -> None:
     if item.valves:
         try:
-            functions.update_valves(item.id, item.valves)
+            update_valves(item.id, item.valves)
         except ServiceError as error:
             result.detail = (
                 f"Its code was saved, but its valves were not restored ({error.detail.rstrip('.')})."
@@ -262,7 +263,7 @@ def _restore_settings(item: ImportItem, result: ImportResult) -> None:
             result.detail += " It was switched off."
             return
     elif item.valves == {} and result.status == "updated":
-        functions.clear_valves(item.id)
+        clear_valves(item.id)
     functions.set_switches(item.id, is_active=item.is_active, is_global=item.is_global)
     result.restored = item.settings_summary
 
@@ -323,7 +324,7 @@ def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
     if not isinstance(raw_id, str) or not raw_id:
         item.problem = "It has no id."
     elif not ID_PATTERN.fullmatch(raw_id):
-        item.problem = "Only alphanumeric characters and underscores are allowed in the id."
+        item.problem = f"{functions.ID_FORMAT_ERROR}."
     elif function_id in seen:
         item.problem = (
             f"Item {seen[function_id] + 1} of the file has the same id; only the first is imported."

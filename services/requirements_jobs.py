@@ -34,11 +34,13 @@ def requirements_status(function_id: str) -> dict:
     f = functions.get_function(function_id)
     manifest = (f.meta or {}).get("manifest") or {}
     value = manifest.get("requirements") if isinstance(manifest, dict) else None
-    value = value if isinstance(value, str) else None
+    return {"id": f.id, **_status_of(value if isinstance(value, str) else None)}
+
+
+def _status_of(value: str | None) -> dict:
     report = loader.parse_requirements(value, packages_dir=_packages_dir())
     data = report.to_dict()
     return {
-        "id": f.id,
         "requirements": value,
         "valid": data["requirements"],
         "missing": data["missing"],
@@ -52,7 +54,28 @@ def start_install(function_id: str) -> dict:
     """Start installing the function's missing requirements in the background; refused unless allowed."""
     if not current_app.config["SLUICE_ALLOW_PIP_INSTALL"]:
         raise Forbidden(INSTALL_DISABLED)
-    status = requirements_status(function_id)
+    return _start(requirements_status(function_id))
+
+
+def start_install_for_content(content: str) -> dict:
+    """Start installing what the `requirements:` line of code not yet saved lists and is missing.
+
+    Code that needs a missing package does not load, so it cannot be saved, and only a saved function has an
+    install button: this is the way forward for it (the load error names it).
+    """
+    if not current_app.config["SLUICE_ALLOW_PIP_INSTALL"]:
+        raise Forbidden(INSTALL_DISABLED)
+    if not isinstance(content, str):
+        raise ServiceError("content must be the function's code, as a string.")
+    value = loader.parse_frontmatter(content).get("requirements")
+    if not value or not value.strip():
+        raise ServiceError(
+            "The code has no `requirements:` line in its frontmatter, so there is nothing to install."
+        )
+    return _start(_status_of(value))
+
+
+def _start(status: dict) -> dict:
     if status["invalid"]:
         reasons = "; ".join(f"{item['requirement']}: {item['reason']}" for item in status["invalid"])
         raise ServiceError(f"Some requirements are not valid, so nothing was installed: {reasons}")

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 import loader
 from extensions import db
-from models import Function, FunctionVersion, User, UserValves, now
+from models import Function, User, now
 from services import functions as fs
-from services import storable
+from services import loading
 from services.errors import ServiceError
 
 
@@ -36,7 +36,6 @@ class _Planned:
     valves: dict
     is_active: bool
     is_global: bool
-    type: str
     load: Any  # the LoadResult, or None when the stored code was reused
     existing: Function | None
 
@@ -44,11 +43,13 @@ class _Planned:
 # How long a sync waits for the one before it to finish before it is answered 503.
 SYNC_WAIT_SECONDS = 30.0
 SYNC_BUSY_ERROR = "Another sync is still running; try again in a moment."
+NO_VALVES_CLASS_ERROR = "This function has no Valves class, but the item sets valves."
 _process_lock = threading.Lock()  # for databases without a file to lock beside (SQLite in memory)
 
 
 class SyncBusy(ServiceError):
     status = 503
+    kind = "busy"
 
     def __init__(self):
         super().__init__(SYNC_BUSY_ERROR)
@@ -119,23 +120,17 @@ def _item_error(item_id: Any, error: ServiceError) -> dict:
 
 
 def _check_valves(content: str, function_id: str, values: dict, load: Any) -> dict:
-    """The valves to store: nulls dropped, validated by the function's own class, as it normalises them."""
-    values = {key: value for key, value in values.items() if value is not None}
+    """The valves to store, as ``loading.validate_valves`` decides; an empty set needs no class to take it."""
     if not values:
         return {}
-    unstorable = storable.first_problem(values, "valves")
-    if unstorable:
-        raise ServiceError(unstorable)
-    check = load.valves_check if load is not None and load.valves_check is not None else None
-    if check is None:
-        check = fs.validate_in_loader(content, values, kind="valves", function_id=function_id)
-    if check.error is not None:
-        if check.error.type == "NoValvesClass":
-            raise ServiceError("This function has no Valves class, but the item sets valves.")
-        raise fs.LoadFailed(check.error)
-    if not check.ok:
-        raise fs.ValvesRejected(check.errors)
-    return check.values
+    check = load.valves_check if load is not None else None
+    try:
+        return loading.validate_valves(content, function_id, values, check=check)
+    except ServiceError as error:
+        if error.kind == "no_valves_class":
+            # An item names its valves on purpose; say that it is the item, not a form, that sets them.
+            raise ServiceError(NO_VALVES_CLASS_ERROR, kind="no_valves_class") from None
+        raise
 
 
 def _plan_item(
@@ -143,8 +138,7 @@ def _plan_item(
 ) -> _Planned:
     function_id = fs.check_new_id(item.get("id"))
     name = fs.check_name(item.get("name"))
-    content = loader.rewrite_imports(fs.check_content(item.get("content")))
-    fs.check_content(content)
+    content = loading.prepare_code(item.get("content"))
     stored_valves = (
         dict(existing.valves) if existing is not None and isinstance(existing.valves, dict) else {}
     )
@@ -156,12 +150,11 @@ def _plan_item(
     reuse = (
         existing is not None
         and existing.load_status == "ok"
-        and existing.content_hash == fs.content_hash(content)
+        and existing.content_hash == loading.content_hash(content)
         and existing.content == content
     )
     if reuse:
         load = None
-        kind = existing.type
         toggle = bool((existing.meta or {}).get("toggle"))
         manifest = loader.parse_frontmatter(content)
         if given_valves == stored_valves:
@@ -169,12 +162,12 @@ def _plan_item(
         else:
             valves = _check_valves(content, function_id, given_valves, None)
     else:
-        load = fs.load_code(content, function_id, user, valves=given_valves or None)
-        kind, toggle, manifest = load.type, load.toggle, load.manifest
+        load = loading.load_code(content, function_id, user, valves=given_valves or None)
+        toggle, manifest = load.toggle, load.manifest
         if sets_valves:
             valves = _check_valves(content, function_id, given_valves, load)
         else:
-            valves = fs.revalidated_valves(
+            valves = loading.revalidated_valves(
                 content,
                 function_id,
                 stored_valves,
@@ -189,7 +182,6 @@ def _plan_item(
         valves=valves,
         is_active=bool(item.get("is_active")),
         is_global=bool(item.get("is_global")),
-        type=kind,
         load=load,
         existing=existing,
     )
@@ -234,14 +226,16 @@ def _sync(
         try:
             function_id = fs.check_new_id(raw_id)
             if function_id in seen:
-                raise ServiceError("This id appears more than once in the list.")
+                raise ServiceError(
+                    "This id appears more than once in the list.", kind="duplicate_id", field="id"
+                )
             seen.add(function_id)
             plans.append(_plan_item(user, item, stored.get(function_id), reset_incompatible_valves))
-        except fs.LoaderBusy:
-            # Not a fault of this item: the whole sync is answered 503 and can simply be sent again.
-            db.session.rollback()
-            raise
         except ServiceError as error:
+            if error.kind == "busy":
+                # Not a fault of this item: the whole sync is answered 503 and can simply be sent again.
+                db.session.rollback()
+                raise
             errors.append(_item_error(raw_id, error))
     if errors:
         db.session.rollback()
@@ -263,7 +257,7 @@ def _sync(
         # Another request created one of these ids, or deleted one, between the plan and the write.
         db.session.rollback()
         raise ServiceError(
-            "The functions changed while syncing, so nothing was changed. Try again."
+            "The functions changed while syncing, so nothing was changed. Try again.", kind="conflict"
         ) from None
     except Exception:
         db.session.rollback()
@@ -272,35 +266,30 @@ def _sync(
 
 
 def _apply(user: User, plans: list[_Planned], deleted: list[str]) -> list[dict]:
-    if deleted:
-        db.session.execute(delete(UserValves).where(UserValves.function_id.in_(deleted)))
-        db.session.execute(delete(FunctionVersion).where(FunctionVersion.function_id.in_(deleted)))
-        db.session.execute(delete(Function).where(Function.id.in_(deleted)))
+    fs.delete_functions(deleted)
     timestamp = now()
     answer = []
     for plan in plans:
         f = plan.existing
         if f is None:
+            # A new function is the syncing admin's from now; one that exists keeps its creator and created_at.
             f = Function(id=plan.id, user_id=user.id, created_at=timestamp, valves={})
             db.session.add(f)
-            before = None
         elif not _changed(plan):
             answer.append(fs.function_with_valves_model(f))
             continue
-        else:
-            before = fs.snapshot_of(f)
-        f.name = plan.name
-        f.content = plan.content
-        f.meta = plan.meta
-        f.valves = plan.valves
         f.is_active = plan.is_active
         f.is_global = plan.is_global
-        f.type = plan.type
-        if plan.load is not None:
-            fs.apply_load_result(f, plan.load)
-        f.updated_at = timestamp
-        if before is None or fs.snapshot_of(f) != before or not f.version_id:
-            fs.record_version(f, user)
+        fs.write_function(
+            f,
+            user,
+            name=plan.name,
+            content=plan.content,
+            meta=plan.meta,
+            valves=plan.valves,
+            load=plan.load,
+            at=timestamp,
+        )
         answer.append(fs.function_with_valves_model(f))
     db.session.flush()
     return answer

@@ -22,6 +22,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import create_connection
 
+from models.function import MAX_NAME_LENGTH
 from services.errors import ServiceError
 
 MAX_BYTES = 1024 * 1024
@@ -30,7 +31,6 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 TOTAL_TIMEOUT = 20.0  # the default of SLUICE_URL_FETCH_TIMEOUT: the whole fetch, redirects included
 FOLDER_FILES = ("main.py", "index.py", "__init__.py")
-MAX_NAME_LENGTH = 256  # a function's name is at most this long
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 

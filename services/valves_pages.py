@@ -9,7 +9,7 @@ from sqlalchemy import select
 from extensions import db
 from models import Function, User, UserValves
 from services import function_meta
-from services.functions import validate_in_loader
+from services.loading import validate_in_loader
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@
   var idInput = document.getElementById("id");
   var descriptionInput = document.getElementById("description");
 
-  /* Must match blueprints/console.py slugify(): accents dropped, then runs of anything but a-z0-9 become "_". */
+  /* Must match blueprints/admin/functions.py slugify(): accents dropped, then runs of anything but a-z0-9 become "_". */
   function slugify(name) {
     return name.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
       .replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64).replace(/_+$/, "");
@@ -65,7 +65,7 @@
   window.SluiceFunctionEditor = { frontmatter: frontmatter };
 
   /* A field the page filled in itself holds the same text as its hidden auto_<field> input (AUTO_FIELDS in
-     blueprints/console.py): it follows the code, and is cleared when the code no longer says. Once the admin
+     blueprints/admin/functions.py): it follows the code, and is cleared when the code no longer says. Once the admin
      types into it, it is theirs and is never overwritten; emptied, it follows the code again. */
   function autoOf(input) {
     return input ? form.elements.namedItem("auto_" + input.name) : null;

@@ -35,6 +35,7 @@ EXPECTED_ROUTES = {
     ("DELETE", "/id/{id}/history/{version_id}", "admin"),
     ("GET", "/id/{id}/requirements", "admin"),
     ("POST", "/id/{id}/requirements/install", "admin"),
+    ("POST", "/requirements/install", "admin"),
     ("GET", "/requirements/jobs/{job_id}", "admin"),
 }
 
@@ -47,11 +48,12 @@ BODIES = {
     "/load/url": {"url": "ftp://example.com/x.py"},
     "/sync": {"functions": [{"id": "bad id!", "name": "X", "content": "x"}]},
     "/id/{id}/update/version": {"version_id": "nope"},
+    "/requirements/install": {"content": ""},
 }
 
 
 def _routes():
-    from blueprints.api_functions import api
+    from blueprints.api import api
 
     found = set()
     for route in api.routes:

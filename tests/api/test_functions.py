@@ -170,9 +170,9 @@ BUSY = "Sluice is busy loading other functions; try again in a moment."
 @pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 2}])
 def test_loads_past_the_limit_are_503_and_other_requests_are_served(app, admin_api, app_config, monkeypatch):
     import loader
-    from services import functions
+    from services import loading
 
-    monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.3, raising=False)
+    monkeypatch.setattr(loading, "LOAD_SLOT_WAIT_SECONDS", 0.3, raising=False)
     loader.configure(timeout=2.0)  # each slow load holds its slot for this long
     started_loads = threading.Semaphore(0)
     real_load = loader.load_function
@@ -214,13 +214,13 @@ def test_loads_past_the_limit_are_503_and_other_requests_are_served(app, admin_a
 
 @pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 1}])
 def test_every_route_that_loads_code_answers_503_when_busy(app, admin_api, sample, app_config, monkeypatch):
-    from services import functions
+    from services import loading
 
-    monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(loading, "LOAD_SLOT_WAIT_SECONDS", 0.05)
     exported = admin_api.get("/export?include_valves=true").get_json()
     version = admin_api.get("/id/sample_filter/history").get_json()[0]["id"]
     with app.app_context():
-        slots = functions._load_slots()
+        slots = loading._load_slots()
     assert slots.acquire(timeout=1)
     try:
         for path, body in [

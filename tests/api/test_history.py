@@ -78,10 +78,10 @@ def test_a_page_beyond_the_last_is_an_empty_list(admin_api, sample):
 
 def test_the_service_answers_an_empty_page_for_any_huge_number(app, admin_api, sample):
     # The console calls the service directly; a number no database can offset by is simply past the end.
-    from services import functions
+    from services import versions
 
     with app.app_context():
-        assert functions.list_versions("sample_filter", 10**20) == []
+        assert versions.list_versions("sample_filter", 10**20) == []
 
 
 def test_one_version_has_its_snapshot(admin_api, sample, edited):

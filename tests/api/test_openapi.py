@@ -24,7 +24,7 @@ def test_the_document_is_valid_openapi(document):
 
 
 def test_the_document_lists_every_route_under_both_prefixes(document):
-    from blueprints.api_functions import api
+    from blueprints.api import api
 
     for route in api.routes:
         path = route.rule.replace("<", "{").replace(">", "}")
@@ -60,7 +60,7 @@ class Checker:
 
 
 def test_real_answers_fit_the_declared_schemas(app, client, admin_key, document, monkeypatch):
-    from blueprints.api_functions import api as registry
+    from blueprints.api import api as registry
     from tests.api.conftest import Api
 
     admin = Api(client, admin_key)
@@ -111,6 +111,7 @@ def test_real_answers_fit_the_declared_schemas(app, client, admin_key, document,
     check("DELETE", "/id/{id}/history/{version_id}", admin.delete(f"/id/sample_filter/history/{second}"))
     check("GET", "/id/{id}/requirements", admin.get("/id/sample_filter/requirements"))
     check("POST", "/id/{id}/requirements/install", admin.post("/id/sample_filter/requirements/install"))
+    check("POST", "/requirements/install", admin.post("/requirements/install", {"content": F.PIPE}))
     check(
         "GET",
         "/requirements/jobs/{job_id}",

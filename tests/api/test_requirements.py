@@ -104,3 +104,55 @@ def test_install_with_nothing_missing(admin_api, fake_pip, app_config):
     admin_api.create("piper", F.PIPE)
     response = admin_api.post("/id/piper/requirements/install")
     assert response.get_json() == {"job_id": None, "status": "satisfied"}
+
+
+# Code that imports a package its `requirements:` line lists and that is not installed: it cannot be saved (it
+# does not load), so the install route for code not yet saved is its way forward.
+UNSAVED_NEEDY = F.PIPE.replace("requirements: requests", "requirements: sluice-surely-missing-pkg").replace(
+    "from pydantic import BaseModel", "import sluice_surely_missing_pkg\nfrom pydantic import BaseModel"
+)
+
+
+def test_code_missing_a_package_is_not_saved_and_the_error_names_the_install_route(admin_api):
+    response = admin_api.post(
+        "/create", {"id": "needy", "name": "Needy", "content": UNSAVED_NEEDY, "meta": {}}
+    )
+
+    assert response.status_code == 400
+    detail = response.get_json()["detail"]
+    assert "needs the package 'sluice-surely-missing-pkg'" in detail
+    assert "Its `requirements:` line lists it" in detail
+    assert 'POST /api/v1/functions/requirements/install {"content": <the code>}' in detail
+
+
+def test_install_for_unsaved_code_is_refused_unless_the_operator_allows_it(admin_api):
+    response = admin_api.post("/requirements/install", {"content": UNSAVED_NEEDY})
+    assert response.status_code == 403
+    assert "SLUICE_ALLOW_PIP_INSTALL" in response.get_json()["detail"]
+
+
+def test_install_for_unsaved_code_needs_an_admin(user_api):
+    assert user_api.post("/requirements/install", {"content": UNSAVED_NEEDY}).status_code in (401, 403)
+
+
+@allowed
+def test_install_for_unsaved_code_installs_what_its_requirements_line_lists(admin_api, fake_pip, app_config):
+    content = UNSAVED_NEEDY.replace("sluice-surely-missing-pkg", "requests, sluice-surely-missing-pkg", 1)
+    response = admin_api.post("/requirements/install", {"content": content})
+    assert response.status_code == 200, response.get_json()
+    started = response.get_json()
+    deadline = time.monotonic() + 30
+    while True:
+        job = admin_api.get(f"/requirements/jobs/{started['job_id']}").get_json()
+        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    assert job["requirements"] == ["sluice-surely-missing-pkg"]  # requests is installed already
+
+
+@allowed
+def test_install_for_unsaved_code_without_a_requirements_line_is_refused(admin_api, fake_pip, app_config):
+    response = admin_api.post("/requirements/install", {"content": F.FILTER})
+    assert response.status_code == 400
+    assert "no `requirements:` line" in response.get_json()["detail"]

@@ -123,7 +123,7 @@ def _start_server(db_path: Path, packages_dir: Path) -> tuple[LiveServer, callab
     )
     error_log = _ErrorLog()
     app.logger.addHandler(error_log)
-    logging.getLogger("blueprints").addHandler(error_log)
+    logging.getLogger("web").addHandler(error_log)
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="sluice-live-server", daemon=True)
@@ -137,7 +137,7 @@ def _start_server(db_path: Path, packages_dir: Path) -> tuple[LiveServer, callab
         thread.join(timeout=10)
         server.server_close()
         app.logger.removeHandler(error_log)
-        logging.getLogger("blueprints").removeHandler(error_log)
+        logging.getLogger("web").removeHandler(error_log)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

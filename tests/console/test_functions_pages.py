@@ -448,7 +448,7 @@ def test_create_page_offers_three_starters_that_load(admin_client):
 
 @pytest.mark.parametrize("kind", ["filter", "action", "pipe"])
 def test_each_starter_template_saves_as_its_type(app, admin_client, kind):
-    from blueprints.console import starter
+    from blueprints.admin.functions import starter
 
     with app.test_request_context():
         code = starter(kind)
@@ -658,9 +658,9 @@ def test_failed_edit_keeps_the_typed_code_and_the_stored_function(app, admin_cli
 def test_incompatible_valves_can_be_dropped_from_the_form(app, admin_client, admin_id):
     make_function(app, admin_id)
     with app.app_context():
-        from services import functions
+        from services import valves
 
-        functions.update_valves("sample_filter", {"priority": 5, "prefix": "!"})
+        valves.update_valves("sample_filter", {"priority": 5, "prefix": "!"})
     data = {"name": "Sample Filter", "content": FILTER_STRICT_PRIORITY}
     refused = post(admin_client, "/admin/functions/edit?id=sample_filter", data)
     assert refused.status_code == 400
@@ -921,11 +921,11 @@ def test_an_export_file_round_trips_through_import(app, admin_client, admin_id):
 
 @pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 1}])
 def test_a_busy_loader_is_not_reported_as_broken_code(app, admin_client, app_config, monkeypatch):
-    from services import functions
+    from services import loading
 
-    monkeypatch.setattr(functions, "LOAD_SLOT_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(loading, "LOAD_SLOT_WAIT_SECONDS", 0.05)
     with app.app_context():
-        slots = functions._load_slots()
+        slots = loading._load_slots()
     assert slots.acquire(timeout=1)
     try:
         page = text_of(upload(admin_client, [{"id": "fine", "name": "Fine", "content": ACTION}]))
@@ -981,10 +981,10 @@ def test_a_preview_imports_once_and_only_for_its_admin(app, admin_client, admin_
 
 
 def set_valves(app, function_id, values):
-    from services import functions
+    from services import valves
 
     with app.app_context():
-        functions.update_valves(function_id, values)
+        valves.update_valves(function_id, values)
 
 
 def test_import_restores_valves_and_switches_from_an_export_with_valves(app, admin_client, admin_id):
@@ -1148,7 +1148,8 @@ def test_load_from_url_refuses_internal_addresses_by_default(admin_client, code_
 
 
 def test_relative_time_reads_naturally():
-    from blueprints.console import relative_time, slugify
+    from blueprints.admin.functions import slugify
+    from web.filters import relative_time
 
     assert relative_time(1000, now=1030) == "just now"
     assert relative_time(1000, now=1000 + 60) == "1 minute ago"
@@ -1223,7 +1224,7 @@ def test_a_starter_field_the_code_does_not_set_is_not_saved(app, admin_client, c
     fields = form_fields(admin_client.get("/admin/functions/create?template=pipe"))
     fields["content"] = content
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
-    from blueprints.console import slugify
+    from blueprints.admin.functions import slugify
 
     f = stored(app, slugify(name))
     assert (f.name, f.meta["description"] or "") == (name, description)

@@ -131,6 +131,18 @@ def test_a_missing_function_has_the_same_404_page_as_a_missing_address(admin_cli
         assert "We could not find what you" not in page  # the API's text, Open WebUI's, is for scripts
 
 
+def test_a_reworded_not_found_sentence_still_gives_the_page_its_own(admin_client, monkeypatch):
+    # The page chooses its sentence by the error's kind, so the API's wording may change freely.
+    from services import functions
+
+    monkeypatch.setattr(functions, "NOT_FOUND_ERROR", "No such function, reworded.")
+    response = admin_client.get("/admin/functions/valves?id=nope")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "There is no function with this id here; it may have been deleted." in page
+    assert "reworded" not in page
+
+
 @pytest.fixture
 def refusing_pages(app):
     """Two pages whose service refuses (registered before any request, as Flask requires)."""

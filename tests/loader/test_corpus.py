@@ -1,7 +1,7 @@
 """Every fixture in tests/fixtures/functions loads (or fails) as expected.json says, and as Open WebUI did.
 
 expected.json was written with Open WebUI 0.12.4's own answers beside Sluice's expectations
-(``bench/compare_with_openwebui.py compare --record``); its valves schemas are in openwebui/<name>.json. Each
+(``tools/compare_with_openwebui.py compare --record``); its valves schemas are in openwebui/<name>.json. Each
 fixture is loaded the way the app loads it: imports rewritten, then ``loader.load_function`` in an isolated child.
 """
 

@@ -92,6 +92,25 @@ def test_successful_install(fake_pip, dirs):
     assert parse_requirements("sluice-demo>=1", packages_dir=packages_dir).missing == []
 
 
+def test_every_install_is_constrained_to_open_webuis_pins_and_a_cpu_torch(fake_pip, dirs):
+    packages_dir, jobs_dir = dirs
+    job_id = start_install(["sluice-demo"], packages_dir, jobs_dir, pip_command=fake_pip("ok"))
+
+    job = wait_until_finished(job_id, jobs_dir)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    functions, install = (
+        os.path.join(root, "requirements-functions.txt"),
+        os.path.join(root, "constraints-install.txt"),
+    )
+    assert installer.CONSTRAINT_FILES == [functions, install]
+    assert f"only-if-needed --constraint {functions} --constraint {install} --no-input" in job["output"]
+    with open(install) as handle:
+        pins = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    # PyPI's default torch for Linux pulls several GB of CUDA libraries; Open WebUI's default image runs on the CPU.
+    assert [pin for pin in pins if pin.startswith("torch")] == ["torch==2.13.0+cpu"]
+    assert "sentence-transformers==5.5.1" in pins  # Open WebUI 0.12.4's pin
+
+
 def test_real_pip_command_by_default(dirs, monkeypatch):
     def no_launch(*args, **kwargs):
         raise OSError("not launched in this test")

@@ -2,7 +2,7 @@
 
 ``_catalogue.json`` lists, for each module of Open WebUI (the version in its ``version`` key), the public names it
 defines and their kind, and under ``values`` the plain stock values of its settings (``env``, ``config``); it is
-generated from an installed Open WebUI by ``bench/compare_with_openwebui.py catalogue`` and holds no code. A
+generated from an installed Open WebUI by ``tools/compare_with_openwebui.py catalogue`` and holds no code. A
 catalogued setting resolves to its stock value; any other name that Open WebUI has but Sluice does not implement
 resolves to a stand-in that raises "… is not available in Sluice" when used; a name Open WebUI does not have raises
 ImportError here as it does there, so a function's ``try: from open_webui.x import y / except ImportError:``

@@ -19,8 +19,12 @@ Two commands:
     environment gives them, by importing them once with Open WebUI's own interpreter in a scratch folder, so
     that ``Field(default=RAG_TOP_K)`` gets 3 there and here.
 
-Open WebUI itself is never copied into the repository; see /work/shared/OPEN-WEBUI.md for installing and
-starting it outside the tree.
+A maintenance tool, not part of the running product: Sluice reads only the catalogue it writes. Open WebUI itself is
+never copied into the repository; install it in a virtual environment of its own outside the tree (``pip install
+open-webui==0.12.4``, the version the catalogue and ``tests/fixtures/functions/expected.json`` record), start it on
+loopback with ``open-webui serve``, and pass ``--owui-url`` (compare) or ``--site-packages`` (catalogue).
+
+Run from the repository root:  .venv/bin/python tools/compare_with_openwebui.py --help
 """
 
 from __future__ import annotations

@@ -8,10 +8,9 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from blueprints.access import ApiAuthError, is_api_request
 from extensions import db
 from services.errors import ServiceError
-from services.functions import NOT_FOUND_ERROR
+from web.access import ApiAuthError, is_api_request
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def install_error_handlers(app: Flask) -> None:
             return jsonify(error.to_dict()), error.status
         # The service's sentence says what is missing or refused; the title is the one every page uses. The API's
         # not-found text is Open WebUI's, kept for its clients; a person reading a page gets a plainer one.
-        detail = PAGE_NOT_FOUND if error.detail == NOT_FOUND_ERROR else error.detail
+        detail = PAGE_NOT_FOUND if error.kind == "function_not_found" else error.detail
         return _page(error.status, _title(error.status), detail)
 
     @app.errorhandler(CSRFError)

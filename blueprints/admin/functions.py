@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
@@ -34,12 +33,14 @@ from pygments.lexers import PythonLexer
 from sqlalchemy import func, select
 
 import loader
-from blueprints.access import page_admin_required, safe_next
 from extensions import db
-from models import FUNCTION_TYPES, FunctionVersion
+from models import FUNCTION_TYPES, ID_PATTERN, FunctionVersion
 from services import function_import, function_meta, functions, requirements_jobs, url_loader
+from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
+from web.access import page_admin_required, safe_next
+from web.filters import absolute_time, iso_time, relative_time
 
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
@@ -137,7 +138,7 @@ def functions_create():
             load_error,
             status=400,
             loaded_from=_loaded_from(request.form),
-            cloned_from=cloned_from if functions.ID_PATTERN.fullmatch(cloned_from) else None,
+            cloned_from=cloned_from if ID_PATTERN.fullmatch(cloned_from) else None,
         )
 
     template = request.args.get("template", "filter")
@@ -285,21 +286,18 @@ def _fill_and_check(form: dict[str, str], *, creating: bool) -> dict[str, str]:
     return errors
 
 
+# The editor's fields a service error may be about; anything else is shown above the form.
+EDITOR_FIELDS = ("id", "name", "content", "description")
+
+
 def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
-    """Place a service error next to the field it is about; a load error also carries the failing line."""
-    load_error = error.extra.get("error")
-    if isinstance(load_error, dict):
-        return {"content": error.detail}, load_error
-    if error.detail in (functions.ID_FORMAT_ERROR, functions.ID_TAKEN_ERROR):
-        return {"id": error.detail}, None
-    if isinstance(error, functions.IncompatibleValves):
+    """Place a service error next to the field it is about (by its kind and field, never its wording); a load error
+    also carries the failing line."""
+    if error.kind == "incompatible_valves":
         return {"form": error.detail, "incompatible_valves": error.detail}, None
-    if isinstance(error, functions.ContentTooLarge):
-        return {"content": error.detail}, None
-    for item in error.extra.get("errors") or []:
-        loc = item.get("loc") if isinstance(item, dict) else None
-        if loc and loc[0] in ("name", "content", "description"):
-            return {loc[0]: error.detail}, None
+    if error.field in EDITOR_FIELDS:
+        load_error = error.extra.get("error") if error.kind == "load_failed" else None
+        return {error.field: error.detail}, load_error if isinstance(load_error, dict) else None
     return {"form": error.detail}, None
 
 
@@ -344,7 +342,7 @@ def _function_details(function) -> dict[str, Any]:
         "manifest": manifest,
         "requirements": requirements,
         "version_count": versions or 0,
-        "recent_versions": functions.list_versions(function.id)[:RECENT_VERSIONS],
+        "recent_versions": versions_service.list_versions(function.id)[:RECENT_VERSIONS],
         "valves_url": _valves_url(function.id),
         "has_valves": bool(getattr(function, "valves_schema", None)),
         "has_user_valves": bool(getattr(function, "user_valves_schema", None)),
@@ -539,36 +537,3 @@ def _positive_int(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number and number > 0 else None
-
-
-def absolute_time(timestamp: int | None) -> str:
-    if not timestamp:
-        return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def iso_time(timestamp: int | None) -> str:
-    return datetime.fromtimestamp(timestamp or 0, UTC).isoformat()
-
-
-def relative_time(timestamp: int | None, now: float | None = None) -> str:
-    """ "just now", "5 minutes ago", "3 days ago" … then the date, for the list's last-update column."""
-    if not timestamp:
-        return "never"
-    seconds = int((now if now is not None else time.time()) - timestamp)
-    if seconds < 0:
-        return "just now" if seconds > -60 else absolute_time(timestamp)
-    for limit, size, unit in (
-        (60, 1, None),
-        (3600, 60, "minute"),
-        (86400, 3600, "hour"),
-        (86400 * 30, 86400, "day"),
-        (86400 * 365, 86400 * 30, "month"),
-    ):
-        if seconds < limit:
-            if unit is None:
-                return "just now"
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    years = seconds // (86400 * 365)
-    return f"{years} year{'s' if years != 1 else ''} ago"

@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.functions import MAX_HISTORY_PAGE
+from models import FUNCTION_TYPES
+from services.versions import MAX_HISTORY_PAGE
 
-FunctionType = Literal["pipe", "filter", "action", "event"]
+FunctionType = Literal[FUNCTION_TYPES]
 
 
 class FunctionMeta(BaseModel):
@@ -244,6 +245,12 @@ class RequirementsStatus(BaseModel):
     invalid: list[InvalidRequirement]
     ok: bool
     install_allowed: bool
+
+
+class RequirementsInstallForm(BaseModel):
+    content: str = Field(
+        description="The function's code; what its `requirements:` line lists and is missing."
+    )
 
 
 class InstallStarted(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from blueprints.access import page_admin_required
-from blueprints.valves import absolute_time, iso_time
 from models import ROLES
 from services import accounts
 from services.errors import ServiceError
+from web.access import page_admin_required
+from web.filters import absolute_time, iso_time
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 

@@ -1,4 +1,4 @@
-"""The admin valves page, and the form handling it shares with the personal valves pages.
+"""The valves form that the admin and the personal valves pages share: its context, reading a post, stale values.
 
 Both pages are generated from the function's own JSON schema by ``services.valves_form`` and write through the same
 service calls as the JSON API (``update_valves`` / ``update_user_valves``), so the API's rules hold here: only what
@@ -8,30 +8,18 @@ the user set is stored, and the function's own class has the last word.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask import flash, request
 
-from blueprints.access import page_admin_required
-from services import function_meta, functions, valves_form, valves_pages
+from services import valves_form
 from services.errors import ServiceError
-
-bp = Blueprint("valves", __name__)
 
 SAVED = "Valves saved."
 RESET_ALL = "Every valve is back to its default."
 RESET_ALL_BUT_REQUIRED = (
     "Every valve is back to its default, except the required ones, which have none and were kept."
 )
-
-
-def register(app: Flask) -> None:
-    app.register_blueprint(bp)
-
-
-# --- shared by the admin and the personal pages ---------------------------------------------------------------
 
 
 def form_context(
@@ -121,53 +109,3 @@ def submit_valves(
         )
     flash((RESET_ALL_BUT_REQUIRED if kept else RESET_ALL) if reset_all else SAVED, "success")
     return True, {}
-
-
-def absolute_time(timestamp: int | None) -> str:
-    if not timestamp:
-        return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def iso_time(timestamp: int | None) -> str:
-    return datetime.fromtimestamp(timestamp or 0, UTC).isoformat()
-
-
-# --- the admin page ---------------------------------------------------------------------------------------------
-
-
-@bp.route("/admin/functions/valves", methods=["GET", "POST"])
-@page_admin_required
-def function_valves():
-    """Edit a function's admin valves in a form generated from its `Valves` schema."""
-    function = functions.get_function(request.args.get("id", ""))
-    spec = functions.valves_spec(function.id, user=current_user._get_current_object(), for_form=True)
-    stored = functions.get_valves(function.id)
-    status = 200
-    if spec is None:
-        context = form_context(None, stored)
-        if request.method == "POST":
-            context["form_errors"] = ["This function has no Valves class, so there is nothing to set."]
-            status = 400
-    elif request.method == "POST":
-        ok, context = submit_valves(
-            spec,
-            stored,
-            save=lambda values: functions.update_valves(function.id, values),
-            check=lambda values: valves_pages.dry_run_errors(function, values, "valves"),
-        )
-        if ok:
-            return redirect(url_for("valves.function_valves", id=function.id))
-        status = 400
-    else:
-        context = form_context(spec, stored)
-    return (
-        render_template(
-            "valves/admin.html",
-            function=function,
-            spec=spec,
-            description=function_meta.description(function.meta),
-            **context,
-        ),
-        status,
-    )

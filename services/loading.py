@@ -1,0 +1,291 @@
+"""Asking the isolated loader about a function's code: prepare it, load it, check valves against its classes.
+
+Function code is never run in the server: every load and every valves check goes through ``loader``, each within
+one of this process's load slots. The rules that need the loader's answer live here, once: ``prepare_code`` (the
+code a save stores), ``validate_valves`` (what a valves write stores) and ``revalidated_valves`` (what stored
+valves become under new code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app
+
+import loader
+from models import Function, User
+from services import storable
+from services.errors import ServiceError
+
+MAX_CONTENT_BYTES = 1024 * 1024
+INCOMPATIBLE_VALVES_PREFIX = "Current Valves are incompatible with this code: "
+LOADER_BUSY_ERROR = "Sluice is busy loading other functions; try again in a moment."
+
+# How long a request waits for one of its process's load slots before it is answered 503.
+LOAD_SLOT_WAIT_SECONDS = 2.0
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+class LoadFailed(ServiceError):
+    """The code does not load: ``detail`` names the cause and line, ``error`` carries it structured."""
+
+    kind = "load_failed"
+
+    def __init__(self, error: Any):
+        super().__init__(error.detail, field="content", error=load_error_dict(error))
+        self.load_error = error
+
+
+class ValvesRejected(ServiceError):
+    """Values the function's own Valves/UserValves class refused; ``errors`` has one entry per problem."""
+
+    kind = "invalid_valves"
+
+    def __init__(self, errors: list[dict], which: str = "valves"):
+        label = "user valves" if which == "user_valves" else "valves"
+        super().__init__(f"Invalid {label}: {describe_field_errors(errors)}", errors=errors)
+        self.errors = errors
+
+
+class IncompatibleValves(ServiceError):
+    """An update whose new ``Valves`` class refuses the admin valves already stored."""
+
+    kind = "incompatible_valves"
+
+    def __init__(self, errors: list[dict]):
+        super().__init__(INCOMPATIBLE_VALVES_PREFIX + describe_field_errors(errors), errors=errors)
+        self.errors = errors
+
+
+class NoValvesClass(ServiceError):
+    """Valves were sent for code that has no class to take them."""
+
+    kind = "no_valves_class"
+
+    def __init__(self, which: str = "valves"):
+        cls = "UserValves" if which == "user_valves" else "Valves"
+        super().__init__(f"This function has no {cls} class, so there is nothing to set.")
+
+
+class LoaderBusy(ServiceError):
+    """Every load slot of this process stayed taken for ``LOAD_SLOT_WAIT_SECONDS``: answered 503."""
+
+    status = 503
+    kind = "busy"
+
+    def __init__(self):
+        super().__init__(LOADER_BUSY_ERROR)
+
+
+class ContentTooLarge(ServiceError):
+    status = 413
+    kind = "content_too_large"
+
+    def __init__(self):
+        super().__init__("The function's code is larger than 1 MiB, the most Sluice stores.", field="content")
+
+
+def load_error_dict(error: Any) -> dict:
+    return {"type": error.type, "message": error.message, "line": error.line, "column": error.column}
+
+
+def describe_field_errors(errors: list[dict]) -> str:
+    """`field: reason; other: reason`, the part of a sentence that names each refused field."""
+    parts = []
+    for item in errors:
+        loc = ".".join(str(part) for part in item.get("loc") or []) or "valves"
+        parts.append(f"{loc}: {item.get('msg') or 'invalid value'}")
+    return "; ".join(parts) or "the values are not valid"
+
+
+def field_error(field: str, msg: str) -> dict:
+    return {"loc": [field], "msg": msg, "type": "value_error"}
+
+
+# --- the code a save stores -----------------------------------------------------------------------------------
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def check_content(content: Any) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise ServiceError(
+            "The code must not be empty.",
+            field="content",
+            errors=[field_error("content", "Enter the function's code.")],
+        )
+    if len(content) > MAX_CONTENT_BYTES or len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
+        raise ContentTooLarge()
+    # Refused here, not only by the API's parser, so that pages and import files get a clear error too.
+    problem = storable.text_problem(content)
+    if problem:
+        message = f"The code must not contain {problem}."
+        raise ServiceError(message, field="content", errors=[field_error("content", message)])
+    return content
+
+
+def prepare_code(content: Any) -> str:
+    """The code as Sluice stores it: checked, Open WebUI's imports rewritten, and checked again (a rewrite may grow
+    it past the size limit)."""
+    return check_content(loader.rewrite_imports(check_content(content)))
+
+
+# --- load slots -----------------------------------------------------------------------------------------------
+
+_load_slots_lock = threading.Lock()
+
+
+def _load_slots() -> threading.BoundedSemaphore:
+    app = current_app._get_current_object()
+    slots = app.extensions.get("sluice_load_slots")
+    if slots is None:
+        with _load_slots_lock:
+            slots = app.extensions.get("sluice_load_slots")
+            if slots is None:
+                slots = threading.BoundedSemaphore(max(1, int(app.config["SLUICE_MAX_CONCURRENT_LOADS"])))
+                app.extensions["sluice_load_slots"] = slots
+    return slots
+
+
+@contextmanager
+def load_slot() -> Iterator[None]:
+    """Hold one of this process's `SLUICE_MAX_CONCURRENT_LOADS` slots while the loader runs code for a request.
+
+    A load may take up to the load timeout, and it holds a web server thread meanwhile; without a cap, enough
+    slow loads at once would hold every thread and stall every other request. Past the cap, a request waits
+    briefly for a slot and is then answered 503 (``LoaderBusy``).
+    """
+    slots = _load_slots()
+    if not slots.acquire(timeout=LOAD_SLOT_WAIT_SECONDS):
+        raise LoaderBusy()
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def user_dict(user: User | None) -> dict | None:
+    return user.to_public() if user is not None else None
+
+
+def load_in_loader(content: str, **kwargs: Any):
+    """``loader.load_function`` within a load slot."""
+    with load_slot():
+        return loader.load_function(content, **kwargs)
+
+
+def validate_in_loader(content: str, values: dict, **kwargs: Any):
+    """``loader.validate_valves`` within a load slot."""
+    with load_slot():
+        return loader.validate_valves(content, values, **kwargs)
+
+
+def load_code(content: str, function_id: str, user: User | None = None, valves: dict | None = None):
+    """Load already-prepared code in the isolated loader; a failure raises ``LoadFailed``."""
+    result = load_in_loader(content, function_id=function_id, user=user_dict(user), valves=valves)
+    if not result.ok:
+        raise LoadFailed(result.error)
+    return result
+
+
+def apply_load_result(f: Function, result: Any) -> None:
+    """Keep on the function what the loader derived from its code, so reads never run the code again."""
+    f.type = result.type
+    f.valves_schema = result.valves_schema
+    f.user_valves_schema = result.user_valves_schema
+    f.valves_defaults = result.valves_defaults
+    f.user_valves_defaults = result.user_valves_defaults
+    f.content_hash = result.content_hash
+    f.load_status = "ok"
+    f.load_error = None
+
+
+# --- valves against the code's classes ------------------------------------------------------------------------
+
+
+def validate_valves(
+    content: str,
+    function_id: str,
+    values: Any,
+    *,
+    which: str = "valves",
+    user: User | None = None,
+    check: Any = None,
+) -> dict:
+    """The valves to store: nulls dropped, then validated by the function's own ``Valves`` (or ``UserValves``)
+    class, which also normalises them.
+
+    ``check`` is the loader's answer for these values when a load already gave it; otherwise the loader is asked.
+    """
+    if not isinstance(values, dict):
+        raise ServiceError("Valves must be a JSON object.", kind="invalid_valves")
+    cleaned = {key: value for key, value in values.items() if value is not None}
+    unstorable = storable.first_problem(cleaned, "valves")
+    if unstorable:
+        raise ServiceError(unstorable, kind="invalid_valves")
+    if check is None:
+        check = validate_in_loader(
+            content, cleaned, kind=which, function_id=function_id, user=user_dict(user)
+        )
+    if check.error is not None:
+        if check.error.type == "NoValvesClass":
+            raise NoValvesClass(which)
+        raise LoadFailed(check.error)
+    if not check.ok:
+        raise ValvesRejected(check.errors, which)
+    return check.values
+
+
+def incompatible(errors: list[dict], stored: dict) -> list[dict]:
+    """The errors about values that are stored; a required field nobody set is the code's own business."""
+    found = []
+    for item in errors:
+        loc = item.get("loc") or []
+        if not loc or loc[0] in stored:
+            found.append(item)
+    return found
+
+
+def _prune_incompatible(content: str, function_id: str, stored: dict, errors: list[dict]) -> dict:
+    """Drop the stored valves the new code refuses, keeping every value it still accepts."""
+    bad = {item["loc"][0] for item in errors if item.get("loc")}
+    if any(not item.get("loc") for item in errors):
+        return {}
+    kept = {key: value for key, value in stored.items() if key not in bad}
+    if not kept:
+        return {}
+    check = validate_in_loader(content, kept, kind="valves", function_id=function_id)
+    if check.ok:
+        return kept
+    # A validator across fields may still refuse what is left; then nothing stored is trustworthy.
+    return {}
+
+
+def revalidated_valves(
+    content: str, function_id: str, stored: dict, check: Any, *, reset_incompatible_valves: bool = False
+) -> dict:
+    """The stored admin valves that new code keeps, given ``check`` (the load's check of ``stored``).
+
+    Values the new ``Valves`` refuses stop the change (``IncompatibleValves``), or are dropped when the caller
+    asked for that; code without a ``Valves`` class keeps them untouched, as they apply to nothing.
+    """
+    if not stored or check is None or check.ok:
+        return stored
+    if check.error is not None:
+        if check.error.type != "NoValvesClass":
+            raise LoadFailed(check.error)
+        return stored
+    errors = incompatible(check.errors, stored)
+    if not errors:
+        return stored
+    if not reset_incompatible_valves:
+        raise IncompatibleValves(errors)
+    return _prune_incompatible(content, function_id, stored, errors)
