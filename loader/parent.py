@@ -372,6 +372,7 @@ class Zygote:
                     "forks": self.forks,
                     "running": self._busy(),
                     "spares": len(self.spares),
+                    "workers": self.pool.summary(),
                     "times": list(os.times())[:4],
                 }
             )

@@ -246,3 +246,12 @@ def _key(content: str, function_id: str, admin_valves, settings) -> str:
     ]
     text = json.dumps(loaded, sort_keys=True, separators=(",", ":"), default=str)
     return f"{function_id}:{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+def worker_summary() -> dict:
+    """The parent's workers right now: `{"starting", "idle", "busy", "waiting"}` (counts); {} if it is not running."""
+    zygote = client._current
+    if zygote is None or not zygote.alive:
+        return {}
+    header, _ = zygote.call({"op": "ping"}, wait=10)
+    return header.get("workers") or {}

@@ -171,6 +171,13 @@ class Pool:
             self._kill(worker)
             self._drain_queue()
 
+    def summary(self) -> dict:
+        """How many workers are loading, idle and busy, and how many calls wait (the parent's ping reports it)."""
+        found = {"starting": 0, "idle": 0, "busy": 0}
+        for worker in self._live():
+            found[worker.state] += 1
+        return {**found, "waiting": len(self.queue)}
+
     # --- assigning calls to workers ----------------------------------------------------------------------------
 
     def _live(self) -> list[Worker]:

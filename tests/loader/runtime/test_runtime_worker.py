@@ -470,3 +470,106 @@ def test_a_streamed_frame_cannot_end_the_call_for_the_parent(runtime):
     ).collect()
     assert [frame["kind"] for frame in frames] == ["chunk", "done"]
     assert frames[0]["item"] == ("text", "real")
+
+
+def test_a_worker_reaches_the_network(runtime, gate):
+    """Pipes call model APIs: whatever isolates load children, workers keep the network (loopback included)."""
+    code = unique(
+        """
+        import socket
+
+        class Pipe:
+            def pipe(self, body):
+                with socket.create_connection(("127.0.0.1", body["port"]), timeout=5) as link:
+                    return link.recv(2).decode()
+        """
+    )
+    outcome = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(result=run(runtime, code, body={"port": gate.port}))
+    )
+    thread.start()
+    gate.accept()
+    gate.release()
+    thread.join(10)
+    assert outcome["result"].result == [("text", "go")], outcome["result"].error
+
+
+def test_method_annotations_stay_unevaluated_as_in_open_webui(runtime):
+    code = unique(
+        """
+        class Filter:
+            def inlet(self, body: "dict", __user__: Later | None = None) -> Later:
+                from collections import OrderedDict as Later
+                return {"ok": True}
+        """
+    )
+    assert run(runtime, code, "inlet").result == {"ok": True}
+
+
+def test_the_least_recently_used_idle_worker_makes_room_and_stale_versions_are_retired(runtime):
+    from loader import client
+    from loader.runtime.client import worker_summary
+
+    before = client.settings().runtime_workers
+    runtime.shutdown()  # a parent without workers
+    runtime.configure(runtime_workers=2)
+    try:
+        first, second, third = (unique(COUNTER) for _ in range(3))
+        assert run(runtime, first, function_id="a").result == [("text", "n1")]
+        assert run(runtime, second, function_id="b").result == [("text", "n1")]
+        assert run(runtime, first, function_id="a").result == [("text", "n2")]  # b is now the least recent
+        assert run(runtime, third, function_id="c").result == [("text", "n1")]
+        assert worker_summary()["idle"] == 2
+        assert run(runtime, first, function_id="a").result == [("text", "n3")]  # kept
+        assert run(runtime, second, function_id="b").result == [("text", "n1")]  # evicted, started again
+
+        newer = first + "\n# a new version\n"
+        assert run(runtime, newer, function_id="a").result == [("text", "n1")]
+        summary = worker_summary()
+        assert summary["idle"] == 2 and summary["busy"] == summary["starting"] == 0
+        assert run(runtime, second, function_id="b").result == [
+            ("text", "n2")
+        ]  # the old "a" made room, not b
+    finally:
+        runtime.configure(runtime_workers=before)
+
+
+def test_many_threads_share_the_workers(runtime):
+    code = unique(FILTER)
+    results = []
+
+    def client_thread():
+        for _ in range(5):
+            results.append(run(runtime, code, "inlet", {"messages": []}))
+
+    threads = [threading.Thread(target=client_thread) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 40
+    assert all(result.ok for result in results), [result.error for result in results if not result.ok][:3]
+
+
+def test_a_call_in_flight_when_the_parent_dies_fails_and_the_next_call_works(runtime):
+    from loader import client
+
+    code = unique(
+        """
+        import time
+
+        class Pipe:
+            def pipe(self, body):
+                yield "started"
+                time.sleep(10_000)
+        """
+    )
+    call = runtime.run_function(code, function_id="p", method="pipe", ctx={"body": {}}, stream=True)
+    with call:
+        assert next(call)["kind"] == "chunk"
+        os.kill(client.stats()["zygote_pid"], 9)
+        final = next(call)
+    assert final["kind"] == "error" and final["error"]["type"] == "LoaderCrashed"
+    assert "during the call" in final["error"]["message"]
+    assert run(runtime, unique(COUNTER)).result == [("text", "n1")]
