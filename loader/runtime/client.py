@@ -23,6 +23,8 @@ from loader.protocol import error
 
 # The parent enforces every limit; this margin only covers a parent that stopped answering altogether.
 SAFETY_MARGIN = 10.0
+# Frames a caller has not read yet are held in the server's memory; past this many bytes the call is cancelled.
+BACKLOG_LIMIT = 32 * 1024 * 1024
 FINAL = ("done", "error")
 STREAMED = ("event", "chunk", "output")
 
@@ -126,6 +128,8 @@ class RunCall:
         self.lock = threading.Lock()
         self.finished = False
         self.deadline = time.monotonic() + wait
+        self.backlog = 0  # bytes of frames received and not yet read by the caller
+        self.overrun = False
         self.zygote = None
         self.id = None
         try:
@@ -156,12 +160,39 @@ class RunCall:
             frame = {"kind": "error", "error": error("BadAnswer", "the loader gave an unreadable answer")}
         elif not final and kind not in STREAMED:
             return  # not a frame a worker streams: dropped
-        self.frames.put(frame)
+        if self.overrun:
+            return
+        if not final:
+            with self.lock:
+                self.backlog += len(body)
+                overrun = self.backlog > BACKLOG_LIMIT
+            if overrun:
+                self._overrun()
+                return
+        self.frames.put((frame, len(body)))
+
+    def _overrun(self) -> None:
+        """The caller reads too slowly (a slow HTTP client): stop the call rather than hold its frames here."""
+        self.overrun = True
+        message = (
+            f"the caller read the stream too slowly: more than {BACKLOG_LIMIT // 1048576} MiB of it waited; "
+            "Sluice stopped the call"
+        )
+        self.frames.put(
+            ({"kind": "error", "error": error("OutputLimit", message), "ms": 0.0, "output": ""}, 0)
+        )
+        zygote, request_id = self.zygote, self.id
+        if zygote is not None and request_id is not None:
+            zygote.forget_waiter(request_id)
+            # Not from this (the reader) thread: it must never wait on the request pipe (see _ZygoteProcess).
+            threading.Thread(
+                target=zygote.post, args=({"op": "cancel", "target": request_id},), daemon=True
+            ).start()
 
     def fail(self, run_error: dict) -> None:
         if run_error.get("type") == "LoaderCrashed":
             run_error = {**run_error, "message": "the loader process stopped during the call; try again"}
-        self.frames.put({"kind": "error", "error": run_error, "ms": 0.0, "output": ""})
+        self.frames.put(({"kind": "error", "error": run_error, "ms": 0.0, "output": ""}, 0))
 
     # --- the caller's side ------------------------------------------------------------------------------------
 
@@ -172,7 +203,9 @@ class RunCall:
         if self.finished:
             raise StopIteration
         try:
-            frame = self.frames.get(timeout=max(0.0, self.deadline - time.monotonic()))
+            frame, size = self.frames.get(timeout=max(0.0, self.deadline - time.monotonic()))
+            with self.lock:
+                self.backlog -= size
         except queue.Empty:
             self.close()
             message = "the loader did not answer in time; try again"

@@ -573,3 +573,29 @@ def test_a_call_in_flight_when_the_parent_dies_fails_and_the_next_call_works(run
     assert final["kind"] == "error" and final["error"]["type"] == "LoaderCrashed"
     assert "during the call" in final["error"]["message"]
     assert run(runtime, unique(COUNTER)).result == [("text", "n1")]
+
+
+def test_a_caller_reading_too_slowly_stops_the_call_instead_of_filling_the_servers_memory(
+    runtime, monkeypatch
+):
+    from loader.runtime import client as runtime_client
+
+    monkeypatch.setattr(runtime_client, "BACKLOG_LIMIT", 1024 * 1024)
+    code = unique(
+        """
+        class Pipe:
+            def pipe(self, body):
+                for _ in range(2000):
+                    yield "x" * 65536
+        """
+    )
+    call = runtime.run_function(code, function_id="p", method="pipe", ctx={"body": {}}, stream=True)
+    with call:
+        assert next(call)["kind"] == "chunk"
+        deadline = time.monotonic() + 20
+        while not call.overrun and time.monotonic() < deadline:
+            time.sleep(0.02)
+        frames = list(call)
+    assert frames[-1]["kind"] == "error" and frames[-1]["error"]["type"] == "OutputLimit", frames[-1]
+    assert "too slowly" in frames[-1]["error"]["message"]
+    assert len(frames) < 40
