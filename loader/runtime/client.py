@@ -71,14 +71,17 @@ def run_function(
     """
     settings = client.settings()
     run_timeout = float(timeout) if timeout else settings.run_timeout
+    ctx = ctx or {}
+    if admin_valves is None:  # a context may carry them itself (CallContext has the field)
+        admin_valves = ctx.get("admin_valves") if isinstance(ctx.get("admin_valves"), dict) else {}
     request = {
         "op": "call",
         "key": _key(content, function_id, admin_valves, settings),
         "content": content,
         "function_id": function_id,
         "method": method,
-        "ctx": ctx or {},
-        "admin_valves": admin_valves or {},
+        "ctx": ctx,
+        "admin_valves": admin_valves,
         "user_valves": user_valves,
         "stream": bool(stream),
         "timeout": settings.timeout,

@@ -353,6 +353,8 @@ class Pool:
             self._kill(worker)
         elif kind in FINAL:
             self._drain_output(worker)
+            if worker.state == "dead":  # it flooded its output before answering: answered OutputLimit
+                return
             frame = _parse(payload)
             if not frame:
                 frame = {"kind": "error", "error": error("BadAnswer", "the worker gave an unreadable answer")}

@@ -169,8 +169,9 @@ class Worker:
                     **data,
                     "function_id": message.get("function_id") or data.get("function_id") or "function",
                     "method": method,
-                    "admin_valves": message.get("admin_valves"),
-                    "user_valves": message.get("user_valves"),
+                    # The keywords of run_function win; a context that carries them itself keeps them otherwise.
+                    "admin_valves": _given(message.get("admin_valves"), data.get("admin_valves")),
+                    "user_valves": _given(message.get("user_valves"), data.get("user_valves")),
                 }
             )
 
@@ -213,6 +214,10 @@ class Worker:
         view = memoryview(_encode_message(payload))
         while view:
             view = view[_write(self.result_fd, view) :]
+
+
+def _given(value, fallback):
+    return value if value is not None else fallback
 
 
 def call_error(exc: BaseException, path: str, memory_mb: int, method: str) -> dict:

@@ -599,3 +599,28 @@ def test_a_caller_reading_too_slowly_stops_the_call_instead_of_filling_the_serve
     assert frames[-1]["kind"] == "error" and frames[-1]["error"]["type"] == "OutputLimit", frames[-1]
     assert "too slowly" in frames[-1]["error"]["message"]
     assert len(frames) < 40
+
+
+def test_valves_given_in_the_context_are_used_when_not_given_as_keywords(runtime):
+    code = unique(
+        """
+        from pydantic import BaseModel
+
+        class Pipe:
+            class Valves(BaseModel):
+                prefix: str = "admin-default"
+
+            class UserValves(BaseModel):
+                tone: str = "user-default"
+
+            def __init__(self):
+                self.valves = self.Valves()
+
+            def pipe(self, body, __user__):
+                return {"admin": self.valves.prefix, "user": __user__["valves"].tone}
+        """
+    )
+    context = {"admin_valves": {"prefix": "A"}, "user_valves": {"tone": "U"}, "user": {"id": "u"}}
+    assert run(runtime, code, ctx=context).result == [("json", {"admin": "A", "user": "U"})]
+    given = run(runtime, code, ctx=context, admin_valves={"prefix": "B"}, user_valves={"tone": "V"})
+    assert given.result == [("json", {"admin": "B", "user": "V"})]
