@@ -64,7 +64,7 @@ def test_the_service_checks_say_which_field_they_refuse():
     ],
 )
 def test_the_editor_places_an_error_by_its_kind_and_field_whatever_its_wording(error, expected):
-    from blueprints.console import _form_errors
+    from blueprints.admin.functions import _form_errors
 
     assert _form_errors(error) == expected
 
