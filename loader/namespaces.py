@@ -123,13 +123,17 @@ def note(ready: dict, template: Template | None) -> None:
     ready["template_pid"] = template.pid if template is not None else None
 
 
-def start_template(close: list[int], lifeline: int, root: bool) -> tuple[Template | None, dict | None]:
+def start_template(
+    close: list[int], lifeline: int, root: bool, *, network: bool = False
+) -> tuple[Template | None, dict | None]:
     """In the zygote, before it reads any request: fork the template. Returns (template, None) in the zygote, or
     (None, arguments) in a load child the template forked, whose `child.run` arguments these are (it must leave
     every frame of the zygote's start-up and serve its job). (None, None) where no template can be used.
 
     `close`: the zygote's descriptors the template must not hold (the caller's pipes). `lifeline`: the read end of a
     pipe whose write end only the zygote holds, by which children tell whether the zygote is still there.
+    `network`: keep the machine's network (for runtime workers, whose pipes call model APIs); load children get a
+    network namespace without interfaces.
     """
     if _libc is None or _clone_number is None:
         return None, None
@@ -151,20 +155,22 @@ def start_template(close: list[int], lifeline: int, root: bool) -> tuple[Templat
     for fd in close:
         with contextlib.suppress(OSError):
             os.close(fd)
-    arguments = _serve_template(theirs, zygote_pid, lifeline, root)
+    arguments = _serve_template(theirs, zygote_pid, lifeline, root, network)
     if arguments is None:
         os._exit(0)
     return None, arguments
 
 
-def _serve_template(sock: socket.socket, zygote_pid: int, lifeline: int, root: bool) -> dict | None:
+def _serve_template(
+    sock: socket.socket, zygote_pid: int, lifeline: int, root: bool, network: bool = False
+) -> dict | None:
     """The template's loop; returns only in a child it forked (its arguments), or None when the zygote is gone."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != zygote_pid:
         return None
     report = {"ready": True, "pid_namespace": False, "net_namespace": False, "reason": None}
     problems = []
-    if root:
+    if root and not network:
         if _libc.unshare(CLONE_NEWNET) == 0:
             report["net_namespace"] = True
         else:

@@ -215,6 +215,7 @@ class Zygote:
         privileges: dict | None = None,
         confined: dict | None = None,
         template: namespaces.Template | None = None,
+        worker_template: namespaces.Template | None = None,
         lifeline: int = -1,
     ):
         self.request_fd = request_fd
@@ -244,6 +245,8 @@ class Zygote:
         # Children are forked by the template (loader/namespaces.py) when there is one; the write end of
         # `lifeline`, held here only, tells them whether we are still there.
         self.template = template
+        # Runtime workers come from a second clean template that keeps the network (their pipes call model APIs).
+        self.worker_template = worker_template
         self.lifeline = lifeline
         # Why function code must not run here at all (loader/environment.py), or None.
         self.refused = ready.get("refused")
@@ -399,8 +402,10 @@ class Zygote:
 
     # --- children --------------------------------------------------------------------------------------------
 
-    def _spawn(self) -> Child | None:
-        """Fork a child that waits for its job on a pipe; None (and the reason logged) if that is impossible."""
+    def _spawn(self, *, network: bool = False) -> Child | None:
+        """Fork a child that waits for its job on a pipe; None (and the reason logged) if that is impossible.
+        `network`: a runtime worker's child, forked by the template that keeps the network (or by this process where
+        there is none, never by the load children's template, whose network namespace has no interface)."""
         try:
             threads = len(os.listdir("/proc/self/task"))
         except OSError:
@@ -426,8 +431,9 @@ class Zygote:
                 "confine": self.confine,
                 "secrets": self.secrets,
             }
-            if self.template is not None:
-                pid = self.template.spawn(arguments, [job_r, result_w, output_w])
+            template = self.worker_template if network else self.template
+            if template is not None:
+                pid = template.spawn(arguments, [job_r, result_w, output_w])
             else:
                 pid = os.fork()
         except OSError as exc:
@@ -507,9 +513,7 @@ class Zygote:
     def worker_child(self) -> Child | None:
         """A child to become a runtime worker (loader/runtime/pool.py): a spare, else a new one; None if none can
         be forked. Workers run pipes that call model APIs: whatever forks them must leave them the network."""
-        if self.spares:
-            return self.spares.popleft()
-        return self._spawn()
+        return self._spawn(network=True)
 
     def _identity_for(self, request: dict) -> tuple[dict | None, str]:
         """The identity this job's child takes, or None (stays root) with the reason when the load user cannot read
@@ -671,10 +675,10 @@ class Zygote:
             if info is None or info.si_pid == 0:
                 break
             pid = info.si_pid
-            if self.template is not None and pid == self.template.pid:
-                # Children come only from the template, which cannot be made again from here (this process has
+            if pid in self._template_pids():
+                # Children come only from the templates, which cannot be made again from here (this process has
                 # held jobs): stop, and the client starts a new loader at its next load.
-                self.template = None
+                self.template = self.worker_template = None
                 self.stopping = True
             item = self.children.get(pid)
             if item is not None:  # kill what is left of its group while the leader's pid still pins the group
@@ -725,10 +729,13 @@ class Zygote:
         else:
             item.output_fd = -1
 
+    def _template_pids(self) -> set[int]:
+        return {template.pid for template in (self.template, self.worker_template) if template is not None}
+
     def _sweep(self) -> None:
         """Kill processes that are our children but not ones we forked: grandchildren orphaned to the subreaper."""
         for pid in _children(self.pid):
-            if pid not in self.children and (self.template is None or pid != self.template.pid):
+            if pid not in self.children and pid not in self._template_pids():
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -777,8 +784,9 @@ class Zygote:
             scratch.remove_tree(item.workdir)
         self.children.clear()
         self.spares.clear()
-        if self.template is not None:
-            self.template.stop()
+        for template in (self.template, self.worker_template):
+            if template is not None:
+                template.stop()
         self._sweep()
         scratch.remove_tree(self.workdirs)
 
@@ -923,8 +931,20 @@ def main(argv: list[str]) -> None:
     if arguments is not None:  # pragma: no cover - a load child the template forked
         become_child({**arguments, "prctl": _prctl()})
         return
+    worker_template = None
+    if template is not None:
+        worker_template, arguments = namespaces.start_template(
+            [request_fd, answer_fd, lifeline_w, template.sock.fileno()],
+            lifeline,
+            os.geteuid() == 0,
+            network=True,
+        )
+        if arguments is not None:  # pragma: no cover - a runtime worker's child the second template forked
+            become_child({**arguments, "prctl": _prctl()})
+            return
     os.close(lifeline)
     namespaces.note(ready, template)
+    ready["worker_template_pid"] = worker_template.pid if worker_template is not None else None
     arguments = run_until_forked(
         Zygote(
             request_fd,
@@ -936,6 +956,7 @@ def main(argv: list[str]) -> None:
             privileges=privileges,
             confined=confined,
             template=template,
+            worker_template=worker_template,
             lifeline=lifeline_w,
         )
     )

@@ -737,3 +737,37 @@ def test_the_pool_stops_a_worker_that_floods_while_its_output_is_read_without_re
         writer.join(5)
         with contextlib.suppress(OSError):
             os.close(read_fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="process-id namespaces are made only when Sluice runs as root")
+def test_a_worker_runs_in_a_process_id_namespace_of_its_own_and_cannot_signal_the_server(runtime):
+    """Workers keep the network but, like load children, come from a clean template into their own pid namespace:
+    function code sees only its own processes, and signalling the server's is impossible."""
+    code = unique(
+        """
+        import os, signal
+
+        class Pipe:
+            def pipe(self, body):
+                seen = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+                reached = []
+                for pid in (body["server"], body["loader"]):
+                    try:
+                        os.kill(pid, 0)
+                        reached.append(pid)
+                    except OSError:
+                        pass
+                return {"pid": os.getpid(), "seen": seen, "reached": reached}
+        """
+    )
+    from loader import client
+
+    client.start()
+    loader_pid = client.stats()["zygote_pid"]
+    assert loader_pid > 3 and os.getpid() > 3
+    answer = run(runtime, code, body={"server": os.getpid(), "loader": loader_pid})
+    assert answer.ok, answer.error
+    [(kind, result)] = answer.result
+    assert kind == "json"
+    assert result["pid"] <= 2 and max(result["seen"]) <= 3, result
+    assert result["reached"] == [], result
