@@ -11,7 +11,6 @@ from services import accounts, function_meta, functions, valves_pages
 from services import valves as valves_service
 from services.errors import ServiceError
 from web.access import page_login_required
-from web.filters import absolute_time, iso_time
 from web.valves_forms import form_context, stale_errors, submit_valves
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -26,11 +25,6 @@ def register(app: Flask) -> None:
 def _signed_in_only():
     """Every page here is for a signed-in, approved account (pending ones are held back by the access rules)."""
     return None
-
-
-@bp.context_processor
-def _helpers():
-    return {"absolute_time": absolute_time, "iso_time": iso_time}
 
 
 def _me():

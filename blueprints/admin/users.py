@@ -9,7 +9,6 @@ from models import ROLES
 from services import accounts
 from services.errors import ServiceError
 from web.access import page_admin_required
-from web.filters import absolute_time, iso_time
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
@@ -29,7 +28,7 @@ def _admins_only():
 
 @bp.context_processor
 def _helpers():
-    return {"absolute_time": absolute_time, "iso_time": iso_time, "roles": ROLES, "role_labels": ROLE_LABELS}
+    return {"roles": ROLES, "role_labels": ROLE_LABELS}
 
 
 def _me():
