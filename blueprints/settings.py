@@ -11,7 +11,7 @@ from services import accounts, function_meta, functions, valves_pages
 from services import valves as valves_service
 from services.errors import ServiceError
 from web.access import page_login_required
-from web.valves_forms import form_context, stale_errors, submit_valves
+from web.valves_forms import valves_page
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -50,34 +50,16 @@ def valves():
     spec = valves_service.user_valves_spec(me, function.id, for_form=True)
     stored = valves_service.get_user_valves(me, function.id)
     action = url_for("settings.valves", id=function.id)
-    status = 200
-    if spec is None:
-        context = form_context(None, stored)
-        if request.method == "POST":
-            context["form_errors"] = ["This function has no UserValves class, so there is nothing to set."]
-            status = 400
-    elif request.method == "POST":
-        ok, context = submit_valves(
-            spec,
-            stored,
-            save=lambda values: valves_service.update_user_valves(me, function.id, values),
-            check=lambda values: valves_pages.dry_run_errors(function, values, "user_valves", me),
-        )
-        if ok:
-            return redirect(action)
-        status = 400
-    else:
-        # Stored values that the current code refuses are shown as errors beside their fields, never dropped.
-        field_errors, form_errors = stale_errors(
-            spec, stored, valves_service.check_user_valves(me, function.id)
-        )
-        if field_errors or form_errors:
-            form_errors.insert(
-                0,
-                "Some of your saved values no longer fit this version of the function. "
-                "Fix or reset the fields marked below, then save.",
-            )
-        context = form_context(spec, stored, field_errors=field_errors, form_errors=form_errors)
+    saved, context, status = valves_page(
+        spec,
+        stored,
+        class_name="UserValves",
+        save=lambda values: valves_service.update_user_valves(me, function.id, values),
+        check=lambda values: valves_pages.dry_run_errors(function, values, "user_valves", me),
+        stale=lambda: valves_service.check_user_valves(me, function.id),
+    )
+    if saved:
+        return redirect(action)
     return (
         render_template(
             "settings/valves.html",
