@@ -4,6 +4,10 @@ The one place for these rules; the JSON API and the HTML console both call these
 and plain values, return models or plain dicts, and raise ``ServiceError`` (or ``NotFound``) with the texts clients
 rely on and a ``kind`` callers route on. Function code is never run here: every load goes through
 ``services.loading`` and the isolated ``loader``.
+
+It stays one module of about 500 lines on purpose: it is one noun's whole life (wire shapes, checks, the one write
+path, switches, delete), which every caller reaches as ``functions.<name>``; history, valves, loading, sync and
+import already live in their own modules.
 """
 
 from __future__ import annotations
@@ -136,6 +140,14 @@ def _lookup_id(function_id: str) -> str | None:
     """
     candidate = normalise_id(function_id) if isinstance(function_id, str) else ""
     return candidate if ID_PATTERN.fullmatch(candidate) else None
+
+
+def _known_id(function_id: str) -> str:
+    """The stored id to write to; ``FunctionNotFound`` at once when no function can have it."""
+    lookup = _lookup_id(function_id)
+    if lookup is None:
+        raise FunctionNotFound()
+    return lookup
 
 
 def get_function(function_id: str) -> Function:
@@ -400,9 +412,7 @@ def update_loaded(
 
 def _flip(function_id: str, column) -> Function:
     """Flip a boolean column in one UPDATE, so concurrent toggles never lose a flip."""
-    lookup = _lookup_id(function_id)
-    if lookup is None:
-        raise FunctionNotFound()
+    lookup = _known_id(function_id)
     statement = (
         update(Function)
         .where(Function.id == lookup)
@@ -449,9 +459,7 @@ def set_switches(
         for name, value in (("is_active", is_active), ("is_global", is_global))
         if value is not None
     }
-    lookup = _lookup_id(function_id)
-    if lookup is None:
-        raise FunctionNotFound()
+    lookup = _known_id(function_id)
     if values:
         update_one(lookup, **values, updated_at=now())
     return get_function(lookup)
@@ -467,9 +475,7 @@ def toggle_global(function_id: str) -> Function:
 
 def delete_function(function_id: str) -> bool:
     """Delete a function with its user valves and history; ``FunctionNotFound`` when there is no such function."""
-    function_id = _lookup_id(function_id)
-    if function_id is None:
-        raise FunctionNotFound()
+    function_id = _known_id(function_id)
     try:
         if not delete_functions([function_id]):
             db.session.rollback()
