@@ -5,12 +5,11 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
-from flask_login import current_user
 
 from services import accounts, function_meta, functions, valves_pages
 from services import valves as valves_service
 from services.errors import ServiceError
-from web.access import page_login_required
+from web.access import page_login_required, page_user
 from web.valves_forms import valves_page
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -27,17 +26,13 @@ def _signed_in_only():
     return None
 
 
-def _me():
-    return current_user._get_current_object()
-
-
 # --- personal valves ------------------------------------------------------------------------------------------
 
 
 @bp.route("/valves", methods=["GET", "POST"])
 def valves():
     """The functions that have personal valves; with `?id=`, that function's form, holding only the caller's own."""
-    me = _me()
+    me = page_user()
     entries = valves_pages.functions_with_user_valves(me)
     function_id = request.args.get("id", "").strip()
     if not function_id:
@@ -100,7 +95,7 @@ def create_key():
     that a cache or the history could keep (no-store). A reload re-sends the form, whose one-time id is then
     recognised: it answers with a note instead of a second key.
     """
-    me = _me()
+    me = page_user()
     form_id = request.form.get("form_id", "")
     used = [item for item in session.get(USED_FORM_IDS, []) if isinstance(item, str)]
     if form_id and form_id in used:
@@ -116,7 +111,7 @@ def create_key():
 def revoke_key(key_id: str):
     """Revoke one of the caller's keys; it stops working at once."""
     try:
-        key = accounts.revoke_api_key(_me(), key_id)
+        key = accounts.revoke_api_key(page_user(), key_id)
     except ServiceError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("settings.keys"))
@@ -129,7 +124,7 @@ def _keys_page(new_key: str | None = None, new_key_id: str | None = None):
     response = make_response(
         render_template(
             "settings/keys.html",
-            keys=accounts.list_api_keys(_me()),
+            keys=accounts.list_api_keys(page_user()),
             new_key=new_key,
             new_key_id=new_key_id,
             form_id=secrets.token_urlsafe(16),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from services import function_meta, functions, valves_pages
 from services import valves as valves_service
-from web.access import page_admin_required
+from web.access import page_admin_required, page_user
 from web.valves_forms import valves_page
 
 bp = Blueprint("valves", __name__)
@@ -25,7 +24,7 @@ def register(app: Flask) -> None:
 def function_valves():
     """Edit a function's admin valves in a form generated from its `Valves` schema."""
     function = functions.get_function(request.args.get("id", ""))
-    spec = valves_service.valves_spec(function.id, user=current_user._get_current_object(), for_form=True)
+    spec = valves_service.valves_spec(function.id, user=page_user(), for_form=True)
     stored = valves_service.get_valves(function.id)
     saved, context, status = valves_page(
         spec,
