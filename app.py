@@ -53,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from blueprints import register_blueprints
     from web.access import install_access_rules
     from web.errors import install_error_handlers
+    from web.filters import install_template_helpers
     from web.headers import install_security_headers
     from web.navigation import install_template_globals
 
@@ -60,6 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     install_error_handlers(app)
     register_blueprints(app)
     install_template_globals(app)
+    install_template_helpers(app)
     install_security_headers(app)
 
     from cli import register_commands

@@ -7,7 +7,7 @@ from flask_login import current_user, login_user, logout_user
 
 from services import accounts
 from services.errors import ServiceError
-from web.access import safe_next
+from web.access import page_user, safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -106,7 +106,7 @@ def sign_out():
     account's session epoch on ends every session it has, copies included.
     """
     if current_user.is_authenticated:
-        accounts.end_sessions(current_user._get_current_object())
+        accounts.end_sessions(page_user())
     logout_user()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.sign_in"))

@@ -5,14 +5,12 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
-from flask_login import current_user
 
 from services import accounts, function_meta, functions, valves_pages
 from services import valves as valves_service
 from services.errors import ServiceError
-from web.access import page_login_required
-from web.filters import absolute_time, iso_time
-from web.valves_forms import form_context, stale_errors, submit_valves
+from web.access import page_login_required, page_user
+from web.valves_forms import valves_page
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -28,22 +26,13 @@ def _signed_in_only():
     return None
 
 
-@bp.context_processor
-def _helpers():
-    return {"absolute_time": absolute_time, "iso_time": iso_time}
-
-
-def _me():
-    return current_user._get_current_object()
-
-
 # --- personal valves ------------------------------------------------------------------------------------------
 
 
 @bp.route("/valves", methods=["GET", "POST"])
 def valves():
     """The functions that have personal valves; with `?id=`, that function's form, holding only the caller's own."""
-    me = _me()
+    me = page_user()
     entries = valves_pages.functions_with_user_valves(me)
     function_id = request.args.get("id", "").strip()
     if not function_id:
@@ -56,34 +45,16 @@ def valves():
     spec = valves_service.user_valves_spec(me, function.id, for_form=True)
     stored = valves_service.get_user_valves(me, function.id)
     action = url_for("settings.valves", id=function.id)
-    status = 200
-    if spec is None:
-        context = form_context(None, stored)
-        if request.method == "POST":
-            context["form_errors"] = ["This function has no UserValves class, so there is nothing to set."]
-            status = 400
-    elif request.method == "POST":
-        ok, context = submit_valves(
-            spec,
-            stored,
-            save=lambda values: valves_service.update_user_valves(me, function.id, values),
-            check=lambda values: valves_pages.dry_run_errors(function, values, "user_valves", me),
-        )
-        if ok:
-            return redirect(action)
-        status = 400
-    else:
-        # Stored values that the current code refuses are shown as errors beside their fields, never dropped.
-        field_errors, form_errors = stale_errors(
-            spec, stored, valves_service.check_user_valves(me, function.id)
-        )
-        if field_errors or form_errors:
-            form_errors.insert(
-                0,
-                "Some of your saved values no longer fit this version of the function. "
-                "Fix or reset the fields marked below, then save.",
-            )
-        context = form_context(spec, stored, field_errors=field_errors, form_errors=form_errors)
+    saved, context, status = valves_page(
+        spec,
+        stored,
+        class_name="UserValves",
+        save=lambda values: valves_service.update_user_valves(me, function.id, values),
+        check=lambda values: valves_pages.dry_run_errors(function, values, "user_valves", me),
+        stale=lambda: valves_service.check_user_valves(me, function.id),
+    )
+    if saved:
+        return redirect(action)
     return (
         render_template(
             "settings/valves.html",
@@ -124,7 +95,7 @@ def create_key():
     that a cache or the history could keep (no-store). A reload re-sends the form, whose one-time id is then
     recognised: it answers with a note instead of a second key.
     """
-    me = _me()
+    me = page_user()
     form_id = request.form.get("form_id", "")
     used = [item for item in session.get(USED_FORM_IDS, []) if isinstance(item, str)]
     if form_id and form_id in used:
@@ -140,7 +111,7 @@ def create_key():
 def revoke_key(key_id: str):
     """Revoke one of the caller's keys; it stops working at once."""
     try:
-        key = accounts.revoke_api_key(_me(), key_id)
+        key = accounts.revoke_api_key(page_user(), key_id)
     except ServiceError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("settings.keys"))
@@ -153,7 +124,7 @@ def _keys_page(new_key: str | None = None, new_key_id: str | None = None):
     response = make_response(
         render_template(
             "settings/keys.html",
-            keys=accounts.list_api_keys(_me()),
+            keys=accounts.list_api_keys(page_user()),
             new_key=new_key,
             new_key_id=new_key_id,
             form_id=secrets.token_urlsafe(16),

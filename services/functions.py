@@ -4,6 +4,10 @@ The one place for these rules; the JSON API and the HTML console both call these
 and plain values, return models or plain dicts, and raise ``ServiceError`` (or ``NotFound``) with the texts clients
 rely on and a ``kind`` callers route on. Function code is never run here: every load goes through
 ``services.loading`` and the isolated ``loader``.
+
+It stays one module of about 500 lines on purpose: it is one noun's whole life (wire shapes, checks, the one write
+path, switches, delete), which every caller reaches as ``functions.<name>``; history, valves, loading, sync and
+import already live in their own modules.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import delete, func, not_, select, update
@@ -136,6 +141,14 @@ def _lookup_id(function_id: str) -> str | None:
     """
     candidate = normalise_id(function_id) if isinstance(function_id, str) else ""
     return candidate if ID_PATTERN.fullmatch(candidate) else None
+
+
+def _known_id(function_id: str) -> str:
+    """The stored id to write to; ``FunctionNotFound`` at once when no function can have it."""
+    lookup = _lookup_id(function_id)
+    if lookup is None:
+        raise FunctionNotFound()
+    return lookup
 
 
 def get_function(function_id: str) -> Function:
@@ -281,6 +294,17 @@ def write_function(
         record_version(f, author, commit_message)
 
 
+@contextmanager
+def committed() -> Iterator[None]:
+    """Commit what the block wrote, or roll all of it back when the block or the commit raises."""
+    try:
+        yield
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
 def delete_functions(function_ids: Iterable[str]) -> int:
     """Delete these functions with their user valves and history, uncommitted; how many functions went."""
     ids = list(function_ids)
@@ -376,22 +400,18 @@ def update_loaded(
     )
     if meta is None:
         meta = {key: value for key, value in (f.meta or {}).items() if key not in DERIVED_META_KEYS}
-    write_function(
-        f,
-        user,
-        name=name,
-        content=content,
-        meta=build_meta(meta, result.manifest, result.toggle),
-        valves=new_valves,
-        load=result,
-        commit_message=commit_message,
-        restored=restored,
-    )
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    with committed():
+        write_function(
+            f,
+            user,
+            name=name,
+            content=content,
+            meta=build_meta(meta, result.manifest, result.toggle),
+            valves=new_valves,
+            load=result,
+            commit_message=commit_message,
+            restored=restored,
+        )
     return f
 
 
@@ -400,9 +420,7 @@ def update_loaded(
 
 def _flip(function_id: str, column) -> Function:
     """Flip a boolean column in one UPDATE, so concurrent toggles never lose a flip."""
-    lookup = _lookup_id(function_id)
-    if lookup is None:
-        raise FunctionNotFound()
+    lookup = _known_id(function_id)
     statement = (
         update(Function)
         .where(Function.id == lookup)
@@ -410,34 +428,23 @@ def _flip(function_id: str, column) -> Function:
         .returning(Function)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    try:
+    with committed():
         f = db.session.execute(statement).scalars().one_or_none()
         if f is None:
-            db.session.rollback()
             raise FunctionNotFound()
         # Detached before the commit so that the answer shows this flip, not whatever another request did next.
         db.session.expunge(f)
-        db.session.commit()
-    except NotFound:
-        raise
-    except Exception:
-        db.session.rollback()
-        raise
     return f
 
 
 def update_one(function_id: str, **values: Any) -> None:
     """Write ``values`` to one stored function in one committed UPDATE; ``NotFound`` if it is not there."""
-    try:
+    with committed():
         written = db.session.execute(
             update(Function).where(Function.id == function_id).values(**values)
         ).rowcount
         if written != 1:
             raise FunctionNotFound()
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
 
 
 def set_switches(
@@ -449,9 +456,7 @@ def set_switches(
         for name, value in (("is_active", is_active), ("is_global", is_global))
         if value is not None
     }
-    lookup = _lookup_id(function_id)
-    if lookup is None:
-        raise FunctionNotFound()
+    lookup = _known_id(function_id)
     if values:
         update_one(lookup, **values, updated_at=now())
     return get_function(lookup)
@@ -467,19 +472,10 @@ def toggle_global(function_id: str) -> Function:
 
 def delete_function(function_id: str) -> bool:
     """Delete a function with its user valves and history; ``FunctionNotFound`` when there is no such function."""
-    function_id = _lookup_id(function_id)
-    if function_id is None:
-        raise FunctionNotFound()
-    try:
+    function_id = _known_id(function_id)
+    with committed():
         if not delete_functions([function_id]):
-            db.session.rollback()
             raise FunctionNotFound()
-        db.session.commit()
-    except NotFound:
-        raise
-    except Exception:
-        db.session.rollback()
-        raise
     return True
 
 

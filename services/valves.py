@@ -146,13 +146,9 @@ def update_user_valves(user: User, function_id: str, values: dict) -> dict:
         set_={"valves": statement.excluded.valves, "updated_at": statement.excluded.updated_at},
     )
     try:
-        db.session.execute(statement)
-        db.session.commit()
+        with functions.committed():
+            db.session.execute(statement)
     except IntegrityError:
-        # The function was deleted between the check and the write.
-        db.session.rollback()
+        # The function was deleted between the check and the write (rolled back already).
         raise functions.FunctionNotFound() from None
-    except Exception:
-        db.session.rollback()
-        raise
     return stored

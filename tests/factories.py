@@ -1,4 +1,4 @@
-"""Sample function sources and helpers that create functions in tests (through the service or the API)."""
+"""Sample function sources, the wire shape of a function, and helpers that create or read functions in tests."""
 
 from __future__ import annotations
 
@@ -176,6 +176,22 @@ LOOPS_FOREVER = source(
 )
 
 
+# FunctionModel's keys in the order Open WebUI's clients see them (export, create, update, history).
+FUNCTION_MODEL_KEYS = [
+    "version_id",
+    "id",
+    "user_id",
+    "name",
+    "type",
+    "content",
+    "meta",
+    "is_active",
+    "is_global",
+    "updated_at",
+    "created_at",
+]
+
+
 def form(id: str = "sample_filter", name: str = "Sample Filter", content: str = FILTER, meta=None, **extra):
     """A FunctionForm body."""
     body = {"id": id, "name": name, "content": content, "meta": meta if meta is not None else {}}
@@ -221,3 +237,16 @@ def make_function(
         if is_global:
             functions.toggle_global(f.id)
         return f.id
+
+
+def stored_function(app, function_id: str):
+    """The stored function as the database holds it now (detached), or None."""
+    from extensions import db
+    from models import Function
+
+    with app.app_context():
+        f = db.session.get(Function, function_id)
+        if f is None:
+            return None
+        db.session.expunge(f)
+        return f

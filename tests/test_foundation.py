@@ -322,3 +322,20 @@ def test_every_answer_forbids_framing_and_sniffing(client, path):
 @pytest.mark.parametrize("app_config", [{"SESSION_COOKIE_SECURE": True}])
 def test_https_deployments_get_hsts(client, app_config):
     assert client.get("/auth").headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_templates_get_the_function_id_rule_and_the_time_helpers_from_one_place(app):
+    """A page's `pattern=` attribute is the services' own id rule, not a copy; every page can show times."""
+    import re
+
+    from flask import render_template_string
+
+    from models import ID_PATTERN
+
+    with app.test_request_context():
+        pattern = render_template_string("{{ function_id_pattern }}")
+        shown = render_template_string("{{ absolute_time(0) }}|{{ absolute_time(86400) }}|{{ iso_time(60) }}")
+    assert pattern == ID_PATTERN.pattern
+    # A browser's `pattern` matches the whole value, as the services' fullmatch does.
+    assert re.fullmatch(pattern, "My_Filter_1") and not re.fullmatch(pattern, "my-filter")
+    assert shown == "|1970-01-02 00:00 UTC|1970-01-01T00:01:00+00:00"

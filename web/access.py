@@ -59,6 +59,11 @@ def _session_cookie_rejected() -> bool:
     return bool(presented) and not session
 
 
+def page_user() -> User:
+    """The account signed in to this page's session: the model itself, not Flask-Login's proxy to it."""
+    return current_user._get_current_object()
+
+
 def api_caller() -> User:
     """The authenticated caller of an API route, or ``ApiAuthError`` saying why not."""
     if "api_user" in g:
@@ -69,7 +74,7 @@ def api_caller() -> User:
         if user is None:
             raise ApiAuthError(INVALID_CREDENTIALS)
     elif current_user.is_authenticated:
-        user = current_user._get_current_object()
+        user = page_user()
     elif session.get("_user_id") or _session_cookie_rejected():
         # The cookie names an account that no longer exists, or Flask could not load it at all.
         raise ApiAuthError(INVALID_CREDENTIALS)

@@ -1,9 +1,24 @@
-"""How the pages show times: absolute, ISO for `<time datetime>`, and relative for lists."""
+"""What every template can call: times (absolute, ISO for `<time datetime>`, relative for lists) and the
+function id pattern, so that a page's `pattern=` attribute is the rule the services check, not a copy of it."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+
+from flask import Flask
+
+from models import ID_PATTERN
+
+
+def install_template_helpers(app: Flask) -> None:
+    app.jinja_env.globals.update(
+        absolute_time=absolute_time,
+        iso_time=iso_time,
+        relative_time=relative_time,
+        # `ID_PATTERN` is used with fullmatch, as a browser uses a `pattern` attribute: whole value, no anchors.
+        function_id_pattern=ID_PATTERN.pattern,
+    )
 
 
 def absolute_time(timestamp: int | None) -> str:

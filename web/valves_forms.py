@@ -15,6 +15,10 @@ from flask import flash, request
 from services import valves_form
 from services.errors import ServiceError
 
+STALE_VALUES = (
+    "Some of your saved values no longer fit this version of the function. "
+    "Fix or reset the fields marked below, then save."
+)
 SAVED = "Valves saved."
 RESET_ALL = "Every valve is back to its default."
 RESET_ALL_BUT_REQUIRED = (
@@ -109,3 +113,36 @@ def submit_valves(
         )
     flash((RESET_ALL_BUT_REQUIRED if kept else RESET_ALL) if reset_all else SAVED, "success")
     return True, {}
+
+
+def valves_page(
+    spec: Mapping | None,
+    stored: Mapping | None,
+    *,
+    class_name: str,
+    save: Callable[[dict], Any],
+    check: Callable[[dict], list[dict]],
+    stale: Callable[[], list[dict]] | None = None,
+) -> tuple[bool, dict[str, Any], int]:
+    """Both valves pages' flow for this request: whether a post was saved, the form's context and the status.
+
+    A function without the ``class_name`` class shows an empty form and refuses a post (400); a post is read and
+    saved by ``submit_valves``; a read shows the stored values, with ``stale`` (the stored values' errors under the
+    current code) beside their fields when given.
+    """
+    if spec is None:
+        context = form_context(None, stored)
+        if request.method != "POST":
+            return False, context, 200
+        context["form_errors"] = [f"This function has no {class_name} class, so there is nothing to set."]
+        return False, context, 400
+    if request.method == "POST":
+        ok, context = submit_valves(spec, stored, save=save, check=check)
+        return ok, context, 200 if ok else 400
+    if stale is None:
+        return False, form_context(spec, stored), 200
+    # Stored values that the current code refuses are shown as errors beside their fields, never dropped.
+    field_errors, form_errors = stale_errors(spec, stored, stale())
+    if field_errors or form_errors:
+        form_errors.insert(0, STALE_VALUES)
+    return False, form_context(spec, stored, field_errors=field_errors, form_errors=form_errors), 200

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from models import ROLES
 from services import accounts
 from services.errors import ServiceError
-from web.access import page_admin_required
-from web.filters import absolute_time, iso_time
+from web.access import page_admin_required, page_user
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
@@ -29,11 +27,7 @@ def _admins_only():
 
 @bp.context_processor
 def _helpers():
-    return {"absolute_time": absolute_time, "iso_time": iso_time, "roles": ROLES, "role_labels": ROLE_LABELS}
-
-
-def _me():
-    return current_user._get_current_object()
+    return {"roles": ROLES, "role_labels": ROLE_LABELS}
 
 
 def _page(form=None, errors=None, status=200):
@@ -94,7 +88,7 @@ def users_approve(user_id: str):
 
 def _set_role(user_id: str, role: str, approving: bool = False):
     try:
-        user = accounts.change_role(_me(), user_id, role)
+        user = accounts.change_role(page_user(), user_id, role)
     except ServiceError as exc:
         flash(exc.detail, "error")
     else:
@@ -111,7 +105,7 @@ def users_delete(user_id: str):
     try:
         user = accounts.get_user(user_id)
         name = f"{user.name} ({user.email})"
-        accounts.delete_user(_me(), user_id)
+        accounts.delete_user(page_user(), user_id)
     except ServiceError as exc:
         flash(exc.detail, "error")
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import bearer
-from tests.factories import FILTER, form
+from tests.factories import FILTER, FUNCTION_MODEL_KEYS, form
 
 PREFIXES = ("/api/functions", "/api/v1/functions")
 NOT_AUTHENTICATED = "Not authenticated"
@@ -15,19 +15,6 @@ NO_PERMISSION = (
 )
 NOT_FOUND = "We could not find what you're looking for :/"
 
-FUNCTION_MODEL_KEYS = [
-    "version_id",
-    "id",
-    "user_id",
-    "name",
-    "type",
-    "content",
-    "meta",
-    "is_active",
-    "is_global",
-    "updated_at",
-    "created_at",
-]
 WITH_VALVES_KEYS = FUNCTION_MODEL_KEYS[:7] + ["valves"] + FUNCTION_MODEL_KEYS[7:]
 RESPONSE_KEYS = [
     "version_id",

@@ -10,7 +10,6 @@ import pytest
 
 from tests import factories as F
 from tests.api.conftest import (
-    FUNCTION_MODEL_KEYS,
     NOT_FOUND,
     PREFIXES,
     RESPONSE_KEYS,
@@ -22,18 +21,6 @@ from tests.api.conftest import (
 MIB = 1024 * 1024
 ID_FORMAT = "Only alphanumeric characters and underscores are allowed in the id"
 ID_TAKEN = "Uh-oh! This id is already registered. Please choose another id string."
-
-
-def _stored(app, function_id):
-    from extensions import db
-    from models import Function
-
-    with app.app_context():
-        f = db.session.get(Function, function_id)
-        if f is None:
-            return None
-        db.session.expunge(f)
-        return f
 
 
 # --- create -------------------------------------------------------------------------------------------------------
@@ -136,7 +123,7 @@ def test_create_reports_why_the_code_does_not_load(app, admin_api, content, erro
     else:
         assert "Pipe" in body["detail"] and "Filter" in body["detail"]
     assert "[ERROR" not in body["detail"]
-    assert _stored(app, "broken") is None
+    assert F.stored_function(app, "broken") is None
 
 
 def test_create_fails_cleanly_on_code_that_never_finishes(app, admin_api):
@@ -378,7 +365,7 @@ def test_get_answers_a_function_model(admin_api, sample):
     response = admin_api.get("/id/sample_filter")
     assert response.status_code == 200
     body = response.get_json()
-    assert list(body) == FUNCTION_MODEL_KEYS
+    assert list(body) == F.FUNCTION_MODEL_KEYS
     assert body["content"] == F.FILTER
     assert admin_api.get("/id/SAMPLE_FILTER").get_json()["id"] == "sample_filter"
 
@@ -400,7 +387,7 @@ def test_update_answers_a_function_model_and_ignores_the_body_id(admin_api, samp
     )
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert list(body) == FUNCTION_MODEL_KEYS
+    assert list(body) == F.FUNCTION_MODEL_KEYS
     assert body["id"] == "sample_filter" and body["name"] == "Renamed"
     assert body["meta"]["manifest"]["description"] == "Adds a suffix to every message."
     assert body["meta"]["x"] == 1 and body["meta"]["description"] == "d"
@@ -469,7 +456,7 @@ def test_update_keeps_compatible_valves(admin_api, sample):
 def test_toggles_flip_and_answer_a_function_model(admin_api, sample, path, field):
     first = admin_api.post("/id/sample_filter" + path)
     assert first.status_code == 200
-    assert list(first.get_json()) == FUNCTION_MODEL_KEYS
+    assert list(first.get_json()) == F.FUNCTION_MODEL_KEYS
     assert first.get_json()[field] is True
     assert admin_api.post("/id/sample_filter" + path).get_json()[field] is False
     # Toggles make no versions.
@@ -506,13 +493,13 @@ def test_concurrent_toggles_never_lose_a_flip(app, admin_key, sample, path, fiel
     for thread in pool:
         thread.join()
     assert not errors
-    assert getattr(_stored(app, "sample_filter"), field) is False
+    assert getattr(F.stored_function(app, "sample_filter"), field) is False
     # Each answer shows its own flip: half the answers saw True, half False.
     assert seen.count(True) == seen.count(False) == threads * per_thread // 2
     # And one more flip makes it True.
     client = app.test_client()
     client.post(f"/api/v1/functions/id/sample_filter{path}", headers={"Authorization": f"Bearer {admin_key}"})
-    assert getattr(_stored(app, "sample_filter"), field) is True
+    assert getattr(F.stored_function(app, "sample_filter"), field) is True
 
 
 # --- delete -------------------------------------------------------------------------------------------------------
@@ -605,7 +592,7 @@ def test_list_shows_null_user_when_the_creator_is_gone(app, admin_api, user_id, 
 def test_export_with_and_without_valves(admin_api, sample):
     admin_api.post("/id/sample_filter/valves/update", {"priority": 2})
     plain = admin_api.get("/export").get_json()
-    assert [list(item) for item in plain] == [FUNCTION_MODEL_KEYS]
+    assert [list(item) for item in plain] == [F.FUNCTION_MODEL_KEYS]
     full = admin_api.get("/export?include_valves=true").get_json()
     assert [list(item) for item in full] == [WITH_VALVES_KEYS]
     assert full[0]["valves"] == {"priority": 2}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests import factories as F
-from tests.api.conftest import FUNCTION_MODEL_KEYS, NOT_FOUND
+from tests.api.conftest import NOT_FOUND
+from tests.factories import FUNCTION_MODEL_KEYS
 
 VERSION_KEYS = ["id", "function_id", "parent_id", "user_id", "commit_message", "created_at", "user"]
 EDITED = F.FILTER.replace('prefix: str = Field(default=">> "', 'prefix: str = Field(default="-> "')

@@ -8,7 +8,8 @@ string.
 from __future__ import annotations
 
 from tests import factories as F
-from tests.api.conftest import FUNCTION_MODEL_KEYS, RESPONSE_KEYS, USER_RESPONSE_KEYS, WITH_VALVES_KEYS
+from tests.api.conftest import RESPONSE_KEYS, USER_RESPONSE_KEYS, WITH_VALVES_KEYS
+from tests.factories import FUNCTION_MODEL_KEYS
 
 
 class OpenWebUIClient:

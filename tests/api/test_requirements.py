@@ -17,6 +17,16 @@ NEEDS = F.PIPE.replace(
 )
 
 
+def finished_job(admin_api, job_id: str, timeout: float = 30) -> dict:
+    """The install job's answer once it has succeeded or failed (or as it stands after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = admin_api.get(f"/requirements/jobs/{job_id}").get_json()
+        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)
+
+
 def test_requirements_status(admin_api):
     admin_api.create("needy", NEEDS)
     response = admin_api.get("/id/needy/requirements")
@@ -80,12 +90,7 @@ def test_install_starts_a_background_job(admin_api, fake_pip, app_config):
     assert response.status_code == 200, response.get_json()
     started = response.get_json()
     assert list(started) == ["job_id", "status"] and started["job_id"]
-    deadline = time.monotonic() + 30
-    while True:
-        job = admin_api.get(f"/requirements/jobs/{started['job_id']}").get_json()
-        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    job = finished_job(admin_api, started["job_id"])
     assert job["status"] == "succeeded", job
     assert job["requirements"] == ["sluice-surely-missing-pkg"]
     assert "fake pip install" in job["output"]
@@ -141,12 +146,7 @@ def test_install_for_unsaved_code_installs_what_its_requirements_line_lists(admi
     response = admin_api.post("/requirements/install", {"content": content})
     assert response.status_code == 200, response.get_json()
     started = response.get_json()
-    deadline = time.monotonic() + 30
-    while True:
-        job = admin_api.get(f"/requirements/jobs/{started['job_id']}").get_json()
-        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    job = finished_job(admin_api, started["job_id"])
     assert job["status"] == "succeeded", job
     assert job["requirements"] == ["sluice-surely-missing-pkg"]  # requests is installed already
 

@@ -228,24 +228,25 @@ def _check_after(problems: PageProblems, server: LiveServer, errors_before: int)
         pytest.fail("Problems seen during the test:\n" + "\n".join(messages), pytrace=False)
 
 
+def _checked_tab(browser, server: LiveServer):
+    """A new tab on ``server``; when the test ends, what went wrong in it or on the server fails the test."""
+    errors_before = len(server.errors)
+    context, page, problems = _new_page(browser, server)
+    yield page
+    context.close()
+    _check_after(problems, server, errors_before)
+
+
 @pytest.fixture
 def page(browser, live_server):
     """A new, signed-out browser tab on the live server (relative URLs go to it)."""
-    errors_before = len(live_server.errors)
-    context, page, problems = _new_page(browser, live_server)
-    yield page
-    context.close()
-    _check_after(problems, live_server, errors_before)
+    yield from _checked_tab(browser, live_server)
 
 
 @pytest.fixture
 def fresh_page(browser, fresh_server):
     """A browser tab on ``fresh_server``."""
-    errors_before = len(fresh_server.errors)
-    context, page, problems = _new_page(browser, fresh_server)
-    yield page
-    context.close()
-    _check_after(problems, fresh_server, errors_before)
+    yield from _checked_tab(browser, fresh_server)
 
 
 @pytest.fixture

@@ -12,22 +12,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import csrf_token
-from tests.factories import ACTION, FILTER, FILTER_STRICT_PRIORITY, PIPE, SYNTAX_ERROR, make_function
-
-FUNCTION_MODEL_KEYS = [
-    "version_id",
-    "id",
-    "user_id",
-    "name",
-    "type",
-    "content",
-    "meta",
-    "is_active",
-    "is_global",
-    "updated_at",
-    "created_at",
-]
-
+from tests.factories import (
+    ACTION,
+    FILTER,
+    FILTER_STRICT_PRIORITY,
+    FUNCTION_MODEL_KEYS,
+    PIPE,
+    SYNTAX_ERROR,
+    make_function,
+    stored_function,
+)
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -77,18 +71,6 @@ def insert_functions(app, user_id, rows):
         db.session.commit()
 
 
-def stored(app, function_id):
-    from extensions import db
-    from models import Function
-
-    with app.app_context():
-        f = db.session.get(Function, function_id)
-        if f is None:
-            return None
-        db.session.expunge(f)
-        return f
-
-
 def listed_ids(response) -> list[str]:
     return re.findall(
         r'data-testid="function-row" data-function-id="([^"]+)"', response.get_data(as_text=True)
@@ -129,7 +111,7 @@ def test_non_admins_cannot_post_to_console_forms(app, admin_id, user_client):
     # The 403 page still carries the session's CSRF token, so this is refused for the role, not the token.
     response = post(user_client, "/admin/functions/toggle", {"id": "sample_filter", "state": "on"})
     assert response.status_code == 403
-    assert stored(app, "sample_filter").is_active is False
+    assert stored_function(app, "sample_filter").is_active is False
 
 
 def test_forms_without_the_csrf_token_are_refused(app, admin_client, admin_id):
@@ -139,10 +121,10 @@ def test_forms_without_the_csrf_token_are_refused(app, admin_client, admin_id):
     assert "This form has expired" in text_of(response)
     response = admin_client.post("/admin/functions/toggle", data={"id": "sample_filter", "state": "on"})
     assert response.status_code == 400
-    assert stored(app, "sample_filter").is_active is False
+    assert stored_function(app, "sample_filter").is_active is False
     response = admin_client.post("/admin/functions/delete?id=sample_filter", data={"id": "sample_filter"})
     assert response.status_code == 400
-    assert stored(app, "sample_filter") is not None
+    assert stored_function(app, "sample_filter") is not None
 
 
 # --- list -----------------------------------------------------------------------------------------------------
@@ -396,14 +378,14 @@ def test_active_switch_form_works_without_scripts(app, admin_client, admin_id):
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/functions?q=sample"
-    assert stored(app, "sample_filter").is_active is True
+    assert stored_function(app, "sample_filter").is_active is True
     # The form names the wanted state, so submitting it twice does not switch the function back off.
     post(admin_client, "/admin/functions/toggle", {"id": "sample_filter", "state": "on"})
-    assert stored(app, "sample_filter").is_active is True
+    assert stored_function(app, "sample_filter").is_active is True
     page = admin_client.get("/admin/functions")
     assert "Sample Filter is switched on." in text_of(page)
     post(admin_client, "/admin/functions/toggle", {"id": "sample_filter", "state": "off"})
-    assert stored(app, "sample_filter").is_active is False
+    assert stored_function(app, "sample_filter").is_active is False
 
 
 def test_global_switch_form_and_safe_redirect(app, admin_client, admin_id):
@@ -414,7 +396,7 @@ def test_global_switch_form_and_safe_redirect(app, admin_client, admin_id):
         {"id": "sample_filter", "state": "on", "next": "https://evil.example/"},
     )
     assert response.headers["Location"] == "/admin/functions"
-    assert stored(app, "sample_filter").is_global is True
+    assert stored_function(app, "sample_filter").is_global is True
 
 
 def test_toggle_of_a_missing_function_is_404(admin_client):
@@ -455,7 +437,7 @@ def test_each_starter_template_saves_as_its_type(app, admin_client, kind):
     assert "class Valves(BaseModel)" in code and "class UserValves(BaseModel)" in code
     response = post(admin_client, "/admin/functions/create", {"name": "", "id": "", "content": code})
     assert response.status_code == 302, text_of(response)
-    f = stored(app, f"my_{kind}")
+    f = stored_function(app, f"my_{kind}")
     assert f.type == kind
     assert f.name == f"My {kind.title()}"  # from the frontmatter title
     assert f.meta["description"]
@@ -476,7 +458,7 @@ def test_create_success_redirects_to_the_edit_page(app, admin_client):
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/functions/edit?id=sample_filter"
-    f = stored(app, "sample_filter")
+    f = stored_function(app, "sample_filter")
     assert f.content == FILTER  # browsers' CRLF line endings are not stored
     assert f.meta["description"] == "Mine"
     assert f.is_active is False
@@ -512,7 +494,7 @@ def test_failed_create_keeps_everything_and_points_at_the_line(app, admin_client
         r'data-error-line="2" data-error-message="SyntaxError: expected &#39;:&#39;" data-error-column="\d+"',
         page,
     )
-    assert stored(app, "broken") is None
+    assert stored_function(app, "broken") is None
 
 
 def test_create_refuses_a_taken_or_malformed_id_next_to_the_id_field(app, admin_client, admin_id):
@@ -544,7 +526,7 @@ def test_create_needs_a_name_and_code(admin_client):
 def test_server_derives_the_id_from_the_name(app, admin_client):
     response = post(admin_client, "/admin/functions/create", {"name": "Échos & Co. 2!", "content": PIPE})
     assert response.status_code == 302
-    assert stored(app, "echos_co_2") is not None
+    assert stored_function(app, "echos_co_2") is not None
 
 
 # --- edit, clone, source --------------------------------------------------------------------------------------
@@ -584,7 +566,7 @@ def test_edit_page_has_the_lists_switches(app, admin_client, admin_id, kind, con
         token_from="/admin/functions/edit?id=switched",
     )
     assert response.status_code == 302 and response.headers["Location"] == "/admin/functions/edit?id=switched"
-    assert stored(app, "switched").is_active is False
+    assert stored_function(app, "switched").is_active is False
 
 
 @pytest.mark.parametrize(
@@ -628,10 +610,10 @@ def test_edit_saves_and_never_changes_the_id(app, admin_client, admin_id):
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/functions/edit?id=sample_filter"
-    f = stored(app, "sample_filter")
+    f = stored_function(app, "sample_filter")
     assert (f.name, f.meta["description"]) == ("Renamed", "New words")
     assert f.content.endswith("# more\n")
-    assert stored(app, "hijack") is None
+    assert stored_function(app, "hijack") is None
     page = admin_client.get("/admin/functions/edit?id=sample_filter").get_data(as_text=True)
     assert "2 versions" in page
     history = re.search(r'data-testid="history">(.*?)</section>', page, re.S).group(1)
@@ -651,7 +633,7 @@ def test_failed_edit_keeps_the_typed_code_and_the_stored_function(app, admin_cli
     page = response.get_data(as_text=True)
     assert textarea(response) == SYNTAX_ERROR
     assert 'data-error-line="2"' in page
-    f = stored(app, "sample_filter")
+    f = stored_function(app, "sample_filter")
     assert f.content == FILTER and f.is_active is True
 
 
@@ -675,7 +657,7 @@ def test_incompatible_valves_can_be_dropped_from_the_form(app, admin_client, adm
         admin_client, "/admin/functions/edit?id=sample_filter", {**data, "reset_incompatible_valves": "on"}
     )
     assert saved.status_code == 302
-    assert stored(app, "sample_filter").valves == {"prefix": "!"}
+    assert stored_function(app, "sample_filter").valves == {"prefix": "!"}
 
 
 def test_clone_opens_the_create_page_prefilled(app, admin_client, admin_id):
@@ -687,7 +669,7 @@ def test_clone_opens_the_create_page_prefilled(app, admin_client, admin_id):
     assert 'value="sample_filter_copy"' in page
     assert 'value="Original"' in page
     assert "class Filter:" in html.unescape(page)
-    assert stored(app, "sample_filter_copy") is None  # nothing stored until saved
+    assert stored_function(app, "sample_filter_copy") is None  # nothing stored until saved
     assert admin_client.get("/admin/functions/create?clone=missing").status_code == 404
 
 
@@ -744,14 +726,14 @@ def test_delete_asks_for_confirmation_then_deletes(app, admin_client, admin_id):
     page = text_of(confirm)
     assert "Delete Sample Filter?" in page
     assert 'data-testid="confirm-delete"' in page
-    assert stored(app, "sample_filter") is not None  # looking is not deleting
+    assert stored_function(app, "sample_filter") is not None  # looking is not deleting
     response = post(
         admin_client,
         "/admin/functions/delete?id=sample_filter",
         {"id": "sample_filter", "next": "/admin/functions"},
     )
     assert response.status_code == 302
-    assert stored(app, "sample_filter") is None
+    assert stored_function(app, "sample_filter") is None
     assert "Deleted Sample Filter." in text_of(admin_client.get("/admin/functions"))
     again = post(admin_client, "/admin/functions/delete?id=sample_filter", {"id": "sample_filter"})
     assert again.status_code == 404
@@ -857,7 +839,7 @@ def test_import_previews_then_creates_and_updates(app, admin_client, admin_id):
     assert "2 items — 1 to create, 1 to update." in " ".join(page.split())
     assert re.findall(r'data-testid="import-item" data-action="(\w+)"', page) == ["update", "create"]
     assert "replaces “Sample Filter”" in page
-    assert stored(app, "echo") is None  # a preview changes nothing
+    assert stored_function(app, "echo") is None  # a preview changes nothing
 
     results = apply_payload(admin_client, preview)
     assert results.status_code == 200
@@ -865,9 +847,9 @@ def test_import_previews_then_creates_and_updates(app, admin_client, admin_id):
         "updated",
         "created",
     ]
-    updated = stored(app, "sample_filter")
+    updated = stored_function(app, "sample_filter")
     assert (updated.name, updated.meta["description"], updated.is_active) == ("Filter v2", "v2", True)
-    created = stored(app, "echo")
+    created = stored_function(app, "echo")
     assert created.type == "pipe" and created.is_active is False
 
 
@@ -892,8 +874,8 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     statuses = re.findall(r'data-testid="import-result" data-status="(\w+)"', page)
     assert statuses == ["created", "failed", "skipped", "skipped"]
     assert "SyntaxError" in page
-    assert stored(app, "good_one").type == "action"
-    assert stored(app, "bad_code") is None
+    assert stored_function(app, "good_one").type == "action"
+    assert stored_function(app, "bad_code") is None
     assert "Imported 1 function; 1 failed." in page
     # Items the file cannot give are never offered, even when asked for.
     forced = apply_payload(admin_client, upload(admin_client, community), chosen=["2", "3"])
@@ -907,7 +889,7 @@ def test_import_only_applies_the_chosen_items(app, admin_client):
     ]
     results = apply_payload(admin_client, upload(admin_client, export), chosen=["1"])
     assert re.findall(r'data-status="(\w+)"', results.get_data(as_text=True)) == ["skipped", "created"]
-    assert stored(app, "first") is None and stored(app, "second") is not None
+    assert stored_function(app, "first") is None and stored_function(app, "second") is not None
 
 
 def test_an_export_file_round_trips_through_import(app, admin_client, admin_id):
@@ -916,7 +898,7 @@ def test_an_export_file_round_trips_through_import(app, admin_client, admin_id):
     post(admin_client, "/admin/functions/delete?id=sample_filter", {"id": "sample_filter"})
     results = apply_payload(admin_client, upload(admin_client, exported))
     assert 'data-status="created"' in results.get_data(as_text=True)
-    assert stored(app, "sample_filter").content == FILTER
+    assert stored_function(app, "sample_filter").content == FILTER
 
 
 @pytest.mark.parametrize("app_config", [{"SLUICE_MAX_CONCURRENT_LOADS": 1}])
@@ -946,7 +928,7 @@ def test_an_item_with_text_no_database_can_store_fails_alone(app, admin_client):
     page = text_of(results)
     assert re.findall(r'data-status="(\w+)"', page) == ["skipped", "created", "skipped"]
     assert "Its name must not contain a lone surrogate" in page
-    assert stored(app, "broken") is None and stored(app, "fine") is not None
+    assert stored_function(app, "broken") is None and stored_function(app, "fine") is not None
 
 
 def test_the_preview_never_sends_the_files_secrets_back(app, admin_client, admin_id):
@@ -958,7 +940,7 @@ def test_the_preview_never_sends_the_files_secrets_back(app, admin_client, admin
     assert "sk-TOPSECRET-999" not in preview.get_data(as_text=True)
     results = apply_payload(admin_client, preview, extra={"restore_settings": "1"})
     assert "sk-TOPSECRET-999" not in results.get_data(as_text=True)
-    assert stored(app, "sample_filter").valves["api_key"] == "sk-TOPSECRET-999"
+    assert stored_function(app, "sample_filter").valves["api_key"] == "sk-TOPSECRET-999"
 
 
 def test_a_preview_imports_once_and_only_for_its_admin(app, admin_client, admin_id):
@@ -973,7 +955,7 @@ def test_a_preview_imports_once_and_only_for_its_admin(app, admin_client, admin_
     )
     assert stolen.status_code == 400
     assert "This preview is no longer available" in text_of(stolen)
-    assert stored(app, "once") is None
+    assert stored_function(app, "once") is None
 
     assert 'data-status="created"' in apply_payload(admin_client, preview).get_data(as_text=True)
     again = apply_payload(admin_client, preview)
@@ -1003,10 +985,10 @@ def test_import_restores_valves_and_switches_from_an_export_with_valves(app, adm
     results = apply_payload(admin_client, preview, extra={"restore_settings": "1"})
     assert text_of(results).count("Restored from the file:") == 2
 
-    restored = stored(app, "sample_filter")
+    restored = stored_function(app, "sample_filter")
     assert restored.valves == {"priority": 7, "api_key": "sk-secret"}
     assert (restored.is_active, restored.is_global) == (True, True)
-    echo = stored(app, "echo")
+    echo = stored_function(app, "echo")
     assert (echo.valves, echo.is_active, echo.is_global) == ({}, False, False)
 
 
@@ -1026,7 +1008,7 @@ def test_import_leaves_settings_alone_unless_asked(app, admin_client, admin_id):
     ]
     results = apply_payload(admin_client, upload(admin_client, export))  # the box left unticked
     assert "Restored from the file" not in text_of(results)
-    kept = stored(app, "sample_filter")
+    kept = stored_function(app, "sample_filter")
     assert (kept.valves, kept.is_active, kept.is_global) == ({"priority": 3}, False, False)
 
 
@@ -1035,7 +1017,7 @@ def test_import_clears_valves_the_file_says_are_empty(app, admin_client, admin_i
     set_valves(app, "sample_filter", {"priority": 3})
     export = [{"id": "sample_filter", "name": "Sample", "content": FILTER, "meta": {}, "valves": {}}]
     apply_payload(admin_client, upload(admin_client, export), extra={"restore_settings": "1"})
-    assert stored(app, "sample_filter").valves == {}
+    assert stored_function(app, "sample_filter").valves == {}
 
 
 def test_valves_the_code_rejects_are_reported_and_the_function_stays_off(app, admin_client, admin_id):
@@ -1060,7 +1042,7 @@ def test_valves_the_code_rejects_are_reported_and_the_function_stays_off(app, ad
     assert page.count("its valves were not restored (Invalid valves: priority: Input should be") == 3
     assert page.count("It was switched off.") == 2
     for function_id in ("sample_filter", "other", "fresh"):
-        function = stored(app, function_id)
+        function = stored_function(app, function_id)
         assert (function.valves, function.is_active) == ({}, False), function_id
 
 
@@ -1129,7 +1111,7 @@ def test_load_from_url_opens_the_editor_prefilled(app, admin_client, code_server
     assert 'value="Sample Filter"' in page  # the frontmatter title
     assert 'value="sample_filter"' in page
     assert 'action="/admin/functions/create"' in page
-    assert stored(app, "sample_filter") is None  # nothing stored until saved
+    assert stored_function(app, "sample_filter") is None  # nothing stored until saved
 
     missing = post(admin_client, "/admin/functions/load-url", {"url": f"{code_server}/nothing.py"})
     assert missing.status_code == 400
@@ -1206,9 +1188,9 @@ def test_code_pasted_over_a_starter_is_saved_under_its_own_title_without_scripts
     response = admin_client.post("/admin/functions/create", data=fields)
     assert response.status_code == 302, text_of(response)
     assert response.headers["Location"] == "/admin/functions/edit?id=shebang_func"
-    f = stored(app, "shebang_func")
+    f = stored_function(app, "shebang_func")
     assert (f.name, f.meta["description"]) == ("Shebang Func", "has header")
-    assert stored(app, "my_filter") is None
+    assert stored_function(app, "my_filter") is None
 
 
 @pytest.mark.parametrize(
@@ -1226,7 +1208,7 @@ def test_a_starter_field_the_code_does_not_set_is_not_saved(app, admin_client, c
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
     from blueprints.admin.functions import slugify
 
-    f = stored(app, slugify(name))
+    f = stored_function(app, slugify(name))
     assert (f.name, f.meta["description"] or "") == (name, description)
 
 
@@ -1238,14 +1220,14 @@ def test_code_without_a_title_asks_for_a_name_rather_than_taking_the_starters(ap
     assert "Give the function a name" in text_of(response)
     shown = form_fields(response)
     assert (shown["name"], shown["id"], shown["description"]) == ("", "", "")
-    assert stored(app, "my_filter") is None
+    assert stored_function(app, "my_filter") is None
 
 
 def test_what_the_admin_typed_is_kept_and_the_id_follows_a_typed_name(app, admin_client):
     fields = form_fields(admin_client.get("/admin/functions/create"))
     fields.update(name="Typed Name", content=SHEBANG_FILTER)
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
-    f = stored(app, "typed_name")
+    f = stored_function(app, "typed_name")
     assert (f.name, f.meta["description"]) == ("Typed Name", "has header")
 
     fields = form_fields(admin_client.get("/admin/functions/create"))
@@ -1253,7 +1235,7 @@ def test_what_the_admin_typed_is_kept_and_the_id_follows_a_typed_name(app, admin
         id="chosen_id", description="typed", content=SHEBANG_FILTER.replace("Shebang Func", "Other")
     )
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
-    f = stored(app, "chosen_id")
+    f = stored_function(app, "chosen_id")
     assert (f.name, f.meta["description"]) == ("Other", "typed")
 
 
@@ -1266,7 +1248,7 @@ def test_after_a_refused_save_the_filled_in_fields_still_follow_the_code(app, ad
     assert (fields["name"], fields["id"]) == ("My Filter", "my_filter")  # shown, still marked as filled in
     fields["content"] = SHEBANG_FILTER
     assert admin_client.post("/admin/functions/create", data=fields).status_code == 302
-    assert stored(app, "shebang_func") is not None and stored(app, "my_filter") is None
+    assert stored_function(app, "shebang_func") is not None and stored_function(app, "my_filter") is None
 
 
 def test_a_refused_save_is_marked_unsaved_for_the_page(app, admin_client, admin_id):
