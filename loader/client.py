@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 
 from loader import confinement
 from loader.protocol import encode_frame, error, read_frame
@@ -37,8 +37,8 @@ STARTUP_LIMIT = 60.0
 # The zygote is started in isolated mode (-I: no PYTHON* variables, no user site, no script directory on sys.path)
 # and takes the repository root off sys.path once the loader is imported, so function code cannot import Sluice.
 _BOOTSTRAP = (
-    "import sys; root = sys.argv[1]; sys.path.insert(0, root); from loader import parent; "
-    "sys.path.remove(root); parent.main(sys.argv[2:])"
+    "import sys; root = sys.argv[1]; sys.path.insert(0, root); from loader import startup; "
+    "sys.path.remove(root); startup.main(sys.argv[2:])"
 )
 
 # Names of environment variables that must not reach function code: Sluice's own settings and anything that looks
@@ -96,12 +96,12 @@ class Settings:
     # When the server runs as root, load children switch to `load_user` before running function code: "auto"
     # unless that user cannot read what function code needs (then they stay root, and it is logged), "always",
     # or "off". See loader.parent.plan_privileges.
-    drop_privileges: str = "auto"
+    drop_privileges: str = field(default="auto", metadata={"convert": _drop_mode})
     load_user: str = "nobody"
     # Folders (or files) that function code must never read, e.g. the server's instance folder: when the zygote
     # runs as root, each child mounts an empty read-only tmpfs over them before running function code, putting the
     # packages folder back when it lies in one of them (loader/confinement.py).
-    hidden_paths: tuple[str, ...] = ()
+    hidden_paths: tuple[str, ...] = field(default=(), metadata={"convert": _paths})
     # Running functions (loader/runtime): a call's wall clock, the longest silence between a stream's frames, how
     # many warm workers the parent keeps (each holds one function's instance), and how long a call waits for one.
     run_timeout: float = 60.0
@@ -117,45 +117,24 @@ _UNSET = object()
 _ANY_USER = "any user"
 
 
-def configure(
-    timeout=None,
-    memory_mb=None,
-    packages_dir=_UNSET,
-    *,
-    cache_size=None,
-    output_cap=None,
-    result_cap=None,
-    max_jobs=None,
-    spares=None,
-    python=None,
-    drop_privileges=None,
-    load_user=None,
-    hidden_paths=None,
-    run_timeout=None,
-    run_idle_timeout=None,
-    runtime_workers=None,
-    busy_wait=None,
-) -> Settings:
-    """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
+# How `configure` reads each setting: by its type, or by the converter its field names. `packages_dir` is apart,
+# since None (no packages folder) is a value it can be set to.
+_CONVERTERS = {
+    item.name: item.metadata.get("convert") or {"float": float, "int": int, "str": str}[item.type]
+    for item in fields(Settings)
+    if item.name != "packages_dir"
+}
+
+
+def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, **others) -> Settings:
+    """Change how code is loaded (any field of `Settings`); only the arguments given change. Returns the settings
+    now in force."""
     global _settings
-    given = {
-        "timeout": (timeout, float),
-        "memory_mb": (memory_mb, int),
-        "cache_size": (cache_size, int),
-        "output_cap": (output_cap, int),
-        "result_cap": (result_cap, int),
-        "max_jobs": (max_jobs, int),
-        "spares": (spares, int),
-        "python": (python, str),
-        "drop_privileges": (drop_privileges, _drop_mode),
-        "load_user": (load_user, str),
-        "hidden_paths": (hidden_paths, _paths),
-        "run_timeout": (run_timeout, float),
-        "run_idle_timeout": (run_idle_timeout, float),
-        "runtime_workers": (runtime_workers, int),
-        "busy_wait": (busy_wait, float),
-    }
-    changes = {key: convert(value) for key, (value, convert) in given.items() if value is not None}
+    unknown = sorted(set(others) - set(_CONVERTERS))
+    if unknown:
+        raise TypeError(f"configure() got unexpected keyword arguments: {', '.join(unknown)}")
+    given = {"timeout": timeout, "memory_mb": memory_mb, **others}
+    changes = {key: _CONVERTERS[key](value) for key, value in given.items() if value is not None}
     positive = ("timeout", "memory_mb", "max_jobs", "run_timeout", "run_idle_timeout", "runtime_workers")
     if any(changes.get(name, 1) <= 0 for name in positive) or changes.get("busy_wait", 0) < 0:
         raise ValueError(f"{', '.join(positive)} must be positive and busy_wait not negative")
@@ -658,7 +637,7 @@ def protect_server_process() -> bool:
 class _Launcher:
     """Starts zygotes from one thread that lives as long as this process.
 
-    A zygote asks the kernel for a signal when its parent dies (loader.parent._die_with_parent), and Linux ties
+    A zygote asks the kernel for a signal when its parent dies (loader.startup._die_with_parent), and Linux ties
     that signal to the *thread* that forked it: a zygote started from a short-lived thread (the app's warm-up
     thread, a request thread that a server retires) would be stopped when that thread ends.
     """

@@ -35,7 +35,6 @@ from loader.errors import describe_exception, safe_str
 from loader.runtime.calls import invoke
 from loader.runtime.context import CallContext
 
-READ_CHUNK = 1 << 20
 TRACEBACK_LIMIT = 16 * 1024
 DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 LOADER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,7 +127,7 @@ class Worker:
 
     def _readable(self) -> None:
         try:
-            data = _read(self.job_fd, READ_CHUNK)
+            data = _read(self.job_fd, protocol.READ_CHUNK)
         except BlockingIOError:
             return
         except OSError:
