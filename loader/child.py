@@ -94,7 +94,7 @@ def run(
                 runtime_worker.serve(request, job_fd, result_fd, workdir)  # never returns
             answer = describe.answer(request, workdir)
         payload = _encode(answer, int(request.get("result_cap") or 2 * 1024 * 1024))
-        _flush_std()
+        runtime_worker.flush_std()
         _send(result_fd, payload)
     except BaseException:  # the child must leave through _exit whatever happened
         status = 70
@@ -239,14 +239,6 @@ def _limit_resources(request: dict) -> None:
     with open("/proc/loadavg", "rb") as loadavg:
         tasks = int(loadavg.read().split()[3].split(b"/")[1])
     resource.setrlimit(resource.RLIMIT_NPROC, (tasks + EXTRA_TASKS, tasks + EXTRA_TASKS))
-
-
-def _flush_std() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # the function may have replaced or closed them
-            pass
 
 
 def _send(fd: int, payload: bytes) -> None:

@@ -1,4 +1,5 @@
-"""The warm parent's pool of runtime workers: which worker serves which call, and every limit on a call.
+"""The warm parent's pool of runtime workers: which worker serves which call, and every limit on a call. Over 450
+lines because `Pool` is one state machine over its workers and their calls, driven by the zygote's loop.
 
 A worker (loader/runtime/worker.py) is a child the zygote forked like a load child (same confinement, privileges,
 memory cap, captured output and scratch directory) that was handed a `serve` job: it loads one function's code

@@ -105,7 +105,7 @@ class Worker:
             loaded = describe.Loaded(describe_exception(exc, self.path, memory_mb=self.memory_mb))
         except BaseException as exc:  # SystemExit or the like escaping a task the code created at import
             loaded = describe.Loaded(describe_exception(exc, self.path, memory_mb=self.memory_mb))
-        _flush_std()
+        flush_std()
         if loaded.error is not None:
             self.send(b"l", {"error": loaded.error})
             return
@@ -218,7 +218,7 @@ class Worker:
             frame["retire"] = retire
             if ctx is not None and ctx.notes:
                 frame["notes"] = ctx.notes
-        _flush_std()
+        flush_std()
         try:
             self.send(kind, frame)
         except ResultTooLarge as exc:
@@ -299,7 +299,8 @@ def _log_to_stderr() -> None:
         root.setLevel(logging.INFO)
 
 
-def _flush_std() -> None:
+def flush_std() -> None:
+    """Flush what function code printed, whatever it did to sys.stdout and sys.stderr (load children use it too)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
