@@ -7,12 +7,12 @@ from loader.client import (
     clear_cache,
     configure,
     load_function,
-    protect_server_process,
     shutdown,
     start,
     stats,
     validate_valves,
 )
+from loader.connection import protect_server_process
 from loader.frontmatter import parse_frontmatter
 from loader.imports import rewrite_imports
 from loader.requirements import parse_requirements

@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 from loader import confinement, describe, environment, private_tmp, protocol
+from loader.json_values import TooLarge, json_safe
 from loader.privileges import PrivilegeError, become
 from loader.runtime import worker as runtime_worker
 
@@ -93,7 +94,7 @@ def run(
                 runtime_worker.serve(request, job_fd, result_fd, workdir)  # never returns
             answer = describe.answer(request, workdir)
         payload = _encode(answer, int(request.get("result_cap") or 2 * 1024 * 1024))
-        _flush_std()
+        runtime_worker.flush_std()
         _send(result_fd, payload)
     except BaseException:  # the child must leave through _exit whatever happened
         status = 70
@@ -240,14 +241,6 @@ def _limit_resources(request: dict) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (tasks + EXTRA_TASKS, tasks + EXTRA_TASKS))
 
 
-def _flush_std() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # the function may have replaced or closed them
-            pass
-
-
 def _send(fd: int, payload: bytes) -> None:
     view = memoryview(_encode_message(payload))
     while view:
@@ -296,9 +289,9 @@ def warm_up(workdir: str) -> None:
 def _encode(answer: dict, cap: int) -> bytes:
     try:
         payload = _dumps(
-            describe.json_safe(answer), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            json_safe(answer), ensure_ascii=True, allow_nan=False, separators=(",", ":")
         ).encode()
-    except describe.TooLarge:
+    except TooLarge:
         payload = None
     if payload is None or len(payload) > cap:
         size = f"{len(payload) / 1048576:.1f} MiB of JSON" if payload is not None else "too many values"
@@ -312,7 +305,7 @@ def _encode(answer: dict, cap: int) -> bytes:
             "error": protocol.error("ResultTooLarge", message),
             "warnings": answer.get("warnings", [])[:5],
         }
-        payload = _dumps(describe.json_safe(answer), ensure_ascii=True).encode()
+        payload = _dumps(json_safe(answer), ensure_ascii=True).encode()
     return payload
 
 
@@ -330,7 +323,7 @@ def _largest_part(answer: dict) -> str | None:
         if answer.get(key) is None:
             continue
         try:
-            sizes[key] = len(_dumps(describe.json_safe(answer[key]), ensure_ascii=True))
-        except describe.TooLarge:
+            sizes[key] = len(_dumps(json_safe(answer[key]), ensure_ascii=True))
+        except TooLarge:
             sizes[key] = math.inf
     return max(sizes, key=sizes.get) if sizes else None

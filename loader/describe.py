@@ -8,31 +8,26 @@ import __future__
 
 import asyncio
 import inspect
-import math
 import os
 import sys
 import types
 import warnings
-from enum import Enum
 from importlib.util import spec_from_file_location
 from typing import NamedTuple
 
 from loader import protocol
 from loader.errors import describe_exception, safe_str
+from loader.json_values import json_safe
+from loader.results import FUNCTION_TYPES
+from loader.valves import VALVES_CLASS, check_valves, valves_class
 
-FUNCTION_CLASSES = (("Pipe", "pipe"), ("Filter", "filter"), ("Action", "action"), ("Event", "event"))
-VALVES_CLASS = {"valves": "Valves", "user_valves": "UserValves"}
+# The class that makes a function of each type, in the order Open WebUI looks for them (Pipe before Filter, ...).
+FUNCTION_CLASSES = tuple((kind.capitalize(), kind) for kind in FUNCTION_TYPES)
 # Open WebUI execs function code from a module that has `from __future__ import annotations`, and exec of a string
 # inherits the caller's future flags: so there every annotation in function code stays an unevaluated string.
 FUNCTION_COMPILER_FLAGS = __future__.annotations.compiler_flag
 MAX_WARNINGS = 20
-MAX_JSON_NODES = 200_000
-MAX_JSON_DEPTH = 64
 CANCEL_GRACE = 0.5  # seconds that tasks left running by the function's code get to handle their cancellation
-
-
-class TooLarge(Exception):
-    pass
 
 
 def answer(request: dict, workdir: str) -> dict:
@@ -121,7 +116,8 @@ def instantiate(content: str, module_name: str, path: str, memory_mb: int) -> Lo
 
     found = next(((name, kind) for name, kind in FUNCTION_CLASSES if _has(module, name)), None)
     if found is None:
-        message = "No Pipe, Filter, Action or Event class found"
+        names = [name for name, _ in FUNCTION_CLASSES]
+        message = f"No {', '.join(names[:-1])} or {names[-1]} class found"
         return Loaded(protocol.error("NoFunctionClass", message))
     attribute, kind = found
     function_class = getattr(module, attribute)
@@ -143,8 +139,8 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
 
     if request.get("op") == "validate":
         kind_name = request.get("kind") or "valves"
-        return _check_valves(
-            _valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes),
+        return check_valves(
+            valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes),
             request.get("values") or {},
             kind_name,
         )
@@ -156,16 +152,16 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
             answer["toggle"] = bool(getattr(instance, "toggle", False))
         except Exception as exc:
             notes.append(f"toggle could not be read: {safe_str(exc, 500)}")
-    valves_class = _valves_class(instance, "Valves", notes)
+    admin_class = valves_class(instance, "Valves", notes)
     for key, cls in (
-        ("valves_schema", valves_class),
-        ("user_valves_schema", _valves_class(instance, "UserValves", notes)),
+        ("valves_schema", admin_class),
+        ("user_valves_schema", valves_class(instance, "UserValves", notes)),
     ):
         answer[key] = await _schema(cls, user, notes, answer) if cls is not None else None
         defaults_key = key.replace("_schema", "_defaults")
         answer[defaults_key] = _factory_defaults(cls, answer[key]) if answer[key] is not None else None
     if "valves" in request:
-        answer["valves_check"] = _check_valves(valves_class, request.get("valves") or {}, "valves")
+        answer["valves_check"] = check_valves(admin_class, request.get("valves") or {}, "valves")
     return answer
 
 
@@ -174,21 +170,6 @@ def _has(module: types.ModuleType, name: str) -> bool:
         return hasattr(module, name)
     except Exception:  # a module __getattr__ raising something odd means "not there"
         return False
-
-
-def _valves_class(instance: object, name: str, notes: list[str]):
-    """The `Valves`/`UserValves` class as Open WebUI finds it: an attribute of the function instance."""
-    try:
-        cls = getattr(instance, name, None)
-    except Exception as exc:
-        notes.append(f"{name} could not be read: {safe_str(exc, 500)}")
-        return None
-    if cls is None:
-        return None
-    if not isinstance(cls, type) or not (hasattr(cls, "model_json_schema") or hasattr(cls, "schema")):
-        notes.append(f"{name} is not a pydantic model class; it is ignored")
-        return None
-    return cls
 
 
 async def _schema(cls: type, user: _OptionsUser, notes: list[str], answer: dict) -> dict | None:
@@ -304,143 +285,3 @@ async def _options(
             f"{safe_str(exc, 500)}"
         )
         return [], False
-
-
-def _check_valves(cls: type | None, values: dict, kind: str) -> dict:
-    """Validate `values` with the function's own class, as Sluice stores them: only what was explicitly set."""
-    if cls is None:
-        name = VALVES_CLASS.get(kind, "Valves")
-        message = f"the function has no {name} class"
-        return {
-            "ok": False,
-            "values": {},
-            "errors": [],
-            "error": protocol.error("NoValvesClass", message),
-        }
-    values = {key: value for key, value in dict(values).items() if value is not None}
-    try:
-        if hasattr(cls, "model_validate"):
-            model = cls.model_validate(values)
-            dumped = _revealed(model, model.model_dump(exclude_unset=True, mode="json"))
-        else:  # a pydantic.v1 model
-            model = cls(**values)
-            dumped = _revealed(model, model.dict(exclude_unset=True))
-    except Exception as exc:  # ValidationError, or a validator raising something else
-        return {"ok": False, "values": {}, "errors": _validation_errors(exc), "error": None}
-    return {"ok": True, "values": dumped, "errors": [], "error": None}
-
-
-def _revealed(model, dumped: dict) -> dict:
-    """`dumped` with each secret (SecretStr, SecretBytes) at its real value rather than pydantic's "**********".
-
-    Stored masked, a secret valve would be lost for good. The plain (python) dump holds the secret objects at the
-    same places as the JSON dump holds their masks: walk both together and take the secret's value there.
-    """
-    try:
-        plain = model.model_dump(exclude_unset=True) if hasattr(model, "model_dump") else dumped
-    except Exception:  # a serializer that works only for JSON: keep what pydantic gave
-        return dumped
-    return _reveal(plain, dumped)
-
-
-def _reveal(plain, dumped):
-    if _is_secret(plain):
-        value = plain.get_secret_value()
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    # Where a JSON-only serializer changed the shape, the two no longer match: keep pydantic's JSON there.
-    if isinstance(plain, dict) and isinstance(dumped, dict) and len(plain) == len(dumped):
-        pairs = zip(dumped.items(), plain.values(), strict=True)
-        return {key: _reveal(value, item) for (key, item), value in pairs}
-    if (
-        isinstance(plain, (list, tuple, set, frozenset))
-        and isinstance(dumped, list)
-        and len(plain) == len(dumped)
-    ):
-        return [_reveal(value, item) for value, item in zip(plain, dumped, strict=True)]
-    return dumped
-
-
-def _is_secret(value) -> bool:
-    """A pydantic secret (v2 `SecretStr`, `SecretBytes`, `Secret[...]`, or v1's) that knows its real value."""
-    secret_types = []
-    for module_name, name in (("pydantic.types", "_SecretBase"), ("pydantic.v1.types", "SecretField")):
-        module = sys.modules.get(module_name)
-        if module is not None and isinstance(getattr(module, name, None), type):
-            secret_types.append(getattr(module, name))
-    return (
-        bool(secret_types) and isinstance(value, tuple(secret_types)) and hasattr(value, "get_secret_value")
-    )
-
-
-def _validation_errors(exc: Exception) -> list[dict]:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            try:
-                items = errors(include_url=False, include_context=False, include_input=False)
-            except TypeError:
-                items = errors()
-            return [
-                {
-                    "loc": [
-                        part if isinstance(part, (str, int)) else safe_str(part)
-                        for part in item.get("loc", ())
-                    ],
-                    "msg": safe_str(item.get("msg", "")),
-                    "type": safe_str(item.get("type", "value_error")),
-                }
-                for item in items
-            ]
-        except Exception:  # fall back to the exception's text below
-            pass
-    return [{"loc": [], "msg": safe_str(exc) or type(exc).__name__, "type": type(exc).__name__}]
-
-
-# --- answering in JSON ------------------------------------------------------------------------------------------
-
-
-def json_safe(value, budget: list[int] | None = None, depth: int = 0):
-    """A copy of `value` that `json.dumps` accepts: schemas may hold sets, enums, bytes, NaN or arbitrary objects."""
-    if budget is None:
-        budget = [MAX_JSON_NODES]
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise TooLarge
-    if value is None or isinstance(value, (bool, int, str)):
-        return value if type(value) in (bool, int, str) or value is None else _primitive(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if depth >= MAX_JSON_DEPTH:
-        return safe_str(value, 200)
-    if isinstance(value, dict):
-        return {_key(key): json_safe(item, budget, depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item, budget, depth + 1) for item in value]
-    if isinstance(value, (set, frozenset)):
-        items = [json_safe(item, budget, depth + 1) for item in value]
-        try:
-            return sorted(items)
-        except TypeError:
-            return items
-    if isinstance(value, Enum):
-        return json_safe(value.value, budget, depth + 1)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return safe_str(value, 1000)
-
-
-def _primitive(value):
-    """Plain bool/int/str for subclasses (IntEnum, str-based secrets), whose own methods must not run on dump."""
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    return str.__str__(value)
-
-
-def _key(key) -> str:
-    if isinstance(key, str):
-        return str.__str__(key)
-    if isinstance(key, Enum):
-        key = key.value
-    return safe_str(key, 200)

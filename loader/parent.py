@@ -1,5 +1,6 @@
-"""The warm parent (the zygote): one single-threaded process that imports the heavy packages once and forks a
-child per job. Over 450 lines because its poll loop (`Zygote`) is one state machine whose methods share its state.
+"""The warm parent's loop (the zygote): one single-threaded process that forks a child per job. Over 450 lines
+because its poll loop (`Zygote`) and the children it keeps (`Child`) are one state machine whose methods share
+its state; starting it (preloading, privileges, templates, the ready report) is loader/startup.py's `main`.
 
 It speaks frames (loader/protocol.py) on its stdin/stdout with the caller (`loader.client`).
 Requests carry an `id`; answers carry the same `id`, in whatever order the jobs finish. A poll loop watches the
@@ -14,57 +15,50 @@ every child and exit within about a second. Each child has a parent-death signal
 takes its children with it.
 
 Children's scratch directories are loader/scratch.py's; the load user and what children may reach,
-loader/privileges.py's; what a child does with its job, loader/child.py's.
+loader/privileges.py's; what a child does with its job, loader/child.py's; runtime workers' calls,
+loader/runtime/pool.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import fcntl
 import gc
-import importlib
 import json
 import os
 import select
 import signal
-import sys
-import tempfile
 import time
 from collections import deque
 
-from loader import child, confinement, namespaces, scratch
+from loader import child, namespaces, scratch
 from loader.errors import exit_status_error
 from loader.privileges import (
-    DEFAULT_LOAD_USER,
-    check_confinement,
-    environment_refusal,
     identity_of,
     needed_folders,
     package_paths,
     plan_hidden_paths,
-    plan_privileges,
     plan_secrets,
     probe,
-    resolve_user,
 )
 from loader.protocol import (
     MESSAGE_PREFIX,
     PREFIX,
+    READ_CHUNK,
     complete_message,
     encode_frame,
     encode_message,
     error,
     frame_sizes,
+    keep_within,
     message_size,
+    read_available,
 )
 from loader.runtime.pool import Pool
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
-READ_CHUNK = 1 << 20
 DEFAULT_OUTPUT_CAP = 64 * 1024
 DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 # A spare is not forked while a job younger than this runs: the fork would stall the loop just as it answers.
@@ -77,57 +71,6 @@ ACCESS_CACHE = 64
 SHUTDOWN_WAIT = 1.0
 # The last resort when shutting down somehow stalls: SIGALRM (default action: terminate) after this many seconds.
 SHUTDOWN_ALARM = 10
-
-# Imported once here so that children start with them in memory: pydantic, the packages community functions import
-# most at module level (REAL-FUNCTIONS.md), and the Open WebUI compatibility layer. Heavier, rarer ones (openai,
-# sqlalchemy and `open_webui.internal.db` with it) are left to the few functions that import them: every module
-# preloaded here makes each fork and each child's exit slower for all functions.
-PRELOAD = (
-    "pydantic",
-    "pydantic_core",
-    "typing_extensions",
-    "fastapi",
-    "starlette",
-    "requests",
-    "aiohttp",
-    "httpx",
-    "cryptography",
-    "cryptography.fernet",
-    "loguru",
-    "aiofiles",
-    "open_webui",
-    "open_webui.env",
-    "open_webui.constants",
-    "open_webui.config",
-    "open_webui.main",
-    "open_webui.models.users",
-    "open_webui.models.files",
-    "open_webui.models.chats",
-    "open_webui.models.models",
-    "open_webui.models.functions",
-    "open_webui.utils.misc",
-    "open_webui.utils.chat",
-    "open_webui.storage.provider",
-)
-
-
-def preload(names=PRELOAD) -> tuple[list[str], list[str]]:
-    """Import what children will most likely need; a name that cannot be imported is skipped."""
-    loaded, missing = [], []
-    for name in names:
-        try:
-            importlib.import_module(name)
-            loaded.append(name)
-        except Exception:  # a missing optional package only costs children time
-            missing.append(name)
-    _warm_up()
-    return loaded, missing
-
-
-def _warm_up() -> None:
-    """Load a throwaway function once, so that every lazy import on a load's path happens before any fork."""
-    with tempfile.TemporaryDirectory(prefix="sluice-warm-") as workdir:
-        child.warm_up(workdir)
 
 
 class Child:
@@ -254,7 +197,7 @@ class Zygote:
         # Runtime workers: children serving one function's calls (op "call"/"cancel"), loader/runtime/pool.py.
         self.pool = Pool(self)
         self.poller = select.poll()
-        self.prctl = _prctl()
+        self.prctl = load_prctl()
         if self.prctl is not None:
             self.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
@@ -341,12 +284,9 @@ class Zygote:
         return max(0, int((min(moments) - now) * 1000) + 1)
 
     def _read_requests(self) -> bool:
-        try:
-            data = os.read(self.request_fd, READ_CHUNK)
-        except BlockingIOError:
+        data = read_available(self.request_fd)
+        if data is None:
             return True
-        except OSError:
-            return False
         if not data:
             return False  # the caller went away
         self.inbox += data
@@ -584,20 +524,15 @@ class Zygote:
         if item.worker is not None:
             return self.pool.read(item, fd, which, rounds)
         for _ in range(rounds):
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
+            data = read_available(fd)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if not data:
                 self._close_pipe(fd)
                 return
             if which == "output":
                 cap = int((item.request or {}).get("output_cap") or DEFAULT_OUTPUT_CAP)
-                room = max(0, cap - len(item.output))
-                item.output += data[:room]
-                item.dropped += len(data) - min(room, len(data))
+                item.dropped += keep_within(item.output, data, cap)
                 continue
             if item.answered or item.request is None:
                 continue  # already answered (or refused), or a spare writing before its job: discarded
@@ -810,7 +745,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _prctl():
+def load_prctl():
+    """libc's `prctl`, ready to call, or None where it cannot be found."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         prctl = libc.prctl
@@ -819,150 +755,3 @@ def _prctl():
         return prctl
     except (OSError, AttributeError):
         return None
-
-
-MADV_COLLAPSE = 25
-HUGE_PAGE = 2 * 1024 * 1024
-
-
-def _collapse_into_huge_pages() -> int:
-    """Back the zygote's anonymous memory with huge pages where the kernel can (Linux 6.1+, MADV_COLLAPSE).
-
-    Every fork copies, and every child's exit tears down, one page-table entry per 4 KiB page the zygote maps;
-    with 2 MiB pages there are 512 times fewer. A child writing to such memory still copies only 4 KiB (the
-    kernels that have MADV_COLLAPSE split the huge page's mapping on a copy-on-write fault). Best effort:
-    returns how many bytes were collapsed, 0 where unsupported.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        madvise = libc.madvise
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        madvise.restype = ctypes.c_int
-        with open("/proc/self/maps") as maps:
-            regions = maps.read().splitlines()
-    except (OSError, AttributeError):
-        return 0
-    collapsed = 0
-    for region in regions:
-        fields = region.split()
-        if len(fields) < 2 or not fields[1].startswith("rw") or (len(fields) > 5 and fields[5] != "[heap]"):
-            continue
-        low, high = (int(value, 16) for value in fields[0].split("-"))
-        start = -(-low // HUGE_PAGE) * HUGE_PAGE
-        end = high // HUGE_PAGE * HUGE_PAGE
-        if end <= start:
-            continue
-        if madvise(start, end - start, MADV_COLLAPSE) != 0:
-            if ctypes.get_errno() == errno.EINVAL and not collapsed:
-                return 0  # a kernel without MADV_COLLAPSE
-            continue
-        collapsed += end - start
-    return collapsed
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel send SIGTERM when our parent (the caller) dies, even if it is SIGKILLed.
-
-    End of file on the request pipe normally says the same, but not if another process holds the pipe's write end.
-    The signal is tied to the thread that started us, which is why `loader.client` starts zygotes from a thread
-    that lives as long as its process. SIGTERM, not SIGKILL: the zygote then kills its children and their escaped
-    descendants before it exits (until the loop runs, SIGTERM's default action ends the zygote, which has no
-    children yet).
-    """
-    prctl = _prctl()
-    if prctl is None or not parent_pid:
-        return
-    prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent_pid and not os.path.exists(f"/proc/{parent_pid}"):
-        os._exit(0)  # the caller died before the signal was armed
-
-
-def main(argv: list[str]) -> None:
-    """Entry point: `python -m loader.parent [compat_dir] [max_jobs] [spares] [parent_pid] [drop_privileges]
-    [load_user]`, started by `loader.client`. drop_privileges is "auto", "always" or "off" (see plan_privileges)."""
-    compat_dir = argv[0] if argv else ""
-    max_jobs = int(argv[1]) if len(argv) > 1 else 8
-    spares = int(argv[2]) if len(argv) > 2 else 2
-    _die_with_parent(int(argv[3]) if len(argv) > 3 else 0)
-    # The jobs in flight are in our memory: a process of our user without CAP_SYS_PTRACE (a load child, where the
-    # server does not run as root and children keep its user) must neither read it (/proc/<pid>/mem) nor trace us.
-    non_dumpable = confinement.make_undumpable()
-    drop_mode = argv[4] if len(argv) > 4 else "off"
-    load_user = argv[5] if len(argv) > 5 else DEFAULT_LOAD_USER
-    # Keep the caller's pipes away from descriptors 0 and 1, so nothing printed by imports can corrupt them.
-    request_fd, answer_fd = os.dup(0), os.dup(1)
-    devnull_fd = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull_fd, 0)
-    os.dup2(devnull_fd, 1)
-    if compat_dir and os.path.isdir(compat_dir):
-        sys.path.insert(0, compat_dir)
-    owners = {os.getuid()}
-    if drop_mode != "off" and os.geteuid() == 0:
-        with contextlib.suppress(LookupError):
-            owners.add(resolve_user(load_user)["uid"])
-    scratch.remove_stale_workdirs(owners)
-    started = time.monotonic()
-    loaded, missing = preload()
-    privileges = plan_privileges(drop_mode, load_user)
-    confined = check_confinement()
-    refused = environment_refusal(load_user)
-    gc.collect()
-    gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
-    huge = _collapse_into_huge_pages()
-    with open("/proc/self/statm", "rb") as statm:
-        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    ready = {
-        "preloaded": loaded,
-        "missing": missing,
-        "mapped_bytes": mapped,
-        "huge_page_bytes": huge,
-        "startup": round(time.monotonic() - started, 3),
-        "python": sys.version.split()[0],
-        "privileges": privileges,
-        "confinement": confined,
-        "non_dumpable": non_dumpable,
-        "refused": refused,
-    }
-    # The clean template children are forked from (loader/namespaces.py), forked before any request is read.
-    lifeline, lifeline_w = os.pipe()
-    template, arguments = namespaces.start_template(
-        [request_fd, answer_fd, lifeline_w], lifeline, os.geteuid() == 0
-    )
-    if arguments is not None:  # pragma: no cover - a load child the template forked
-        become_child({**arguments, "prctl": _prctl()})
-        return
-    worker_template = None
-    if template is not None:
-        worker_template, arguments = namespaces.start_template(
-            [request_fd, answer_fd, lifeline_w, template.sock.fileno()],
-            lifeline,
-            os.geteuid() == 0,
-            network=True,
-        )
-        if arguments is not None:  # pragma: no cover - a runtime worker's child the second template forked
-            become_child({**arguments, "prctl": _prctl()})
-            return
-    os.close(lifeline)
-    namespaces.note(ready, template)
-    ready["worker_template_pid"] = worker_template.pid if worker_template is not None else None
-    arguments = run_until_forked(
-        Zygote(
-            request_fd,
-            answer_fd,
-            devnull_fd,
-            max_jobs=max_jobs,
-            spares=spares,
-            ready=ready,
-            privileges=privileges,
-            confined=confined,
-            template=template,
-            worker_template=worker_template,
-            lifeline=lifeline_w,
-        )
-    )
-    if arguments is not None:  # pragma: no cover - a child forked by the loop
-        become_child(arguments)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

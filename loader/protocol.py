@@ -12,6 +12,7 @@ starting with a byte that says what it is, loader/runtime/worker.py).
 from __future__ import annotations
 
 import json
+import os
 
 PREFIX = 8
 MESSAGE_PREFIX = 4
@@ -21,6 +22,26 @@ READ_CHUNK = 1 << 20
 def error(kind: str, message: str, line: int | None = None, column: int | None = None) -> dict:
     """A load error as every part of the loader hands it on: `{"type", "message", "line", "column"}`."""
     return {"type": kind, "message": message, "line": line, "column": column}
+
+
+def read_available(fd: int) -> bytes | None:
+    """What a non-blocking descriptor holds now: None when nothing has arrived yet, b"" at its end (or on error)."""
+    try:
+        return os.read(fd, READ_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+def keep_within(buffer: bytearray, data: bytes, cap: int) -> int:
+    """Append as much of `data` to `buffer` as keeps it within `cap` bytes; how many bytes of `data` are dropped.
+
+    In place, so that a buffer zeroed later (forgetting a job) is the one that held the bytes.
+    """
+    room = max(0, cap - len(buffer))
+    buffer += data[:room]
+    return len(data) - min(room, len(data))
 
 
 def encode_frame(header: dict, body: bytes = b"") -> bytes:

@@ -9,9 +9,6 @@ wall-clock limit (killing the process) covers it.
 from __future__ import annotations
 
 import codecs
-import dataclasses
-import datetime
-import enum
 import inspect
 import json
 import math
@@ -19,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
+from loader.json_values import is_model, json_safe
 from loader.runtime.context import (
     FILTER_METHODS,
     CallContext,
@@ -27,12 +25,10 @@ from loader.runtime.context import (
     build_kwargs,
     build_valves,
     offered_names,
-    valves_class,
 )
+from loader.valves import valves_class
 
 METHODS = {"filter": FILTER_METHODS, "pipe": ("pipe",), "action": ("action",)}
-
-MAX_DEPTH = 64
 
 
 async def invoke(
@@ -56,7 +52,7 @@ async def invoke(
     fn = getattr(instance, method, None)
     if fn is None or not callable(fn):
         if method in FILTER_METHODS:
-            return jsonable(ctx.body)
+            return json_safe(ctx.body)
         raise AttributeError(f"{type(instance).__name__} has no {method}() method")
     set_valves(instance, ctx.admin_valves, ctx)
     events = EventRecorder(sink, answer, ctx.events)
@@ -68,7 +64,7 @@ async def invoke(
     ):  # Open WebUI awaits coroutine functions; a returned awaitable is awaited too
         result = await result
     if method != "pipe":
-        return jsonable(result)
+        return json_safe(result)
 
     items: list[tuple[str, Any]] | None = [] if collect else None
     async for item in iterate_result(result):
@@ -106,8 +102,8 @@ async def iterate_result(value: Any) -> AsyncIterator[tuple[str, Any]]:
         yield ("text", value)
     elif isinstance(value, (bytes, bytearray)):
         yield ("text", bytes(value).decode("utf-8", "replace"))
-    elif isinstance(value, Mapping) or _is_model(value):
-        yield ("json", jsonable(value))
+    elif isinstance(value, Mapping) or is_model(value):
+        yield ("json", json_safe(value))
     elif _is_response(value, "StreamingResponse"):
         async for item in _streaming_body(value):
             yield item
@@ -133,7 +129,7 @@ async def iterate_result(value: Any) -> AsyncIterator[tuple[str, Any]]:
             if close is not None:
                 close()
     elif isinstance(value, (list, tuple)):
-        yield ("json", jsonable(value))
+        yield ("json", json_safe(value))
     else:
         yield ("text", str(value))
 
@@ -151,8 +147,8 @@ def _element(element: Any) -> Iterator[tuple[str, Any]]:
             yield from parser.close()
         else:
             yield ("text", element)
-    elif isinstance(element, Mapping) or _is_model(element):
-        yield ("json", jsonable(element))
+    elif isinstance(element, Mapping) or is_model(element):
+        yield ("json", json_safe(element))
     else:
         yield ("text", str(element))
 
@@ -270,50 +266,6 @@ def _is_response(value: Any, name: str) -> bool:
     module = sys.modules.get("starlette.responses")
     cls = getattr(module, name, None)
     return cls is not None and isinstance(value, cls)
-
-
-def _is_model(value: Any) -> bool:
-    """A pydantic model instance (v2 or v1)."""
-    return not isinstance(value, type) and (hasattr(value, "model_dump") or hasattr(value, "__fields_set__"))
-
-
-def jsonable(value: Any, depth: int = 0) -> Any:
-    """A copy of ``value`` that ``json.dumps`` accepts: pydantic models dumped, bytes decoded, NaN as None."""
-    if value is None or type(value) in (bool, int, str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value, depth + 1)
-    if isinstance(value, (bool, int, str)):  # subclasses: their own methods must not run on dump
-        return (
-            bool(value) if isinstance(value, bool) else int(value) if isinstance(value, int) else str(value)
-        )
-    if depth >= MAX_DEPTH:
-        return str(value)[:200]
-    if isinstance(value, Mapping):
-        return {_key(key): jsonable(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(item, depth + 1) for item in value]
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if _is_model(value):
-        try:
-            dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value.dict()
-        except Exception:
-            return str(value)
-        return jsonable(dumped, depth + 1)
-    if dataclasses.is_dataclass(value):
-        return jsonable(dataclasses.asdict(value), depth + 1)
-    return str(value)
-
-
-def _key(key: Any) -> str:
-    if isinstance(key, enum.Enum):
-        key = key.value
-    return key if type(key) is str else str(key)
 
 
 # --- models, sub-actions, order ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from loader import client
+from loader.connection import Unavailable
 from loader.protocol import error
 
 # The parent enforces every limit; this margin only covers a parent that stopped answering altogether.
@@ -137,7 +138,7 @@ class RunCall:
         self.id = None
         try:
             zygote = client._zygote()
-        except client._Unavailable as exc:
+        except Unavailable as exc:
             self.fail(error("LoaderUnavailable", str(exc)))
             return
         self.zygote = zygote

@@ -15,6 +15,9 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from loader.json_values import json_safe
+from loader.valves import valves_class
+
 FILTER_METHODS = ("inlet", "request", "stream", "outlet")
 
 # Offered names by method (RUNTIME.md §2's table, column by column).
@@ -229,17 +232,6 @@ def _user_fields(user: dict | None) -> dict:
     return dict(user)
 
 
-def valves_class(instance: object, name: str) -> type | None:
-    """The ``Valves``/``UserValves`` class as Open WebUI finds it: an attribute of the instance."""
-    if instance is None:
-        return None
-    try:
-        cls = getattr(instance, name, None)
-    except Exception:
-        return None
-    return cls if isinstance(cls, type) else None
-
-
 def user_valves(cls: type, stored: Mapping | None, ctx: CallContext) -> Any:
     """``UserValves(**stored)``; a stored value the class now refuses falls back to that field's default."""
     return build_valves(cls, stored, ctx)
@@ -316,15 +308,13 @@ class EventRecorder:
         return await self.answer(recorded)
 
     async def _record(self, event: Any, name: str) -> dict:
-        from loader.runtime.calls import jsonable
-
         if not isinstance(event, Mapping):
             raise TypeError(
                 f"{name} takes a dict {{'type': ..., 'data': {{...}}}}, not {type(event).__name__}"
             )
         kind = event.get("type")
         data = event.get("data", {})
-        recorded = {"type": kind if isinstance(kind, str) else str(kind or ""), "data": jsonable(data)}
+        recorded = {"type": kind if isinstance(kind, str) else str(kind or ""), "data": json_safe(data)}
         self.events.append(recorded)
         if self.sink is not None:
             sent = self.sink("event", recorded)

@@ -1,4 +1,5 @@
-"""The warm parent's pool of runtime workers: which worker serves which call, and every limit on a call.
+"""The warm parent's pool of runtime workers: which worker serves which call, and every limit on a call. Over 450
+lines because `Pool` is one state machine over its workers and their calls, driven by the zygote's loop.
 
 A worker (loader/runtime/worker.py) is a child the zygote forked like a load child (same confinement, privileges,
 memory cap, captured output and scratch directory) that was handed a `serve` job: it loads one function's code
@@ -30,9 +31,16 @@ import time
 import traceback
 from collections import deque
 
-from loader.protocol import MESSAGE_PREFIX, complete_message, encode_message, error, message_size
+from loader.protocol import (
+    MESSAGE_PREFIX,
+    complete_message,
+    encode_message,
+    error,
+    keep_within,
+    message_size,
+    read_available,
+)
 
-READ_CHUNK = 1 << 20
 DEFAULT_OUTPUT_CAP = 64 * 1024
 DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 # A call that prints more than this many times the output cap is stopped: it floods the pipe, nobody reads it.
@@ -311,12 +319,9 @@ class Pool:
                 child.output_fd,
             ):  # closed meanwhile (end of file read further down)
                 return
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
+            data = read_available(fd)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if not data:
                 self.zygote.close_pipe(fd)
                 return
@@ -396,16 +401,14 @@ class Pool:
     def _output(self, worker: Worker, data: bytes) -> None:
         call = worker.call
         if worker.state == "starting":
-            room = max(0, DEFAULT_OUTPUT_CAP - len(worker.load_output))
-            worker.load_output += data[:room]
+            keep_within(worker.load_output, data, DEFAULT_OUTPUT_CAP)
             return
         if call is None or worker.state != "busy":
             return  # printed between calls (a task the code left running): nobody's
         cap = call.settings["output_cap"]
-        room = max(0, cap - len(call.output))
-        kept = data[:room]
-        call.output += kept
-        call.dropped += len(data) - len(kept)
+        dropped = keep_within(call.output, data, cap)
+        kept = data[: len(data) - dropped]
+        call.dropped += dropped
         call.total += len(data)
         if call.stream and kept:
             text = call.decoder.decode(kept)
@@ -543,15 +546,10 @@ class Pool:
         for _ in range(16):
             if fd < 0 or fd != worker.child.output_fd:
                 return
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except OSError:
-                return
+            data = read_available(fd)
             if not data:
                 return
-            room = max(0, cap - len(call.output))
-            call.output += data[:room]
-            call.dropped += len(data) - min(room, len(data))
+            call.dropped += keep_within(call.output, data, cap)
 
     def _kill(self, worker: Worker) -> None:
         """End the worker's process group now; the zygote reaps it and its slot is free at once."""

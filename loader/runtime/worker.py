@@ -35,7 +35,6 @@ from loader.errors import describe_exception, safe_str
 from loader.runtime.calls import invoke
 from loader.runtime.context import CallContext
 
-READ_CHUNK = 1 << 20
 TRACEBACK_LIMIT = 16 * 1024
 DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 LOADER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +105,7 @@ class Worker:
             loaded = describe.Loaded(describe_exception(exc, self.path, memory_mb=self.memory_mb))
         except BaseException as exc:  # SystemExit or the like escaping a task the code created at import
             loaded = describe.Loaded(describe_exception(exc, self.path, memory_mb=self.memory_mb))
-        _flush_std()
+        flush_std()
         if loaded.error is not None:
             self.send(b"l", {"error": loaded.error})
             return
@@ -128,7 +127,7 @@ class Worker:
 
     def _readable(self) -> None:
         try:
-            data = _read(self.job_fd, READ_CHUNK)
+            data = _read(self.job_fd, protocol.READ_CHUNK)
         except BlockingIOError:
             return
         except OSError:
@@ -219,7 +218,7 @@ class Worker:
             frame["retire"] = retire
             if ctx is not None and ctx.notes:
                 frame["notes"] = ctx.notes
-        _flush_std()
+        flush_std()
         try:
             self.send(kind, frame)
         except ResultTooLarge as exc:
@@ -300,7 +299,8 @@ def _log_to_stderr() -> None:
         root.setLevel(logging.INFO)
 
 
-def _flush_std() -> None:
+def flush_std() -> None:
+    """Flush what function code printed, whatever it did to sys.stdout and sys.stderr (load children use it too)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -548,7 +548,7 @@ def test_a_schema_pydantic_cannot_build_loses_the_form_not_the_function(loader_f
 
 
 def test_json_safe_copes_with_any_value():
-    from loader.describe import json_safe
+    from loader.json_values import json_safe
 
     cycle = []
     cycle.append(cycle)

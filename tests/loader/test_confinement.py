@@ -209,7 +209,7 @@ def test_a_hidden_path_that_holds_what_function_code_needs_is_not_hidden_and_say
         loader_fast.configure(drop_privileges="off", hidden_paths=needed)
         if not loader_fast.start()["confinement"]["mounts"]:
             pytest.skip("this machine does not let load children have mount namespaces")
-        with caplog.at_level(logging.WARNING, logger="loader.client"):
+        with caplog.at_level(logging.WARNING, logger="loader.connection"):
             first = loader_fast.load_function(unique("import os\nclass Pipe:\n    pass\n"))
             second = loader_fast.load_function(unique("import json\nclass Pipe:\n    pass\n"))
     finally:

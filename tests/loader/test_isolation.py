@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from loader import client
+from loader import connection
 
 PLAIN = "class Filter:\n    pass\n"
 
@@ -95,7 +95,7 @@ def test_code_never_runs_in_the_callers_process(loader_fast, source):
         assert defaults(result)["parent"] == loader_fast.stats()["zygote_pid"]
     assert "function_function" not in sys.modules
     assert sys.path == path_before
-    assert client.COMPAT_DIR not in sys.path
+    assert connection.COMPAT_DIR not in sys.path
 
 
 def test_infinite_loop_times_out_and_the_loader_keeps_answering(loader_fast):

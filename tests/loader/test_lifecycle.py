@@ -79,12 +79,14 @@ loader.configure(spares=2)
 loader.start()
 assert loader.load_function("class Filter:\\n    pass\\n").ok
 zygote = loader.stats()["zygote_pid"]
-template = loader.start().get("template_pid")  # the clean process children are forked from, if any
+ready = loader.start()
+# The clean processes children are forked from, if any: one for load children, one for runtime workers.
+templates = [pid for pid in (ready.get("template_pid"), ready.get("worker_template_pid")) if pid]
 
 def running_children():
     found = []
     for pid in open(f"/proc/{zygote}/task/{zygote}/children").read().split():
-        if int(pid) == template:
+        if int(pid) in templates:
             continue
         try:
             if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
@@ -106,15 +108,15 @@ holder = None
 if "--leak-pipe" in sys.argv:  # another process keeps the zygote's request pipe open: no end of file on death
     holder = subprocess.Popen(["sleep", "60"], pass_fds=[client._current.proc.stdin.fileno()])
 spares = running_children()
-report = {"zygote": zygote, "template": template, "spares": spares, "holder": holder and holder.pid}
+report = {"zygote": zygote, "templates": templates, "spares": spares, "holder": holder and holder.pid}
 print(json.dumps(report), flush=True)
 sys.stdin.readline()
 """
 
 
 def processes(report: dict) -> list[int]:
-    """The zygote, its spares and the template they are forked from (if any), from CALLER's report."""
-    return [report["zygote"], *report["spares"], *([report["template"]] if report["template"] else [])]
+    """The zygote, its spares and the templates they are forked from (if any), from CALLER's report."""
+    return [report["zygote"], *report["spares"], *report["templates"]]
 
 
 @pytest.mark.parametrize("ending", ["SIGKILL", "SIGTERM", "exit"])

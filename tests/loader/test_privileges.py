@@ -210,7 +210,7 @@ def test_a_packages_dir_the_load_user_cannot_read_keeps_root_and_says_so_once(dr
     code = f"import os, {module}\nfrom pydantic import BaseModel\nclass Pipe:\n    class Valves(BaseModel):\n"
     code += "        uid: int = os.getuid()\n"
     try:
-        with caplog.at_level(logging.WARNING, logger="loader.client"):
+        with caplog.at_level(logging.WARNING, logger="loader.connection"):
             first = defaults(dropping.load_function(unique(code)))
             second = defaults(dropping.load_function(unique(code)))
     finally:
