@@ -17,9 +17,11 @@ from loader.frontmatter import parse_frontmatter
 from loader.imports import rewrite_imports
 from loader.requirements import parse_requirements
 from loader.results import LoadError, LoadResult, ValvesResult
+from loader.runtime.calls import METHODS as RUN_METHODS
 from loader.runtime.client import RunCall, RunResult, run_function, run_function_collect
 
 __all__ = [
+    "RUN_METHODS",
     "LoadError",
     "LoadResult",
     "RunCall",

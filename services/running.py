@@ -23,14 +23,16 @@ from typing import Any
 
 import loader
 from extensions import db
+from loader import RUN_METHODS
 from models import ID_PATTERN, Function, User
 from services import functions, valves
 from services.errors import Forbidden, ServiceError
 from services.loading import load_in_loader, prepare_code
 
-FILTER_METHODS = ("inlet", "request", "stream", "outlet")
-METHODS_BY_TYPE = {"filter": FILTER_METHODS, "pipe": ("pipe",), "action": ("action",)}
-ALL_METHODS = (*FILTER_METHODS, "pipe", "action")
+# The methods each function type has, as the runtime calls them (loader/runtime/calls.py).
+METHODS_BY_TYPE = RUN_METHODS
+FILTER_METHODS = RUN_METHODS["filter"]
+ALL_METHODS = tuple(method for methods in RUN_METHODS.values() for method in methods)
 
 # Errors of the runtime that mean the call never ran: the caller may simply try again.
 UNAVAILABLE_TYPES = ("LoaderUnavailable", "LoaderCrashed")
