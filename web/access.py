@@ -128,6 +128,11 @@ def page_admin_required(view):
     return wrapped
 
 
+def admin_pages_only(bp) -> None:
+    """Make every page of blueprint `bp` an admin page: anyone else gets the sign-in redirect or the 403 page."""
+    bp.before_request(page_admin_required(lambda: None))
+
+
 def safe_next(target: str | None, fallback: str) -> str:
     """Follow ``next=`` only to a path on this site; anything else (other hosts, ``//x``, schemes) is refused."""
     if not target:

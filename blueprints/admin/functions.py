@@ -39,8 +39,7 @@ from services import function_import, function_meta, functions, requirements_job
 from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
-from web.access import page_admin_required, safe_next
-from web.filters import absolute_time, iso_time, relative_time
+from web.access import admin_pages_only, safe_next
 
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
@@ -53,19 +52,12 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-@bp.before_request
-@page_admin_required
-def _admins_only():
-    """Every page here is for admins; the decorator answers anyone else (sign-in redirect or 403)."""
-    return None
+admin_pages_only(bp)
 
 
 @bp.context_processor
 def _page_helpers() -> dict[str, Any]:
     return {
-        "relative_time": relative_time,
-        "absolute_time": absolute_time,
-        "iso_time": iso_time,
         "type_labels": TYPE_LABELS,
         "function_types": FUNCTION_TYPES,
     }

@@ -7,7 +7,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from models import ROLES
 from services import accounts
 from services.errors import ServiceError
-from web.access import page_admin_required, page_user
+from web.access import admin_pages_only, page_user
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
@@ -18,11 +18,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-@bp.before_request
-@page_admin_required
-def _admins_only():
-    """Every page here is for admins; the decorator answers anyone else (sign-in redirect or 403)."""
-    return None
+admin_pages_only(bp)
 
 
 @bp.context_processor
