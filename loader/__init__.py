@@ -17,10 +17,13 @@ from loader.frontmatter import parse_frontmatter
 from loader.imports import rewrite_imports
 from loader.requirements import parse_requirements
 from loader.results import LoadError, LoadResult, ValvesResult
+from loader.runtime.client import RunCall, RunResult, run_function, run_function_collect
 
 __all__ = [
     "LoadError",
     "LoadResult",
+    "RunCall",
+    "RunResult",
     "ValvesResult",
     "clear_cache",
     "configure",
@@ -29,6 +32,8 @@ __all__ = [
     "parse_requirements",
     "protect_server_process",
     "rewrite_imports",
+    "run_function",
+    "run_function_collect",
     "shutdown",
     "start",
     "stats",

@@ -21,6 +21,7 @@ import tempfile
 
 from loader import confinement, describe, protocol
 from loader.privileges import PrivilegeError, become
+from loader.runtime import worker as runtime_worker
 
 PR_SET_PDEATHSIG = 1
 FILE_SIZE_LIMIT = 256 * 1024 * 1024
@@ -53,6 +54,7 @@ def run(
     Messages arrive on `job_fd`, each a 4-byte length and JSON. `{"op": "warm"}` (sent to a spare while the
     zygote is idle) loads a throwaway function, so that the pages a load touches are copied now rather than while
     a caller waits; any other message is the job. End of file before a job means the spare was retired.
+    A `serve` job makes this child a runtime worker (loader/runtime/worker.py) instead of answering once.
     `confine`: the zygote found that load children can have mount namespaces of their own (loader/confinement.py).
     """
     status = 0
@@ -66,7 +68,9 @@ def run(
                 break
             with contextlib.suppress(Exception):
                 warm_up(workdir)
-        os.close(job_fd)
+        serving = request.get("op") == "serve"  # a runtime worker: the job pipe stays open for its calls
+        if not serving:
+            os.close(job_fd)
         try:
             _prepare_job(request, workdir, zygote_pid, prctl)
         except PrivilegeError as exc:  # fail closed: no function code runs as root by mistake
@@ -75,7 +79,12 @@ def run(
                 "ok": False,
                 "error": protocol.error("LoaderUnavailable", message),
             }
+            if serving:
+                runtime_worker.refuse(result_fd, answer["error"])
+                _exit(0)
         else:
+            if serving:
+                runtime_worker.serve(request, job_fd, result_fd, workdir)  # never returns
             answer = describe.answer(request, workdir)
         payload = _encode(answer, int(request.get("result_cap") or 2 * 1024 * 1024))
         _flush_std()
@@ -188,8 +197,11 @@ def _limit_resources(request: dict) -> None:
         mapped = int(statm.read().split()[0]) * page
     memory = mapped + int(request.get("memory_mb") or 1024) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = math.ceil(float(request.get("timeout") or 10)) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    if (
+        request.get("op") != "serve"
+    ):  # a worker lives for many calls: the parent limits each call's wall clock
+        cpu = math.ceil(float(request.get("timeout") or 10)) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
     # RLIMIT_NPROC counts every task of the user, so it cannot be a small number; the number of tasks on the whole

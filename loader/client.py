@@ -102,6 +102,12 @@ class Settings:
     # runs as root, each child mounts an empty read-only tmpfs over them before running function code, putting the
     # packages folder back when it lies in one of them (loader/confinement.py).
     hidden_paths: tuple[str, ...] = ()
+    # Running functions (loader/runtime): a call's wall clock, the longest silence between a stream's frames, how
+    # many warm workers the parent keeps (each holds one function's instance), and how long a call waits for one.
+    run_timeout: float = 60.0
+    run_idle_timeout: float = 30.0
+    runtime_workers: int = 4
+    busy_wait: float = 2.0
 
 
 # Plain defaults: the loader reads no environment variable of its own; the app hands it every setting (configure).
@@ -125,6 +131,10 @@ def configure(
     drop_privileges=None,
     load_user=None,
     hidden_paths=None,
+    run_timeout=None,
+    run_idle_timeout=None,
+    runtime_workers=None,
+    busy_wait=None,
 ) -> Settings:
     """Change how code is loaded; only the arguments given change. Returns the settings now in force."""
     global _settings
@@ -140,10 +150,15 @@ def configure(
         "drop_privileges": (drop_privileges, _drop_mode),
         "load_user": (load_user, str),
         "hidden_paths": (hidden_paths, _paths),
+        "run_timeout": (run_timeout, float),
+        "run_idle_timeout": (run_idle_timeout, float),
+        "runtime_workers": (runtime_workers, int),
+        "busy_wait": (busy_wait, float),
     }
     changes = {key: convert(value) for key, (value, convert) in given.items() if value is not None}
-    if changes.get("timeout", 1) <= 0 or changes.get("memory_mb", 1) <= 0 or changes.get("max_jobs", 1) <= 0:
-        raise ValueError("timeout, memory_mb and max_jobs must be positive")
+    positive = ("timeout", "memory_mb", "max_jobs", "run_timeout", "run_idle_timeout", "runtime_workers")
+    if any(changes.get(name, 1) <= 0 for name in positive) or changes.get("busy_wait", 0) < 0:
+        raise ValueError(f"{', '.join(positive)} must be positive and busy_wait not negative")
     if packages_dir is not _UNSET:
         changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
     with _state_lock:
@@ -419,12 +434,23 @@ class _Unavailable(Exception):
 
 
 class _Waiter:
+    """One answer awaited by a caller. A streaming call (loader/runtime/client.py) has its own kind of waiter with
+    the same two methods, which takes every frame of its call until the final one."""
+
     __slots__ = ("done", "header", "body")
 
     def __init__(self):
         self.done = threading.Event()
         self.header: dict = {}
         self.body = b""
+
+    def deliver(self, header: dict, body: bytes) -> None:
+        self.header, self.body = header, body
+        self.done.set()
+
+    def fail(self, load_error: dict) -> None:
+        self.header = {"error": load_error}
+        self.done.set()
 
 
 class _ZygoteProcess:
@@ -477,20 +503,8 @@ class _ZygoteProcess:
     def call(self, request: dict, *, wait: float) -> tuple[dict, bytes]:
         waiter = _Waiter()
         stopped = {"error": error("LoaderCrashed", "the loader process stopped; try again")}, b""
-        with self.pending_lock:
-            if not self.alive:
-                return stopped
-            request_id = next(self.ids)
-            self.pending[request_id] = waiter
-        frame = memoryview(encode_frame({**request, "id": request_id}))
-        try:
-            with self.write_lock:
-                while frame:
-                    frame = frame[self.proc.stdin.write(frame) :]
-        except (OSError, ValueError):
-            with self.pending_lock:
-                self.pending.pop(request_id, None)
-            self._died()
+        request_id = self.open(request, waiter)
+        if request_id is None:
             return stopped
         if not waiter.done.wait(wait):
             with self.pending_lock:
@@ -499,6 +513,36 @@ class _ZygoteProcess:
             self.close()
             return {"error": error("LoaderUnavailable", "the loader process did not answer in time")}, b""
         return waiter.header, waiter.body
+
+    def open(self, request: dict, waiter) -> int | None:
+        """Send `request` with a new id, its answers going to `waiter` (`deliver`, or `fail` if the zygote dies);
+        the id, or None if the zygote is gone."""
+        with self.pending_lock:
+            if not self.alive:
+                return None
+            request_id = next(self.ids)
+            self.pending[request_id] = waiter
+        if not self.post({**request, "id": request_id}):
+            with self.pending_lock:
+                self.pending.pop(request_id, None)
+            self._died()
+            return None
+        return request_id
+
+    def post(self, request: dict) -> bool:
+        """Send a request that has no answer (or whose waiter is registered); False if the pipe is closed."""
+        frame = memoryview(encode_frame(request))
+        try:
+            with self.write_lock:
+                while frame:
+                    frame = frame[self.proc.stdin.write(frame) :]
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def forget_waiter(self, request_id) -> None:
+        with self.pending_lock:
+            self.pending.pop(request_id, None)
 
     def _read_answers(self) -> None:
         stream = self.proc.stdout
@@ -514,10 +558,12 @@ class _ZygoteProcess:
                 for notice in header.get("notices") or ():
                     _log_once(str(notice))
                 with self.pending_lock:
-                    waiter = self.pending.pop(header.get("id"), None)
+                    if header.get("kind") == "run" and not header.get("final"):  # a call's frame: more follow
+                        waiter = self.pending.get(header.get("id"))
+                    else:
+                        waiter = self.pending.pop(header.get("id"), None)
                 if waiter is not None:
-                    waiter.header, waiter.body = header, body
-                    waiter.done.set()
+                    waiter.deliver(header, body)
         except (EOFError, OSError, ValueError):
             pass
         finally:
@@ -529,9 +575,7 @@ class _ZygoteProcess:
             was_alive, self.alive = self.alive, False
             pending, self.pending = self.pending, {}
         for waiter in pending.values():
-            message = "the loader process stopped while loading; try again"
-            waiter.header = {"error": error("LoaderCrashed", message)}
-            waiter.done.set()
+            waiter.fail(error("LoaderCrashed", "the loader process stopped while loading; try again"))
         self.started.set()
         if was_alive:
             self._stop_process()

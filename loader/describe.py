@@ -15,6 +15,7 @@ import types
 import warnings
 from enum import Enum
 from importlib.util import spec_from_file_location
+from typing import NamedTuple
 
 from loader import protocol
 from loader.errors import describe_exception, safe_str
@@ -36,15 +37,14 @@ class TooLarge(Exception):
 
 def answer(request: dict, workdir: str) -> dict:
     memory_mb = int(request.get("memory_mb") or 1024)
-    function_id = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(request.get("function_id")))
-    path = os.path.join(workdir, f"function_{function_id}.py")
+    module_name, path = module_path(workdir, request.get("function_id"))
     notes: list[str] = []
     reserve = bytearray(512 * 1024)  # released to report a MemoryError with memory to spare
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
-            answer = _in_event_loop(_load(request, f"function_{function_id}", path, notes, memory_mb))
+            answer = _in_event_loop(_load(request, module_name, path, notes, memory_mb))
         except MemoryError as exc:
             del reserve
             answer = {"ok": False, "error": describe_exception(exc, path, memory_mb=memory_mb)}
@@ -81,14 +81,32 @@ def _in_event_loop(job):
         asyncio.set_event_loop(None)
 
 
-async def _load(request: dict, module_name: str, path: str, notes: list[str], memory_mb: int) -> dict:
-    content = request.get("content") or ""
+def module_path(workdir: str, function_id) -> tuple[str, str]:
+    """The module name a function's code runs as, and the file its source is written to (tracebacks name it)."""
+    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(function_id))
+    return f"function_{name}", os.path.join(workdir, f"function_{name}.py")
+
+
+class Loaded(NamedTuple):
+    """What `instantiate` made of a function's source: its instance and kind, or the load error."""
+
+    error: dict | None
+    instance: object = None
+    kind: str | None = None
+
+
+def instantiate(content: str, module_name: str, path: str, memory_mb: int) -> Loaded:
+    """Run the function's module as Open WebUI does and create its instance, in this process.
+
+    Load children (`_load`) and runtime workers (loader/runtime/worker.py) both come here, so function code is
+    compiled and set up the same way for both. Call it with an event loop running in the thread.
+    """
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as source:
         source.write(content)
     try:
         code = compile(content, path, "exec", flags=FUNCTION_COMPILER_FLAGS, dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
-        return {"ok": False, "error": describe_exception(exc, path)}
+        return Loaded(describe_exception(exc, path))
 
     module = types.ModuleType(module_name)
     module.__file__ = path
@@ -99,15 +117,12 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
     try:
         exec(code, module.__dict__)  # running the function's code is this child's purpose
     except BaseException as exc:
-        return {"ok": False, "error": describe_exception(exc, path, memory_mb=memory_mb)}
+        return Loaded(describe_exception(exc, path, memory_mb=memory_mb))
 
     found = next(((name, kind) for name, kind in FUNCTION_CLASSES if _has(module, name)), None)
     if found is None:
         message = "No Pipe, Filter, Action or Event class found"
-        return {
-            "ok": False,
-            "error": protocol.error("NoFunctionClass", message),
-        }
+        return Loaded(protocol.error("NoFunctionClass", message))
     attribute, kind = found
     function_class = getattr(module, attribute)
 
@@ -116,7 +131,15 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
     except BaseException as exc:
         error = describe_exception(exc, path, memory_mb=memory_mb)
         error["message"] = f"creating {attribute}() failed: {error['message']}"
-        return {"ok": False, "error": error}
+        return Loaded(error)
+    return Loaded(None, instance, kind)
+
+
+async def _load(request: dict, module_name: str, path: str, notes: list[str], memory_mb: int) -> dict:
+    loaded = instantiate(request.get("content") or "", module_name, path, memory_mb)
+    if loaded.error is not None:
+        return {"ok": False, "error": loaded.error}
+    instance, kind = loaded.instance, loaded.kind
 
     if request.get("op") == "validate":
         kind_name = request.get("kind") or "valves"

@@ -57,6 +57,7 @@ from loader.protocol import (
     frame_sizes,
     message_size,
 )
+from loader.runtime.pool import Pool
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -146,6 +147,7 @@ class Child:
         "started",
         "warmed",
         "notice",
+        "worker",
     )
 
     def __init__(self):
@@ -162,6 +164,9 @@ class Child:
         self.started = 0.0
         self.warmed = False
         self.notice: list[str] = []
+        self.worker = (
+            None  # a runtime worker's bookkeeping (loader/runtime/pool.py); its `request` stays None
+        )
 
 
 class Forked(BaseException):
@@ -231,6 +236,8 @@ class Zygote:
         self.confine = bool(confined and confined.get("mounts"))
         self.needed = needed_folders(self.workdirs) if self.confine else []
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
+        # Runtime workers: children serving one function's calls (op "call"/"cancel"), loader/runtime/pool.py.
+        self.pool = Pool(self)
         self.poller = select.poll()
         self.prctl = _prctl()
         if self.prctl is not None:
@@ -298,6 +305,7 @@ class Zygote:
         self.pipes.clear()
         self.queue.clear()
         self.package_access.clear()
+        self.pool.forget()
 
     def _busy(self) -> int:
         return sum(1 for item in self.children.values() if item.request is not None)
@@ -308,7 +316,7 @@ class Zygote:
     def _poll_timeout(self) -> int:
         now = time.monotonic()
         waiting = self._waiting()
-        moments = [item.deadline for item in waiting]
+        moments = [item.deadline for item in waiting] + self.pool.deadlines()
         if len(self.spares) < self.spare_count and waiting:
             moments.append(max(item.started for item in waiting) + SPARE_DELAY)
         if not waiting and any(not item.warmed for item in self.spares):
@@ -364,9 +372,12 @@ class Zygote:
                     "forks": self.forks,
                     "running": self._busy(),
                     "spares": len(self.spares),
+                    "workers": self.pool.summary(),
                     "times": list(os.times())[:4],
                 }
             )
+        elif request.get("op") in ("call", "cancel"):
+            self.pool.handle(request)
         elif self._busy() < self.max_jobs:
             self._dispatch(request)
         else:
@@ -449,13 +460,7 @@ class Zygote:
         item.request, item.id = request, request.get("id")
         item.started = time.monotonic()
         item.deadline = item.started + float(request.get("timeout") or 10)
-        notices = []
-        if self.identity is not None:
-            request["privileges"], notice = self._identity_for(request)
-            notices.append(notice)
-        request["hidden_paths"], notice = self._hidden_for(request)
-        notices.append(notice)
-        item.notice = [notice for notice in notices if notice]
+        item.notice = self.confine_request(request)
         try:
             self._message(item, request)
         except OSError:
@@ -467,6 +472,23 @@ class Zygote:
             os.close(item.job_fd)
             item.job_fd = -1
         return True
+
+    def confine_request(self, request: dict) -> list[str]:
+        """Add to a job the identity its child takes and the folders it hides; the notices to pass on."""
+        notices = []
+        if self.identity is not None:
+            request["privileges"], notice = self._identity_for(request)
+            notices.append(notice)
+        request["hidden_paths"], notice = self._hidden_for(request)
+        notices.append(notice)
+        return [notice for notice in notices if notice]
+
+    def worker_child(self) -> Child | None:
+        """A child to become a runtime worker (loader/runtime/pool.py): a spare, else a new one; None if none can
+        be forked. Workers run pipes that call model APIs: whatever forks them must leave them the network."""
+        if self.spares:
+            return self.spares.popleft()
+        return self._spawn()
 
     def _identity_for(self, request: dict) -> tuple[dict | None, str]:
         """The identity this job's child takes, or None (stays root) with the reason when the load user cannot read
@@ -534,6 +556,8 @@ class Zygote:
 
     def _read_pipe(self, fd: int, rounds: int = 1) -> None:
         item, which = self.pipes[fd]
+        if item.worker is not None:
+            return self.pool.read(item, fd, which, rounds)
         for _ in range(rounds):
             try:
                 data = os.read(fd, READ_CHUNK)
@@ -592,6 +616,9 @@ class Zygote:
             header["notices"] = item.notice
         self._send(header, body)
 
+    def kill(self, item: Child) -> None:
+        self._kill(item)
+
     def _kill(self, item: Child) -> None:
         """SIGKILL the child's process group and the child itself.
 
@@ -611,6 +638,7 @@ class Zygote:
                 timeout = float(item.request.get("timeout") or 10)
                 self._fail(item, "Timeout", f"loading took longer than {timeout:g} s")
                 self._kill(item)
+        self.pool.expire(now)
 
     def _reap(self) -> None:
         reaped = False
@@ -636,6 +664,8 @@ class Zygote:
             self._sweep()
 
     def _finish(self, item: Child, returncode: int) -> None:
+        if item.worker is not None:
+            self.pool.finished(item, returncode)
         if item.request is not None and not item.answered:
             for fd in (item.result_fd, item.output_fd):
                 if fd in self.pipes:
@@ -656,6 +686,9 @@ class Zygote:
         del self.children[item.pid]
         scratch.remove_tree(item.workdir)
 
+    def close_pipe(self, fd: int) -> None:
+        self._close_pipe(fd)
+
     def _close_pipe(self, fd: int) -> None:
         item, which = self.pipes.pop(fd)
         with contextlib.suppress(KeyError, ValueError):
@@ -672,6 +705,9 @@ class Zygote:
             if pid not in self.children:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+
+    def send(self, header: dict, body: bytes = b"") -> None:
+        self._send(header, body)
 
     def _send(self, header: dict, body: bytes = b"") -> None:
         view = memoryview(encode_frame(header, body))

@@ -2,8 +2,11 @@
 the one shape of a load error.
 
 Server and parent speak frames: an 8-byte prefix (header length, body length, both 4-byte big-endian), a JSON
-header and a raw body. Requests carry an `id`; answers carry the same `id`. The parent hands a child its job, and
-the child its answer back, as messages: a 4-byte big-endian length and that many bytes.
+header and a raw body. Requests carry an `id`; answers carry the same `id`. A function call (`op: "call"`, see
+loader/runtime/pool.py) is answered by several frames `{"kind": "run", "id"}`, the last with `"final": true`, each
+body one JSON frame; `{"op": "cancel", "target": id}` has no answer. The parent hands a child its job, and the child
+its answer back, as messages: a 4-byte big-endian length and that many bytes (a runtime worker sends many, each
+starting with a byte that says what it is, loader/runtime/worker.py).
 """
 
 from __future__ import annotations
