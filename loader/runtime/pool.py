@@ -24,6 +24,7 @@ import codecs
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections import deque
@@ -438,9 +439,7 @@ class Pool:
             return _exit_cause(returncode, loading=loading)
         if loading:
             return found
-        kind = "Crashed" if found.get("type") == "Killed" else str(found.get("type") or "Crashed")
-        message = str(found.get("message") or "").replace("while loading", "during the call")
-        return error(kind, message + "; the next call starts a fresh worker")
+        return _exit_cause(_reported_status(found), loading=False)
 
     def expire(self, now: float) -> None:
         """Enforce the deadlines (called by the zygote's loop), and retry writes that did not fit."""
@@ -549,6 +548,18 @@ def _exit_cause(returncode: int, *, loading: bool) -> dict:
         hint = " (out of memory?)" if -returncode in (signal.SIGKILL, signal.SIGABRT) else ""
         return error("Crashed", f"the function's process was killed by {name}{hint} {during}{fresh}")
     return error("Exit", f"the function's code ended its process (exit status {returncode}) {during}{fresh}")
+
+
+def _reported_status(report: dict) -> int:
+    """The exit status (negative: the signal) a reaper's report (`loader.errors.exit_status_error`) speaks of."""
+    text = str(report.get("message") or "")
+    found = re.search(r"killed by (SIG[A-Z0-9]+)", text)
+    if found and found.group(1) in signal.Signals.__members__:
+        return -signal.Signals[found.group(1)].value
+    if report.get("type") == "CPULimit":
+        return -signal.SIGXCPU
+    found = re.search(r"status (-?\d+)", text)
+    return int(found.group(1)) if found else 1
 
 
 def _number(value, default: float, minimum: float | None = None) -> float:

@@ -89,15 +89,20 @@ class Worker:
         self.current: object | None = None  # the running call's token: its sink sends only while it runs
         self.stopping = False
         self.loop = asyncio.new_event_loop()
+        # Released when a call runs out of memory, so that its error can still be described and sent; and the answer
+        # sent when even that fails, encoded now.
+        self.reserve: bytearray | None = bytearray(1024 * 1024)
+        message = f"the call needed more than the {self.memory_mb} MiB of memory a function may use"
+        fallback = {"kind": "error", "error": protocol.error("MemoryError", message), "retire": True}
+        self.fallback = _encode_message(b"x" + _dumps(fallback).encode())
 
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
         _log_to_stderr()
-        reserve = bytearray(512 * 1024)  # released to report a MemoryError with memory to spare
         try:
             loaded = self.loop.run_until_complete(self._load())
         except MemoryError as exc:
-            del reserve
+            self.reserve = None
             loaded = describe.Loaded(describe_exception(exc, self.path, memory_mb=self.memory_mb))
         except BaseException as exc:  # SystemExit or the like escaping a task the code created at import
             loaded = describe.Loaded(describe_exception(exc, self.path, memory_mb=self.memory_mb))
@@ -111,12 +116,9 @@ class Worker:
         self.loop.add_reader(self.job_fd, self._readable)
         self._readable()  # the first call may already be waiting (the parent sends it with the serve job)
         while not self.stopping:
-            try:
+            # SystemExit & co. raised by a task the code started stop the loop; the call's own task answers.
+            with contextlib.suppress(BaseException):
                 self.loop.run_forever()
-            except (
-                BaseException
-            ):  # SystemExit & co. raised by a task the code started: the call's task answers
-                continue
 
     async def _load(self) -> describe.Loaded:
         # Run inside the loop, as Open WebUI runs function code inside its request handler.
@@ -157,6 +159,25 @@ class Worker:
     # --- one call -------------------------------------------------------------------------------------------
 
     async def _call(self, message: dict) -> None:
+        """Serve one call; whatever happens, answer it."""
+        try:
+            await self._serve_call(message)
+        except BaseException as exc:  # describing or sending the answer failed: out of memory, most likely
+            self.current = None
+            self.reserve = None
+            with contextlib.suppress(BaseException):
+                answer = self.fallback
+                if not isinstance(exc, MemoryError):
+                    message = (
+                        f"the worker could not send the call's answer: {type(exc).__name__}: {safe_str(exc)}"
+                    )
+                    frame = {"kind": "error", "error": protocol.error("BadAnswer", message), "retire": True}
+                    answer = _encode_message(b"x" + _dumps(frame).encode())
+                view = memoryview(answer)
+                while view:
+                    view = view[_write(self.result_fd, view) :]
+
+    async def _serve_call(self, message: dict) -> None:
         started = time.perf_counter()
         method = str(message.get("method") or "")
         stream = bool(message.get("stream"))
@@ -188,6 +209,8 @@ class Worker:
             result = await invoke(self.instance, method, ctx, sink, collect=not stream)
             kind, frame = b"d", {"kind": "done", "result": result, "notes": ctx.notes}
         except BaseException as exc:  # the call's error, whatever it is; the worker itself goes on
+            if isinstance(exc, MemoryError):
+                self.reserve = None
             retire = not isinstance(exc, Exception) or isinstance(exc, MemoryError)
             kind, frame = b"x", {"kind": "error", "error": call_error(exc, self.path, self.memory_mb, method)}
         self.current = None

@@ -624,3 +624,16 @@ def test_valves_given_in_the_context_are_used_when_not_given_as_keywords(runtime
     assert run(runtime, code, ctx=context).result == [("json", {"admin": "A", "user": "U"})]
     given = run(runtime, code, ctx=context, admin_valves={"prefix": "B"}, user_valves={"tone": "V"})
     assert given.result == [("json", {"admin": "B", "user": "V"})]
+
+
+@pytest.mark.parametrize("status", [3, 0, -11, -9])
+def test_a_reapers_report_of_how_a_worker_ended_reads_as_its_exit_status(status):
+    """Where a worker runs under a reaper (pid 1 of a process-id namespace), the worker's exit status reaches the
+    parent only as the reaper's report: the call's error says the same as from the status itself."""
+    from loader.errors import exit_status_error
+    from loader.runtime.pool import _exit_cause, _reported_status
+
+    assert _reported_status(exit_status_error(status)) == status
+    assert _exit_cause(_reported_status(exit_status_error(status)), loading=False) == _exit_cause(
+        status, loading=False
+    )
