@@ -637,3 +637,39 @@ def test_a_reapers_report_of_how_a_worker_ended_reads_as_its_exit_status(status)
     assert _exit_cause(_reported_status(exit_status_error(status)), loading=False) == _exit_cause(
         status, loading=False
     )
+
+
+MANIFOLD = """
+from pydantic import BaseModel
+
+class Pipe:
+    class Valves(BaseModel):
+        models: str = "a,b"
+
+    def __init__(self):
+        self.valves = self.Valves()
+        self.name = "Multi: "
+
+    def pipes(self):
+        return [{"id": m, "name": m.upper()} for m in self.valves.models.split(",")]
+
+    def pipe(self, body: dict) -> str:
+        return body["model"]
+"""
+
+
+def test_the_pipes_method_answers_a_manifolds_models_read_with_its_stored_valves(runtime):
+    from loader import run_function_collect
+
+    result = run_function_collect(
+        unique(MANIFOLD), function_id="multi", method="pipes", admin_valves={"models": "x,y,z"}
+    )
+
+    assert result.ok, result.error
+    assert result.result == [
+        {"id": "multi.x", "name": "Multi: X", "sub": "x"},
+        {"id": "multi.y", "name": "Multi: Y", "sub": "y"},
+        {"id": "multi.z", "name": "Multi: Z", "sub": "z"},
+    ]
+    plain = run_function_collect(unique(COUNTER), function_id="plain", method="pipes")
+    assert plain.ok and plain.result == [{"id": "plain", "name": "", "sub": None}]
