@@ -51,7 +51,7 @@ def _admin_key() -> ApiKey:
 @bp.errorhandler(ServiceError)
 def on_service_error(error: ServiceError):
     response = jsonify({"detail": error.detail})
-    retry_after = error.extra.get("retry_after")
+    retry_after = getattr(error, "retry_after", None) or error.extra.get("retry_after")
     if retry_after:
         response.headers["Retry-After"] = str(int(retry_after))
     return response, error.status
@@ -80,12 +80,12 @@ def chat_completions():
     prepared = chat.prepare_chat(_key(), _json_body())
     if not prepared.body.get("stream"):
         return jsonify(chat.complete(prepared))
+    # A failing inlet or a busy runtime answers with its status, before any stream starts.
     inlet_events: list[dict] = []
-    chat.run_inlets(
-        prepared, on_event=inlet_events.append
-    )  # a failing inlet answers with its status, not a stream
+    chat.run_inlets(prepared, on_event=inlet_events.append)
+    call = chat.start_stream(prepared)
     return Response(
-        stream_with_context(chat.stream(prepared, inlet_events)),
+        stream_with_context(chat.stream(prepared, call, inlet_events)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -25,8 +25,8 @@ from sqlalchemy import select
 import loader
 from extensions import db
 from loader.runtime import filter_order, filter_priority
-from models import ApiKey, Function, User, UserValves
-from services import accounts
+from models import ApiKey, Function, User
+from services import accounts, running
 from services.errors import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,15 @@ def function_for(model_or_id: str, *, active_only: bool = True) -> Function:
     return f
 
 
-def list_pipe_models(f: Function, actor: Actor | None = None) -> list[dict]:
-    """The models one pipe function offers: ``[{id, name, sub}]`` (a manifold's sub-pipes each as ``fn.sub``)."""
-    outcome = _collect(_start(f, "pipes", {}, actor or Actor(None, {}), timeout=PIPES_TIMEOUT))
+def list_pipe_models(f: Function) -> list[dict]:
+    """The models one pipe function offers: ``[{id, name, sub}]`` (a manifold's sub-pipes each as ``fn.sub``).
+
+    A manifold's ``pipes`` is function code, read in its worker with its admin valves set, as Open WebUI reads it;
+    it takes no user, so no user valves either.
+    """
+    outcome = loader.run_function_collect(
+        f.content, function_id=f.id, method="pipes", admin_valves=_stored_valves(f), timeout=PIPES_TIMEOUT
+    )
     if not outcome.ok or not isinstance(outcome.result, list):
         log.warning("Pipe %s offers no models: %s", f.id, (outcome.error or {}).get("message"))
         return []
@@ -154,7 +160,7 @@ def models_list(actor: Actor) -> dict:
     """``GET /v1/models``: the active pipes as models, then the active filters as Pipelines filter items."""
     data = []
     for f in _active("pipe"):
-        data.extend(_model_entry(model, f) for model in list_pipe_models(f, actor))
+        data.extend(_model_entry(model, f) for model in list_pipe_models(f))
     data.extend(_filter_entry(f) for f in filter_order_of(_active("filter")))
     return {"object": "list", "data": data, "pipelines": True}
 
@@ -203,7 +209,7 @@ def find_model(model_id: str, actor: Actor) -> tuple[Function, dict]:
     except NotFound:
         f = None
     if f is not None and f.type == "pipe" and f.load_status == "ok":
-        for model in list_pipe_models(f, actor):
+        for model in list_pipe_models(f):
             if model["id"] == model_id:
                 return f, model
     raise NotFound(f"There is no model {model_id!r} here.", kind="model_not_found")
@@ -221,51 +227,18 @@ def _start(
     model: dict | None = None,
     extras: dict | None = None,
     stream: bool = False,
-    timeout: float | None = None,
-) -> loader.RunCall:
+) -> running.Run:
     """Start one call of a stored function's method for ``actor`` (their stored user valves, else defaults)."""
-    user_valves = _user_valves(actor.user, f.id) if actor.user is not None else {}
-    ctx = {"body": body, "user": dict(actor.info), "model": model, **(extras or {})}
-    return loader.run_function(
-        f.content,
-        function_id=f.id,
-        method=method,
-        ctx=ctx,
-        admin_valves=_stored_valves(f),
-        user_valves=user_valves,
-        stream=stream,
-        timeout=timeout,
+    caller = actor.user if actor.user is not None else dict(actor.info)
+    return running.run_call(
+        f, method=method, body=body, caller=caller, model=model, stream=stream, extras=extras
     )
-
-
-def _user_valves(user: User, function_id: str) -> dict:
-    stored = db.session.scalar(
-        select(UserValves.valves).where(UserValves.user_id == user.id, UserValves.function_id == function_id)
-    )
-    return dict(stored) if isinstance(stored, dict) else {}
-
-
-def _collect(call: loader.RunCall) -> loader.RunResult:
-    result = loader.RunResult(ok=False)
-    with call:
-        for frame in call:
-            kind = frame.get("kind")
-            if kind == "event":
-                result.events.append(frame.get("event"))
-            elif kind == "done":
-                result.ok, result.result = True, frame.get("result")
-            elif kind == "error":
-                result.error = frame.get("error")
-    return result
 
 
 def _error_status(error: dict) -> int:
-    kind = error.get("type")
-    if kind in ("Busy", "LoaderUnavailable", "LoaderCrashed"):
-        return 503
-    if kind == "Timeout":
-        return 504
-    return 400
+    # The function failed (its exception, its limits): the caller's request is what it could not answer. A busy or
+    # absent runtime never gets here: running.run_call raises those (503) before the call runs.
+    return 504 if error.get("type") == "Timeout" else 400
 
 
 def error_text(error: dict | None) -> str:
@@ -277,10 +250,7 @@ def error_text(error: dict | None) -> str:
 
 def call_failed(error: dict | None) -> ChatError:
     error = error or {}
-    extra = {}
-    if error.get("type") == "Busy":
-        extra["retry_after"] = error.get("retry_after") or 1
-    return ChatError(error_text(error), status=_error_status(error), kind="run_failed", **extra)
+    return ChatError(error_text(error), status=_error_status(error), kind="run_failed")
 
 
 @dataclass
@@ -333,7 +303,7 @@ def run_chain(
     for f in filters:
         try:
             answer = run_phase(f, method, body, actor, model=model, extras=extras, on_event=on_event).body
-        except ChatError as exc:
+        except ServiceError as exc:
             if strict:
                 raise
             log.warning("Filter %s %s failed, the body passes on: %s", f.id, method, exc.detail)
@@ -378,22 +348,6 @@ def sse(data: Any) -> str:
     return f"data: {text}\n\n"
 
 
-def _content_of(item: tuple[str, Any]) -> str:
-    """The answer text an item carries: a string, or the content of a chunk or completion object."""
-    kind, value = item
-    if kind == "text":
-        return str(value)
-    if kind == "sse":
-        return ""
-    if isinstance(value, dict):
-        choices = value.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            part = choices[0].get("delta") or choices[0].get("message") or {}
-            content = part.get("content") if isinstance(part, dict) else None
-            return content if isinstance(content, str) else ""
-    return ""
-
-
 @dataclass
 class Chat:
     """One ``/v1/chat/completions`` request, ready to run: the pipe, the filters and who it runs for."""
@@ -410,6 +364,10 @@ class Chat:
     @property
     def model_id(self) -> str:
         return self.model["id"]
+
+    @property
+    def call_options(self) -> dict:
+        return {"model": self.model, "extras": self.extras}
 
     def pipe_body(self) -> dict:
         return {key: value for key, value in self.body.items() if key not in ("metadata", "filter_ids")}
@@ -508,17 +466,16 @@ def run_outlets(chat: Chat, content: str, on_event: Callable[[dict], None] | Non
 def complete(chat: Chat) -> dict:
     """A chat without streaming: inlets, the pipe, outlets; a ``chat.completion`` (or the pipe's own object)."""
     run_inlets(chat)
-    outcome = _collect(
-        _start(chat.function, "pipe", chat.pipe_body(), chat.actor, model=chat.model, extras=chat.extras)
+    outcome = running.collect(
+        _start(chat.function, "pipe", chat.pipe_body(), chat.actor, **chat.call_options)
     )
-    if not outcome.ok:
-        raise call_failed(outcome.error)
-    items = [tuple(item) for item in outcome.result or []]
+    if outcome["error"] is not None:
+        raise call_failed(outcome["error"])
+    items = [tuple(item) for item in outcome["result"] or []]
     if len(items) == 1 and items[0][0] == "json" and isinstance(items[0][1], dict):
         if "choices" not in items[0][1]:
             return items[0][1]  # a dict that is not a completion is answered as it is (RUNTIME.md §4)
-    content = "".join(_content_of(item) for item in items)
-    content = run_outlets(chat, content)
+    content = run_outlets(chat, running.pipe_text(items))
     return {
         "id": chat.id,
         "object": "chat.completion",
@@ -535,41 +492,42 @@ def complete(chat: Chat) -> dict:
     }
 
 
-def stream(chat: Chat, inlet_events: list[dict]) -> Iterator[str]:
+def start_stream(chat: Chat) -> running.Run:
+    """Start the pipe of a streaming chat (before the answer starts: a busy runtime is still a 503)."""
+    return _start(chat.function, "pipe", chat.pipe_body(), chat.actor, stream=True, **chat.call_options)
+
+
+def stream(chat: Chat, call: running.Run, inlet_events: list[dict]) -> Iterator[str]:
     """A streaming chat's server-sent events, after the inlets ran: the events the inlets emitted, the pipe's
     chunks (each through the stream filters) and events as they come, the final stop chunk, the outlets' events,
-    ``[DONE]``. A failure inside the stream is an ``error`` chunk, then ``[DONE]``."""
+    ``[DONE]``. A failure inside the stream is an ``error`` chunk, then ``[DONE]``. Leaving early (the client went
+    away) cancels the pipe's call."""
     cid, model_id = chat.id, chat.model_id
-    for event in inlet_events:
-        yield sse(event_chunk(cid, model_id, event))
-    parts: list[str] = []
-    call = _start(
-        chat.function, "pipe", chat.pipe_body(), chat.actor, model=chat.model, extras=chat.extras, stream=True
-    )
     with call:
-        for frame in call:
-            kind = frame.get("kind")
-            if kind == "event":
-                yield sse(event_chunk(cid, model_id, frame.get("event")))
-            elif kind == "chunk":
-                item = tuple(frame.get("item") or ("text", ""))
-                parts.append(_content_of(item))
-                out = _chunk_out(chat, item)
-                for line in _filtered(chat, out):
-                    yield line
-            elif kind == "error":
-                yield sse({"error": {"detail": error_text(frame.get("error"))}})
-                yield sse("[DONE]")
-                return
-            elif kind == "done":
-                break
-    for line in _filtered(chat, chunk(cid, model_id, {}, "stop")):
-        yield line
-    pending: list[dict] = []
-    run_outlets(chat, "".join(parts), on_event=pending.append)
-    for event in pending:
-        yield sse(event_chunk(cid, model_id, event))
-    yield sse("[DONE]")
+        for event in inlet_events:
+            yield sse(event_chunk(cid, model_id, event))
+        items: list = []
+        try:
+            for frame in call:
+                kind = frame.get("kind")
+                if kind == "event":
+                    yield sse(event_chunk(cid, model_id, frame.get("event")))
+                elif kind == "chunk":
+                    item = tuple(frame.get("item") or ("text", ""))
+                    items.append(item)
+                    yield from _filtered(chat, _chunk_out(chat, item))
+                elif kind == "error":
+                    raise call_failed(frame.get("error"))
+                elif kind == "done":
+                    break
+            yield from _filtered(chat, chunk(cid, model_id, {}, "stop"))
+            pending: list[dict] = []
+            run_outlets(chat, running.pipe_text(items), on_event=pending.append)
+            for event in pending:
+                yield sse(event_chunk(cid, model_id, event))
+        except ServiceError as exc:
+            yield sse({"error": {"detail": exc.detail}})
+        yield sse("[DONE]")
 
 
 def _chunk_out(chat: Chat, item: tuple[str, Any]) -> Any:
@@ -595,7 +553,7 @@ def _filtered(chat: Chat, data: Any) -> Iterator[str]:
                 answer = run_phase(
                     f, "stream", data, chat.actor, model=chat.model, extras=extras, on_event=events.append
                 ).body
-            except ChatError as exc:
+            except ServiceError as exc:
                 log.warning("Filter %s stream failed, the chunk is dropped: %s", f.id, exc.detail)
                 answer = None
             if not answer:
@@ -613,24 +571,24 @@ def _filtered(chat: Chat, data: Any) -> Iterator[str]:
 
 
 def pipeline_filter(key: ApiKey, function_or_model_id: str, method: str, payload: Any) -> Any:
-    """``/v1/{id}/filter/inlet|outlet``: the function's ``method`` over ``payload["body"]`` for the user named in
-    ``payload["user"]`` (when the key may act for others); a pipe without the method passes the body through."""
+    """``/v1/{id}/filter/inlet|outlet``: the filter's ``method`` over ``payload["body"]`` for the user named in
+    ``payload["user"]`` (when the key may act for others), answering the new body.
+
+    A pipe's id (Open WebUI calls these routes for a model that carries a ``pipeline`` field) passes the body
+    through unchanged: Open WebUI never calls a pipe function's own ``inlet`` or ``outlet``.
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("body"), dict):
         raise ServiceError('The request body must be {"user": {...}, "body": {...}}.', status=400)
     f = function_for(function_or_model_id)
-    if f.type not in ("filter", "pipe"):
+    body = payload["body"]
+    if f.type == "pipe":
+        return body
+    if f.type != "filter":
         raise NotFound(f"{f.id!r} is not a filter or a pipe.", kind="function_not_found")
     actor = actor_for(key, payload.get("user"))
-    body = payload["body"]
-    model = body.get("model") if isinstance(body.get("model"), dict) else None
-    if (
-        model is None
-        and isinstance(body.get("metadata"), dict)
-        and isinstance(body["metadata"].get("model"), dict)
-    ):
-        model = body["metadata"]["model"]
-    extras = {"sub_id": function_or_model_id.split(".", 1)[1] if "." in function_or_model_id else None}
-    return run_phase(f, method, body, actor, model=model, extras=extras).body
+    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    model = metadata.get("model") if isinstance(metadata.get("model"), dict) else body.get("model")
+    return run_phase(f, method, body, actor, model=model).body
 
 
 # --- Pipelines protocol: valves -----------------------------------------------------------------------------------
