@@ -149,8 +149,9 @@ def _filter_entry(f: Function) -> dict:
         "pipeline": {
             "type": "filter",
             "valves": f.valves_schema is not None,
-            # Global filters apply to every model; Sluice has no models to attach others to.
-            "pipelines": ["*"] if f.is_global else [],
+            # Global filters apply to every model; Sluice has no models to attach others to. A toggle filter runs
+            # only in a chat whose filter_ids name it, which Open WebUI never does for a connection's filters.
+            "pipelines": ["*"] if f.is_global and not _is_toggle(f) else [],
             "priority": filter_priority_of(f),
         },
     }
@@ -188,6 +189,10 @@ def _filter_ids(body: dict) -> list[str]:
     if found is None and isinstance(body.get("metadata"), dict):
         found = body["metadata"].get("filter_ids")
     return [str(item) for item in found] if isinstance(found, list) else []
+
+
+def _is_toggle(f: Function) -> bool:
+    return bool((f.meta or {}).get("toggle"))
 
 
 def chat_filters(body: dict) -> list[Function]:
@@ -585,6 +590,10 @@ def pipeline_filter(key: ApiKey, function_or_model_id: str, method: str, payload
         return body
     if f.type != "filter":
         raise NotFound(f"{f.id!r} is not a filter or a pipe.", kind="function_not_found")
+    if _is_toggle(f) and f.id not in _filter_ids(body):
+        return (
+            body  # switched off for this chat, as Open WebUI skips a toggle filter its chat did not switch on
+        )
     actor = actor_for(key, payload.get("user"))
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     model = metadata.get("model") if isinstance(metadata.get("model"), dict) else body.get("model")

@@ -131,6 +131,10 @@ UPPER = source(
         def __init__(self):
             self.toggle = True
 
+        def inlet(self, body: dict) -> dict:
+            body["messages"][-1]["content"] += " [upper]"
+            return body
+
         def stream(self, event: dict) -> dict:
             for choice in event.get("choices", []):
                 delta = choice.get("delta") or {}

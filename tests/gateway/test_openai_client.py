@@ -56,7 +56,7 @@ def test_models_has_the_pipelines_fields_for_open_webui(gateway):
         item["id"]: item["pipeline"] for item in answer["data"] if item["pipeline"]["type"] == "filter"
     }
     assert filters["marker"] == {"type": "filter", "valves": True, "pipelines": ["*"], "priority": 0}
-    assert filters["upper"]["pipelines"] == ["*"]
+    assert filters["upper"]["pipelines"] == []  # a toggle filter: Open WebUI never switches it on
     assert "refuser" not in filters  # inactive
     assert all("pipe" not in item for item in answer["data"])
 
@@ -156,7 +156,7 @@ def test_a_toggle_filter_runs_only_when_the_chat_names_it_and_filters_each_chunk
         )
 
     assert text(plain) == "echo: good morning [in] "
-    assert text(upper) == "ECHO: GOOD MORNING [IN] "
+    assert text(upper) == "ECHO: GOOD MORNING [IN] [UPPER] "
 
 
 @pytest.mark.parametrize("key", [None, "sk-not-a-real-key-0123456789012345678901234567", "not even a key"])

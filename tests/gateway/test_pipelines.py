@@ -64,6 +64,16 @@ def test_a_users_key_runs_the_filter_as_itself_whatever_user_the_body_names(clie
     assert inlet(client, keys["user"], OTHER).get_json()["messages"][0]["content"] == "tag=uma"
 
 
+def test_a_toggle_filter_runs_on_the_route_only_when_the_chat_switched_it_on(client, keys):
+    headers = bearer(keys["connection"])
+    off = client.post("/v1/upper/filter/inlet", json={"user": OTHER, "body": CHAT}, headers=headers)
+    on_body = {**CHAT, "metadata": {"filter_ids": ["upper"]}}
+    on = client.post("/v1/upper/filter/inlet", json={"user": OTHER, "body": on_body}, headers=headers)
+
+    assert off.get_json() == CHAT
+    assert on.get_json()["messages"][-1]["content"] == "hi [upper]"
+
+
 def test_filter_outlet_answers_the_new_body(client, keys):
     body = {
         "model": "echo",
