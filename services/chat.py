@@ -11,12 +11,15 @@ global applies to no model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,24 +106,63 @@ def function_for(model_or_id: str, *, active_only: bool = True) -> Function:
     return f
 
 
+@dataclass(frozen=True)
+class _PipeCode:
+    """What listing a pipe's models needs, read from the database first (listing may run in other threads)."""
+
+    id: str
+    name: str
+    content: str
+    valves: str  # the stored admin valves as JSON, part of the cache key
+
+    @classmethod
+    def of(cls, f: Function) -> _PipeCode:
+        valves = json.dumps(_stored_valves(f), sort_keys=True, default=str)
+        return cls(f.id, f.name, f.content, valves)
+
+
+# What each pipe offers, kept for a few seconds: every chat looks its model up, and Open WebUI reads the list often.
+# The key holds the code and the valves, so a change is seen at once; a failed listing is not kept.
+PIPES_KEPT_SECONDS = 5.0
+_offered: dict[tuple[str, str, str], tuple[float, list[dict]]] = {}
+_offered_lock = threading.Lock()
+
+
+def _pipe_models(pipe: _PipeCode) -> list[dict]:
+    key = (pipe.id, hashlib.sha256(pipe.content.encode("utf-8", "surrogatepass")).hexdigest(), pipe.valves)
+    with _offered_lock:
+        kept = _offered.get(key)
+    if kept is not None and time.monotonic() - kept[0] < PIPES_KEPT_SECONDS:
+        return kept[1]
+    outcome = loader.run_function_collect(
+        pipe.content,
+        function_id=pipe.id,
+        method="pipes",
+        admin_valves=json.loads(pipe.valves),
+        timeout=PIPES_TIMEOUT,
+    )
+    if not outcome.ok or not isinstance(outcome.result, list):
+        log.warning("Pipe %s offers no models: %s", pipe.id, (outcome.error or {}).get("message"))
+        return []
+    models = []
+    for item in outcome.result:
+        if isinstance(item, dict) and item.get("id"):
+            name = item.get("name") if item.get("sub") is not None else pipe.name
+            models.append({"id": str(item["id"]), "name": str(name or ""), "sub": item.get("sub")})
+    with _offered_lock:
+        if len(_offered) > 1024:
+            _offered.clear()
+        _offered[key] = (time.monotonic(), models)
+    return models
+
+
 def list_pipe_models(f: Function) -> list[dict]:
     """The models one pipe function offers: ``[{id, name, sub}]`` (a manifold's sub-pipes each as ``fn.sub``).
 
     A manifold's ``pipes`` is function code, read in its worker with its admin valves set, as Open WebUI reads it;
     it takes no user, so no user valves either.
     """
-    outcome = loader.run_function_collect(
-        f.content, function_id=f.id, method="pipes", admin_valves=_stored_valves(f), timeout=PIPES_TIMEOUT
-    )
-    if not outcome.ok or not isinstance(outcome.result, list):
-        log.warning("Pipe %s offers no models: %s", f.id, (outcome.error or {}).get("message"))
-        return []
-    models = []
-    for item in outcome.result:
-        if isinstance(item, dict) and item.get("id"):
-            name = item.get("name") if item.get("sub") is not None else f.name
-            models.append({"id": str(item["id"]), "name": str(name or ""), "sub": item.get("sub")})
-    return models
+    return _pipe_models(_PipeCode.of(f))
 
 
 def _model_entry(model: dict, f: Function) -> dict:
@@ -159,9 +201,14 @@ def _filter_entry(f: Function) -> dict:
 
 def models_list(actor: Actor) -> dict:
     """``GET /v1/models``: the active pipes as models, then the active filters as Pipelines filter items."""
+    pipes = _active("pipe")
+    codes = [_PipeCode.of(f) for f in pipes]
+    # Each pipe's list comes from its own worker: ask them all at once.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(codes)))) as pool:
+        offered = list(pool.map(_pipe_models, codes))
     data = []
-    for f in _active("pipe"):
-        data.extend(_model_entry(model, f) for model in list_pipe_models(f))
+    for f, models in zip(pipes, offered, strict=True):
+        data.extend(_model_entry(model, f) for model in models)
     data.extend(_filter_entry(f) for f in filter_order_of(_active("filter")))
     return {"object": "list", "data": data, "pipelines": True}
 
@@ -478,8 +525,7 @@ def complete(chat: Chat) -> dict:
         raise call_failed(outcome["error"])
     items = [tuple(item) for item in outcome["result"] or []]
     if len(items) == 1 and items[0][0] == "json" and isinstance(items[0][1], dict):
-        if "choices" not in items[0][1]:
-            return items[0][1]  # a dict that is not a completion is answered as it is (RUNTIME.md §4)
+        return _own_answer(chat, items[0][1])
     content = run_outlets(chat, running.pipe_text(items))
     return {
         "id": chat.id,
@@ -495,6 +541,19 @@ def complete(chat: Chat) -> dict:
             }
         ],
     }
+
+
+def _own_answer(chat: Chat, answer: dict) -> dict:
+    """A pipe's dict is answered as it is (RUNTIME.md §4); when it is a completion, the outlets see its text."""
+    choices = answer.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    message = first.get("message") if first is not None else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+        return answer
+    content = run_outlets(chat, message["content"])
+    if content == message["content"]:
+        return answer
+    return {**answer, "choices": [{**first, "message": {**message, "content": content}}, *choices[1:]]}
 
 
 def start_stream(chat: Chat) -> running.Run:

@@ -19,6 +19,7 @@ FUNCTIONS = {
     "multi": (sources.MULTI, True, False),
     "broken": (sources.BROKEN, True, False),
     "whoami": (sources.WHOAMI, True, False),
+    "proxy": (sources.PROXY, True, False),
     "marker": (sources.MARKER, True, True),
     "upper": (sources.UPPER, True, True),
     "refuser": (sources.REFUSER, False, True),

@@ -157,3 +157,26 @@ REFUSER = source(
             raise ValueError("this chat is not allowed")
     '''
 )
+
+# Answers with a dict: an upstream's completion object, or (asked for "plain") any other object.
+PROXY = source(
+    '''
+    """
+    title: Proxy
+    """
+
+
+    class Pipe:
+        def pipe(self, body: dict) -> dict:
+            if body["messages"][-1]["content"].startswith("plain"):
+                return {"answer": 42}
+            message = {"role": "assistant", "content": "from upstream"}
+            return {
+                "id": "upstream-1",
+                "object": "chat.completion",
+                "model": "gpt-x",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            }
+    '''
+)

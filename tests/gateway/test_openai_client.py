@@ -109,6 +109,25 @@ def test_a_manifold_sub_pipe_is_a_model_of_its_own(gateway):
     assert completion.choices[0].message.content == "model multi.large [out]"
 
 
+def test_a_pipes_own_completion_object_is_answered_as_it_is_with_the_outlets_change(gateway):
+    completion = gateway.client().chat.completions.create(model="proxy", messages=MESSAGES)
+
+    assert completion.id == "upstream-1" and completion.model == "gpt-x"
+    assert completion.usage.total_tokens == 5
+    assert completion.choices[0].message.content == "from upstream [out]"
+
+
+def test_a_pipes_other_dict_is_answered_as_it_is(gateway):
+    answer = requests.post(
+        gateway.base + "/chat/completions",
+        json={"model": "proxy", "messages": [{"role": "user", "content": "plain"}]},
+        headers={"Authorization": f"Bearer {gateway.keys['user']}"},
+        timeout=60,
+    )
+
+    assert answer.status_code == 200 and answer.json() == {"answer": 42}
+
+
 def test_an_unknown_model_is_404_with_a_detail(gateway):
     with pytest.raises(openai.NotFoundError) as caught:
         gateway.client().chat.completions.create(model="multi.huge", messages=MESSAGES)

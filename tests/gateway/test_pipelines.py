@@ -37,6 +37,7 @@ def test_pipelines_lists_each_active_function_once(client, keys):
         {"id": "echo", "name": "Echo", "type": "pipe", "valves": False},
         {"id": "marker", "name": "Marker", "type": "filter", "valves": True},
         {"id": "multi", "name": "Multi", "type": "pipe", "valves": True},
+        {"id": "proxy", "name": "Proxy", "type": "pipe", "valves": False},
         {"id": "upper", "name": "Upper", "type": "filter", "valves": False},
         {"id": "whoami", "name": "Whoami", "type": "pipe", "valves": False},
     ]
