@@ -77,7 +77,7 @@ def models():
 @bp.post("/chat/completions")
 def chat_completions():
     """Run the pipe named by ``model`` with the filters that apply, streaming or not."""
-    prepared = chat.prepare_chat(_key(), _json_body())
+    prepared = chat.prepare_chat(_key(), _json_body(), request.headers)
     if not prepared.body.get("stream"):
         return jsonify(chat.complete(prepared))
     # A failing inlet or a busy runtime answers with its status, before any stream starts.
@@ -103,13 +103,13 @@ def pipelines():
 @bp.post("/<path:function_id>/filter/inlet")
 def filter_inlet(function_id: str):
     """The function's inlet over ``body`` for ``user``; answers the new body."""
-    return jsonify(chat.pipeline_filter(_key(), function_id, "inlet", _json_body()))
+    return jsonify(chat.pipeline_filter(_key(), function_id, "inlet", _json_body(), request.headers))
 
 
 @bp.post("/<path:function_id>/filter/outlet")
 def filter_outlet(function_id: str):
     """The function's outlet over ``body`` for ``user``; answers the new body."""
-    return jsonify(chat.pipeline_filter(_key(), function_id, "outlet", _json_body()))
+    return jsonify(chat.pipeline_filter(_key(), function_id, "outlet", _json_body(), request.headers))
 
 
 @bp.get("/<path:function_id>/valves")

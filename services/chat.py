@@ -439,7 +439,17 @@ class Chat:
         }
 
 
-def prepare_chat(key: ApiKey, body: Any) -> Chat:
+# Never shown to function code: the caller's credentials.
+PRIVATE_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
+
+
+def forwarded_headers(headers: Any) -> dict:
+    """The request's headers for ``__request__.headers`` (Open WebUI's ``X-OpenWebUI-*`` among them), without the
+    caller's credentials."""
+    return {str(k): str(v) for k, v in dict(headers or {}).items() if str(k).lower() not in PRIVATE_HEADERS}
+
+
+def prepare_chat(key: ApiKey, body: Any, headers: Any = None) -> Chat:
     """Check a chat request, pick its pipe and filters and whom it runs for.
 
     A body whose ``user`` is an object, sent with a key that may act for others, comes from Open WebUI through a
@@ -468,7 +478,7 @@ def prepare_chat(key: ApiKey, body: Any) -> Chat:
         "model": _model_entry(model, f),
         "direct": False,
     }
-    extras = {"metadata": metadata, "message_id": cid}
+    extras = {"metadata": metadata, "message_id": cid, "headers": forwarded_headers(headers)}
     return Chat(
         body=body,
         actor=actor,
@@ -634,7 +644,9 @@ def _filtered(chat: Chat, data: Any) -> Iterator[str]:
 # --- Pipelines protocol: one function's filter phase --------------------------------------------------------------
 
 
-def pipeline_filter(key: ApiKey, function_or_model_id: str, method: str, payload: Any) -> Any:
+def pipeline_filter(
+    key: ApiKey, function_or_model_id: str, method: str, payload: Any, headers: Any = None
+) -> Any:
     """``/v1/{id}/filter/inlet|outlet``: the filter's ``method`` over ``payload["body"]`` for the user named in
     ``payload["user"]`` (when the key may act for others), answering the new body.
 
@@ -656,7 +668,7 @@ def pipeline_filter(key: ApiKey, function_or_model_id: str, method: str, payload
     actor = actor_for(key, payload.get("user"))
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     model = metadata.get("model") if isinstance(metadata.get("model"), dict) else body.get("model")
-    return run_phase(f, method, body, actor, model=model).body
+    return run_phase(f, method, body, actor, model=model, extras={"headers": forwarded_headers(headers)}).body
 
 
 # --- Pipelines protocol: valves -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ FUNCTIONS = {
     "broken": (sources.BROKEN, True, False),
     "whoami": (sources.WHOAMI, True, False),
     "proxy": (sources.PROXY, True, False),
+    "endless": (sources.ENDLESS, True, False),
     "marker": (sources.MARKER, True, True),
     "upper": (sources.UPPER, True, True),
     "refuser": (sources.REFUSER, False, True),

@@ -80,7 +80,10 @@ WHOAMI = source(
         class UserValves(BaseModel):
             greeting: str = "hello"
 
-        def pipe(self, body: dict, __user__: dict) -> str:
+        def pipe(self, body: dict, __user__: dict, __request__=None) -> str:
+            if body["messages"][-1]["content"].startswith("headers"):
+                headers = __request__.headers
+                return f"{headers.get('authorization')}|{headers.get('x-openwebui-chat-id')}"
             return f"{__user__['valves'].greeting} {__user__['email']}"
     '''
 )
@@ -178,5 +181,23 @@ PROXY = source(
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
             }
+    '''
+)
+
+# Streams for as long as it is read, slowly.
+ENDLESS = source(
+    '''
+    """
+    title: Endless
+    """
+
+    import asyncio
+
+
+    class Pipe:
+        async def pipe(self, body: dict):
+            for n in range(600):
+                yield f"{n} "
+                await asyncio.sleep(0.05)
     '''
 )

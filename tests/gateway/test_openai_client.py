@@ -4,6 +4,7 @@ streaming through pipes and filters, events inline, errors inside a stream, keys
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -241,3 +242,33 @@ def test_a_connection_key_is_refused_by_the_json_api(gateway):
     )
 
     assert response.status_code == 401
+
+
+def test_function_code_sees_the_request_headers_but_not_the_key(gateway):
+    completion = gateway.client().chat.completions.create(
+        model="whoami",
+        messages=[{"role": "user", "content": "headers"}],
+        extra_headers={"X-OpenWebUI-Chat-Id": "chat-42"},
+    )
+
+    assert completion.choices[0].message.content == "None|chat-42 [out]"
+
+
+def test_a_client_that_goes_away_stops_the_pipe(gateway):
+    from loader.runtime.client import worker_summary
+
+    with requests.post(
+        gateway.base + "/chat/completions",
+        json={"model": "endless", "messages": MESSAGES, "stream": True},
+        headers={"Authorization": f"Bearer {gateway.keys['user']}"},
+        stream=True,
+        timeout=60,
+    ) as response:
+        lines = response.iter_lines(decode_unicode=True)
+        assert any(line.startswith("data: ") and '"0 "' in line for line in lines)
+        assert worker_summary().get("busy", 0) >= 1
+    deadline = time.monotonic() + 10
+    while worker_summary().get("busy", 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert worker_summary().get("busy", 0) == 0

@@ -35,6 +35,7 @@ def test_pipelines_lists_each_active_function_once(client, keys):
     assert answer.get_json()["data"] == [
         {"id": "broken", "name": "Broken", "type": "pipe", "valves": False},
         {"id": "echo", "name": "Echo", "type": "pipe", "valves": False},
+        {"id": "endless", "name": "Endless", "type": "pipe", "valves": False},
         {"id": "marker", "name": "Marker", "type": "filter", "valves": True},
         {"id": "multi", "name": "Multi", "type": "pipe", "valves": True},
         {"id": "proxy", "name": "Proxy", "type": "pipe", "valves": False},
