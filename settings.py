@@ -53,6 +53,18 @@ def positive_number(name: str, value) -> float:
     return number
 
 
+def non_negative_number(name: str, value) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number of 0 or more, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise SettingError(f"{name} must be a number of 0 or more, got {value!r}")
+    return number
+
+
 def positive_whole_number(name: str, value) -> int:
     try:
         if isinstance(value, bool):
@@ -233,6 +245,31 @@ SETTINGS: tuple[Setting, ...] = (
         "stays visible)",
         shown_default="none",
     ),
+    Setting(
+        "SLUICE_RUN_TIMEOUT",
+        60.0,
+        positive_number,
+        "seconds one call of a function's method (a filter's inlet, a pipe's whole answer, ...) may take",
+    ),
+    Setting(
+        "SLUICE_RUN_IDLE_TIMEOUT",
+        30.0,
+        positive_number,
+        "seconds a streaming call may go without sending anything before it is stopped",
+    ),
+    Setting(
+        "SLUICE_RUNTIME_WORKERS",
+        4,
+        positive_whole_number,
+        "warm worker processes that run function calls, for all functions together (each keeps one function's "
+        "instance loaded)",
+    ),
+    Setting(
+        "SLUICE_RUN_BUSY_WAIT",
+        2.0,
+        non_negative_number,
+        "seconds a call waits for a free worker before it is answered 503 with `Retry-After`",
+    ),
     Setting("SLUICE_MAX_REQUEST_MB", 32, positive_whole_number, "largest request body accepted (413 beyond)"),
     Setting(
         "SLUICE_SIGNIN_MAX_FAILURES",
@@ -361,6 +398,10 @@ def loader_options(app) -> dict:
         "packages_dir": values["SLUICE_FUNCTION_PACKAGES_DIR"],
         "drop_privileges": values["SLUICE_LOAD_DROP_PRIVILEGES"],
         "load_user": values["SLUICE_LOAD_USER"],
+        "run_timeout": values["SLUICE_RUN_TIMEOUT"],
+        "run_idle_timeout": values["SLUICE_RUN_IDLE_TIMEOUT"],
+        "runtime_workers": values["SLUICE_RUNTIME_WORKERS"],
+        "busy_wait": values["SLUICE_RUN_BUSY_WAIT"],
         "hidden_paths": [*values["SLUICE_LOAD_HIDDEN_PATHS"], *loader_hidden_paths(app)],
     }
 

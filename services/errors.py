@@ -12,7 +12,10 @@ reworded freely. The kinds in use:
 - ``invalid_valves``, ``no_valves_class``, ``incompatible_valves``: valves refused, nothing to set, or refused by
   new code;
 - ``current_version``: the current version cannot be deleted;
-- ``busy``: the loader or a sync is busy; the same request may simply be sent again (503);
+- ``busy``: the loader, the runtime's workers or a sync is busy; the same request may simply be sent again (503,
+  with ``Retry-After``);
+- ``runtime_unavailable``: the loader could not take a run at all (503, with ``Retry-After``);
+- ``invalid_method``: a run names a method the function's type has not (field ``method``);
 - ``conflict``: something changed underneath the request; trying again may work.
 """
 

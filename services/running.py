@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 import loader
 from extensions import db
-from models import Function, User, UserValves
+from models import ID_PATTERN, Function, User, UserValves
 from services import functions
 from services.errors import Forbidden, ServiceError
 from services.loading import load_in_loader, prepare_code
@@ -267,7 +267,9 @@ def run_call(
         if not _is_admin(caller):
             raise Forbidden("Only admins may run code that is not saved.")
         content = prepare_code(function_or_content.content)
-        function_id = functions.normalise_id(function_or_content.function_id) or "function"
+        function_id = functions.normalise_id(function_or_content.function_id)
+        if not ID_PATTERN.fullmatch(function_id):
+            function_id = "function"
         function = db.session.get(Function, function_id) if functions.function_exists(function_id) else None
         loaded = load_in_loader(content, function_id=function_id)
         function_type = loaded.type if loaded.ok else None  # code that does not load fails in the run itself

@@ -59,7 +59,12 @@ def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def on_service_error(error: ServiceError):
         if is_api_request():
-            return jsonify(error.to_dict()), error.status
+            response = jsonify(error.to_dict())
+            if error.kind == "busy" or getattr(
+                error, "retry_after", None
+            ):  # worth sending again, after this long
+                response.headers["Retry-After"] = str(int(getattr(error, "retry_after", None) or 2))
+            return response, error.status
         # The service's sentence says what is missing or refused; the title is the one every page uses. The API's
         # not-found text is Open WebUI's, kept for its clients; a person reading a page gets a plainer one.
         detail = PAGE_NOT_FOUND if error.kind == "function_not_found" else error.detail

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache, wraps
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -166,6 +166,7 @@ class ApiRoute:
     errors: tuple[int, ...] = ()
     description: str = ""
     tags: list[str] = field(default_factory=list)
+    streams: bool = False  # may answer text/event-stream instead of JSON
 
     @property
     def statuses(self) -> list[int]:
@@ -211,8 +212,13 @@ class RouteRegistry:
         query: type[BaseModel] | None = None,
         errors: tuple[int, ...] = (),
         strict_slashes: bool | None = None,
+        streams: bool = False,
     ) -> Callable:
-        """Register ``view(**path, [query=...], [body=...])``; it returns plain data, answered as JSON."""
+        """Register ``view(**path, [query=...], [body=...])``; it returns plain data, answered as JSON.
+
+        With ``streams``, the view may also return a ``Response`` of its own (server-sent events), documented as a
+        `text/event-stream` alternative of the 200 answer.
+        """
         if auth not in AUTH_LEVELS:
             raise ValueError(f"unknown auth level {auth!r}")
 
@@ -224,7 +230,10 @@ class RouteRegistry:
                     kwargs["query"] = parse_query(query)
                 if body is not None:
                     kwargs["body"] = parse_json_body(body)
-                return jsonify(view(**kwargs))
+                answer = view(**kwargs)
+                if streams and isinstance(answer, Response):
+                    return answer
+                return jsonify(answer)
 
             guarded = endpoint
             if auth == "admin":
@@ -246,6 +255,7 @@ class RouteRegistry:
                     errors=errors,
                     description=(view.__doc__ or "").strip(),
                     tags=[self.tag],
+                    streams=streams,
                 )
             )
             return view
@@ -346,6 +356,13 @@ def build_document(registries: list[RouteRegistry], *, title: str, version: str)
                         "content": {"application/json": {"schema": schemas.of(route.response)}},
                     }
                 }
+                if route.streams:
+                    responses["200"]["content"]["text/event-stream"] = {
+                        "schema": {
+                            "type": "string",
+                            "description": "Server-sent events, see the description.",
+                        }
+                    }
                 for status in route.statuses:
                     responses[str(status)] = {
                         "description": STATUS_TEXT.get(status, "Error"),

@@ -21,7 +21,7 @@ api = RouteRegistry(
 publish(api)
 
 # The routes register themselves on ``api`` when their modules are imported; this order is the document's.
-from blueprints.api import docs, functions, history, requirements, valves  # noqa: E402, F401
+from blueprints.api import docs, functions, history, requirements, running, valves  # noqa: E402, F401
 
 
 def register(app: Flask) -> None:

@@ -296,6 +296,65 @@ class DiffQuery(BaseModel):
     to_id: str
 
 
+# --- running ----------------------------------------------------------------------------------------------------
+
+RunMethod = Literal["inlet", "request", "stream", "outlet", "pipe", "action"]
+
+
+class RunForm(BaseModel):
+    """A call of one of the function's methods with a chat body (Open WebUI's shapes, see the README)."""
+
+    method: RunMethod = Field(
+        description="inlet, request, stream or outlet (filters), pipe (pipes), action (actions)"
+    )
+    body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The chat body the method gets (for `stream`: the chunk, the event).",
+    )
+    model: str | dict[str, Any] | None = Field(
+        default=None, description="`__model__`: a model dict, or a model id; default: the body's `model`."
+    )
+    sub: str | None = Field(default=None, description="A manifold's sub-pipe, or an action's sub-action.")
+    stream: bool = Field(
+        default=False,
+        description="Answer `text/event-stream`: event, chunk and output frames, then done or error.",
+    )
+    content: str | None = Field(
+        default=None, description="Admins only: code to run instead of the stored code (not saved)."
+    )
+
+
+class RunError(BaseModel):
+    """The function's own failure (or the runtime's: Timeout, Crashed, Exit, OutputLimit, MemoryError, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    traceback: str | None = None
+
+
+class RunEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = None
+    data: Any = None
+
+
+class RunResponse(BaseModel):
+    """The whole call. A pipe's `result` is the list of its items (`[type, value]`, type text, json or sse) and
+    `text` their text; the function's own exception is `error`, with the line in its code."""
+
+    result: Any
+    events: list[RunEvent]
+    output: str
+    ms: float
+    error: RunError | None
+    text: str | None = None
+
+
 # --- errors -----------------------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ import os
 import re
 import signal
 import time
+import traceback
 from collections import deque
 
 from loader.protocol import MESSAGE_PREFIX, complete_message, encode_message, error, message_size
@@ -147,6 +148,10 @@ class Pool:
     # --- requests from the client ------------------------------------------------------------------------------
 
     def handle(self, request: dict) -> None:
+        with self._guard():
+            self._handle(request)
+
+    def _handle(self, request: dict) -> None:
         if request.get("op") == "cancel":
             self.cancel(request.get("target"))
             return
@@ -295,8 +300,17 @@ class Pool:
 
     def read(self, child, fd: int, which: str, rounds: int = 1) -> None:
         """Data on a worker's result or output pipe (called by the zygote's loop)."""
+        with self._guard(child.worker):
+            self._read(child, fd, which, rounds)
+
+    def _read(self, child, fd: int, which: str, rounds: int = 1) -> None:
         worker = child.worker
         for _ in range(rounds):
+            if fd not in (
+                child.result_fd,
+                child.output_fd,
+            ):  # closed meanwhile (end of file read further down)
+                return
             try:
                 data = os.read(fd, READ_CHUNK)
             except BlockingIOError:
@@ -415,6 +429,10 @@ class Pool:
 
     def finished(self, child, returncode: int) -> None:
         """The worker's process is gone (reaped by the zygote): fail its call, if it had one, with the reason."""
+        with self._guard(child.worker):
+            self._finished(child, returncode)
+
+    def _finished(self, child, returncode: int) -> None:
         worker = child.worker
         if worker is None:
             return
@@ -443,6 +461,10 @@ class Pool:
 
     def expire(self, now: float) -> None:
         """Enforce the deadlines (called by the zygote's loop), and retry writes that did not fit."""
+        with self._guard():
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
         for worker in self._live():
             if worker.outbox:
                 self._flush(worker)
@@ -491,12 +513,45 @@ class Pool:
             moments.append(min(call.queued_until for call in self.queue))
         return moments
 
+    @contextlib.contextmanager
+    def _guard(self, worker: Worker | None = None):
+        """A bug in this bookkeeping must not stop the zygote, which serves every load: it is printed (the zygote's
+        stderr is the server's), and the worker concerned is stopped with its call answered."""
+        try:
+            yield
+        except Exception:
+            traceback.print_exc()
+            if worker is not None and worker.state != "dead":
+                with contextlib.suppress(Exception):
+                    self._fail_worker(
+                        worker, "LoaderUnavailable", "the loader failed to run this call; try again"
+                    )
+
     def _fail_worker(self, worker: Worker, kind: str, message: str) -> None:
         call = worker.call
         if call is not None:
-            self._drain_output(worker)
+            worker.call = None  # what it prints from now on is nobody's
+            self._keep_output(worker, call)
             self._final(call, {"kind": "error", "error": error(kind, message)})
         self._kill(worker)
+
+    def _keep_output(self, worker: Worker, call: Call) -> None:
+        """Add what is already in the worker's output pipe to the call's output, as far as the cap allows; a bounded
+        number of reads, and nothing else happens on the way (the worker may be flooding the pipe)."""
+        fd = worker.child.output_fd
+        cap = call.settings["output_cap"]
+        for _ in range(16):
+            if fd < 0 or fd != worker.child.output_fd:
+                return
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except OSError:
+                return
+            if not data:
+                return
+            room = max(0, cap - len(call.output))
+            call.output += data[:room]
+            call.dropped += len(data) - min(room, len(data))
 
     def _kill(self, worker: Worker) -> None:
         """End the worker's process group now; the zygote reaps it and its slot is free at once."""

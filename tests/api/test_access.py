@@ -37,6 +37,7 @@ EXPECTED_ROUTES = {
     ("POST", "/id/{id}/requirements/install", "admin"),
     ("POST", "/requirements/install", "admin"),
     ("GET", "/requirements/jobs/{job_id}", "admin"),
+    ("POST", "/id/{id}/run", "user"),
 }
 
 # A body of the right shape for each POST route, so that an allowed caller gets past parsing.
@@ -49,6 +50,7 @@ BODIES = {
     "/sync": {"functions": [{"id": "bad id!", "name": "X", "content": "x"}]},
     "/id/{id}/update/version": {"version_id": "nope"},
     "/requirements/install": {"content": ""},
+    "/id/{id}/run": {"method": "inlet", "body": {}},
 }
 
 

@@ -3,6 +3,7 @@ as the server does, with short limits so that hostile functions fail fast."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -637,6 +638,105 @@ def test_a_reapers_report_of_how_a_worker_ended_reads_as_its_exit_status(status)
     assert _exit_cause(_reported_status(exit_status_error(status)), loading=False) == _exit_cause(
         status, loading=False
     )
+
+
+def test_a_flood_faster_than_the_parent_reads_stops_the_call_not_the_parent(runtime):
+    from loader import client
+
+    before = client.settings().output_cap
+    runtime.configure(output_cap=1024)
+    try:
+        code = unique(
+            """
+            import os
+
+            class Pipe:
+                def pipe(self, body):
+                    block = b"x" * 65536
+                    while True:
+                        os.write(1, block)
+            """
+        )
+        parent = client.stats()["zygote_pid"]
+        for _ in range(3):
+            failed = run(runtime, code)
+            assert failed.error["type"] == "OutputLimit", failed.error
+            assert (
+                failed.output.startswith("x" * 1024)
+                and "more bytes of output were discarded" in failed.output
+            )
+        assert run(runtime, unique(COUNTER)).result == [("text", "n1")]
+        assert client.stats()["zygote_pid"] == parent
+    finally:
+        runtime.configure(output_cap=before)
+
+
+class _StubZygote:
+    """What the pool needs of the zygote: sending to the client, killing a child, closing a pipe."""
+
+    def __init__(self):
+        self.sent: list = []
+        self.killed: list = []
+
+    def send(self, header, body=b""):
+        self.sent.append((header, body))
+
+    def kill(self, child):
+        self.killed.append(child)
+
+    def close_pipe(self, fd):
+        os.close(fd)
+
+
+class _StubChild:
+    def __init__(self, output_fd):
+        self.output_fd, self.result_fd, self.job_fd = output_fd, -1, -1
+        self.worker = None
+
+
+def test_the_pool_stops_a_worker_that_floods_while_its_output_is_read_without_recursing():
+    """A worker writing faster than the parent reads: the flood check must not read again from where it fails the
+    call (it used to recurse until the parent died)."""
+    import json
+
+    from loader.runtime.pool import Call, Pool, Worker
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    stop = threading.Event()
+
+    def flood():
+        block = b"x" * 65536
+        while not stop.is_set():
+            try:
+                os.write(write_fd, block)
+            except OSError:
+                return
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    try:
+        zygote = _StubZygote()
+        pool = Pool(zygote)
+        call = Call({"op": "call", "id": 7, "key": "k", "function_id": "f", "output_cap": 1024})
+        child = _StubChild(read_fd)
+        worker = Worker(child, call)
+        child.worker = worker
+        worker.state, worker.call, call.worker = "busy", call, worker
+        pool.workers.append(worker)
+        pool.calls[call.id] = call
+        deadline = time.monotonic() + 10
+        while call.id in pool.calls and time.monotonic() < deadline:
+            pool.read(child, read_fd, "output", rounds=4)
+        finals = [json.loads(body) for header, body in zygote.sent if header.get("final")]
+        assert [frame["error"]["type"] for frame in finals] == ["OutputLimit"]
+        assert zygote.killed == [child]
+    finally:
+        stop.set()
+        os.close(write_fd)
+        writer.join(5)
+        with contextlib.suppress(OSError):
+            os.close(read_fd)
 
 
 MANIFOLD = """
