@@ -178,3 +178,17 @@ def test_unknown_gateway_paths_answer_json(client, keys):
     answer = client.get("/v1/nothing/here", headers=bearer(keys["admin"]))
 
     assert answer.status_code == 404 and "detail" in answer.get_json()
+
+
+def test_a_busy_runtime_is_503_with_retry_after(client, keys, monkeypatch):
+    from services import running
+
+    def busy(*_args, **_kwargs):
+        raise running.RunBusy(3)
+
+    monkeypatch.setattr(running, "run_call", busy)
+    answer = client.post("/v1/chat/completions", json=CHAT, headers=bearer(keys["user"]))
+
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "3"
+    assert "busy" in answer.get_json()["detail"]
