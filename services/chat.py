@@ -479,6 +479,9 @@ def prepare_chat(key: ApiKey, body: Any, headers: Any = None) -> Chat:
         "direct": False,
     }
     extras = {"metadata": metadata, "message_id": cid, "headers": forwarded_headers(headers)}
+    # Filters read it from the body, as in Open WebUI (Sluice's, not the caller's: it names the user); the pipe gets
+    # it apart, as __metadata__.
+    body["metadata"] = metadata
     return Chat(
         body=body,
         actor=actor,
