@@ -112,9 +112,11 @@ def test_a_failing_inlet_is_an_error_with_its_text(app, client, keys):
     assert "this chat is not allowed" in answer.get_json()["detail"]
 
 
-def test_filter_routes_of_unknown_or_inactive_functions_are_404(client, keys):
-    assert inlet(client, keys["connection"], OTHER, "nothing").status_code == 404
-    assert inlet(client, keys["connection"], OTHER, "refuser").status_code == 404
+def test_filter_routes_of_unknown_or_inactive_functions_pass_the_body_through(client, keys):
+    # Open WebUI may still list a filter switched off or deleted since it last read the models: chats go on.
+    for function_id in ("nothing", "refuser"):
+        answer = inlet(client, keys["connection"], OTHER, function_id)
+        assert answer.status_code == 200 and answer.get_json() == CHAT
 
 
 def test_filter_route_with_a_malformed_body_is_400(client, keys):
