@@ -71,7 +71,7 @@ def _json_body():
 def models():
     """The active pipes as models (a manifold's sub-pipes each as ``fn.sub``) and the active filters as Pipelines
     filter items."""
-    return jsonify(chat.models_list(chat.Actor.of(_key().user)))
+    return jsonify(chat.models_list())
 
 
 @bp.post("/chat/completions")

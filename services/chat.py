@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # A model list reads each pipe's `pipes`; one that takes longer than this offers no models this time.
 PIPES_TIMEOUT = 10.0
+# The stream phase costs a worker round trip per chunk per filter: a filter whose code defines no `stream` method
+# (which would pass every chunk through unchanged) is left out of it without asking its worker.
 STREAM_METHOD = re.compile(r"\bdef\s+stream\s*\(")
 
 
@@ -199,7 +201,7 @@ def _filter_entry(f: Function) -> dict:
     }
 
 
-def models_list(actor: Actor) -> dict:
+def models_list() -> dict:
     """``GET /v1/models``: the active pipes as models, then the active filters as Pipelines filter items."""
     pipes = _active("pipe")
     codes = [_PipeCode.of(f) for f in pipes]
@@ -252,7 +254,7 @@ def chat_filters(body: dict) -> list[Function]:
     return filter_order_of(applies)
 
 
-def find_model(model_id: str, actor: Actor) -> tuple[Function, dict]:
+def find_model(model_id: str) -> tuple[Function, dict]:
     """The pipe function and model entry for a model id, or NotFound."""
     if not isinstance(model_id, str) or not model_id:
         raise ServiceError("The request names no model.", status=400)
@@ -463,7 +465,7 @@ def prepare_chat(key: ApiKey, body: Any, headers: Any = None) -> Chat:
         raise ServiceError("The request needs `messages`, a list.", status=400)
     claimed = body.get("user")
     actor = actor_for(key, claimed)
-    f, model = find_model(body.get("model"), actor)
+    f, model = find_model(body.get("model"))
     via_pipelines = isinstance(claimed, dict) and may_act_for_others(key)
     body = {k: v for k, v in body.items() if not (k == "user" and isinstance(v, dict))}
     applying = chat_filters(body)
