@@ -194,3 +194,24 @@ def test_a_busy_runtime_is_503_with_retry_after(client, keys, monkeypatch):
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "3"
     assert "busy" in answer.get_json()["detail"]
+
+
+def test_a_body_over_the_size_limit_is_413_json(app, client, keys):
+    big = {
+        "model": "echo",
+        "messages": [{"role": "user", "content": "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)}],
+    }
+    answer = client.post("/v1/chat/completions", json=big, headers=bearer(keys["user"]))
+
+    assert answer.status_code == 413 and answer.get_json()["detail"]
+
+
+def test_a_body_that_is_not_json_is_400(client, keys):
+    answer = client.post(
+        "/v1/chat/completions",
+        data="{not json",
+        content_type="application/json",
+        headers=bearer(keys["user"]),
+    )
+
+    assert answer.status_code == 400 and answer.get_json()["detail"]
