@@ -21,12 +21,10 @@ import dataclasses
 import uuid
 from typing import Any
 
-from sqlalchemy import select
-
 import loader
 from extensions import db
-from models import ID_PATTERN, Function, User, UserValves
-from services import functions
+from models import ID_PATTERN, Function, User
+from services import functions, valves
 from services.errors import Forbidden, ServiceError
 from services.loading import load_in_loader, prepare_code
 
@@ -146,21 +144,19 @@ def check_method(method: Any, function_type: str | None) -> str:
     """The method, or ``BadMethod`` (400) when it is unknown or not one the function's type has."""
     if not isinstance(method, str) or method not in ALL_METHODS:
         raise BadMethod(f"Unknown method {method!r}; expected one of {', '.join(ALL_METHODS)}.")
-    allowed = METHODS_BY_TYPE.get(function_type or "")
-    if allowed is not None and method not in allowed:
+    if function_type is None:  # code that does not load: the run reports why
+        return method
+    allowed = METHODS_BY_TYPE.get(function_type, ())
+    if not allowed:
+        raise BadMethod(f"A function of type {function_type} has no method Sluice can run.")
+    if method not in allowed:
         raise BadMethod(f"A {function_type} has no {method} method; it can run {', '.join(allowed)}.")
     return method
 
 
-def stored_user_valves(caller: Any, function_id: str) -> dict:
-    if not isinstance(caller, User):
-        return {}
-    stored = db.session.scalar(
-        select(UserValves.valves).where(
-            UserValves.user_id == caller.id, UserValves.function_id == function_id
-        )
-    )
-    return dict(stored) if isinstance(stored, dict) else {}
+def caller_user_valves(caller: Any, function_id: str) -> dict:
+    """The caller's stored user valves; someone without an account (a plain dict) has none."""
+    return valves.stored_user_valves(caller, function_id) if isinstance(caller, User) else {}
 
 
 # --- the call's context -----------------------------------------------------------------------------------------
@@ -291,7 +287,7 @@ def run_call(
     if method == "pipe" and sub and isinstance(body, dict):
         body = {**body, "model": f"{function_id}.{sub}"}
     admin_valves = dict(function.valves) if function is not None and isinstance(function.valves, dict) else {}
-    user_valves = stored_user_valves(caller, function_id)
+    user_valves = caller_user_valves(caller, function_id)
     model_dict = model_record(model, function_id, function.name if function else None, function_type, body)
     ctx = build_context(
         function_id=function_id,
@@ -302,6 +298,10 @@ def run_call(
         sub=sub,
         extras=extras,
     )
+    if method in ("inlet", "request", "pipe") and isinstance(body, dict) and "metadata" not in body:
+        # Open WebUI's chat body carries its metadata from the inlet filters to the pipe; a body without any gets
+        # the call's, so code reading `body["metadata"]` sees what it would there.
+        ctx["body"] = {**body, "metadata": ctx["metadata"]}
     call = loader.run_function(
         content,
         function_id=function_id,

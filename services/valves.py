@@ -101,7 +101,7 @@ def _function_for_user(user: User, function_id: str) -> Function:
     return f
 
 
-def _stored_user_valves(user: User, function_id: str) -> dict:
+def stored_user_valves(user: User, function_id: str) -> dict:
     stored = db.session.scalar(
         select(UserValves.valves).where(UserValves.user_id == user.id, UserValves.function_id == function_id)
     )
@@ -110,7 +110,7 @@ def _stored_user_valves(user: User, function_id: str) -> dict:
 
 def get_user_valves(user: User, function_id: str) -> dict:
     f = _function_for_user(user, function_id)
-    return _stored_user_valves(user, f.id)
+    return stored_user_valves(user, f.id)
 
 
 def user_valves_spec(user: User, function_id: str, *, for_form: bool = False) -> dict | None:
@@ -120,7 +120,7 @@ def user_valves_spec(user: User, function_id: str, *, for_form: bool = False) ->
 def check_user_valves(user: User, function_id: str) -> list[dict]:
     """Field errors of the caller's stored user valves against the current code (empty when they are fine)."""
     f = _function_for_user(user, function_id)
-    stored = _stored_user_valves(user, f.id)
+    stored = stored_user_valves(user, f.id)
     if not stored or f.user_valves_schema is None:
         return []
     result = validate_in_loader(f.content, stored, kind="user_valves", function_id=f.id, user=user_dict(user))

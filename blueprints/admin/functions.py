@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 import loader
 from extensions import db
 from models import FUNCTION_TYPES, ID_PATTERN, FunctionVersion
-from services import function_import, function_meta, functions, requirements_jobs, url_loader
+from services import function_import, function_meta, functions, requirements_jobs, running, url_loader
 from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
@@ -346,6 +346,7 @@ def _function_details(function) -> dict[str, Any]:
         "valves_url": _valves_url(function.id),
         "has_valves": bool(getattr(function, "valves_schema", None)),
         "has_user_valves": bool(getattr(function, "user_valves_schema", None)),
+        "run_methods": running.METHODS_BY_TYPE.get(function.type, ()),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models import FUNCTION_TYPES
+from services.running import ALL_METHODS
 from services.versions import MAX_HISTORY_PAGE
 
 FunctionType = Literal[FUNCTION_TYPES]
@@ -298,7 +299,7 @@ class DiffQuery(BaseModel):
 
 # --- running ----------------------------------------------------------------------------------------------------
 
-RunMethod = Literal["inlet", "request", "stream", "outlet", "pipe", "action"]
+RunMethod = Literal[ALL_METHODS]
 
 
 class RunForm(BaseModel):

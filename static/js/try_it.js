@@ -404,6 +404,10 @@
         if (!finished) status.textContent = "The answer ended early.";
         controller = null;
         setRunning(false);
+        if (focusRunWhenDone) {
+          focusRunWhenDone = false;
+          runButton.focus();
+        }
       });
   }
 
@@ -411,9 +415,11 @@
     event.preventDefault();
     run();
   });
+  /* Stop hides itself once the run has ended; the focus then goes to Run (enabled again by then), not to the page. */
+  var focusRunWhenDone = false;
   stopButton.addEventListener("click", function () {
+    focusRunWhenDone = true;
     if (controller) controller.abort();
-    runButton.focus();
   });
 
   /* Ctrl/Cmd+Enter runs from anywhere on the page, the code editor included (before its own binding). */

@@ -167,7 +167,12 @@ def test_filter_inlet_with_valves_events_and_output(functions, user_api, prefix)
 def test_ids_are_generated_when_the_body_has_none(functions):
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
     answer = functions.post("/id/tagger/run", {"method": "inlet", "body": body}).get_json()
-    assert len(answer["result"]["seen"]["chat_id"]) == 36
+    chat_id = answer["result"]["seen"]["chat_id"]
+    assert len(chat_id) == 36
+    # The body gets the call's metadata, as Open WebUI's chat body has it.
+    metadata = answer["result"]["metadata"]
+    assert metadata["chat_id"] == chat_id and len(metadata["message_id"]) == 36
+    assert metadata["user_id"] == functions.get("/id/tagger").get_json()["user_id"]
 
 
 def test_filter_outlet_and_stream(functions):
@@ -352,3 +357,11 @@ def test_busy_runtime_is_503_with_retry_after(app, functions):
         thread.join(15)
         loader.configure(runtime_workers=4, busy_wait=2.0)
     assert results["slow"].get_json()["result"] == [["text", "awake"]]
+
+
+def test_a_type_without_runnable_methods_is_refused():
+    from services import running
+
+    with pytest.raises(running.BadMethod, match="has no method Sluice can run"):
+        running.check_method("inlet", "event")
+    assert running.check_method("inlet", None) == "inlet"  # code that does not load: the run itself says why

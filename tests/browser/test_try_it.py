@@ -135,6 +135,14 @@ def test_a_streaming_pipe_shows_text_as_it_arrives(admin_page, live_server):
     expect(text).to_have_text("alpha beta gamma")
     expect(panel.get_by_test_id("try-stop")).to_be_hidden()
 
+    # Stop ends a run midway: the request is aborted, which cancels the call on the server.
+    panel.get_by_role("button", name="Run").click()
+    expect(text).to_have_text("alpha ")
+    panel.get_by_role("button", name="Stop").click()
+    expect(panel.get_by_test_id("try-status")).to_have_text("Stopped.")
+    expect(panel.get_by_role("button", name="Run")).to_be_enabled()
+    expect(panel.get_by_role("button", name="Run")).to_be_focused()
+
 
 @pytest.mark.browser
 def test_an_action_answers_its_result_and_events(admin_page, live_server):
