@@ -481,8 +481,7 @@ def prepare_chat(key: ApiKey, body: Any, headers: Any = None) -> Chat:
         "direct": False,
     }
     extras = {"metadata": metadata, "message_id": cid, "headers": forwarded_headers(headers)}
-    # Filters read it from the body, as in Open WebUI (Sluice's, not the caller's: it names the user); the pipe gets
-    # it apart, as __metadata__.
+    # Filters read it from the body, as in Open WebUI: Sluice's, not the caller's, since it names the user.
     body["metadata"] = metadata
     return Chat(
         body=body,
