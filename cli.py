@@ -10,6 +10,7 @@ from database import upgrade_database
 from extensions import db
 from models import ROLES, User
 from services import accounts
+from services.errors import ServiceError
 
 
 def register_commands(app: Flask) -> None:
@@ -35,11 +36,21 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("create-api-key")
     @click.option("--email", required=True)
     @click.option("--name", default="cli", show_default=True)
-    def create_api_key(email: str, name: str):
+    @click.option(
+        "--connection",
+        is_flag=True,
+        help="A connection key for Open WebUI (admins only): works only on the gateway under /v1, where it may "
+        "act for the user a request names.",
+    )
+    def create_api_key(email: str, name: str, connection: bool):
         """Create an API key for an account; the key is the last line printed."""
         user = db.session.scalar(select(User).where(User.email == accounts.normalise_email(email)))
         if user is None:
             raise click.ClickException(f"No account has the email {email}.")
-        _key, plain = accounts.create_api_key(user, name)
-        click.echo(f"API key for {user.email} (shown once):")
+        try:
+            _key, plain = accounts.create_api_key(user, name, connection=connection)
+        except ServiceError as exc:
+            raise click.ClickException(exc.detail) from None
+        kind = "Connection key" if connection else "API key"
+        click.echo(f"{kind} for {user.email} (shown once):")
         click.echo(plain)

@@ -101,7 +101,13 @@ def create_key():
     if form_id and form_id in used:
         flash(ALREADY_CREATED, "info")
         return redirect(url_for("settings.keys"), 303)
-    key, plain = accounts.create_api_key(me, request.form.get("name", ""))
+    # Only admins are offered the choice; anyone else sending it is refused by the service, and shown why.
+    connection = bool(request.form.get("connection"))
+    try:
+        key, plain = accounts.create_api_key(me, request.form.get("name", ""), connection=connection)
+    except ServiceError as exc:
+        flash(exc.detail, "error")
+        return redirect(url_for("settings.keys"), 303)
     if form_id:
         session[USED_FORM_IDS] = [*used, form_id][-KEPT_FORM_IDS:]
     return _keys_page(new_key=plain, new_key_id=key.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, now
@@ -58,6 +58,9 @@ class ApiKey(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # A connection key (an admin makes one for an Open WebUI connection): good only for the gateway under /v1,
+    # where it may act for the user a request names; refused by the JSON API.
+    is_connection: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     user: Mapped[User] = relationship(back_populates="api_keys")
 

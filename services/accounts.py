@@ -240,19 +240,29 @@ def _key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(user: User, name: str = "") -> tuple[ApiKey, str]:
-    """Create a key and return it with its plain text, which is never stored and never shown again."""
+def create_api_key(user: User, name: str = "", *, connection: bool = False) -> tuple[ApiKey, str]:
+    """Create a key and return it with its plain text, which is never stored and never shown again.
+
+    A ``connection`` key (admins only) is for an Open WebUI connection: the gateway lets it act for the user a
+    request names, and the JSON API refuses it.
+    """
+    if connection and not user.is_admin:
+        raise ServiceError("Only an administrator can make a connection key.", status=403, kind="forbidden")
     plain = API_KEY_PREFIX + secrets.token_urlsafe(32)  # 43 characters of randomness
     key = ApiKey(
-        user_id=user.id, name=(name or "").strip()[:128], key_hash=_key_digest(plain), prefix=plain[:10]
+        user_id=user.id,
+        name=(name or "").strip()[:128],
+        key_hash=_key_digest(plain),
+        prefix=plain[:10],
+        is_connection=connection,
     )
     db.session.add(key)
     db.session.commit()
     return key, plain
 
 
-def user_for_api_key(plain: str) -> User | None:
-    """The active owner of a key, or None for an unknown, revoked or malformed key."""
+def api_key_for(plain: str) -> ApiKey | None:
+    """The key record of a presented key (its ``user`` the owner), or None for an unknown, revoked or malformed key."""
     if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
         return None
     key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _key_digest(plain)))
@@ -262,6 +272,15 @@ def user_for_api_key(plain: str) -> User | None:
     if key.last_used_at is None or now() - key.last_used_at > 60:
         key.last_used_at = now()
         db.session.commit()
+    return key
+
+
+def user_for_api_key(plain: str) -> User | None:
+    """The owner of an ordinary key, or None for an unknown, revoked or malformed key or a connection key (which
+    only the gateway takes)."""
+    key = api_key_for(plain)
+    if key is None or key.is_connection:
+        return None
     return key.user
 
 

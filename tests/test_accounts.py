@@ -378,3 +378,21 @@ def test_attempts_sent_all_at_once_check_no_more_passwords_than_the_limit(app, a
         answers = list(pool.map(guess, range(40)))
     assert len(checked) <= 5
     assert sum("Too many failed sign-ins" in answer for answer in answers) >= 35
+
+
+def test_a_connection_key_is_made_by_the_cli_for_admins_only_and_refused_by_the_json_api(
+    app, client, runner, admin_id, user_id
+):
+    made = runner.invoke(args=["create-api-key", "--email", "admin@example.com", "--connection"])
+    assert made.exit_code == 0, made.output
+    assert made.output.startswith("Connection key for admin@example.com")
+    key = made.output.strip().splitlines()[-1]
+
+    response = client.get("/api/v1/functions/", headers=bearer(key))
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == INVALID
+    assert client.get("/v1/models", headers=bearer(key)).status_code == 200
+
+    refused = runner.invoke(args=["create-api-key", "--email", "user@example.com", "--connection"])
+    assert refused.exit_code != 0
+    assert "Only an administrator" in refused.output

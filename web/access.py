@@ -33,10 +33,11 @@ class ApiAuthError(Exception):
 
 
 def is_api_request() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
+    """JSON callers: the API under /api and the gateway under /v1."""
+    return any(request.path == base or request.path.startswith(base + "/") for base in ("/api", "/v1"))
 
 
-def _presented_key() -> str | None:
+def presented_key() -> str | None:
     """The credential in the request's headers, or None when it carries none."""
     header = request.headers.get("Authorization")
     if header is not None:
@@ -68,7 +69,7 @@ def api_caller() -> User:
     """The authenticated caller of an API route, or ``ApiAuthError`` saying why not."""
     if "api_user" in g:
         return g.api_user
-    key = _presented_key()
+    key = presented_key()
     if key is not None:
         user = accounts.user_for_api_key(key)
         if user is None:
@@ -167,7 +168,7 @@ def install_access_rules(app: Flask) -> None:
         if request.method not in SAFE_METHODS:
             if is_api_request():
                 # Header credentials are not ambient authority; only cookie-authenticated calls need the token.
-                if _presented_key() is None and current_user.is_authenticated:
+                if presented_key() is None and current_user.is_authenticated:
                     csrf.protect()
             else:
                 csrf.protect()

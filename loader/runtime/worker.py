@@ -32,7 +32,7 @@ from collections import deque
 
 from loader import describe, protocol
 from loader.errors import describe_exception, safe_str
-from loader.runtime.calls import invoke
+from loader.runtime.calls import invoke, list_pipes
 from loader.runtime.context import CallContext
 
 TRACEBACK_LIMIT = 16 * 1024
@@ -205,7 +205,10 @@ class Worker:
                 elif stream:
                     self.send(b"c", {"kind": "chunk", "item": list(payload)})
 
-            result = await invoke(self.instance, method, ctx, sink, collect=not stream)
+            if method == "pipes":  # the models a pipe offers (a manifold's `pipes`), read with its valves set
+                result = await list_pipes(self.instance, ctx.function_id, "", valves=ctx.admin_valves)
+            else:
+                result = await invoke(self.instance, method, ctx, sink, collect=not stream)
             kind, frame = b"d", {"kind": "done", "result": result, "notes": ctx.notes}
         except BaseException as exc:  # the call's error, whatever it is; the worker itself goes on
             if isinstance(exc, MemoryError):

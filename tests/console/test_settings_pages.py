@@ -312,12 +312,36 @@ def test_stored_keys_the_code_no_longer_has_are_announced(app, admin_id, user_cl
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
-def create_key(client, name="backup script"):
+def create_key(client, name="backup script", **extra):
     """Create a key through the form, as a browser does: with the page's token and one-time form id."""
     page = client.get("/settings/keys").get_data(as_text=True)
     form_id = re.search(r'name="form_id" value="([^"]+)"', page).group(1)
     token = csrf_token(client, "/settings/keys")
-    return client.post("/settings/keys", data={"csrf_token": token, "name": name, "form_id": form_id})
+    return client.post(
+        "/settings/keys", data={"csrf_token": token, "name": name, "form_id": form_id, **extra}
+    )
+
+
+def test_an_admin_makes_a_connection_key_that_only_the_gateway_takes(app, admin_client):
+    assert b'data-testid="connection-key"' in admin_client.get("/settings/keys").data
+    response = create_key(admin_client, "open webui", connection="on")
+    plain = re.search(rb'id="new-key-value" class="mono" type="text" value="(sk-[^"]+)"', response.data)
+    plain = plain.group(1).decode()
+
+    assert b'data-testid="connection-badge"' in response.data
+    other = app.test_client()
+    assert other.get("/api/v1/functions/", headers=bearer(plain)).status_code == 401
+    assert other.get("/v1/pipelines", headers=bearer(plain)).status_code == 200
+
+
+def test_a_user_is_not_offered_a_connection_key_and_cannot_make_one(user_client):
+    assert b'data-testid="connection-key"' not in user_client.get("/settings/keys").data
+    response = create_key(user_client, "sneaky", connection="on")
+
+    assert response.status_code == 303
+    page = user_client.get("/settings/keys")
+    assert b"Only an administrator can make a connection key." in page.data
+    assert b'data-testid="keys-empty"' in page.data
 
 
 def test_keys_page_lists_nothing_at_first(user_client):

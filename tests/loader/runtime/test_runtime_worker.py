@@ -771,3 +771,39 @@ def test_a_worker_runs_in_a_process_id_namespace_of_its_own_and_cannot_signal_th
     assert kind == "json"
     assert result["pid"] <= 2 and max(result["seen"]) <= 3, result
     assert result["reached"] == [], result
+
+
+MANIFOLD = """
+from pydantic import BaseModel
+
+class Pipe:
+    class Valves(BaseModel):
+        models: str = "a,b"
+
+    def __init__(self):
+        self.valves = self.Valves()
+        self.name = "Multi: "
+
+    def pipes(self):
+        return [{"id": m, "name": m.upper()} for m in self.valves.models.split(",")]
+
+    def pipe(self, body: dict) -> str:
+        return body["model"]
+"""
+
+
+def test_the_pipes_method_answers_a_manifolds_models_read_with_its_stored_valves(runtime):
+    from loader import run_function_collect
+
+    result = run_function_collect(
+        unique(MANIFOLD), function_id="multi", method="pipes", admin_valves={"models": "x,y,z"}
+    )
+
+    assert result.ok, result.error
+    assert result.result == [
+        {"id": "multi.x", "name": "Multi: X", "sub": "x"},
+        {"id": "multi.y", "name": "Multi: Y", "sub": "y"},
+        {"id": "multi.z", "name": "Multi: Z", "sub": "z"},
+    ]
+    plain = run_function_collect(unique(COUNTER), function_id="plain", method="pipes")
+    assert plain.ok and plain.result == [{"id": "plain", "name": "", "sub": None}]
