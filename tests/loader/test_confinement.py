@@ -222,14 +222,14 @@ def test_a_hidden_path_that_holds_what_function_code_needs_is_not_hidden_and_say
 
 
 def test_which_paths_are_hidden():
-    needed = ["/usr", "/work/app/.venv/lib/python3/site-packages", "/tmp"]
+    needed = ["/usr", "/srv/sluice/.venv/lib/python3/site-packages", "/tmp"]
     chosen, notice = privileges.plan_hidden_paths(
-        ["/work/app/instance", "/work/app/instance/install-jobs", "/srv/db", "/work/app", "/", "relative"],
+        ["/srv/sluice/instance", "/srv/sluice/instance/install-jobs", "/srv/db", "/srv/sluice", "/", "relative"],
         needed,
     )
 
-    assert chosen == ["/srv/db", "/work/app/instance"]
-    assert "/work/app (it holds /work/app/.venv/lib/python3/site-packages)" in notice
+    assert chosen == ["/srv/db", "/srv/sluice/instance"]
+    assert "/srv/sluice (it holds /srv/sluice/.venv/lib/python3/site-packages)" in notice
     assert "/ (it holds /usr)" in notice
 
 
