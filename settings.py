@@ -228,6 +228,14 @@ SETTINGS: tuple[Setting, ...] = (
         shown_default="`instance/install-jobs`",
     ),
     Setting(
+        "SLUICE_FUNCTION_HOMES_DIR",
+        lambda instance_path, values: str(Path(instance_path) / "function-homes"),
+        text,
+        "where each function gets a writable home of its own (`<folder>/<function id>`: its `~`, `~/.cache`, "
+        "`~/.config`, `~/.local/share`), kept across loads and calls; function code sees only its own",
+        shown_default="`instance/function-homes`",
+    ),
+    Setting(
         "SLUICE_LOAD_DROP_PRIVILEGES",
         "auto",
         drop_mode,
@@ -396,6 +404,7 @@ def loader_options(app) -> dict:
         "timeout": values["SLUICE_LOAD_TIMEOUT"],
         "memory_mb": values["SLUICE_LOAD_MEMORY_MB"],
         "packages_dir": values["SLUICE_FUNCTION_PACKAGES_DIR"],
+        "homes_dir": values["SLUICE_FUNCTION_HOMES_DIR"],
         "drop_privileges": values["SLUICE_LOAD_DROP_PRIVILEGES"],
         "load_user": values["SLUICE_LOAD_USER"],
         "run_timeout": values["SLUICE_RUN_TIMEOUT"],

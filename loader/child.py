@@ -177,25 +177,69 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
     packages_dir = request.get("packages_dir")
     if _private_mounts and packages_dir and isinstance(packages_dir, str):
         private_tmp.reveal(packages_dir)  # from the host's /tmp, where tests and some installs keep it
+    identity = request.get("privileges")
+    # Before forget_host: the homes folder may lie in the host's /tmp.
+    homes, home, home_fd = _function_home(request, identity)
     private_tmp.forget_host()
     if packages_dir and os.path.isdir(packages_dir) and packages_dir not in sys.path:
         sys.path.append(packages_dir)
         importlib.invalidate_caches()
     hidden = request.get("hidden_paths")
-    if _private_mounts and isinstance(hidden, list) and hidden:
+    hidden = [path for path in hidden if isinstance(path, str)] if isinstance(hidden, list) else []
+    if _private_mounts and (hidden or home):
+        # The homes folder is hidden too, so that only this function's own home comes back (no other's is seen).
         confinement.hide(
-            [path for path in hidden if isinstance(path, str)],
+            hidden + ([homes] if home else []),
             packages_dir if isinstance(packages_dir, str) and packages_dir else None,
+            [home] if home else None,
         )
-    identity = request.get("privileges")
+    if home and _private_mounts:
+        with contextlib.suppress(OSError):
+            os.makedirs(home, mode=0o711, exist_ok=True)  # in the private /tmp when it lies there
+        if not confinement.bind_writable(home_fd, home):
+            home = None  # the scratch directory stands in: writable, if not kept
+    if home_fd is not None:
+        os.close(home_fd)
     if identity:
         _drop_privileges(identity, workdir, zygote_pid, prctl)
+    if home:
+        os.environ["HOME"] = home
+        os.environ["XDG_CACHE_HOME"] = os.path.join(home, ".cache")
+        os.environ["XDG_CONFIG_HOME"] = os.path.join(home, ".config")
+        os.environ["XDG_DATA_HOME"] = os.path.join(home, ".local", "share")
     elif os.geteuid() == 0:
         # Staying root: its mounts are read-only but for a few folders (see `_isolate`), and without capabilities it
         # cannot undo the mounts, trace or read the server, or override file permissions. Best effort, as
         # everything in loader/confinement.py.
         confinement.drop_capabilities()
     confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
+
+
+def _function_home(request: dict, identity: dict | None) -> tuple[str | None, str | None, int | None]:
+    """Make the function's own home, `<homes_dir>/<function id>` (0700, the load user's when privileges are dropped),
+    where its code may write what Open WebUI would let it write under the home directory and the per-user cache,
+    config and data folders, kept across loads and calls. Returns (homes folder, home, O_PATH descriptor of the home
+    to bind in a private mount namespace, else None); (None, None, None) without a homes folder, a function id, or
+    when the folder cannot be made."""
+    homes = request.get("homes_dir")
+    function_id = request.get("function_id")
+    if not isinstance(homes, str) or not homes or not isinstance(function_id, str) or not function_id:
+        return None, None, None
+    homes = os.path.realpath(homes)
+    home = os.path.join(homes, "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in function_id))
+    where = (private_tmp.host_path(home) if _private_mounts else None) or home
+    try:
+        os.makedirs(os.path.dirname(where), mode=0o711, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(where, 0o700)
+        if identity:
+            os.chown(where, int(identity["uid"]), int(identity["gid"]), follow_symlinks=False)
+        fd = None
+        if _private_mounts:
+            fd = os.open(where, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None, None, None
+    return homes, home, fd
 
 
 def _drop_privileges(identity: dict, workdir: str, zygote_pid: int, prctl) -> None:

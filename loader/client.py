@@ -65,6 +65,9 @@ class Settings:
     timeout: float = 10.0
     memory_mb: int = 1024
     packages_dir: str | None = None
+    # Where each function gets a writable home of its own (`<homes_dir>/<function id>`: HOME and the XDG cache,
+    # config and data folders), kept across loads and calls; None: the scratch directory, gone with the child.
+    homes_dir: str | None = None
     cache_size: int = 256
     output_cap: int = 64 * 1024
     result_cap: int = 2 * 1024 * 1024
@@ -95,16 +98,16 @@ _UNSET = object()
 _ANY_USER = "any user"
 
 
-# How `configure` reads each setting: by its type, or by the converter its field names. `packages_dir` is apart,
-# since None (no packages folder) is a value it can be set to.
+# How `configure` reads each setting: by its type, or by the converter its field names. `packages_dir` and
+# `homes_dir` are apart, since None (no such folder) is a value they can be set to.
 _CONVERTERS = {
     item.name: item.metadata.get("convert") or {"float": float, "int": int, "str": str}[item.type]
     for item in fields(Settings)
-    if item.name != "packages_dir"
+    if item.name not in ("packages_dir", "homes_dir")
 }
 
 
-def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, **others) -> Settings:
+def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, homes_dir=_UNSET, **others) -> Settings:
     """Change how code is loaded (any field of `Settings`); only the arguments given change. Returns the settings
     now in force."""
     global _settings
@@ -118,6 +121,8 @@ def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, **others) -> Se
         raise ValueError(f"{', '.join(positive)} must be positive and busy_wait not negative")
     if packages_dir is not _UNSET:
         changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
+    if homes_dir is not _UNSET:
+        changes["homes_dir"] = os.path.abspath(homes_dir) if homes_dir else None
     with _state_lock:
         old, _settings = _settings, replace(_settings, **changes)
     if old.packages_dir != _settings.packages_dir or old.hidden_paths != _settings.hidden_paths:
@@ -367,6 +372,7 @@ def _run(request: dict) -> tuple[dict, object]:
         "timeout": current.timeout,
         "memory_mb": current.memory_mb,
         "packages_dir": current.packages_dir,
+        "homes_dir": current.homes_dir,
         "output_cap": current.output_cap,
         "result_cap": current.result_cap,
         "hidden_paths": list(current.hidden_paths),

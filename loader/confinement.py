@@ -256,11 +256,14 @@ def inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def hide(paths: list[str], keep: str | list[str] | None = None) -> list[str]:
+def hide(
+    paths: list[str], keep: str | list[str] | None = None, mount_points: list[str] | None = None
+) -> list[str]:
     """Mount an empty read-only tmpfs over each folder in `paths` (an empty read-only file over a file), in this
     child's private mount namespace; the folders in `keep` (the packages folder; the Python installation, where it
-    lies in root's home) stay where they are, read-only, even inside one of them. Returns what was hidden. A path
-    that is not there or cannot be mounted over is skipped."""
+    lies in root's home) stay where they are, read-only, even inside one of them. The empty folders in
+    `mount_points` (where the function's home is put back, `bind_writable`) are made in the tmpfs before it becomes
+    read-only. Returns what was hidden. A path that is not there or cannot be mounted over is skipped."""
     if _libc is None:
         return []
     keeps = [os.path.realpath(item) for item in ([keep] if isinstance(keep, str) else keep or []) if item]
@@ -294,6 +297,10 @@ def hide(paths: list[str], keep: str | list[str] | None = None) -> list[str]:
                 os.makedirs(item, mode=0o711, exist_ok=True)
                 _mount(f"/proc/self/fd/{fd}", item, None, MS_BIND | MS_REC)
                 _mount(b"none", item, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        for point in mount_points or []:
+            if any(inside(point, folder) for folder in folders):
+                with contextlib.suppress(OSError):
+                    os.makedirs(point, mode=0o711, exist_ok=True)
     finally:
         for _item, fd in held:
             os.close(fd)
@@ -301,6 +308,19 @@ def hide(paths: list[str], keep: str | list[str] | None = None) -> list[str]:
             with contextlib.suppress(OSError):
                 _mount(b"none", folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     return hidden
+
+
+def bind_writable(fd: int, path: str) -> bool:
+    """Bind the folder open as `fd` (O_PATH) at `path`, writable (no set-user-id, no devices), in this child's private
+    mount namespace, whatever the mounts around it: the function's home. False if the kernel refuses."""
+    if _libc is None:
+        return False
+    try:
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+        _mount(b"none", path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+    except OSError:
+        return False
+    return True
 
 
 # Per-mount options in /proc/self/mountinfo that a read-only remount must keep (dropping them is not the point).

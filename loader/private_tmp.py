@@ -107,6 +107,16 @@ def reveal(path: str) -> bool:
     return False
 
 
+def host_path(path: str) -> str | None:
+    """Where this child reaches the host's `path` when it lies in the host's /tmp or /var/tmp (through the handle
+    held on them until `forget_host`); None when it lies elsewhere."""
+    path = os.path.realpath(path)
+    for folder, host_fd in _host_temporary.items():
+        if inside(path, folder) and path != folder:
+            return os.path.join(f"/proc/self/fd/{host_fd}", os.path.relpath(path, folder))
+    return None
+
+
 def forget_host() -> None:
     """Close the handles on the host's temporary folders: function code must not reach them through /proc."""
     for fd in _host_temporary.values():

@@ -94,6 +94,7 @@ def run_function(
         "output_cap": settings.output_cap,
         "result_cap": settings.result_cap,
         "packages_dir": settings.packages_dir,
+        "homes_dir": settings.homes_dir,
         "hidden_paths": list(settings.hidden_paths),
     }
     wait = settings.busy_wait + settings.timeout + run_timeout + SAFETY_MARGIN
@@ -278,6 +279,7 @@ def _key(content: str, function_id: str, admin_valves, settings) -> str:
         admin_valves or {},
         settings.memory_mb,
         settings.packages_dir,
+        settings.homes_dir,
         list(settings.hidden_paths),
         settings.result_cap,
     ]

@@ -96,6 +96,7 @@ class Call:
             "output_cap": int(_number(request.get("output_cap"), DEFAULT_OUTPUT_CAP, minimum=0)),
             "result_cap": int(_number(request.get("result_cap"), DEFAULT_RESULT_CAP)),
             "packages_dir": request.get("packages_dir"),
+            "homes_dir": request.get("homes_dir"),
             "hidden_paths": request.get("hidden_paths") or [],
         }
         self.worker: Worker | None = None
@@ -251,6 +252,7 @@ class Pool:
             "memory_mb": settings["memory_mb"],
             "result_cap": settings["result_cap"],
             "packages_dir": settings["packages_dir"],
+            "homes_dir": settings["homes_dir"],
             "hidden_paths": list(settings["hidden_paths"]),
         }
         call.notices = self.zygote.confine_request(serve)
