@@ -202,16 +202,16 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
         os.close(home_fd)
     if identity:
         _drop_privileges(identity, workdir, zygote_pid, prctl)
-    if home:
-        os.environ["HOME"] = home
-        os.environ["XDG_CACHE_HOME"] = os.path.join(home, ".cache")
-        os.environ["XDG_CONFIG_HOME"] = os.path.join(home, ".config")
-        os.environ["XDG_DATA_HOME"] = os.path.join(home, ".local", "share")
     elif os.geteuid() == 0:
         # Staying root: its mounts are read-only but for a few folders (see `_isolate`), and without capabilities it
         # cannot undo the mounts, trace or read the server, or override file permissions. Best effort, as
         # everything in loader/confinement.py.
         confinement.drop_capabilities()
+    if home:
+        os.environ["HOME"] = home
+        os.environ["XDG_CACHE_HOME"] = os.path.join(home, ".cache")
+        os.environ["XDG_CONFIG_HOME"] = os.path.join(home, ".config")
+        os.environ["XDG_DATA_HOME"] = os.path.join(home, ".local", "share")
     confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
 
 

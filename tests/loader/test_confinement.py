@@ -224,7 +224,14 @@ def test_a_hidden_path_that_holds_what_function_code_needs_is_not_hidden_and_say
 def test_which_paths_are_hidden():
     needed = ["/usr", "/srv/sluice/.venv/lib/python3/site-packages", "/tmp"]
     chosen, notice = privileges.plan_hidden_paths(
-        ["/srv/sluice/instance", "/srv/sluice/instance/install-jobs", "/srv/db", "/srv/sluice", "/", "relative"],
+        [
+            "/srv/sluice/instance",
+            "/srv/sluice/instance/install-jobs",
+            "/srv/db",
+            "/srv/sluice",
+            "/",
+            "relative",
+        ],
         needed,
     )
 
