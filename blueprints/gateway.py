@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, g, jsonify, request, stream_with_context
 
 from models import ApiKey
-from services import accounts, chat
+from services import accounts, chat, chat_models, pipelines_protocol
 from services.errors import ServiceError
 from web.access import INVALID_CREDENTIALS, NO_PERMISSION, NOT_AUTHENTICATED, ApiAuthError, presented_key
 
@@ -71,7 +71,7 @@ def _json_body():
 def models():
     """The active pipes as models (a manifold's sub-pipes each as ``fn.sub``) and the active filters as Pipelines
     filter items."""
-    return jsonify(chat.models_list())
+    return jsonify(chat_models.models_list())
 
 
 @bp.post("/chat/completions")
@@ -97,37 +97,41 @@ def chat_completions():
 @bp.get("/pipelines")
 def pipelines():
     """One item per active function, which Open WebUI's Pipelines admin page reads first."""
-    return jsonify(chat.pipelines_list())
+    return jsonify(chat_models.pipelines_list())
 
 
 @bp.post("/<path:function_id>/filter/inlet")
 def filter_inlet(function_id: str):
     """The function's inlet over ``body`` for ``user``; answers the new body."""
-    return jsonify(chat.pipeline_filter(_key(), function_id, "inlet", _json_body(), request.headers))
+    return jsonify(
+        pipelines_protocol.pipeline_filter(_key(), function_id, "inlet", _json_body(), request.headers)
+    )
 
 
 @bp.post("/<path:function_id>/filter/outlet")
 def filter_outlet(function_id: str):
     """The function's outlet over ``body`` for ``user``; answers the new body."""
-    return jsonify(chat.pipeline_filter(_key(), function_id, "outlet", _json_body(), request.headers))
+    return jsonify(
+        pipelines_protocol.pipeline_filter(_key(), function_id, "outlet", _json_body(), request.headers)
+    )
 
 
 @bp.get("/<path:function_id>/valves")
 def valves(function_id: str):
     """The function's admin valves, every field (defaults where nothing is stored)."""
     _admin_key()
-    return jsonify(chat.pipeline_valves(function_id))
+    return jsonify(pipelines_protocol.pipeline_valves(function_id))
 
 
 @bp.get("/<path:function_id>/valves/spec")
 def valves_spec(function_id: str):
     """The JSON schema of the function's valves."""
     _admin_key()
-    return jsonify(chat.pipeline_valves_spec(function_id))
+    return jsonify(pipelines_protocol.pipeline_valves_spec(function_id))
 
 
 @bp.post("/<path:function_id>/valves/update")
 def valves_update(function_id: str):
     """Store new admin valves (checked by the function's own class); answers every field."""
     _admin_key()
-    return jsonify(chat.update_pipeline_valves(function_id, _json_body()))
+    return jsonify(pipelines_protocol.update_pipeline_valves(function_id, _json_body()))

@@ -1,41 +1,33 @@
-"""Chats through Sluice's functions, as Open WebUI runs them: the pipes as models, the filters that apply, and a
-chat's inlet chain, pipe and outlet chain, shaped as OpenAI chat completions (RUNTIME.md §3, §4, §7).
+"""A chat through Sluice's functions, as Open WebUI runs one: whom it runs for, its inlet chain, its pipe (with
+each chunk through the stream filters) and its outlet chain (RUNTIME.md §3, §4, §7).
 
-The gateway's routes (``blueprints/gateway.py``) parse and answer; everything they decide is here. Function code
-runs only in the loader's workers (``services.running``).
-
-Sluice has no models of its own to attach filters to, so the filters that apply to a chat are the active
-**global** filters (a toggle filter only when its id is among the request's ``filter_ids``); a filter that is not
-global applies to no model.
+The gateway's routes (``blueprints/gateway.py``) parse and answer; everything they decide is here and in its
+neighbours: ``services.chat_models`` (the pipes as models, the filters that apply and their order),
+``services.openai_shapes`` (the OpenAI completion and chunk shapes, server-sent events) and
+``services.pipelines_protocol`` (Open WebUI's Pipelines filter and valves routes). Function code runs only in the
+loader's workers (``services.running``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 
-import loader
 from extensions import db
-from loader.runtime import filter_order, filter_priority
 from models import ApiKey, Function, User
 from services import accounts, running
-from services.errors import NotFound, ServiceError
+from services.chat_models import chat_filters, find_model, model_entry, requested_filter_ids
+from services.errors import ServiceError
+from services.openai_shapes import chunk, completion, completion_id, event_chunk, sse
 
 log = logging.getLogger(__name__)
 
-# A model list reads each pipe's `pipes`; one that takes longer than this offers no models this time.
-PIPES_TIMEOUT = 10.0
 # The stream phase costs a worker round trip per chunk per filter: a filter whose code defines no `stream` method
 # (which would pass every chunk through unchanged) is left out of it without asking its worker.
 STREAM_METHOD = re.compile(r"\bdef\s+stream\s*\(")
@@ -85,188 +77,6 @@ def actor_for(key: ApiKey, claimed: Any) -> Actor:
         "role": str(claimed.get("role") or "user"),
     }
     return Actor(None, info)
-
-
-# --- the functions involved -----------------------------------------------------------------------------------
-
-
-def _active(kind: str) -> list[Function]:
-    query = select(Function).where(Function.type == kind, Function.is_active.is_(True)).order_by(Function.id)
-    return [f for f in db.session.scalars(query) if f.load_status == "ok"]
-
-
-def _stored_valves(f: Function) -> dict:
-    return dict(f.valves) if isinstance(f.valves, dict) else {}
-
-
-def function_for(model_or_id: str, *, active_only: bool = True) -> Function:
-    """The function behind a model id or a function id (``fn`` or ``fn.sub``)."""
-    function_id = str(model_or_id or "").split(".", 1)[0]
-    f = db.session.get(Function, function_id) if function_id else None
-    if f is None or (active_only and not f.is_active):
-        raise NotFound(f"There is no active function with the id {function_id!r}.", kind="function_not_found")
-    return f
-
-
-@dataclass(frozen=True)
-class _PipeCode:
-    """What listing a pipe's models needs, read from the database first (listing may run in other threads)."""
-
-    id: str
-    name: str
-    content: str
-    valves: str  # the stored admin valves as JSON, part of the cache key
-
-    @classmethod
-    def of(cls, f: Function) -> _PipeCode:
-        valves = json.dumps(_stored_valves(f), sort_keys=True, default=str)
-        return cls(f.id, f.name, f.content, valves)
-
-
-# What each pipe offers, kept for a few seconds: every chat looks its model up, and Open WebUI reads the list often.
-# The key holds the code and the valves, so a change is seen at once; a failed listing is not kept.
-PIPES_KEPT_SECONDS = 5.0
-_offered: dict[tuple[str, str, str], tuple[float, list[dict]]] = {}
-_offered_lock = threading.Lock()
-
-
-def _pipe_models(pipe: _PipeCode) -> list[dict]:
-    key = (pipe.id, hashlib.sha256(pipe.content.encode("utf-8", "surrogatepass")).hexdigest(), pipe.valves)
-    with _offered_lock:
-        kept = _offered.get(key)
-    if kept is not None and time.monotonic() - kept[0] < PIPES_KEPT_SECONDS:
-        return kept[1]
-    outcome = loader.run_function_collect(
-        pipe.content,
-        function_id=pipe.id,
-        method="pipes",
-        admin_valves=json.loads(pipe.valves),
-        timeout=PIPES_TIMEOUT,
-    )
-    if not outcome.ok or not isinstance(outcome.result, list):
-        log.warning("Pipe %s offers no models: %s", pipe.id, (outcome.error or {}).get("message"))
-        return []
-    models = []
-    for item in outcome.result:
-        if isinstance(item, dict) and item.get("id"):
-            name = item.get("name") if item.get("sub") is not None else pipe.name
-            models.append({"id": str(item["id"]), "name": str(name or ""), "sub": item.get("sub")})
-    with _offered_lock:
-        if len(_offered) > 1024:
-            _offered.clear()
-        _offered[key] = (time.monotonic(), models)
-    return models
-
-
-def list_pipe_models(f: Function) -> list[dict]:
-    """The models one pipe function offers: ``[{id, name, sub}]`` (a manifold's sub-pipes each as ``fn.sub``).
-
-    A manifold's ``pipes`` is function code, read in its worker with its admin valves set, as Open WebUI reads it;
-    it takes no user, so no user valves either.
-    """
-    return _pipe_models(_PipeCode.of(f))
-
-
-def _model_entry(model: dict, f: Function) -> dict:
-    # No `pipe` key: Open WebUI takes a model carrying one for a function of its own and would not call Sluice.
-    return {
-        "id": model["id"],
-        "name": model["name"],
-        "object": "model",
-        "created": int(f.created_at or 0),
-        "owned_by": "openai",
-        "pipeline": {"type": "pipe", "valves": f.valves_schema is not None},
-    }
-
-
-def filter_priority_of(f: Function) -> float:
-    return filter_priority(_stored_valves(f), valves_schema=f.valves_schema)
-
-
-def _filter_entry(f: Function) -> dict:
-    return {
-        "id": f.id,
-        "name": f.name,
-        "object": "model",
-        "created": int(f.created_at or 0),
-        "owned_by": "openai",
-        "pipeline": {
-            "type": "filter",
-            "valves": f.valves_schema is not None,
-            # Global filters apply to every model; Sluice has no models to attach others to. A toggle filter runs
-            # only in a chat whose filter_ids name it, which Open WebUI never does for a connection's filters.
-            "pipelines": ["*"] if f.is_global and not _is_toggle(f) else [],
-            "priority": filter_priority_of(f),
-        },
-    }
-
-
-def models_list() -> dict:
-    """``GET /v1/models``: the active pipes as models, then the active filters as Pipelines filter items."""
-    pipes = _active("pipe")
-    codes = [_PipeCode.of(f) for f in pipes]
-    # Each pipe's list comes from its own worker: ask them all at once.
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(codes)))) as pool:
-        offered = list(pool.map(_pipe_models, codes))
-    data = []
-    for f, models in zip(pipes, offered, strict=True):
-        data.extend(_model_entry(model, f) for model in models)
-    data.extend(_filter_entry(f) for f in filter_order_of(_active("filter")))
-    return {"object": "list", "data": data, "pipelines": True}
-
-
-def pipelines_list() -> dict:
-    """``GET /v1/pipelines``: one item per active function, for Open WebUI's Pipelines admin page."""
-    query = select(Function).where(Function.is_active.is_(True)).order_by(Function.id)
-    return {
-        "data": [
-            {"id": f.id, "name": f.name, "type": f.type, "valves": f.valves_schema is not None}
-            for f in db.session.scalars(query)
-        ]
-    }
-
-
-def filter_order_of(functions: list[Function]) -> list[Function]:
-    ordered = filter_order(
-        [{"id": f.id, "priority": filter_priority_of(f), "function": f} for f in functions]
-    )
-    return [item["function"] for item in ordered]
-
-
-def _filter_ids(body: dict) -> list[str]:
-    found = body.get("filter_ids")
-    if found is None and isinstance(body.get("metadata"), dict):
-        found = body["metadata"].get("filter_ids")
-    return [str(item) for item in found] if isinstance(found, list) else []
-
-
-def _is_toggle(f: Function) -> bool:
-    return bool((f.meta or {}).get("toggle"))
-
-
-def chat_filters(body: dict) -> list[Function]:
-    """The filters that run on a chat, in Open WebUI's order: the active global ones; a toggle filter only when the
-    request's ``filter_ids`` name it."""
-    chosen = _filter_ids(body)
-    applies = [
-        f for f in _active("filter") if f.is_global and (not (f.meta or {}).get("toggle") or f.id in chosen)
-    ]
-    return filter_order_of(applies)
-
-
-def find_model(model_id: str) -> tuple[Function, dict]:
-    """The pipe function and model entry for a model id, or NotFound."""
-    if not isinstance(model_id, str) or not model_id:
-        raise ServiceError("The request names no model.", status=400)
-    try:
-        f = function_for(model_id)
-    except NotFound:
-        f = None
-    if f is not None and f.type == "pipe" and f.load_status == "ok":
-        for model in list_pipe_models(f):
-            if model["id"] == model_id:
-                return f, model
-    raise NotFound(f"There is no model {model_id!r} here.", kind="model_not_found")
 
 
 # --- one function call ------------------------------------------------------------------------------------------
@@ -371,37 +181,6 @@ def run_chain(
 # --- the chat -----------------------------------------------------------------------------------------------------
 
 
-def completion_id(model_id: str) -> str:
-    return f"{model_id}-{uuid.uuid4()}"
-
-
-def chunk(cid: str, model_id: str, delta: dict, finish_reason: str | None = None) -> dict:
-    return {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model_id,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-
-
-def event_chunk(cid: str, model_id: str, event: dict) -> dict:
-    """An event as Open WebUI reads one inline in a stream: a chunk with a top-level ``event``."""
-    return {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model_id,
-        "choices": [],
-        "event": event,
-    }
-
-
-def sse(data: Any) -> str:
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"data: {text}\n\n"
-
-
 @dataclass
 class Chat:
     """One ``/v1/chat/completions`` request, ready to run: the pipe, the filters and who it runs for."""
@@ -434,7 +213,7 @@ class Chat:
         return {
             "model": self.model_id,
             "messages": messages,
-            "filter_ids": _filter_ids(self.body),
+            "filter_ids": requested_filter_ids(self.body),
             "chat_id": None,
             "session_id": None,
             "id": self.id,
@@ -476,8 +255,8 @@ def prepare_chat(key: ApiKey, body: Any, headers: Any = None) -> Chat:
         "chat_id": None,
         "message_id": cid,
         "session_id": None,
-        "filter_ids": _filter_ids(body),
-        "model": _model_entry(model, f),
+        "filter_ids": requested_filter_ids(body),
+        "model": model_entry(model, f),
         "direct": False,
     }
     extras = {"metadata": metadata, "message_id": cid, "headers": forwarded_headers(headers)}
@@ -487,7 +266,7 @@ def prepare_chat(key: ApiKey, body: Any, headers: Any = None) -> Chat:
         body=body,
         actor=actor,
         function=f,
-        model=_model_entry(model, f),
+        model=model_entry(model, f),
         filters=[] if via_pipelines else applying,
         stream_filters=stream_filters,
         id=cid,
@@ -541,20 +320,7 @@ def complete(chat: Chat) -> dict:
     if len(items) == 1 and items[0][0] == "json" and isinstance(items[0][1], dict):
         return _own_answer(chat, items[0][1])
     content = run_outlets(chat, running.pipe_text(items))
-    return {
-        "id": chat.id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": chat.model_id,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-    }
+    return completion(chat.id, chat.model_id, content)
 
 
 def _own_answer(chat: Chat, answer: dict) -> dict:
@@ -643,84 +409,3 @@ def _filtered(chat: Chat, data: Any) -> Iterator[str]:
         if data is None:
             return
     yield sse(data)
-
-
-# --- Pipelines protocol: one function's filter phase --------------------------------------------------------------
-
-
-def pipeline_filter(
-    key: ApiKey, function_or_model_id: str, method: str, payload: Any, headers: Any = None
-) -> Any:
-    """``/v1/{id}/filter/inlet|outlet``: the filter's ``method`` over ``payload["body"]`` for the user named in
-    ``payload["user"]`` (when the key may act for others), answering the new body.
-
-    A pipe's id (Open WebUI calls these routes for a model that carries a ``pipeline`` field) passes the body
-    through unchanged: Open WebUI never calls a pipe function's own ``inlet`` or ``outlet``. So does a function
-    that is switched off or gone since Open WebUI last read the model list (an error here would abort every chat
-    until it reads the list again), and a toggle filter the chat did not switch on.
-    """
-    if not isinstance(payload, dict) or not isinstance(payload.get("body"), dict):
-        raise ServiceError('The request body must be {"user": {...}, "body": {...}}.', status=400)
-    body = payload["body"]
-    try:
-        f = function_for(function_or_model_id)
-    except NotFound:
-        log.info(
-            "Filter route for %r, which is not an active function: the body passes", function_or_model_id
-        )
-        return body
-    if f.type != "filter" or (_is_toggle(f) and f.id not in _filter_ids(body)):
-        return body
-    actor = actor_for(key, payload.get("user"))
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    model = metadata.get("model") if isinstance(metadata.get("model"), dict) else body.get("model")
-    return run_phase(f, method, body, actor, model=model, extras={"headers": forwarded_headers(headers)}).body
-
-
-# --- Pipelines protocol: valves -----------------------------------------------------------------------------------
-
-
-def _valves_function(function_or_model_id: str) -> Function:
-    return function_for(function_or_model_id, active_only=False)
-
-
-def _full_valves(f: Function, stored: dict) -> dict:
-    """Every field of the function's valves: the schema's defaults, then `default_factory` ones, then what is set."""
-    values: dict = {}
-    properties = (f.valves_schema or {}).get("properties") or {}
-    for name, prop in properties.items():
-        if isinstance(prop, dict) and "default" in prop:
-            values[name] = prop["default"]
-    values.update(f.valves_defaults or {})
-    values.update(stored)
-    return values
-
-
-def _require_valves(f: Function) -> None:
-    if f.valves_schema is None:
-        raise NotFound(f"{f.id!r} has no valves.", kind="no_valves_class")
-
-
-def pipeline_valves(function_or_model_id: str) -> dict:
-    f = _valves_function(function_or_model_id)
-    _require_valves(f)
-    return _full_valves(f, _stored_valves(f))
-
-
-def pipeline_valves_spec(function_or_model_id: str) -> dict:
-    f = _valves_function(function_or_model_id)
-    _require_valves(f)
-    return f.valves_schema
-
-
-def update_pipeline_valves(function_or_model_id: str, values: Any) -> dict:
-    """Store the valves Open WebUI's Pipelines page sends (all fields), checked by the function's own class."""
-    from services import valves
-
-    if not isinstance(values, dict):
-        raise ServiceError("The valves must be a JSON object.", status=400)
-    f = _valves_function(function_or_model_id)
-    _require_valves(f)
-    stored = valves.update_valves(f.id, values)
-    db.session.refresh(f)
-    return _full_valves(f, stored)
