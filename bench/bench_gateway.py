@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import requests  # noqa: E402
 
+from bench.timing import percentile  # noqa: E402
+
 PIPE = '''"""
 title: Bench Pipe
 """
@@ -45,11 +47,6 @@ class Filter:
     def inlet(self, body: dict, __user__: dict | None = None) -> dict:
         return body
 '''
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def report(name: str, values: list[float]) -> None:

@@ -21,6 +21,7 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import loader  # noqa: E402 - after the path above
+from bench.timing import percentile  # noqa: E402
 
 SMALL_FILTER = '''"""
 title: Bench Filter
@@ -48,11 +49,6 @@ class Filter:
     def inlet(self, body: dict, __user__: Optional[dict] = None) -> dict:
         return body
 '''
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def report(name: str, seconds: list[float]) -> None:

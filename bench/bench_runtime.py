@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import loader  # noqa: E402 - after the path above
+from bench.timing import percentile  # noqa: E402
 
 FILTER = '''"""
 title: Bench Filter
@@ -77,11 +78,6 @@ BODY = {
     "metadata": {"chat_id": "c1", "message_id": "m1", "session_id": "s1"},
 }
 USER = {"id": "u1", "email": "ada@example.com", "name": "Ada", "role": "user"}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def report(name: str, seconds: list[float]) -> None:
