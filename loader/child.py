@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 from loader import confinement, describe, environment, private_tmp, protocol
+from loader import homes as homes_module
 from loader.json_values import TooLarge, json_safe
 from loader.privileges import PrivilegeError, become
 from loader.runtime import worker as runtime_worker
@@ -179,7 +180,7 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
         private_tmp.reveal(packages_dir)  # from the host's /tmp, where tests and some installs keep it
     identity = request.get("privileges")
     # Before forget_host: the homes folder may lie in the host's /tmp.
-    homes, home, home_fd = _function_home(request, identity)
+    homes, home, home_fd = _function_home(request)
     private_tmp.forget_host()
     if packages_dir and os.path.isdir(packages_dir) and packages_dir not in sys.path:
         sys.path.append(packages_dir)
@@ -215,30 +216,22 @@ def _prepare_job(request: dict, workdir: str, zygote_pid: int, prctl) -> None:
     confinement.make_undumpable()  # other children (same user, no capabilities) cannot read our memory
 
 
-def _function_home(request: dict, identity: dict | None) -> tuple[str | None, str | None, int | None]:
-    """Make the function's own home, `<homes_dir>/<function id>` (0700, the load user's when privileges are dropped),
-    where its code may write what Open WebUI would let it write under the home directory and the per-user cache,
-    config and data folders, kept across loads and calls. Returns (homes folder, home, O_PATH descriptor of the home
-    to bind in a private mount namespace, else None); (None, None, None) without a homes folder, a function id, or
-    when the folder cannot be made."""
-    homes = request.get("homes_dir")
-    function_id = request.get("function_id")
-    if not isinstance(homes, str) or not homes or not isinstance(function_id, str) or not function_id:
+def _function_home(request: dict) -> tuple[str | None, str | None, int | None]:
+    """The function's own home, `<homes_dir>/<function id>`, made by the zygote (loader/homes.py) in the host's
+    mount namespace, where the homes folder may be writable although every mount here is read-only. Returns (homes
+    folder, home, O_PATH descriptor of the home to bind in a private mount namespace, else None); (None, None, None)
+    without a homes folder, a function id, or a home the zygote could make."""
+    homes, home = homes_module.paths(request)
+    if home is None:
         return None, None, None
-    homes = os.path.realpath(homes)
-    home = os.path.join(homes, "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in function_id))
     where = (private_tmp.host_path(home) if _private_mounts else None) or home
     try:
-        os.makedirs(os.path.dirname(where), mode=0o711, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(where, 0o700)
-        if identity:
-            os.chown(where, int(identity["uid"]), int(identity["gid"]), follow_symlinks=False)
-        fd = None
-        if _private_mounts:
-            fd = os.open(where, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (OSError, KeyError, TypeError, ValueError):
+        fd = os.open(where, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return None, None, None
+    if not _private_mounts:
+        os.close(fd)
+        fd = None
     return homes, home, fd
 
 

@@ -32,7 +32,7 @@ import signal
 import time
 from collections import deque
 
-from loader import child, namespaces, scratch
+from loader import child, homes, namespaces, scratch
 from loader.errors import exit_status_error
 from loader.privileges import (
     identity_of,
@@ -448,6 +448,8 @@ class Zygote:
             notices.append(notice)
         request["hidden_paths"], notice = self._hidden_for(request)
         notices.append(notice)
+        # Here, not in the child: the child's mounts are all read-only but the temporary folders (loader/homes.py).
+        homes.make(request)
         return [notice for notice in notices if notice]
 
     def worker_child(self) -> Child | None:

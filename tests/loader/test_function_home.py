@@ -66,19 +66,27 @@ class Filter:
 """
 
 
-@pytest.fixture(params=["in the instance folder", "in /tmp"])
+# Outside the temporary folders, as a real install's instance folder is: every mount children see there is
+# read-only, so only the zygote can make a home in it. Root may write /var/lib on any Linux; the load user can reach it.
+OUTSIDE_TMP = "/var/lib"
+
+
+@pytest.fixture(params=["in the instance folder", "in /tmp", "in an instance folder outside /tmp"])
 def homes(loader_fast, request):
     """An instance folder like the server's (a secret key), hidden from function code, the function homes inside it
     (the default) or beside it in the host's /tmp, and the loader configured with them; the previous settings come
-    back afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="sluice-test-homes-"))
+    back afterwards. The third case puts the instance folder where a real install has it, outside /tmp."""
+    outside = request.param == "in an instance folder outside /tmp"
+    if outside and (os.geteuid() != 0 or not os.access(OUTSIDE_TMP, os.W_OK)):
+        pytest.skip(f"only root writes {OUTSIDE_TMP}")
+    base = Path(tempfile.mkdtemp(prefix="sluice-test-homes-", dir=OUTSIDE_TMP if outside else None))
     instance = base / "instance"
     instance.mkdir()
     os.chmod(base, 0o755)
     os.chmod(instance, 0o755)
     (instance / "secret_key").write_text("the-server-secret")
     os.chmod(instance / "secret_key", 0o644)
-    folder = (instance if request.param == "in the instance folder" else base) / "function-homes"
+    folder = (base if request.param == "in /tmp" else instance) / "function-homes"
     before = client.settings()
     loader_fast.configure(homes_dir=str(folder), hidden_paths=[str(instance)])
     try:
