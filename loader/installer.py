@@ -19,6 +19,7 @@ its result is reported as failed.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import time
 import traceback
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .requirements import RequirementError, parse_requirement
 
@@ -45,6 +47,8 @@ _JOB_ID = re.compile(r"\A[0-9]{8}T[0-9]{6}-[0-9a-f]{8}\Z")
 _LOCK_FILE = "install.lock"
 _LAUNCHER_WAIT_SECONDS = 30
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# pip's own tools: a package may ask for a newer setuptools to build, and no function imports pip.
+_TOOLS = frozenset({"pip", "setuptools", "wheel"})
 # Given to every pip run as --constraint: the packages Sluice installs at Open WebUI's pins stay at those versions,
 # and torch is its CPU build (constraints-install.txt says why).
 CONSTRAINT_FILES = [
@@ -84,6 +88,7 @@ def start_install(
         "--upgrade-strategy",
         "only-if-needed",
         *(option for path in CONSTRAINT_FILES if os.path.isfile(path) for option in ("--constraint", path)),
+        *_environment_constraints(packages_dir, jobs_dir, job_id),
         "--no-input",
         "--disable-pip-version-check",
         # Belt and braces: nothing after this can be read as an option.
@@ -139,6 +144,39 @@ def start_install(
             error=f"the installer could not start (exit code {exit_code}); see the output",
         )
     return job_id
+
+
+def _environment_constraints(packages_dir: str, jobs_dir: str, job_id: str) -> list[str]:
+    """`--constraint <file>` pinning every package of the server's own Python environment at its installed version.
+
+    Function code imports the server's copy of a package before the packages folder's (the loader appends that
+    folder to `sys.path`), so a second copy at another version would never be used, and whatever needed that version
+    would break at import (transformers refusing the server's newer tokenizers). With these pins pip either fits the
+    install around the server's packages or fails, saying which requirement conflicts."""
+    pins = {}
+    search = [path for path in sys.path if path and not _inside(os.path.abspath(path), packages_dir)]
+    for dist in importlib.metadata.distributions(path=search):
+        name, version = dist.metadata["Name"], dist.version
+        if not name or not version or canonicalize_name(name) in _TOOLS:
+            continue
+        try:
+            Version(version)
+        except InvalidVersion:
+            continue  # pip could not read such a pin either
+        pins.setdefault(canonicalize_name(name), f"{canonicalize_name(name)}=={version}")
+    if not pins:
+        return []
+    path = os.path.join(jobs_dir, f"{job_id}.constraints.txt")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(
+            "# The server's own packages at their installed versions (loader/installer.py says why).\n"
+        )
+        handle.write("\n".join(sorted(pins.values())) + "\n")
+    return ["--constraint", path]
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def validate_install_requirements(requirements: list[str]) -> list[str]:

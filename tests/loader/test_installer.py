@@ -1,11 +1,13 @@
 """Installer: admin-triggered pip runs as detached background jobs (SPEC §4.5), with a fake pip."""
 
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 
 import pytest
 
@@ -103,12 +105,94 @@ def test_every_install_is_constrained_to_open_webuis_pins_and_a_cpu_torch(fake_p
         os.path.join(root, "constraints-install.txt"),
     )
     assert installer.CONSTRAINT_FILES == [functions, install]
-    assert f"only-if-needed --constraint {functions} --constraint {install} --no-input" in job["output"]
+    assert f"only-if-needed --constraint {functions} --constraint {install} --constraint " in job["output"]
     with open(install) as handle:
         pins = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
     # PyPI's default torch for Linux pulls several GB of CUDA libraries; Open WebUI's default image runs on the CPU.
     assert [pin for pin in pins if pin.startswith("torch")] == ["torch==2.13.0+cpu"]
     assert "sentence-transformers==5.5.1" in pins  # Open WebUI 0.12.4's pin
+
+
+def test_every_install_keeps_the_servers_own_packages_at_their_installed_versions(fake_pip, dirs):
+    """Function code imports the server's copy of a package first: an install must never bring a second copy at
+    another version (transformers then refused the server's newer tokenizers at import)."""
+    packages_dir, jobs_dir = dirs
+    # A package already in the packages folder is the install's to change, not pinned.
+    stale = os.path.join(packages_dir, "sluice_stale-1.0.dist-info")
+    os.makedirs(stale)
+    with open(os.path.join(stale, "METADATA"), "w") as handle:
+        handle.write("Metadata-Version: 2.1\nName: sluice-stale\nVersion: 1.0\n")
+    sys.path.append(packages_dir)
+    try:
+        job_id = start_install(["sluice-demo"], packages_dir, jobs_dir, pip_command=fake_pip("ok"))
+    finally:
+        sys.path.remove(packages_dir)
+
+    job = wait_until_finished(job_id, jobs_dir)
+    args = job["command"]
+    files = [args[index + 1] for index, arg in enumerate(args) if arg == "--constraint"]
+    assert len(files) == 3 and files[2] == os.path.join(jobs_dir, f"{job_id}.constraints.txt")
+    with open(files[2]) as handle:
+        pins = {line.split("==")[0]: line.strip().split("==")[1] for line in handle if "==" in line}
+    assert pins["pydantic"] == importlib.metadata.version("pydantic")
+    assert pins["flask"] == importlib.metadata.version("flask")
+    assert "sluice-stale" not in pins and "pip" not in pins
+    assert job["status"] == "succeeded"
+    assert [job["id"] for job in list_jobs(jobs_dir)] == [job_id]  # the constraints file is no job
+
+
+def test_an_install_needing_another_version_of_a_server_package_is_refused_saying_which(tmp_path, dirs):
+    """With real pip, offline: a package that needs itsdangerous<1 (which requirements-functions.txt does not pin)
+    conflicts with the server's itsdangerous, instead of bringing a second copy that would never be imported."""
+    packages_dir, jobs_dir = dirs
+    wheels = tmp_path / "wheels"
+    _write_wheel(wheels, "needs_old_itsdangerous", "1.0", requires=["itsdangerous<1"])
+    _write_wheel(wheels, "itsdangerous", "0.1", requires=[])  # unconstrained, pip would install this second copy
+    offline_pip = [sys.executable, str(_offline_pip(tmp_path, wheels))]
+    job_id = start_install(["needs-old-itsdangerous"], packages_dir, jobs_dir, pip_command=offline_pip)
+
+    job = wait_until_finished(job_id, jobs_dir, timeout=120)
+    assert job["status"] == "failed", job["output"]
+    assert "itsdangerous" in job["output"] and "conflict" in job["output"].lower()
+    assert not os.path.isdir(os.path.join(packages_dir, "itsdangerous"))
+
+
+def _write_wheel(folder, name: str, version: str, requires: list[str]) -> None:
+    """A minimal pure-Python wheel, written by hand: building one would need setuptools and network."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "",
+        f"{dist_info}/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
+            name.replace("_", "-"), version, "".join(f"Requires-Dist: {line}\n" for line in requires)
+        ),
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: sluice-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+        wheel.writestr(
+            f"{dist_info}/RECORD", "".join(f"{path},,\n" for path in [*files, f"{dist_info}/RECORD"])
+        )
+
+
+def _offline_pip(tmp_path, wheels):
+    """A pip that sees only the folder of test wheels (no index, no configured find-links)."""
+    script = tmp_path / "offline_pip.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys
+            from pip._internal.cli.main import main
+            os.environ["PIP_CONFIG_FILE"] = os.devnull
+            os.environ.pop("PIP_FIND_LINKS", None)
+            os.environ.pop("PIP_EXTRA_INDEX_URL", None)
+            os.environ.pop("PIP_CONSTRAINT", None)
+            sys.exit(main(["--isolated", *sys.argv[1:2], "--no-index", "--find-links", {str(wheels)!r}, *sys.argv[2:]]))
+            """
+        )
+    )
+    return script
 
 
 def test_real_pip_command_by_default(dirs, monkeypatch):
