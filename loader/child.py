@@ -28,6 +28,9 @@ from loader.runtime import worker as runtime_worker
 PR_SET_PDEATHSIG = 1
 FILE_SIZE_LIMIT = 256 * 1024 * 1024
 EXTRA_TASKS = 512
+# Address space a child may reserve beyond its memory cap and what it had mapped before its job (see
+# `_limit_resources`): torch reserves about 0.7 GiB more than it allocates; 3 GiB leaves room for such libraries.
+ADDRESS_SPACE_ALLOWANCE = 3 * 1024 * 1024 * 1024
 
 # Taken before any function code runs, so that code patching `os` cannot stop the child from answering or leaving.
 _exit = os._exit
@@ -258,11 +261,15 @@ def _text_stream(fd: int):
 
 
 def _limit_resources(request: dict) -> None:
-    page = os.sysconf("SC_PAGE_SIZE")
-    with open("/proc/self/statm", "rb") as statm:
-        mapped = int(statm.read().split()[0]) * page
-    memory = mapped + int(request.get("memory_mb") or 1024) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # The memory cap counts what the function allocates (the kernel's data size: heap and private writable
+    # mappings), not address space: torch reserves over 1 GiB of address space at import while using half of it,
+    # and a cap on address space alone refused it at the default. Address space still has a ceiling above that,
+    # for what the data size does not count (shared anonymous mappings).
+    allowed = int(request.get("memory_mb") or 1024) * 1024 * 1024
+    data, mapped = _memory_in_use()
+    resource.setrlimit(resource.RLIMIT_DATA, (data + allowed, data + allowed))
+    address_space = mapped + allowed + ADDRESS_SPACE_ALLOWANCE
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     if (
         request.get("op") != "serve"
     ):  # a worker lives for many calls: the parent limits each call's wall clock
@@ -276,6 +283,17 @@ def _limit_resources(request: dict) -> None:
     with open("/proc/loadavg", "rb") as loadavg:
         tasks = int(loadavg.read().split()[3].split(b"/")[1])
     resource.setrlimit(resource.RLIMIT_NPROC, (tasks + EXTRA_TASKS, tasks + EXTRA_TASKS))
+
+
+def _memory_in_use() -> tuple[int, int]:
+    """(data size, address space) of this process in bytes, as RLIMIT_DATA and RLIMIT_AS count them."""
+    values = {}
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith((b"VmData:", b"VmSize:")):
+                name, value = line.split(b":", 1)
+                values[name] = int(value.split()[0]) * 1024  # in kB
+    return values.get(b"VmData", 0), values.get(b"VmSize", 0)
 
 
 def _send(fd: int, payload: bytes) -> None:

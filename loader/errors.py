@@ -297,8 +297,8 @@ def describe_exception(exc: BaseException, filename: str, *, memory_mb: int | No
             message = f"the code exited (status 1) while loading: {safe_str(code)}"
         return error("Exit", message, line, column)
     if isinstance(exc, MemoryError):
-        limit = f"the {memory_mb} MiB" if memory_mb else "the"
-        message = f"the code needed more than {limit} memory allowed while loading"
+        limit = f"the {memory_mb} MiB of" if memory_mb else "the"
+        message = f"the code needed more than {limit} memory a function may use while loading (SLUICE_LOAD_MEMORY_MB)"
         return error("MemoryError", message, line, column)
     if isinstance(exc, ImportError):
         missing = _missing_package_message(exc, filename, line)

@@ -147,7 +147,8 @@ def test_an_install_needing_another_version_of_a_server_package_is_refused_sayin
     packages_dir, jobs_dir = dirs
     wheels = tmp_path / "wheels"
     _write_wheel(wheels, "needs_old_itsdangerous", "1.0", requires=["itsdangerous<1"])
-    _write_wheel(wheels, "itsdangerous", "0.1", requires=[])  # unconstrained, pip would install this second copy
+    # Unconstrained, pip would install this second copy beside the server's.
+    _write_wheel(wheels, "itsdangerous", "0.1", requires=[])
     offline_pip = [sys.executable, str(_offline_pip(tmp_path, wheels))]
     job_id = start_install(["needs-old-itsdangerous"], packages_dir, jobs_dir, pip_command=offline_pip)
 

@@ -211,7 +211,9 @@ def test_memory_is_capped(loader_fast):
 
     assert not result.ok
     assert result.error.type == "MemoryError"
-    assert result.error.message == "the code needed more than the 1024 MiB memory allowed while loading"
+    assert result.error.message == (
+        "the code needed more than the 1024 MiB of memory a function may use while loading (SLUICE_LOAD_MEMORY_MB)"
+    )
     assert result.error.line == 1
     assert_still_answering(loader_fast)
 
@@ -225,6 +227,34 @@ def test_memory_cap_follows_configure(loader_fast):
     finally:
         loader_fast.configure(memory_mb=1024)
     assert result.error.type == "MemoryError"
+
+
+def test_the_cap_counts_memory_used_not_address_space_reserved(loader_fast):
+    """torch reserves over 1 GiB of address space at import and uses half of it: a reservation is no use of memory,
+    so it loads under the default cap, while allocating the same amount is refused."""
+    reserve = unique(
+        "import mmap\n"
+        "reserved = mmap.mmap(-1, 1536 * 1024 ** 2, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)\n"
+        "class Pipe:\n    pass\n"
+    )
+    assert loader_fast.load_function(reserve).ok
+
+    allocate = loader_fast.load_function(
+        unique("used = bytearray(1536 * 1024 ** 2)\nclass Pipe:\n    pass\n")
+    )
+    assert allocate.error.type == "MemoryError"
+
+
+def test_shared_memory_the_cap_does_not_count_still_has_a_ceiling(loader_fast):
+    """Shared anonymous mappings are not part of the data size the cap counts: the address space limit stops a
+    function from taking the machine's memory through them."""
+    result = loader_fast.load_function(
+        unique("import mmap\nshared = mmap.mmap(-1, 16 * 1024 ** 3)\nclass Pipe:\n    pass\n")
+    )
+
+    assert not result.ok
+    assert result.error.type in ("MemoryError", "OSError"), result.error
+    assert_still_answering(loader_fast)
 
 
 def test_deep_native_recursion_is_killed_not_fatal(loader_fast):
