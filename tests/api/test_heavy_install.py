@@ -9,7 +9,6 @@ Opt-in (`SLUICE_TEST_HEAVY=1 .venv/bin/python -m pytest tests/api/test_heavy_ins
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 import pytest
@@ -20,14 +19,20 @@ pytestmark = pytest.mark.skipif(
     os.environ.get("SLUICE_TEST_HEAVY") != "1", reason="installs torch: set SLUICE_TEST_HEAVY=1 to run it"
 )
 
-# Persistent across runs when SLUICE_TEST_HEAVY_DIR names a folder, so that a second run only checks.
-_ROOT = os.environ.get("SLUICE_TEST_HEAVY_DIR") or tempfile.mkdtemp(prefix="sluice-heavy-test-")
-os.chmod(_ROOT, 0o755)  # the load user must read the packages folder, or function code stays root
-HEAVY_INSTALL = {
-    "SLUICE_ALLOW_PIP_INSTALL": True,
-    "SLUICE_INSTALL_JOBS_DIR": os.path.join(_ROOT, "jobs"),
-    "SLUICE_FUNCTION_PACKAGES_DIR": os.path.join(_ROOT, "packages"),
-}
+
+@pytest.fixture
+def app_config(tmp_path):
+    """Installs allowed, into SLUICE_TEST_HEAVY_DIR when it names a folder (kept, so that a second run only checks),
+    else into this test's temporary folder."""
+    root = os.environ.get("SLUICE_TEST_HEAVY_DIR") or str(tmp_path)
+    os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o755)  # the load user must read the packages folder, or function code stays root
+    return {
+        "SLUICE_ALLOW_PIP_INSTALL": True,
+        "SLUICE_INSTALL_JOBS_DIR": os.path.join(root, "jobs"),
+        "SLUICE_FUNCTION_PACKAGES_DIR": os.path.join(root, "packages"),
+    }
+
 
 EMBEDDER = '''"""
 title: Similarity Tagger
@@ -53,8 +58,7 @@ class Filter:
 '''
 
 
-@pytest.mark.parametrize("app_config", [HEAVY_INSTALL], ids=["installs-allowed"])
-def test_a_function_needing_torch_is_installed_loaded_and_run(admin_api, app_config):
+def test_a_function_needing_torch_is_installed_loaded_and_run(admin_api):
     created = admin_api.post("/create", {"id": "tagger", "name": "Tagger", "content": EMBEDDER, "meta": {}})
     if created.status_code == 400:  # not installed yet (a persistent folder may already hold it)
         detail = created.get_json()["detail"]
@@ -68,7 +72,9 @@ def test_a_function_needing_torch_is_installed_loaded_and_run(admin_api, app_con
         assert job["status"] == "succeeded", job["output"][-3000:]
         print(f"install took {time.monotonic() - started:.1f} s")
 
-        created = admin_api.post("/create", {"id": "tagger", "name": "Tagger", "content": EMBEDDER, "meta": {}})
+        created = admin_api.post(
+            "/create", {"id": "tagger", "name": "Tagger", "content": EMBEDDER, "meta": {}}
+        )
     assert created.status_code == 200, created.get_json()
 
     ran = admin_api.post("/id/tagger/run", {"method": "inlet", "body": {"messages": []}})
