@@ -37,7 +37,15 @@ from sqlalchemy import func, select
 import loader
 from extensions import db
 from models import FUNCTION_TYPES, ID_PATTERN, FunctionVersion
-from services import function_import, function_meta, functions, requirements_jobs, running, url_loader
+from services import (
+    chat_models,
+    function_import,
+    function_meta,
+    functions,
+    requirements_jobs,
+    running,
+    url_loader,
+)
 from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
@@ -341,7 +349,20 @@ def _function_details(function) -> dict[str, Any]:
         "has_valves": bool(getattr(function, "valves_schema", None)),
         "has_user_valves": bool(getattr(function, "user_valves_schema", None)),
         "run_methods": running.METHODS_BY_TYPE.get(function.type, ()),
+        "sub_pipes": _sub_pipes(function),
     }
+
+
+def _sub_pipes(function) -> list[dict]:
+    """A manifold's sub-pipes as "Try it" offers them (`[{sub, name}]`), read as the gateway lists its models; empty
+    for other functions and for a pipe whose `pipes` fails (the field still takes any id then)."""
+    if function.type != "pipe":
+        return []
+    return [
+        {"sub": str(model["sub"]), "name": model["name"]}
+        for model in chat_models.list_pipe_models(function)
+        if model.get("sub") is not None
+    ]
 
 
 @bp.post("/requirements/install")
