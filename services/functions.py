@@ -30,6 +30,7 @@ from models.function import MAX_NAME_LENGTH
 from services import storable
 from services.errors import NotFound, ServiceError
 from services.loading import apply_load_result, field_error, load_code, prepare_code, revalidated_valves
+from services.sealed_valves import for_storage
 
 ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
 ID_TAKEN_ERROR = "Uh-oh! This id is already registered. Please choose another id string."
@@ -284,7 +285,7 @@ def write_function(
     f.content = content
     f.meta = meta
     if f.valves != valves:
-        f.valves = valves
+        f.valves = for_storage(valves, load.valves_schema if load is not None else f.valves_schema)
     if load is not None:
         apply_load_result(f, load)
     f.updated_at = at if at is not None else now()

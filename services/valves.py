@@ -12,6 +12,7 @@ from extensions import db
 from models import Function, User, UserValves, now
 from services import functions
 from services.loading import incompatible, load_in_loader, user_dict, validate_in_loader, validate_valves
+from services.sealed_valves import for_storage
 
 # --- admin valves ---------------------------------------------------------------------------------------------
 
@@ -82,7 +83,7 @@ def update_valves(function_id: str, values: dict) -> dict:
     """
     f = functions.get_function(function_id)
     stored = validate_valves(f.content, f.id, values)
-    functions.update_one(f.id, valves=stored, updated_at=now())
+    functions.update_one(f.id, valves=for_storage(stored, f.valves_schema), updated_at=now())
     return stored
 
 
@@ -140,7 +141,8 @@ def update_user_valves(user: User, function_id: str, values: dict) -> dict:
     f = _function_for_user(user, function_id)
     stored = validate_valves(f.content, f.id, values, which="user_valves", user=user)
     insert = _dialect_insert()
-    statement = insert(UserValves).values(user_id=user.id, function_id=f.id, valves=stored, updated_at=now())
+    sealed = for_storage(stored, f.user_valves_schema)
+    statement = insert(UserValves).values(user_id=user.id, function_id=f.id, valves=sealed, updated_at=now())
     statement = statement.on_conflict_do_update(
         index_elements=[UserValves.user_id, UserValves.function_id],
         set_={"valves": statement.excluded.valves, "updated_at": statement.excluded.updated_at},
