@@ -67,12 +67,16 @@ def secret_function(app, admin_key, user_key):
     assert client.post(f"{base}/toggle", headers=bearer(admin_key)).status_code == 200
     answer = client.post(f"{base}/valves/update", json={"api_key": SECRET}, headers=bearer(admin_key))
     assert answer.status_code == 200 and answer.get_json() == {"api_key": SECRET}
-    answer = client.post(f"{base}/valves/user/update", json={"personal": USER_SECRET}, headers=bearer(user_key))
+    answer = client.post(
+        f"{base}/valves/user/update", json={"personal": USER_SECRET}, headers=bearer(user_key)
+    )
     assert answer.status_code == 200 and answer.get_json() == {"personal": USER_SECRET}
     return "secret_filter"
 
 
-def test_password_valves_are_stored_sealed_and_read_back_plain(app, client, admin_key, user_key, secret_function):
+def test_password_valves_are_stored_sealed_and_read_back_plain(
+    app, client, admin_key, user_key, secret_function
+):
     stored = raw_admin_valves(app)
     assert SECRET not in stored and "sluice-sealed:v1:" in stored
     stored_user = raw_user_valves(app)
@@ -82,9 +86,13 @@ def test_password_valves_are_stored_sealed_and_read_back_plain(app, client, admi
     assert client.get(f"{base}/valves/user", headers=bearer(user_key)).get_json() == {"personal": USER_SECRET}
 
 
-def test_a_value_that_is_not_a_password_stays_readable_in_the_database(app, client, admin_key, secret_function):
+def test_a_value_that_is_not_a_password_stays_readable_in_the_database(
+    app, client, admin_key, secret_function
+):
     base = "/api/v1/functions/id/secret_filter"
-    client.post(f"{base}/valves/update", json={"api_key": SECRET, "plain": "shown"}, headers=bearer(admin_key))
+    client.post(
+        f"{base}/valves/update", json={"api_key": SECRET, "plain": "shown"}, headers=bearer(admin_key)
+    )
     stored = raw_admin_valves(app)
     assert '"shown"' in stored and SECRET not in stored
 
@@ -128,7 +136,9 @@ def test_a_sync_stores_password_valves_sealed(app, client, admin_key):
     assert SECRET not in raw_admin_valves(app, "synced")
 
 
-def test_the_console_never_sends_a_stored_secret_to_the_browser(app, admin_client, user_client, secret_function):
+def test_the_console_never_sends_a_stored_secret_to_the_browser(
+    app, admin_client, user_client, secret_function
+):
     for client, path in ((admin_client, "/admin/functions/valves"), (user_client, "/settings/valves")):
         page = client.get(path, query_string={"id": "secret_filter"}, follow_redirects=True)
         assert page.status_code == 200
@@ -153,7 +163,9 @@ def test_rotating_the_key_seals_everything_with_the_new_key(app, database_url, s
         assert valves.get_valves("secret_filter") == {"api_key": SECRET}
 
 
-def test_rotation_refuses_and_changes_nothing_when_a_value_cannot_be_opened(app, database_url, secret_function):
+def test_rotation_refuses_and_changes_nothing_when_a_value_cannot_be_opened(
+    app, database_url, secret_function
+):
     before = raw_admin_valves(app)
     stranger = make_app(database_url, SECRET_KEY="a-different-instance-secret")
     result = stranger.test_cli_runner().invoke(args=["rotate-valves-key"])
@@ -167,7 +179,9 @@ def test_rotation_seals_secrets_stored_in_clear_before_sealing_existed(app, secr
         from extensions import db
 
         value = "CAST(:v AS JSON)" if db.engine.dialect.name == "postgresql" else ":v"
-        db.session.execute(text(f"UPDATE functions SET valves = {value}"), {"v": '{"api_key": "legacy-clear"}'})
+        db.session.execute(
+            text(f"UPDATE functions SET valves = {value}"), {"v": '{"api_key": "legacy-clear"}'}
+        )
         db.session.commit()
     result = app.test_cli_runner().invoke(args=["rotate-valves-key"])
     assert result.exit_code == 0, result.output
