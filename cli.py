@@ -9,7 +9,7 @@ from sqlalchemy import select
 from database import upgrade_database
 from extensions import db
 from models import ROLES, User
-from services import accounts, sealed_valves
+from services import accounts, backup, sealed_valves
 from services.errors import ServiceError
 
 
@@ -71,3 +71,27 @@ def register_commands(app: Flask) -> None:
             f"{verb} {report.values} values with the current key "
             f"({report.functions} functions' valves, {report.user_valves} users' valves)."
         )
+
+    @app.cli.command("backup")
+    @click.argument("file", type=click.Path(dir_okay=False, writable=True))
+    def backup_command(file: str):
+        """Write every account, API key hash, function, version and valve to FILE (JSON, readable by you only)."""
+        counts = backup.write_backup(file)
+        click.echo(f"Backed up {_counted(counts)} to {file}.")
+
+    @app.cli.command("restore")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.option(
+        "--replace", is_flag=True, help="Delete everything in the database first (refused otherwise)."
+    )
+    def restore_command(file: str, replace: bool):
+        """Restore a backup made by `backup`, in one transaction: a damaged or foreign file changes nothing."""
+        try:
+            counts = backup.restore_backup(file, replace=replace)
+        except backup.BackupRefused as error:
+            raise click.ClickException(error.detail) from None
+        click.echo(f"Restored {_counted(counts)} from {file}.")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {name}" for name, count in counts.items())
