@@ -27,7 +27,7 @@ from sqlalchemy.orm import defer
 from extensions import db
 from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
 from models.function import MAX_NAME_LENGTH
-from services import storable
+from services import safe_mode, storable
 from services.errors import NotFound, ServiceError
 from services.loading import apply_load_result, field_error, load_code, prepare_code, revalidated_valves
 from services.sealed_valves import for_storage
@@ -112,7 +112,9 @@ def _without_code():
 
 
 def list_functions(viewer: User) -> list[Function]:
-    """Admins see every function, everyone else only the active ones; newest change first."""
+    """Admins see every function, everyone else only the active ones (none in safe mode); newest change first."""
+    if not viewer.is_admin and safe_mode.is_on():
+        return []
     query = select(Function).options(*_without_code()).order_by(Function.updated_at.desc(), Function.id)
     if not viewer.is_admin:
         query = query.where(Function.is_active.is_(True))
