@@ -75,9 +75,13 @@ def make_backup() -> dict:
     """The whole backup document of the current database."""
     tables: dict[str, list[dict]] = {}
     for table in backed_up_tables():
-        order = list(table.primary_key.columns) or list(table.columns)
-        rows = db.session.execute(select(*_raw_columns(table)).order_by(*order)).mappings()
-        tables[table.name] = [dict(row) for row in rows]
+        # Sorted here, not by the database: PostgreSQL's collation and SQLite's byte order differ on text keys.
+        key_names = [column.name for column in table.primary_key.columns] or [
+            column.name for column in table.columns
+        ]
+        rows = [dict(row) for row in db.session.execute(select(*_raw_columns(table))).mappings()]
+        rows.sort(key=lambda row: tuple((row[name] is None, row[name]) for name in key_names))
+        tables[table.name] = rows
     db.session.rollback()
     return {
         "format": FORMAT,

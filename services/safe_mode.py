@@ -5,7 +5,7 @@ Every function is then treated as inactive: nothing runs (the run route and the 
 function and no personal valves, and whatever needs the loader (saving code, checking valves, syncing, importing)
 is refused with 503 rather than stored unchecked, since code that was never loaded must never be stored as if it
 loaded. What needs no code still works: reading, switching off and on (a switch takes effect when safe mode ends),
-deleting, clearing valves, history, accounts and keys. The stored ``is_active`` is untouched, so turning safe mode
+deleting, history, accounts and keys. The stored ``is_active`` is untouched, so turning safe mode
 off brings back exactly what was on.
 """
 
@@ -25,7 +25,7 @@ class SafeModeOn(ServiceError):
     def __init__(self, what: str):
         super().__init__(
             f"Safe mode is on (SLUICE_SAFE_MODE): Sluice loads and runs no function code, so {what} is not possible "
-            "until an operator turns it off. Switching functions off, deleting them and clearing valves still work."
+            "until an operator turns it off. Switching functions off and deleting them still work."
         )
 
 
