@@ -10,6 +10,7 @@ from flask import Flask
 
 import loader
 from extensions import csrf, db, login_manager
+from models.sealed import KEYRING_EXTENSION, Keyring
 from settings import load_config, loader_options
 
 
@@ -35,6 +36,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
 
+    settings = app.extensions["sluice.settings"]
+    app.extensions[KEYRING_EXTENSION] = Keyring.for_settings(
+        settings["SLUICE_VALVES_KEY"], app.config["SECRET_KEY"]
+    )
+
     db.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -46,7 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     loader.configure(**loader_options(app))
 
-    if not app.testing:
+    if not app.testing and not settings["SLUICE_SAFE_MODE"]:
         # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.
         threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
 

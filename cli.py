@@ -9,7 +9,7 @@ from sqlalchemy import select
 from database import upgrade_database
 from extensions import db
 from models import ROLES, User
-from services import accounts
+from services import accounts, backup, sealed_valves
 from services.errors import ServiceError
 
 
@@ -54,3 +54,44 @@ def register_commands(app: Flask) -> None:
         kind = "Connection key" if connection else "API key"
         click.echo(f"{kind} for {user.email} (shown once):")
         click.echo(plain)
+
+    @app.cli.command("rotate-valves-key")
+    @click.option("--dry-run", is_flag=True, help="Say what would be sealed again, and change nothing.")
+    def rotate_valves_key(dry_run: bool):
+        """Seal every password-type valve again with the first key of SLUICE_VALVES_KEY (also those in clear)."""
+        report = sealed_valves.reseal_all(dry_run=dry_run)
+        if report.unopened:
+            raise click.ClickException(
+                "Nothing was changed: these sealed valves cannot be opened with SLUICE_VALVES_KEY or the key derived "
+                "from SECRET_KEY (add the key that sealed them after the new one, separated by a comma): "
+                + ", ".join(report.unopened)
+            )
+        verb = "Would seal" if dry_run else "Sealed"
+        click.echo(
+            f"{verb} {report.values} values with the current key "
+            f"({report.functions} functions' valves, {report.user_valves} users' valves)."
+        )
+
+    @app.cli.command("backup")
+    @click.argument("file", type=click.Path(dir_okay=False, writable=True))
+    def backup_command(file: str):
+        """Write every account, API key hash, function, version and valve to FILE (JSON, readable by you only)."""
+        counts = backup.write_backup(file)
+        click.echo(f"Backed up {_counted(counts)} to {file}.")
+
+    @app.cli.command("restore")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.option(
+        "--replace", is_flag=True, help="Delete everything in the database first (refused otherwise)."
+    )
+    def restore_command(file: str, replace: bool):
+        """Restore a backup made by `backup`, in one transaction: a damaged or foreign file changes nothing."""
+        try:
+            counts = backup.restore_backup(file, replace=replace)
+        except backup.BackupRefused as error:
+            raise click.ClickException(error.detail) from None
+        click.echo(f"Restored {_counted(counts)} from {file}.")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {name}" for name, count in counts.items())

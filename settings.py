@@ -100,6 +100,28 @@ def optional_text(name: str, value) -> str | None:
     return None if value is None or value == "" else text(name, value)
 
 
+def fernet_keys(name: str, value) -> tuple[str, ...]:
+    """Fernet keys separated by commas (or a list in instance/config.py); empty entries are skipped."""
+    from models.sealed import check_fernet_key
+
+    if value is None:
+        return ()
+    keys = value.split(",") if isinstance(value, str) else value
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(key, str) for key in keys):
+        raise SettingError(f"{name} must be Fernet keys separated by commas, got a {type(value).__name__}")
+    keys = tuple(key.strip() for key in keys if key.strip())
+    for position, key in enumerate(keys, 1):
+        try:
+            check_fernet_key(key)
+        except ValueError as error:
+            # The value is a secret: say which entry is wrong, never what it is.
+            raise SettingError(
+                f"{name}: key {position} is {error}; make one with `python -c 'from cryptography.fernet import "
+                f"Fernet; print(Fernet.generate_key().decode())'`"
+            ) from None
+    return keys
+
+
 # SLUICE_LOAD_DROP_PRIVILEGES: the loader's three modes, and the spellings it has always taken for them.
 DROP_MODES = {
     "auto": ("auto", "1", "true", "yes", "on"),
@@ -169,6 +191,22 @@ SETTINGS: tuple[Setting, ...] = (
         optional_text,
         "signs sessions; all workers must share it",
         shown_default="generated once into `instance/secret_key`",
+    ),
+    Setting(
+        "SLUICE_VALVES_KEY",
+        (),
+        fernet_keys,
+        "Fernet key that encrypts password-type valves in the database; several separated by commas: the first "
+        "encrypts, all decrypt (to rotate: put the new key first, restart, run `flask --app app rotate-valves-key`, "
+        "then drop the old one)",
+        shown_default="derived from `SECRET_KEY`",
+    ),
+    Setting(
+        "SLUICE_SAFE_MODE",
+        False,
+        boolean,
+        "start with every function treated as inactive and load or run no function code, to recover from a "
+        "function that breaks things: saving code or valves is refused (503), switching off and deleting work",
     ),
     Setting("HOST", "127.0.0.1", text, "where `bin/serve` listens", in_app=False),
     Setting("PORT", 8080, port, "the port `bin/serve` listens on", in_app=False),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, g, jsonify, request, stream_with_context
 
 from models import ApiKey
-from services import accounts, chat, chat_models, pipelines_protocol
+from services import accounts, chat, chat_models, pipelines_protocol, safe_mode
 from services.errors import ServiceError
 from web.access import INVALID_CREDENTIALS, NO_PERMISSION, NOT_AUTHENTICATED, ApiAuthError, presented_key
 
@@ -35,6 +35,8 @@ def authenticate():
         raise ApiAuthError(NO_PERMISSION, 403)
     g.gateway_key = key
     g.api_user = key.user
+    # After the key check, so that safe mode tells nobody without a key anything.
+    safe_mode.refuse("answering through the gateway (every function is treated as inactive)")
 
 
 def _key() -> ApiKey:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 # The loader owns the list (it must stay free of the app); the app takes it from there.
 from loader.results import FUNCTION_TYPES
 from models.base import Base, new_id, now
+from models.sealed import SealedJSON
 
 __all__ = ["FUNCTION_TYPES", "ID_PATTERN", "MAX_NAME_LENGTH", "Function", "FunctionVersion", "UserValves"]
 
@@ -40,7 +41,8 @@ class Function(Base):
     type: Mapped[str] = mapped_column(String(16), index=True)
     content: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    valves: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Password-type values sealed at rest (models/sealed.py): read back plain, written sealed by the services.
+    valves: Mapped[dict[str, Any]] = mapped_column(SealedJSON, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     is_global: Mapped[bool] = mapped_column(Boolean, default=False)
     # What the loader derived from `content`; kept so reads never have to run the code again.
@@ -81,5 +83,5 @@ class UserValves(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     function_id: Mapped[str] = mapped_column(ForeignKey("functions.id", ondelete="CASCADE"), index=True)
-    valves: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    valves: Mapped[dict[str, Any]] = mapped_column(SealedJSON, default=dict)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)

@@ -27,9 +27,10 @@ from sqlalchemy.orm import defer
 from extensions import db
 from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
 from models.function import MAX_NAME_LENGTH
-from services import storable
+from services import safe_mode, storable
 from services.errors import NotFound, ServiceError
 from services.loading import apply_load_result, field_error, load_code, prepare_code, revalidated_valves
+from services.sealed_valves import for_storage
 
 ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
 ID_TAKEN_ERROR = "Uh-oh! This id is already registered. Please choose another id string."
@@ -111,7 +112,9 @@ def _without_code():
 
 
 def list_functions(viewer: User) -> list[Function]:
-    """Admins see every function, everyone else only the active ones; newest change first."""
+    """Admins see every function, everyone else only the active ones (none in safe mode); newest change first."""
+    if not viewer.is_admin and safe_mode.is_on():
+        return []
     query = select(Function).options(*_without_code()).order_by(Function.updated_at.desc(), Function.id)
     if not viewer.is_admin:
         query = query.where(Function.is_active.is_(True))
@@ -284,7 +287,7 @@ def write_function(
     f.content = content
     f.meta = meta
     if f.valves != valves:
-        f.valves = valves
+        f.valves = for_storage(valves, load.valves_schema if load is not None else f.valves_schema)
     if load is not None:
         apply_load_result(f, load)
     f.updated_at = at if at is not None else now()

@@ -18,7 +18,7 @@ from flask import current_app
 
 import loader
 from models import Function, User
-from services import storable
+from services import safe_mode, storable
 from services.errors import ServiceError
 
 MAX_CONTENT_BYTES = 1024 * 1024
@@ -177,13 +177,15 @@ def user_dict(user: User | None) -> dict | None:
 
 
 def load_in_loader(content: str, **kwargs: Any):
-    """``loader.load_function`` within a load slot."""
+    """``loader.load_function`` within a load slot (refused in safe mode)."""
+    safe_mode.refuse("loading a function's code")
     with load_slot():
         return loader.load_function(content, **kwargs)
 
 
 def validate_in_loader(content: str, values: dict, **kwargs: Any):
-    """``loader.validate_valves`` within a load slot."""
+    """``loader.validate_valves`` within a load slot (refused in safe mode)."""
+    safe_mode.refuse("checking valves against a function's code")
     with load_slot():
         return loader.validate_valves(content, values, **kwargs)
 

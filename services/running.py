@@ -25,7 +25,7 @@ import loader
 from extensions import db
 from loader import RUN_METHODS
 from models import ID_PATTERN, Function, User
-from services import functions, valves
+from services import functions, safe_mode, valves
 from services.errors import Forbidden, ServiceError
 from services.loading import load_in_loader, prepare_code
 
@@ -260,6 +260,7 @@ def run_call(
     ``RunBusy`` (503, ``retry_after``), ``RuntimeUnavailable`` (503). Whatever the function itself does, its own
     exceptions included, comes back in the frames.
     """
+    safe_mode.refuse("running a function")
     function: Function | None
     if isinstance(function_or_content, Unsaved):
         if not _is_admin(caller):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from extensions import db
 from models import Function, User, UserValves
-from services import function_meta
+from services import function_meta, safe_mode
 from services.loading import validate_in_loader
 
 
@@ -26,7 +26,10 @@ def _has_fields(schema) -> bool:
 
 
 def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
-    """The active functions whose code has a ``UserValves`` class with fields, by name (admins see the same list)."""
+    """The active functions whose code has a ``UserValves`` class with fields, by name (admins see the same list;
+    users see none in safe mode, where no function is active)."""
+    if safe_mode.is_on() and not user.is_admin:
+        return []
     rows = db.session.execute(
         select(Function.id, Function.name, Function.type, Function.meta, Function.user_valves_schema)
         .where(Function.is_active.is_(True))

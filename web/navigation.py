@@ -2,6 +2,8 @@
 
 from flask import Flask, has_request_context, request
 
+from services import safe_mode
+
 NAV_LINKS = [
     ("console.functions_list", "Functions", True),
     ("users.users_list", "Users", True),
@@ -26,4 +28,9 @@ def install_template_globals(app: Flask) -> None:
     def navigation():
         blueprint = request.blueprint if has_request_context() else None
         current = NAV_SECTIONS.get(blueprint or "") or (request.endpoint if blueprint else None)
-        return {"nav_links": NAV_LINKS, "endpoints": endpoints, "nav_current": current}
+        return {
+            "nav_links": NAV_LINKS,
+            "endpoints": endpoints,
+            "nav_current": current,
+            "safe_mode": safe_mode.is_on(),
+        }
