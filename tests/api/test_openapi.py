@@ -7,6 +7,7 @@ import pytest
 
 from tests import factories as F
 from tests.api.conftest import PREFIXES
+from web.openapi import openapi_path
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_the_document_lists_every_route_under_both_prefixes(document):
     from blueprints.api import api
 
     for route in api.routes:
-        path = route.rule.replace("<", "{").replace(">", "}")
+        path = openapi_path(route.rule)
         for prefix in PREFIXES:
             operation = document["paths"][prefix + path][route.method.lower()]
             assert operation["x-sluice-auth"] == route.auth
@@ -135,7 +136,7 @@ def test_real_answers_fit_the_declared_schemas(app, client, admin_key, document,
     check("DELETE", "/id/{id}/delete", admin.delete("/id/sample_filter/delete"))
     check("GET", "/", Api(client, None).get("/"))
 
-    declared = {(route.method, route.rule.replace("<", "{").replace(">", "}")) for route in registry.routes}
+    declared = {(route.method, openapi_path(route.rule)) for route in registry.routes}
     assert check.checked == declared
 
 
