@@ -7,6 +7,7 @@ import os
 import threading
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import loader
 from extensions import csrf, db, login_manager
@@ -34,6 +35,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
+
+    proxies = app.config["SLUICE_TRUSTED_PROXIES"]
+    if proxies:
+        # Only then is X-Forwarded-For the client's: otherwise anybody could name a fresh client per request.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     db.init_app(app)
     csrf.init_app(app)

@@ -66,6 +66,7 @@ def sign_in():
                 password,
                 current_app.config["SLUICE_SIGNIN_MAX_FAILURES"],
                 current_app.config["SLUICE_SIGNIN_LOCK_SECONDS"],
+                client=request.remote_addr,  # the proxy's X-Forwarded-For only with SLUICE_TRUSTED_PROXIES
             )
             if result.user is not None:
                 _start_session(result.user)
