@@ -203,6 +203,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLUICE_LOAD_TIMEOUT", 10.0, positive_number, "seconds a function's code may take to load"),
     Setting("SLUICE_LOAD_MEMORY_MB", 1024, positive_whole_number, "memory a loading function may use"),
     Setting(
+        "SLUICE_LOAD_OUTPUT_MB",
+        1.0,
+        positive_number,
+        "output (print, stdout, stderr) a function's code may write while it loads; more ends the load with a 400 "
+        "that says so, and nothing is stored (the first 64 KiB are shown with the answer; a run keeps its first "
+        "64 KiB and is stopped past 16 times that)",
+    ),
+    Setting(
         "SLUICE_MAX_CONCURRENT_LOADS",
         _default_concurrent_loads,
         positive_whole_number,
@@ -432,6 +440,7 @@ def loader_options(app) -> dict:
     return {
         "timeout": values["SLUICE_LOAD_TIMEOUT"],
         "memory_mb": values["SLUICE_LOAD_MEMORY_MB"],
+        "load_output_mb": values["SLUICE_LOAD_OUTPUT_MB"],
         "packages_dir": values["SLUICE_FUNCTION_PACKAGES_DIR"],
         "homes_dir": values["SLUICE_FUNCTION_HOMES_DIR"],
         "drop_privileges": values["SLUICE_LOAD_DROP_PRIVILEGES"],
