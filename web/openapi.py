@@ -316,14 +316,37 @@ def _path_parameters(rule: str, patterns: dict[str, str]) -> list[dict]:
     params = []
     for part in rule.split("<")[1:]:
         converter, _, name = part.split(">", 1)[0].rpartition(":")
-        schema: dict[str, Any] = {"type": "string"}
+        schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
         if name in patterns:
             schema["pattern"] = f"^{patterns[name]}$"
         elif spec := _CONVERTER_SPEC.fullmatch(converter):
             words = [word.strip() for word in spec["words"].split(",")]
-            schema["pattern"] = f"^{ExceptConverter.pattern(words)}$"
+            schema["pattern"] = no_nul(f"^{ExceptConverter.pattern(words)}$")
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
+
+
+# Every string the server reads refuses NUL (422 `string_nul`: PostgreSQL cannot store it), so every string the
+# document describes says so; a field with a pattern of its own folds the rule into it (`no_nul`).
+NO_NUL = "^[^\\u0000]*$"
+
+
+def no_nul(pattern: str) -> str:
+    """``pattern`` (anchored, of the form ``^...$``) for text that also holds no NUL."""
+    return "^(?=[^\\u0000]*$)" + pattern.removeprefix("^")
+
+
+def declare_text_rules(schema: Any) -> Any:
+    """Add the no-NUL rule to every string schema in ``schema`` that has no pattern, enum or constant already."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and not {"pattern", "enum", "const"} & schema.keys():
+            schema["pattern"] = NO_NUL
+        for value in schema.values():
+            declare_text_rules(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            declare_text_rules(value)
+    return schema
 
 
 class _Schemas:
@@ -331,7 +354,7 @@ class _Schemas:
         self.components: dict[str, Any] = {}
 
     def of(self, tp: Any) -> dict:
-        schema = adapter(tp).json_schema(ref_template=REF_TEMPLATE)
+        schema = declare_text_rules(adapter(tp).json_schema(ref_template=REF_TEMPLATE))
         for name, definition in schema.pop("$defs", {}).items():
             self.components.setdefault(name, definition)
         if isinstance(tp, type) and issubclass(tp, BaseModel) and "properties" in schema:
@@ -341,7 +364,7 @@ class _Schemas:
 
 
 def _query_parameters(model: type[BaseModel], schemas: _Schemas) -> list[dict]:
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    schema = declare_text_rules(model.model_json_schema(ref_template=REF_TEMPLATE))
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}
