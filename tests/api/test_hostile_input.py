@@ -39,3 +39,40 @@ def test_deleting_the_history_diff_is_405_not_a_version_named_diff(admin_api, sa
     assert "GET" in allowed and "DELETE" not in allowed
     # A version id that merely starts with the word is still a version id.
     assert admin_api.delete("/id/sample_filter/history/diffs").status_code == 404
+
+
+MIB = 1024 * 1024
+DEEP = b"[" * 100_000 + b"]" * 100_000
+HOSTILE = [
+    # (method, path, body): every answer is a 4xx with a JSON detail, never an HTML page or a 5xx.
+    ("POST", "/api/v1/functions/create", b"x" * (MIB + 1)),
+    ("POST", "/api/v1/functions/sync", b'{"functions": [' + b" " * MIB + b"]}"),
+    ("POST", "/api/v1/functions/create", b'{"id": "a", "name": "\xff\xfe", "content": "x"}'),
+    ("POST", "/api/v1/functions/id/sample_filter/valves/update", b"\xc3\x28"),
+    ("POST", "/api/v1/functions/sync", b'{"functions": ' + DEEP + b"}"),
+    ("POST", "/api/v1/functions/create", b'{"id": "' + b"a" * 100_000 + b'", "name": "x", "content": "x"}'),
+    ("GET", "/api/v1/functions/id/" + "a" * 100_000, None),
+    ("POST", "/api/v1/functions/id/" + "a" * 100_000 + "/update", b'{"name": "x", "content": "x"}'),
+    ("GET", "/api/v1/functions/id/%ff%fe/history/%00", None),
+    ("GET", "/api/v1/functions/id/sample_filter/history/diff?from_id=%ff&to_id=" + "b" * 100_000, None),
+    ("GET", "/api/v1/functions/export?include_valves=%ff", None),
+    ("GET", "/api/v1/functions/id/sample_filter/history?page=" + "9" * 5000, None),
+    ("POST", "/v1/chat/completions", b"x" * (MIB + 1)),
+    ("POST", "/v1/chat/completions", b'{"model": "\xff"}'),
+    ("POST", "/v1/chat/completions", b'{"model": ' + DEEP + b"}"),
+    ("POST", "/v1/sample_filter/filter/inlet", b'{"user": {}, "body": ' + DEEP + b"}"),
+    ("POST", "/v1/" + "a" * 100_000 + "/filter/inlet", b"{}"),
+    ("POST", "/v1/sample_filter/valves/update", b"\xff\xfe"),
+]
+
+
+@pytest.mark.parametrize("app_config", [{"SLUICE_MAX_REQUEST_MB": 1}])
+@pytest.mark.parametrize("method, path, body", HOSTILE, ids=[f"{m} {p[:60]}" for m, p, _ in HOSTILE])
+def test_hostile_requests_get_a_clean_json_4xx(app, admin_api, sample, app_config, method, path, body):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # a crash must show as the 500 it would be, not raise here
+    headers = admin_api.headers({"Content-Type": "application/json"})
+    response = admin_api.client.open(path, method=method, data=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.data[:300]
+    assert response.is_json and isinstance(response.get_json()["detail"], (str, list))
+    if body is not None and len(body) > MIB:
+        assert response.status_code == 413
