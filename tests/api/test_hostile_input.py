@@ -76,3 +76,68 @@ def test_hostile_requests_get_a_clean_json_4xx(app, admin_api, sample, app_confi
     assert response.is_json and isinstance(response.get_json()["detail"], (str, list))
     if body is not None and len(body) > MIB:
         assert response.status_code == 413
+
+
+def test_what_gunicorn_refuses_before_the_app_is_json_too(tmp_path):
+    """A request line over `--limit-request-line` (bin/serve's 8190) or oversized headers never reach Flask:
+    gunicorn answers them, in JSON like the API (gunicorn.conf.py)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'served.sqlite3'}",
+        "SECRET_KEY": "test",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SLUICE_WORKERS": "1",
+        "SLUICE_THREADS": "1",
+    }
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    server = subprocess.Popen(
+        [gunicorn, "--limit-request-line", "8190", "app:create_app()"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def ask(raw: bytes) -> tuple[str, dict, dict]:
+        for _ in range(300):  # until gunicorn listens (a minute at most on a loaded machine)
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                time.sleep(0.2)
+        with connection:
+            connection.sendall(raw)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+        return status, headers, json.loads(body)
+
+    try:
+        status, headers, body = ask(
+            b"GET /api/v1/functions/id/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert status.split()[1] == "414" and headers["content-type"] == "application/json"
+        assert body["detail"].startswith("URI Too Long")
+        status, headers, body = ask(
+            b"GET /api/v1/functions/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n"
+        )
+        assert status.split()[1].startswith("4") and headers["content-type"] == "application/json"
+        assert isinstance(body["detail"], str)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
