@@ -7,6 +7,7 @@ import os
 import threading
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import loader
 from extensions import csrf, db, login_manager
@@ -40,6 +41,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions[KEYRING_EXTENSION] = Keyring.for_settings(
         settings["SLUICE_VALVES_KEY"], app.config["SECRET_KEY"]
     )
+    proxies = app.config["SLUICE_TRUSTED_PROXIES"]
+    if proxies:
+        # Only then is X-Forwarded-For the client's: otherwise anybody could name a fresh client per request.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     db.init_app(app)
     csrf.init_app(app)

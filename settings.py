@@ -66,20 +66,34 @@ def non_negative_number(name: str, value) -> float:
     return number
 
 
+def _whole(value) -> int:
+    """``value`` as a whole number, or ValueError (also for booleans and fractions)."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError
+        return int(value)
+    return int(str(value).strip())
+
+
 def positive_whole_number(name: str, value) -> int:
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError
-            number = int(value)
-        else:
-            number = int(str(value).strip())
+        number = _whole(value)
     except (TypeError, ValueError):
         raise SettingError(f"{name} must be a positive whole number, got {value!r}") from None
     if number <= 0:
         raise SettingError(f"{name} must be a positive whole number, got {value!r}")
+    return number
+
+
+def whole_number(name: str, value) -> int:
+    try:
+        number = _whole(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a whole number of 0 or more, got {value!r}") from None
+    if number < 0:
+        raise SettingError(f"{name} must be a whole number of 0 or more, got {value!r}")
     return number
 
 
@@ -227,6 +241,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLUICE_LOAD_TIMEOUT", 10.0, positive_number, "seconds a function's code may take to load"),
     Setting("SLUICE_LOAD_MEMORY_MB", 1024, positive_whole_number, "memory a loading function may use"),
     Setting(
+        "SLUICE_LOAD_OUTPUT_MB",
+        1.0,
+        positive_number,
+        "output (print, stdout, stderr) a function's code may write while it loads; more ends the load with a 400 "
+        "that says so, and nothing is stored (the first 64 KiB are shown with the answer; a run keeps its first "
+        "64 KiB and is stopped past 16 times that)",
+    ),
+    Setting(
         "SLUICE_MAX_CONCURRENT_LOADS",
         _default_concurrent_loads,
         positive_whole_number,
@@ -322,10 +344,24 @@ SETTINGS: tuple[Setting, ...] = (
         "SLUICE_SIGNIN_MAX_FAILURES",
         5,
         positive_whole_number,
-        "failed sign-ins in a row before the address is locked (counted per address, so an address with no account "
-        "locks the same way)",
+        "failed sign-ins before further attempts wait, counted per client (on any address: no spraying passwords) "
+        "and per email address (known or not); a client with no misses of its own is never held up by an "
+        "address's misses, so nobody can keep a real user out",
     ),
-    Setting("SLUICE_SIGNIN_LOCK_SECONDS", 300, positive_whole_number, "how long the lock lasts"),
+    Setting(
+        "SLUICE_SIGNIN_LOCK_SECONDS",
+        300,
+        positive_whole_number,
+        "the longest of those waits: the first is 15 s, and each miss after it doubles the next",
+    ),
+    Setting(
+        "SLUICE_TRUSTED_PROXIES",
+        0,
+        whole_number,
+        "how many proxies in front of Sluice set `X-Forwarded-For` and `X-Forwarded-Proto`; at `0` those headers are "
+        "ignored and the client is the connection's address (behind a proxy that is the proxy's, so all clients "
+        "would share one sign-in count)",
+    ),
     Setting(
         "SLUICE_SECURE_COOKIES",
         False,
@@ -442,6 +478,7 @@ def loader_options(app) -> dict:
     return {
         "timeout": values["SLUICE_LOAD_TIMEOUT"],
         "memory_mb": values["SLUICE_LOAD_MEMORY_MB"],
+        "load_output_mb": values["SLUICE_LOAD_OUTPUT_MB"],
         "packages_dir": values["SLUICE_FUNCTION_PACKAGES_DIR"],
         "homes_dir": values["SLUICE_FUNCTION_HOMES_DIR"],
         "drop_privileges": values["SLUICE_LOAD_DROP_PRIVILEGES"],

@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from services import accounts
@@ -14,6 +14,17 @@ bp = Blueprint("auth", __name__)
 
 def _landing() -> str:
     return url_for("system.home")
+
+
+def _start_session(user) -> None:
+    """Sign ``user`` in on a fresh session.
+
+    Everything the session held before, the CSRF token above all, is dropped: a token planted in or read from the
+    anonymous session (a shared computer, a fixated cookie) must not work for the signed-in account. The next page
+    makes a new token.
+    """
+    session.clear()
+    login_user(user)
 
 
 def _destination(user, next_url: str) -> str:
@@ -46,7 +57,7 @@ def sign_in():
                 flash(exc.detail, "error")
                 return redirect(url_for("auth.sign_in"))
             else:
-                login_user(user)
+                _start_session(user)
                 flash("Welcome to Sluice. Your administrator account is ready.", "success")
                 return redirect(_landing())
         else:
@@ -55,9 +66,10 @@ def sign_in():
                 password,
                 current_app.config["SLUICE_SIGNIN_MAX_FAILURES"],
                 current_app.config["SLUICE_SIGNIN_LOCK_SECONDS"],
+                client=request.remote_addr,  # the proxy's X-Forwarded-For only with SLUICE_TRUSTED_PROXIES
             )
             if result.user is not None:
-                login_user(result.user)
+                _start_session(result.user)
                 return redirect(_destination(result.user, next_url))
             errors["form"] = result.error
     status = 400 if errors else 200
@@ -93,7 +105,7 @@ def sign_up():
         except accounts.AccountError as exc:
             errors = exc.fields
         else:
-            login_user(user)
+            _start_session(user)
             return redirect(url_for("auth.pending"))
     return render_template("auth/sign_up.html", form=form, errors=errors), 400 if errors else 200
 

@@ -60,7 +60,10 @@ def on_service_error(error: ServiceError):
 
 
 def _json_body():
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `silent` covers malformed JSON, not JSON nested deeper than the parser goes
+        raise ServiceError("The request body is nested too deeply.", status=400) from None
     if body is None:
         raise ServiceError("The request body must be JSON.", status=400)
     return body

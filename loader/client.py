@@ -37,6 +37,7 @@ _UNCACHED = {
     "BadAnswer",
     "ModuleNotFoundError",
     "ImportError",
+    "OutputLimit",  # depends on load_output_mb, which the operator may raise
 }
 
 
@@ -69,7 +70,10 @@ class Settings:
     # config and data folders), kept across loads and calls; None: the scratch directory, gone with the child.
     homes_dir: str | None = None
     cache_size: int = 256
-    output_cap: int = 64 * 1024
+    output_cap: int = 64 * 1024  # output kept and shown with a load's answer; the rest is counted, not kept
+    # Output a load may print in all: beyond it the load ends with OutputLimit (a flood is a broken function, not
+    # something to skim through at 64 KiB a time until the timeout).
+    load_output_mb: float = 1.0
     result_cap: int = 2 * 1024 * 1024
     max_jobs: int = 8
     spares: int = 2
@@ -116,7 +120,15 @@ def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, homes_dir=_UNSE
         raise TypeError(f"configure() got unexpected keyword arguments: {', '.join(unknown)}")
     given = {"timeout": timeout, "memory_mb": memory_mb, **others}
     changes = {key: _CONVERTERS[key](value) for key, value in given.items() if value is not None}
-    positive = ("timeout", "memory_mb", "max_jobs", "run_timeout", "run_idle_timeout", "runtime_workers")
+    positive = (
+        "timeout",
+        "memory_mb",
+        "load_output_mb",
+        "max_jobs",
+        "run_timeout",
+        "run_idle_timeout",
+        "runtime_workers",
+    )
     if any(changes.get(name, 1) <= 0 for name in positive) or changes.get("busy_wait", 0) < 0:
         raise ValueError(f"{', '.join(positive)} must be positive and busy_wait not negative")
     if packages_dir is not _UNSET:
@@ -374,6 +386,7 @@ def _run(request: dict) -> tuple[dict, object]:
         "packages_dir": current.packages_dir,
         "homes_dir": current.homes_dir,
         "output_cap": current.output_cap,
+        "output_limit": int(current.load_output_mb * 1024 * 1024),
         "result_cap": current.result_cap,
         "hidden_paths": list(current.hidden_paths),
     }

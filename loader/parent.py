@@ -88,6 +88,7 @@ class Child:
         "result",
         "output",
         "dropped",
+        "printed",
         "answered",
         "started",
         "warmed",
@@ -105,6 +106,7 @@ class Child:
         self.result = bytearray()
         self.output = bytearray()
         self.dropped = 0
+        self.printed = 0  # bytes of output in all, kept or dropped
         self.answered = False
         self.started = 0.0
         self.warmed = False
@@ -315,7 +317,7 @@ class Zygote:
     def _route(self, request: dict) -> None:
         if not isinstance(request, dict):
             raise TypeError("a request must be a JSON object")
-        for key in ("timeout", "memory_mb", "output_cap", "result_cap"):
+        for key in ("timeout", "memory_mb", "output_cap", "output_limit", "result_cap"):
             if request.get(key) is not None:
                 request[key] = float(request[key]) if key == "timeout" else int(request[key])
         if self.refused and request.get("op") != "ping":
@@ -535,6 +537,17 @@ class Zygote:
             if which == "output":
                 cap = int((item.request or {}).get("output_cap") or DEFAULT_OUTPUT_CAP)
                 item.dropped += keep_within(item.output, data, cap)
+                item.printed += len(data)
+                limit = (item.request or {}).get("output_limit")
+                if limit and item.printed > limit and not item.answered:
+                    self._fail(
+                        item,
+                        "OutputLimit",
+                        f"the code printed more than {limit / (1024 * 1024):g} MB of output while loading, the most "
+                        "a load may print (SLUICE_LOAD_OUTPUT_MB); Sluice stopped it",
+                    )
+                    self._kill(item)
+                    return
                 continue
             if item.answered or item.request is None:
                 continue  # already answered (or refused), or a spare writing before its job: discarded

@@ -1,4 +1,4 @@
-"""Accounts: creation, passwords, sign-in with lockout, roles and API keys."""
+"""Accounts: creation, passwords, throttled sign-in, roles and API keys."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 
 from extensions import db
-from models import ROLES, ApiKey, SignInFailures, User, now
+from models import ROLES, ApiKey, User, now
+from services import sign_in_throttle as throttle
 from services.errors import NotFound, ServiceError
 
 _hasher = PasswordHasher()
@@ -104,28 +104,27 @@ class SignInResult:
     error: str | None = None
 
 
-# Counts of misses older than this are forgotten, so addresses typed once by strangers do not pile up.
-FAILURES_KEPT_SECONDS = 24 * 3600
+def authenticate(
+    email: str, password: str, max_failures: int, lock_seconds: int, client: str | None = None
+) -> SignInResult:
+    """Check a password, throttled per client and per address (``services.sign_in_throttle`` says how and why).
 
-
-def authenticate(email: str, password: str, max_failures: int, lock_seconds: int) -> SignInResult:
-    """Check a password; after ``max_failures`` misses in a row the address is locked for a while.
-
-    Misses are counted per address, whether or not an account has it, and an unknown address costs a password
-    check like a known one: neither the answer nor its timing tells a guesser which addresses have accounts. Each
-    attempt is counted before its password is checked, so attempts sent all at once cannot check more than
-    ``max_failures`` passwords between two locks.
+    ``client`` is the caller's network address. An unknown address costs a password check like a known one, and
+    is throttled like one: neither the answers nor their timing tell a guesser which addresses have accounts.
     """
     address = normalise_email(email)
-    key = hashlib.sha256(address.encode()).hexdigest()
-    locked = _lock_message(key)
-    if locked:
-        return SignInResult(None, locked)
-    _end_expired_lock(key)
-    attempt = _count_attempt(key)
-    if attempt > max_failures:  # more attempts arrived together than the limit allows: refused unchecked
-        _lock(key, lock_seconds)
-        return SignInResult(None, _lock_message(key) or "Too many failed sign-ins. Try again later.")
+    by_client = throttle.client_key(client)
+    by_address = throttle.address_key(address)
+    # A client without misses of its own is not held up by the address's misses: those are someone else's.
+    client_missed = throttle.has_misses(by_client)
+    wait, client_claim = throttle.claim(by_client, max_failures, lock_seconds)
+    if wait:
+        return SignInResult(None, throttle.wait_message(wait, "from your network"))
+    address_claim = None
+    if client_missed:
+        wait, address_claim = throttle.claim(by_address, max_failures, lock_seconds)
+        if wait:
+            return SignInResult(None, throttle.wait_message(wait, "for this email address"))
     user = db.session.scalar(select(User).where(User.email == address))
     if user is None:
         try:
@@ -133,74 +132,15 @@ def authenticate(email: str, password: str, max_failures: int, lock_seconds: int
         except VerificationError:
             pass
     if user is None or not check_password(user, password or ""):
-        if attempt >= max_failures:
-            _lock(key, lock_seconds)  # the lock starts at the miss that reaches the limit
+        if address_claim is None:
+            throttle.add_miss(by_address, max_failures, lock_seconds)
         return SignInResult(None, "The email or password is incorrect.")
-    db.session.execute(delete(SignInFailures).where(SignInFailures.email_hash == key))
+    throttle.clear(by_address)
+    throttle.give_back(client_claim)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    db.session.commit()
-    return SignInResult(user)
-
-
-def _lock_message(key: str) -> str | None:
-    moment = now()
-    locked_until = db.session.scalar(
-        select(SignInFailures.locked_until).where(SignInFailures.email_hash == key)
-    )
-    if not locked_until or locked_until <= moment:
-        return None
-    minutes = max(1, (locked_until - moment + 59) // 60)
-    return f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}."
-
-
-def _count_attempt(key: str) -> int:
-    """Count one more attempt for the address in a single statement, and say which attempt this is."""
-    moment = now()
-    counted = db.session.execute(
-        update(SignInFailures)
-        .where(SignInFailures.email_hash == key)
-        .values(failures=SignInFailures.failures + 1, updated_at=moment)
-        .returning(SignInFailures.failures)
-    ).scalar()
-    if counted is None:
-        db.session.execute(
-            delete(SignInFailures).where(SignInFailures.updated_at < moment - FAILURES_KEPT_SECONDS)
-        )
-        db.session.add(SignInFailures(email_hash=key, failures=1, updated_at=moment))
-        try:
-            db.session.commit()
-        except IntegrityError:  # another request added the first row just now: count on it instead
-            db.session.rollback()
-            return _count_attempt(key)
-        return 1
-    db.session.commit()
-    return int(counted)
-
-
-def _lock(key: str, lock_seconds: int) -> None:
-    """Lock the address for ``lock_seconds``.
-
-    The count is left as it is until the lock ends: reset now, attempts already past the lock check would each
-    get a fresh budget.
-    """
-    db.session.execute(
-        update(SignInFailures)
-        .where(SignInFailures.email_hash == key)
-        .values(locked_until=now() + lock_seconds)
-    )
-    db.session.commit()
-
-
-def _end_expired_lock(key: str) -> None:
-    """After a lock has run out, the address starts again with a full set of attempts."""
-    ended = db.session.execute(
-        update(SignInFailures)
-        .where(SignInFailures.email_hash == key, SignInFailures.locked_until <= now())
-        .values(failures=0, locked_until=None)
-    ).rowcount
-    if ended:
         db.session.commit()
+    return SignInResult(user)
 
 
 def get_user(user_id: str) -> User:

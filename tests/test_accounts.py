@@ -1,4 +1,4 @@
-"""Accounts: first run, sign-in/out, lockout, pending, redirects, API keys, roles and CSRF."""
+"""Accounts: first run, sign-in/out, pending, redirects, API keys, roles and CSRF."""
 
 from __future__ import annotations
 
@@ -87,79 +87,6 @@ def test_wrong_password_is_refused(client, admin_id):
     assert b"The email or password is incorrect." in response.data
     response = sign_in(client, "nobody@example.com", "wrong password")
     assert b"The email or password is incorrect." in response.data
-
-
-def test_repeated_failures_lock_the_account(app, client, admin_id):
-    for _ in range(app.config["SLUICE_SIGNIN_MAX_FAILURES"]):
-        sign_in(client, "admin@example.com", "wrong password")
-    # Even the right password is refused while the lock lasts.
-    response = sign_in(client, "admin@example.com", PASSWORD)
-    assert response.status_code == 400
-    assert b"Too many failed sign-ins" in response.data
-    expire_locks(app)
-    assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
-
-
-def expire_locks(app):
-    from sqlalchemy import update
-
-    from extensions import db
-    from models import SignInFailures
-
-    with app.app_context():
-        db.session.execute(update(SignInFailures).values(locked_until=1))
-        db.session.commit()
-
-
-def test_an_address_without_an_account_locks_the_same_way(app, client, admin_id):
-    """Otherwise the lockout message would tell a guesser which addresses have accounts."""
-    limit = app.config["SLUICE_SIGNIN_MAX_FAILURES"]
-    answers = {}
-    for address in ("admin@example.com", "nobody@example.com"):
-        pages = [sign_in(client, address, "wrong password") for _ in range(limit + 1)]
-        answers[address] = [
-            (page.status_code, page.data.count(b"Too many failed sign-ins")) for page in pages
-        ]
-    assert answers["admin@example.com"] == answers["nobody@example.com"]
-    assert answers["nobody@example.com"][-1] == (400, 1)
-    assert b"Too many failed sign-ins" not in pages[limit - 1].data  # the limit-th miss still says incorrect
-
-
-def test_misses_are_counted_per_address_and_forgotten_on_success(app, client, admin_id, user_id):
-    limit = app.config["SLUICE_SIGNIN_MAX_FAILURES"]
-    for _ in range(limit - 1):
-        sign_in(client, "admin@example.com", "wrong password")
-    assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
-    client.post("/auth/signout", data={"csrf_token": csrf_token(client, "/admin/functions")})
-    # The success wiped the count: as many misses again do not lock.
-    for _ in range(limit - 1):
-        sign_in(client, "ADMIN@example.com ", "wrong password")  # the same address, however typed
-    assert sign_in(client, "admin@example.com", PASSWORD).status_code == 302
-    client.post("/auth/signout", data={"csrf_token": csrf_token(client, "/admin/functions")})
-    # Another account's misses lock only that account.
-    for _ in range(limit):
-        sign_in(client, "admin@example.com", "wrong password")
-    assert b"Too many failed sign-ins" in sign_in(client, "admin@example.com", PASSWORD).data
-    assert sign_in(client, "user@example.com", PASSWORD).status_code == 302
-
-
-def test_misses_sent_at_once_are_all_counted(app, admin_id):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from extensions import db
-    from models import SignInFailures
-    from services import accounts
-
-    def miss(_):
-        with app.app_context():
-            accounts.authenticate("admin@example.com", "wrong password", 1000, 60)
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(miss, range(12)))
-    with app.app_context():
-        assert db.session.scalars(select(SignInFailures.failures)).one() == 12
-        stored = db.session.scalars(select(SignInFailures.email_hash)).one()
-    assert "admin" not in stored and len(stored) == 64  # the address is not kept in clear
 
 
 @pytest.mark.parametrize(
@@ -349,35 +276,6 @@ def test_a_session_from_before_the_epoch_upgrade_must_sign_in_again(app, admin_i
         session["_user_id"] = admin_id  # no epoch, as written by earlier versions
         session["_fresh"] = True
     assert client.get("/api/v1/functions/").status_code == 401
-
-
-def test_attempts_sent_all_at_once_check_no_more_passwords_than_the_limit(app, admin_id, monkeypatch):
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from services import accounts
-
-    checked = []
-    lock = threading.Lock()
-    real_check = accounts.check_password
-
-    def slow_check(user, password):
-        with lock:
-            checked.append(password)
-        time.sleep(0.05)  # as slow as a real hash: every attempt is in flight at once
-        return real_check(user, password)
-
-    monkeypatch.setattr(accounts, "check_password", slow_check)
-
-    def guess(number):
-        with app.app_context():
-            return accounts.authenticate("admin@example.com", f"guess-{number}", 5, 60).error
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(guess, range(40)))
-    assert len(checked) <= 5
-    assert sum("Too many failed sign-ins" in answer for answer in answers) >= 35
 
 
 def test_a_connection_key_is_made_by_the_cli_for_admins_only_and_refused_by_the_json_api(

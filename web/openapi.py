@@ -22,6 +22,7 @@ a ``before_request`` of those blueprints so that the library's own body check on
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache, wraps
@@ -30,6 +31,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from services import storable
 from services.errors import ServiceError
@@ -153,6 +155,27 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
         raise RequestInvalid(_field_errors(error, "query")) from None
 
 
+class ExceptConverter(BaseConverter):
+    """A path segment other than the words given: ``<except(diff):version_id>``.
+
+    Werkzeug tries a static segment first and, when its method does not fit, falls back to a variable one in the
+    same place: without this, ``DELETE …/history/diff`` was routed as "delete the version named diff" instead of
+    405. The words a variable excludes are its static siblings, so every method of those paths is theirs.
+    """
+
+    def __init__(self, url_map, *words: str):
+        super().__init__(url_map)
+        self.words = words
+        self.regex = self.pattern(words)
+
+    @staticmethod
+    def pattern(words) -> str:
+        return "(?!(?:" + "|".join(re.escape(word) for word in words) + ")$)[^/]+"
+
+
+CONVERTERS = {"except": ExceptConverter}
+
+
 @dataclass
 class ApiRoute:
     rule: str
@@ -192,12 +215,15 @@ class RouteRegistry:
         *,
         error_model: type[BaseModel],
         invalid_model: type[BaseModel],
+        path_patterns: dict[str, str] | None = None,
     ):
         self.blueprint = blueprint
         self.prefixes = prefixes
         self.tag = tag
         self.error_model = error_model  # the shape of every error answer
         self.invalid_model = invalid_model  # the shape of a 422 answer
+        # Path variables by name, with the regular expression their values follow (declared in the document).
+        self.path_patterns = path_patterns or {}
         self.routes: list[ApiRoute] = []
 
     def route(
@@ -266,7 +292,7 @@ class RouteRegistry:
 # --- the document ------------------------------------------------------------------------------------------------
 
 
-def _openapi_path(rule: str) -> str:
+def openapi_path(rule: str) -> str:
     out, depth, name = [], 0, []
     for char in rule:
         if char == "<":
@@ -281,12 +307,46 @@ def _openapi_path(rule: str) -> str:
     return "".join(out)
 
 
-def _path_parameters(rule: str) -> list[dict]:
+_CONVERTER_SPEC = re.compile(r"except\((?P<words>[^)]*)\)")
+
+
+def _path_parameters(rule: str, patterns: dict[str, str]) -> list[dict]:
+    """Each variable of the rule, with the pattern the server holds it to: the registry's for its name (the
+    function id's), or what its converter excludes."""
     params = []
     for part in rule.split("<")[1:]:
-        name = part.split(">", 1)[0].split(":")[-1]
-        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+        converter, _, name = part.split(">", 1)[0].rpartition(":")
+        schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
+        if name in patterns:
+            schema["pattern"] = f"^{patterns[name]}$"
+        elif spec := _CONVERTER_SPEC.fullmatch(converter):
+            words = [word.strip() for word in spec["words"].split(",")]
+            schema["pattern"] = no_nul(f"^{ExceptConverter.pattern(words)}$")
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
+
+
+# Every string the server reads refuses NUL (422 `string_nul`: PostgreSQL cannot store it), so every string the
+# document describes says so; a field with a pattern of its own folds the rule into it (`no_nul`).
+NO_NUL = "^[^\\u0000]*$"
+
+
+def no_nul(pattern: str) -> str:
+    """``pattern`` (anchored, of the form ``^...$``) for text that also holds no NUL."""
+    return "^(?=[^\\u0000]*$)" + pattern.removeprefix("^")
+
+
+def declare_text_rules(schema: Any) -> Any:
+    """Add the no-NUL rule to every string schema in ``schema`` that has no pattern, enum or constant already."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and not {"pattern", "enum", "const"} & schema.keys():
+            schema["pattern"] = NO_NUL
+        for value in schema.values():
+            declare_text_rules(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            declare_text_rules(value)
+    return schema
 
 
 class _Schemas:
@@ -294,7 +354,7 @@ class _Schemas:
         self.components: dict[str, Any] = {}
 
     def of(self, tp: Any) -> dict:
-        schema = adapter(tp).json_schema(ref_template=REF_TEMPLATE)
+        schema = declare_text_rules(adapter(tp).json_schema(ref_template=REF_TEMPLATE))
         for name, definition in schema.pop("$defs", {}).items():
             self.components.setdefault(name, definition)
         if isinstance(tp, type) and issubclass(tp, BaseModel) and "properties" in schema:
@@ -304,7 +364,7 @@ class _Schemas:
 
 
 def _query_parameters(model: type[BaseModel], schemas: _Schemas) -> list[dict]:
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    schema = declare_text_rules(model.model_json_schema(ref_template=REF_TEMPLATE))
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}
@@ -332,7 +392,7 @@ def build_document(registries: list[RouteRegistry], *, title: str, version: str)
         invalid_ref = schemas.of(registry.invalid_model)
         for prefix in registry.prefixes:
             for route in registry.routes:
-                path = prefix + _openapi_path(route.rule)
+                path = prefix + openapi_path(route.rule)
                 operation: dict[str, Any] = {
                     "operationId": f"{route.endpoint}{prefix.replace('/', '_')}",
                     "summary": route.summary,
@@ -340,7 +400,7 @@ def build_document(registries: list[RouteRegistry], *, title: str, version: str)
                 }
                 if route.description:
                     operation["description"] = route.description
-                parameters = _path_parameters(route.rule)
+                parameters = _path_parameters(route.rule, registry.path_patterns)
                 if route.query is not None:
                     parameters += _query_parameters(route.query, schemas)
                 if parameters:

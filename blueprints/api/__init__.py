@@ -10,13 +10,19 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 
 from blueprints.api.schemas import HTTPError, ValidationErrorResponse
-from web.openapi import RouteRegistry, publish
+from models import ID_PATTERN
+from web.openapi import CONVERTERS, RouteRegistry, publish
 
 PREFIXES = ("/api/functions", "/api/v1/functions")
 
 bp = Blueprint("api_functions", __name__)
 api = RouteRegistry(
-    bp, PREFIXES, tag="functions", error_model=HTTPError, invalid_model=ValidationErrorResponse
+    bp,
+    PREFIXES,
+    tag="functions",
+    error_model=HTTPError,
+    invalid_model=ValidationErrorResponse,
+    path_patterns={"id": ID_PATTERN.pattern},
 )
 publish(api)
 
@@ -25,6 +31,7 @@ from blueprints.api import docs, functions, history, requirements, running, valv
 
 
 def register(app: Flask) -> None:
+    app.url_map.converters.update(CONVERTERS)
     app.register_blueprint(bp, url_prefix=PREFIXES[1], name="api_functions")
     app.register_blueprint(bp, url_prefix=PREFIXES[0], name="api_functions_legacy")
     app.register_blueprint(docs.bp)

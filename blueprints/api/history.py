@@ -38,7 +38,7 @@ def history_diff(id: str, query: s.DiffQuery):
 
 
 @api.route(
-    "/id/<id>/history/<version_id>",
+    "/id/<id>/history/<except(diff):version_id>",
     "GET",
     auth="admin",
     summary="One version with its snapshot",
@@ -67,7 +67,7 @@ def restore_version(id: str, body: s.VersionForm, query: s.UpdateQuery):
 
 
 @api.route(
-    "/id/<id>/history/<version_id>",
+    "/id/<id>/history/<except(diff):version_id>",
     "DELETE",
     auth="admin",
     summary="Delete a version",

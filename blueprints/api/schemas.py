@@ -10,9 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models import FUNCTION_TYPES
+from models import FUNCTION_TYPES, ID_PATTERN
 from services.running import ALL_METHODS
 from services.versions import MAX_HISTORY_PAGE
+from web.openapi import no_nul
+
+# Declared in the document, checked by the services (a bad id is Open WebUI's 400, not a 422): so these patterns
+# are `json_schema_extra`, which pydantic does not enforce.
+ID_RULE = {"pattern": f"^{ID_PATTERN.pattern}$", "maxLength": 64}
+URL_RULE = {"pattern": no_nul(r"^\s*\S.*$"), "minLength": 1}
 
 FunctionType = Literal[FUNCTION_TYPES]
 
@@ -111,12 +117,12 @@ class FunctionForm(BaseModel):
 class FunctionCreateForm(FunctionForm):
     """Body of create: the id is required; without `meta` the function starts with none."""
 
-    id: str
+    id: str = Field(json_schema_extra=ID_RULE, description="1 to 64 letters, digits and underscores.")
     meta: FunctionMetaForm | None = None
 
 
 class LoadUrlForm(BaseModel):
-    url: str
+    url: str = Field(json_schema_extra=URL_RULE, description="Not empty: an http(s) address.")
 
 
 class LoadUrlResponse(BaseModel):

@@ -56,10 +56,11 @@ BODIES = {
 
 def _routes():
     from blueprints.api import api
+    from web.openapi import openapi_path
 
     found = set()
     for route in api.routes:
-        path = route.rule.replace("<", "{").replace(">", "}")
+        path = openapi_path(route.rule)
         found.add((route.method, path, route.auth))
     return found
 

@@ -7,6 +7,7 @@ import pytest
 
 from tests import factories as F
 from tests.api.conftest import PREFIXES
+from web.openapi import openapi_path
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_the_document_lists_every_route_under_both_prefixes(document):
     from blueprints.api import api
 
     for route in api.routes:
-        path = route.rule.replace("<", "{").replace(">", "}")
+        path = openapi_path(route.rule)
         for prefix in PREFIXES:
             operation = document["paths"][prefix + path][route.method.lower()]
             assert operation["x-sluice-auth"] == route.auth
@@ -135,7 +136,7 @@ def test_real_answers_fit_the_declared_schemas(app, client, admin_key, document,
     check("DELETE", "/id/{id}/delete", admin.delete("/id/sample_filter/delete"))
     check("GET", "/", Api(client, None).get("/"))
 
-    declared = {(route.method, route.rule.replace("<", "{").replace(">", "}")) for route in registry.routes}
+    declared = {(route.method, openapi_path(route.rule)) for route in registry.routes}
     assert check.checked == declared
 
 
@@ -149,3 +150,46 @@ def test_a_wrong_answer_would_be_caught(document, admin_api, sample):
     ]["schema"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+
+
+def _strings(node):
+    """Every string schema in a part of the document."""
+    if isinstance(node, dict):
+        if node.get("type") == "string":
+            yield node
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def test_the_document_declares_the_rules_the_server_enforces(document, admin_api):
+    """So that clients and fuzzers know them: the id pattern, no NUL anywhere, a non-empty `url`."""
+    import re
+
+    from models import ID_PATTERN
+
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "id":
+                    assert parameter["schema"]["pattern"] == f"^{ID_PATTERN.pattern}$", path
+                if parameter["name"] == "version_id":
+                    pattern = parameter["schema"]["pattern"]
+                    assert not re.search(pattern, "diff") and re.search(pattern, "diffs")
+    operations = [op for ops in document["paths"].values() for op in ops.values()]
+    requests = [[op.get("parameters"), op.get("requestBody")] for op in operations]
+    for schema in _strings([document["components"], requests]):
+        if "pattern" in schema:
+            assert not re.search(schema["pattern"], "a\x00b"), schema
+        else:
+            assert {"enum", "const"} & schema.keys(), schema
+    create = document["components"]["schemas"]["FunctionCreateForm"]["properties"]["id"]
+    for bad_id in ("has-dash", "x" * 65, ""):
+        assert not re.search(create["pattern"], bad_id)
+        assert admin_api.post("/create", F.form(id=bad_id)).status_code == 400
+    url = document["components"]["schemas"]["LoadUrlForm"]["properties"]["url"]
+    for blank in ("", "   "):
+        assert not re.search(url["pattern"], blank)
+        assert admin_api.post("/load/url", {"url": blank}).status_code == 400
