@@ -15,6 +15,7 @@ NAV_LINKS = [
 NAV_SECTIONS = {
     "console": "console.functions_list",
     "valves": "console.functions_list",
+    "history": "console.functions_list",
     "users": "users.users_list",
 }
 
