@@ -6,6 +6,8 @@ Versions are recorded by ``services.functions.write_function``; this module only
 from __future__ import annotations
 
 import difflib
+import threading
+from collections import OrderedDict
 
 from sqlalchemy import func, select
 
@@ -114,7 +116,7 @@ def history_page(function_id: str, page: int = 1) -> dict:
     entries = []
     for index, (version, author) in enumerate(rows[:HISTORY_PAGE_SIZE]):
         parent = rows[index + 1][0] if index + 1 < len(rows) else None
-        added, removed = diffs.line_changes(parent.content if parent else "", version.content or "")
+        added, removed = _change_size(parent, version)
         entry = version_response(version, parent.id if parent else None, {"name": author} if author else None)
         entry.update(
             added=added,
@@ -125,6 +127,28 @@ def history_page(function_id: str, page: int = 1) -> dict:
         )
         entries.append(entry)
     return {"function": f, "versions": entries, "page": page, "pages": pages, "total": total}
+
+
+# The size of each listed change, by (parent id, version id): a version's snapshot never changes once recorded, so
+# the pair names the result for good. Diffing a large function's rewrite takes most of a second; a history page
+# diffs twenty pairs, and is opened again and again.
+_change_sizes: OrderedDict[tuple[str | None, str], tuple[int, int]] = OrderedDict()
+_change_sizes_lock = threading.Lock()
+CHANGE_SIZES_KEPT = 4096
+
+
+def _change_size(parent: FunctionVersion | None, version: FunctionVersion) -> tuple[int, int]:
+    key = (parent.id if parent else None, version.id)
+    with _change_sizes_lock:
+        if key in _change_sizes:
+            _change_sizes.move_to_end(key)
+            return _change_sizes[key]
+    size = diffs.line_changes(parent.content if parent else "", version.content or "")
+    with _change_sizes_lock:
+        _change_sizes[key] = size
+        while len(_change_sizes) > CHANGE_SIZES_KEPT:
+            _change_sizes.popitem(last=False)
+    return size
 
 
 def version_choices(function_id: str) -> list[dict]:

@@ -371,3 +371,18 @@ def test_the_current_version_cannot_be_deleted(app, admin_client, two_versions):
     response = post(admin_client, f"{HISTORY}/delete", {"id": "sample_filter", "version": second})
     assert response.status_code == 400 and "cannot be" in text_of(response)
     assert version_ids(app) == [second, first]
+
+
+def test_the_size_of_each_change_is_worked_out_once(app, admin_client, two_versions, monkeypatch):
+    # Diffing a large function's rewrite takes most of a second: a page opened again must not diff again.
+    from services import diffs
+
+    calls = []
+    real = diffs.line_changes
+    monkeypatch.setattr(diffs, "line_changes", lambda old, new: calls.append(1) or real(old, new))
+    first = admin_client.get(f"{HISTORY}?id=sample_filter").get_data(as_text=True)
+    assert len(calls) == 2  # each version against the one before it (the first against nothing)
+    again = admin_client.get(f"{HISTORY}?id=sample_filter").get_data(as_text=True)
+    assert len(calls) == 2
+    sizes = r'data-testid="change-size">(.*?)</td>'
+    assert re.findall(sizes, first, re.S) == re.findall(sizes, again, re.S)
