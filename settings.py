@@ -97,6 +97,18 @@ def whole_number(name: str, value) -> int:
     return number
 
 
+def optional_positive_whole_number(name: str, value) -> int | None:
+    """A positive whole number, or nothing (unset, empty) for "no limit"."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return positive_whole_number(name, value)
+    except SettingError:
+        raise SettingError(
+            f"{name} must be a positive whole number, or unset for no limit, got {value!r}"
+        ) from None
+
+
 def port(name: str, value) -> int:
     number = positive_whole_number(name, value)
     if number > 65535:
@@ -338,6 +350,14 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         non_negative_number,
         "seconds a call waits for a free worker before it is answered 503 with `Retry-After`",
+    ),
+    Setting(
+        "SLUICE_HISTORY_LIMIT",
+        None,
+        optional_positive_whole_number,
+        "versions kept in each function's history: when a save records a new one, the oldest beyond this many are "
+        "deleted with it (the current version always stays)",
+        shown_default="none (keep every version)",
     ),
     Setting("SLUICE_MAX_REQUEST_MB", 32, positive_whole_number, "largest request body accepted (413 beyond)"),
     Setting(

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
@@ -248,6 +249,11 @@ def snapshot_of(f: Function) -> dict:
 
 
 def record_version(f: Function, author: User | None, commit_message: str | None = None) -> FunctionVersion:
+    """Record the function's name, code and meta as its new current version, pruning the history to
+    ``SLUICE_HISTORY_LIMIT`` in the same (uncommitted) transaction."""
+    limit = current_app.config.get("SLUICE_HISTORY_LIMIT")
+    if limit:
+        prune_history(f.id, keep=limit - 1)
     version = FunctionVersion(
         id=_new_version_id(),
         function_id=f.id,
@@ -261,6 +267,23 @@ def record_version(f: Function, author: User | None, commit_message: str | None 
     db.session.add(version)
     f.version_id = version.id
     return version
+
+
+def prune_history(function_id: str, keep: int) -> int:
+    """Delete all but the newest ``keep`` stored versions of a function, uncommitted; how many went."""
+    # Without autoflush: a function being created is not in the session yet, and only stored versions count.
+    with db.session.no_autoflush:
+        older = list(
+            db.session.scalars(
+                select(FunctionVersion.id)
+                .where(FunctionVersion.function_id == function_id)
+                .order_by(FunctionVersion.created_at.desc(), FunctionVersion.id.desc())
+                .offset(keep)
+            )
+        )
+    if older:
+        db.session.execute(delete(FunctionVersion).where(FunctionVersion.id.in_(older)))
+    return len(older)
 
 
 def write_function(

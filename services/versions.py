@@ -6,12 +6,14 @@ Versions are recorded by ``services.functions.write_function``; this module only
 from __future__ import annotations
 
 import difflib
+import threading
+from collections import OrderedDict
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from extensions import db
 from models import Function, FunctionVersion, User
-from services import functions
+from services import diffs, functions
 from services.errors import NotFound, ServiceError
 
 HISTORY_PAGE_SIZE = 20
@@ -67,26 +69,120 @@ def version_model(version: FunctionVersion) -> dict:
     }
 
 
-def list_versions(function_id: str, page: int = 1) -> list[dict]:
-    """One page of a function's versions, newest first."""
-    f = functions.get_function(function_id)
+def _page_rows(function_id: str, page: int) -> list[tuple[FunctionVersion, str | None]]:
+    """One page of versions with their authors' names, newest first, and the version before the page's last one."""
     page = max(1, int(page or 1))
     if page > MAX_HISTORY_PAGE:
         return []
     # One more than a page, so the last one on the page knows its parent.
-    rows = db.session.execute(
-        select(FunctionVersion, User.name)
-        .outerjoin(User, User.id == FunctionVersion.user_id)
-        .where(FunctionVersion.function_id == f.id)
-        .order_by(*_version_order())
-        .offset((page - 1) * HISTORY_PAGE_SIZE)
-        .limit(HISTORY_PAGE_SIZE + 1)
-    ).all()
+    return [
+        (version, author)
+        for version, author in db.session.execute(
+            select(FunctionVersion, User.name)
+            .outerjoin(User, User.id == FunctionVersion.user_id)
+            .where(FunctionVersion.function_id == function_id)
+            .order_by(*_version_order())
+            .offset((page - 1) * HISTORY_PAGE_SIZE)
+            .limit(HISTORY_PAGE_SIZE + 1)
+        )
+    ]
+
+
+def list_versions(function_id: str, page: int = 1) -> list[dict]:
+    """One page of a function's versions, newest first."""
+    f = functions.get_function(function_id)
+    rows = _page_rows(f.id, page)
     answer = []
     for index, (version, author) in enumerate(rows[:HISTORY_PAGE_SIZE]):
         parent = rows[index + 1][0].id if index + 1 < len(rows) else None
         answer.append(version_response(version, parent, {"name": author} if author else None))
     return answer
+
+
+def count_versions(function_id: str) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(FunctionVersion).where(FunctionVersion.function_id == function_id)
+    )
+
+
+def history_page(function_id: str, page: int = 1) -> dict:
+    """One page of the console's history: each version with its author, message and size of change (the lines it
+    added and removed against the version before it; the first version adds all its lines)."""
+    f = functions.get_function(function_id)
+    total = count_versions(f.id)
+    pages = max(1, -(-total // HISTORY_PAGE_SIZE))
+    page = min(max(1, page), pages)
+    rows = _page_rows(f.id, page)
+    entries = []
+    for index, (version, author) in enumerate(rows[:HISTORY_PAGE_SIZE]):
+        parent = rows[index + 1][0] if index + 1 < len(rows) else None
+        added, removed = _change_size(parent, version)
+        entry = version_response(version, parent.id if parent else None, {"name": author} if author else None)
+        entry.update(
+            added=added,
+            removed=removed,
+            name=version.name,
+            renamed=parent is not None and parent.name != version.name,
+            is_current=version.id == f.version_id,
+        )
+        entries.append(entry)
+    return {"function": f, "versions": entries, "page": page, "pages": pages, "total": total}
+
+
+# The size of each listed change, by (parent id, version id): a version's snapshot never changes once recorded, so
+# the pair names the result for good. Diffing a large function's rewrite takes most of a second; a history page
+# diffs twenty pairs, and is opened again and again.
+_change_sizes: OrderedDict[tuple[str | None, str], tuple[int, int]] = OrderedDict()
+_change_sizes_lock = threading.Lock()
+CHANGE_SIZES_KEPT = 4096
+
+
+def _change_size(parent: FunctionVersion | None, version: FunctionVersion) -> tuple[int, int]:
+    key = (parent.id if parent else None, version.id)
+    with _change_sizes_lock:
+        if key in _change_sizes:
+            _change_sizes.move_to_end(key)
+            return _change_sizes[key]
+    size = diffs.line_changes(parent.content if parent else "", version.content or "")
+    with _change_sizes_lock:
+        _change_sizes[key] = size
+        while len(_change_sizes) > CHANGE_SIZES_KEPT:
+            _change_sizes.popitem(last=False)
+    return size
+
+
+def version_choices(function_id: str) -> list[dict]:
+    """Every version of a function, newest first, without its code: what a "compare" picker offers."""
+    f = functions.get_function(function_id)
+    rows = db.session.execute(
+        select(FunctionVersion.id, FunctionVersion.created_at, FunctionVersion.commit_message, User.name)
+        .outerjoin(User, User.id == FunctionVersion.user_id)
+        .where(FunctionVersion.function_id == f.id)
+        .order_by(*_version_order())
+    )
+    return [
+        {"id": id, "created_at": created_at, "commit_message": message, "author": author}
+        for id, created_at, message, author in rows
+    ]
+
+
+def previous_version_id(version: FunctionVersion) -> str | None:
+    """The version recorded just before this one (None for the first)."""
+    return _parent_id(version)
+
+
+def compare_versions(function_id: str, from_id: str, to_id: str) -> dict:
+    """Two versions side by side for the console: the code's hunks and the name and meta keys that differ."""
+    before = get_version(function_id, from_id)
+    after = get_version(function_id, to_id)
+    return {
+        "before": before,
+        "after": after,
+        "code": diffs.code_diff(before.content or "", after.content or ""),
+        "meta": diffs.meta_changes(
+            {"name": before.name, "meta": before.meta or {}}, {"name": after.name, "meta": after.meta or {}}
+        ),
+    }
 
 
 def get_version(function_id: str, version_id: str) -> FunctionVersion:

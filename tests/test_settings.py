@@ -216,6 +216,19 @@ def test_hidden_paths_must_be_paths(tmp_path):
         read_settings(str(tmp_path), {"SLUICE_LOAD_HIDDEN_PATHS": 5}, {})
 
 
+def test_the_history_limit_is_unset_or_a_positive_whole_number(tmp_path):
+    assert read_settings(str(tmp_path), {}, {})["SLUICE_HISTORY_LIMIT"] is None
+    assert read_settings(str(tmp_path), {}, {"SLUICE_HISTORY_LIMIT": "25"})["SLUICE_HISTORY_LIMIT"] == 25
+    assert read_settings(str(tmp_path), {"SLUICE_HISTORY_LIMIT": 10}, {})["SLUICE_HISTORY_LIMIT"] == 10
+    assert read_settings(str(tmp_path), {"SLUICE_HISTORY_LIMIT": None}, {})["SLUICE_HISTORY_LIMIT"] is None
+    for bad in ("0", "-3", "2.5", "all"):
+        with pytest.raises(
+            SettingError,
+            match=r"^SLUICE_HISTORY_LIMIT must be a positive whole number, or unset for no limit",
+        ):
+            read_settings(str(tmp_path), {}, {"SLUICE_HISTORY_LIMIT": bad})
+
+
 def test_a_load_user_must_not_be_empty(tmp_path):
     with pytest.raises(SettingError, match=r"^SLUICE_LOAD_USER must be a non-empty text"):
         read_settings(str(tmp_path), {"SLUICE_LOAD_USER": " "}, {})

@@ -17,6 +17,7 @@ NAV_LINKS = [
 NAV_SECTIONS = {
     "console": "console.functions_list",
     "valves": "console.functions_list",
+    "history": "console.functions_list",
     "users": "users.users_list",
 }
 
