@@ -5,6 +5,7 @@ from flask import Flask, has_request_context, request
 NAV_LINKS = [
     ("console.functions_list", "Functions", True),
     ("users.users_list", "Users", True),
+    ("audit.audit_log", "Audit", True),
     ("settings.valves", "My valves", False),
     ("settings.keys", "API keys", False),
 ]
@@ -16,6 +17,7 @@ NAV_SECTIONS = {
     "console": "console.functions_list",
     "valves": "console.functions_list",
     "users": "users.users_list",
+    "audit": "audit.audit_log",
 }
 
 
