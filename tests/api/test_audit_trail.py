@@ -364,3 +364,26 @@ def test_changes_outside_any_request_are_recorded_as_the_system(app, admin_id):
     F.make_function(app, admin_id)
     entry = only(app, "function.created")
     assert entry["face"] == "system" and entry["user"]["id"] is None
+
+
+def test_valves_set_by_open_webui_through_a_connection_key_are_the_key_face(app, client, admin_id):
+    from extensions import db
+    from models import User
+    from services import accounts
+
+    F.make_function(app, admin_id, active=True)
+    with app.app_context():
+        _key, plain = accounts.create_api_key(db.session.get(User, admin_id), "owui", connection=True)
+    answer = client.post(
+        "/v1/sample_filter/valves/update",
+        json={"api_key": SECRET},
+        headers={"Authorization": f"Bearer {plain}"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    entry = only(app, "function.valves_changed")
+    assert (entry["face"], entry["user"]["id"], entry["details"]) == (
+        "api_key",
+        admin_id,
+        {"fields": ["api_key"]},
+    )
+    assert SECRET not in json.dumps(trail(app))
