@@ -9,7 +9,7 @@ from sqlalchemy import select
 from database import upgrade_database
 from extensions import db
 from models import ROLES, User
-from services import accounts, backup, sealed_valves
+from services import accounts, audit, backup, sealed_valves
 from services.errors import ServiceError
 
 
@@ -28,7 +28,8 @@ def register_commands(app: Flask) -> None:
     def create_user(email: str, name: str, password: str, role: str):
         """Create an account."""
         try:
-            user = accounts.create_user(name, email, password, role=role)
+            with audit.acting_as("cli"):
+                user = accounts.create_user(name, email, password, role=role)
         except accounts.AccountError as exc:
             raise click.ClickException(exc.detail) from None
         click.echo(f"Created {user.role} {user.email} ({user.id}).")
@@ -48,7 +49,8 @@ def register_commands(app: Flask) -> None:
         if user is None:
             raise click.ClickException(f"No account has the email {email}.")
         try:
-            _key, plain = accounts.create_api_key(user, name, connection=connection)
+            with audit.acting_as("cli"):
+                _key, plain = accounts.create_api_key(user, name, connection=connection)
         except ServiceError as exc:
             raise click.ClickException(exc.detail) from None
         kind = "Connection key" if connection else "API key"

@@ -1,5 +1,6 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
+from models.audit import AuditEntry
 from models.base import Base, new_id, now
 from models.function import FUNCTION_TYPES, ID_PATTERN, Function, FunctionVersion, UserValves
 from models.sign_in import SignInFailures
@@ -20,4 +21,5 @@ __all__ = [
     "User",
     "SignInFailures",
     "StagedImport",
+    "AuditEntry",
 ]

@@ -12,7 +12,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 
 from extensions import db
-from models import ROLES, ApiKey, User, now
+from models import ROLES, ApiKey, User, new_id, now
+from services import audit, storable
 from services import sign_in_throttle as throttle
 from services.errors import NotFound, ServiceError
 
@@ -71,8 +72,12 @@ def create_user(name: str, email: str, password: str, role: str = "user") -> Use
         fields["email"] = "An account with this email already exists."
     if fields:
         raise AccountError(fields)
-    user = User(name=name.strip(), email=email, role=role, password_hash=hash_password(password))
+    user = User(id=new_id(), name=name.strip(), email=email, role=role, password_hash=hash_password(password))
     db.session.add(user)
+    actor = audit.current_actor()
+    # Nobody signed in creates an account in the console only for themself: the first admin, or a sign-up.
+    by = actor.user if actor.user is not None or actor.face != "console" else user
+    audit.record("user.created", "user", user.id, {"role": role}, by=by)
     db.session.commit()
     return user
 
@@ -119,11 +124,15 @@ def authenticate(
     client_missed = throttle.has_misses(by_client)
     wait, client_claim = throttle.claim(by_client, max_failures, lock_seconds)
     if wait:
+        _record_failure(address, "locked")
+        db.session.commit()
         return SignInResult(None, throttle.wait_message(wait, "from your network"))
     address_claim = None
     if client_missed:
         wait, address_claim = throttle.claim(by_address, max_failures, lock_seconds)
         if wait:
+            _record_failure(address, "locked")
+            db.session.commit()
             return SignInResult(None, throttle.wait_message(wait, "for this email address"))
     user = db.session.scalar(select(User).where(User.email == address))
     if user is None:
@@ -132,15 +141,24 @@ def authenticate(
         except VerificationError:
             pass
     if user is None or not check_password(user, password or ""):
+        _record_failure(address, "incorrect")
         if address_claim is None:
             throttle.add_miss(by_address, max_failures, lock_seconds)
+        db.session.commit()
         return SignInResult(None, "The email or password is incorrect.")
     throttle.clear(by_address)
     throttle.give_back(client_claim)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-        db.session.commit()
+    audit.record("user.signed_in", "user", user.id, by=user)
+    db.session.commit()
     return SignInResult(user)
+
+
+def _record_failure(address: str, reason: str) -> None:
+    """A failed sign-in names the address tried, never an account: whether one has it is not the trail's to say."""
+    tried = address[:320] if not storable.text_problem(address) else None  # NUL or a lone surrogate: unstorable
+    audit.record("user.sign_in_failed", "user", None, {"reason": reason}, by=None, email=tried)
 
 
 def get_user(user_id: str) -> User:
@@ -160,6 +178,9 @@ def change_role(acting: User, user_id: str, role: str) -> User:
     user = get_user(user_id)
     if user.id == acting.id and role != "admin":
         raise ServiceError("You cannot remove your own admin role.")
+    if user.role != role:
+        action = "user.approved" if user.role == "pending" else "user.role_changed"
+        audit.record(action, "user", user.id, {"from": user.role, "to": role})
     user.role = role
     db.session.commit()
     return user
@@ -169,6 +190,7 @@ def delete_user(acting: User, user_id: str) -> None:
     user = get_user(user_id)
     if user.id == acting.id:
         raise ServiceError("You cannot delete your own account.")
+    audit.record("user.deleted", "user", user.id, {"email": user.email, "name": user.name})
     db.session.delete(user)
     db.session.commit()
 
@@ -190,6 +212,7 @@ def create_api_key(user: User, name: str = "", *, connection: bool = False) -> t
         raise ServiceError("Only an administrator can make a connection key.", status=403, kind="forbidden")
     plain = API_KEY_PREFIX + secrets.token_urlsafe(32)  # 43 characters of randomness
     key = ApiKey(
+        id=new_id(),
         user_id=user.id,
         name=(name or "").strip()[:128],
         key_hash=_key_digest(plain),
@@ -197,6 +220,12 @@ def create_api_key(user: User, name: str = "", *, connection: bool = False) -> t
         is_connection=connection,
     )
     db.session.add(key)
+    audit.record(
+        "api_key.created",
+        "api_key",
+        key.id,
+        {"name": key.name, "owner": user.email, "connection": connection},
+    )
     db.session.commit()
     return key, plain
 
@@ -236,5 +265,6 @@ def revoke_api_key(user: User, key_id: str) -> ApiKey:
         raise NotFound("This API key does not exist.")
     if key.revoked_at is None:
         key.revoked_at = now()
+        audit.record("api_key.revoked", "api_key", key.id, {"name": key.name, "owner": user.email})
         db.session.commit()
     return key

@@ -28,7 +28,7 @@ from sqlalchemy.orm import defer
 from extensions import db
 from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
 from models.function import MAX_NAME_LENGTH
-from services import safe_mode, storable
+from services import audit, safe_mode, storable
 from services.errors import NotFound, ServiceError
 from services.loading import apply_load_result, field_error, load_code, prepare_code, revalidated_valves
 from services.sealed_valves import for_storage
@@ -370,6 +370,7 @@ def create_function(
         commit_message=commit_message,
     )
     db.session.add(f)
+    audit.record("function.created", "function", function_id, {"name": name})
     try:
         db.session.commit()
     except IntegrityError:
@@ -426,6 +427,7 @@ def update_loaded(
     )
     if meta is None:
         meta = {key: value for key, value in (f.meta or {}).items() if key not in DERIVED_META_KEYS}
+    before = snapshot_of(f)
     with committed():
         write_function(
             f,
@@ -438,10 +440,26 @@ def update_loaded(
             commit_message=commit_message,
             restored=restored,
         )
+        details: dict[str, Any] = {"changed": audit.changed_fields(before, snapshot_of(f))}
+        if restored is not None:
+            details["version_id"] = restored.id
+        if new_valves != stored_valves:
+            # Fields the new code refused and the admin asked to reset: named, never their values.
+            details["valves_reset"] = audit.changed_fields(stored_valves, new_valves)
+        audit.record(
+            "function.restored" if restored is not None else "function.updated", "function", f.id, details
+        )
     return f
 
 
 # --- toggles and delete ---------------------------------------------------------------------------------------
+
+
+# What switching a column on (True) or off (False) is called in the audit trail.
+_SWITCH_ACTIONS = {
+    "is_active": {True: "function.activated", False: "function.deactivated"},
+    "is_global": {True: "function.made_global", False: "function.made_not_global"},
+}
 
 
 def _flip(function_id: str, column) -> Function:
@@ -458,6 +476,7 @@ def _flip(function_id: str, column) -> Function:
         f = db.session.execute(statement).scalars().one_or_none()
         if f is None:
             raise FunctionNotFound()
+        audit.record(_SWITCH_ACTIONS[column.key][bool(getattr(f, column.key))], "function", f.id)
         # Detached before the commit so that the answer shows this flip, not whatever another request did next.
         db.session.expunge(f)
     return f
@@ -484,7 +503,11 @@ def set_switches(
     }
     lookup = _known_id(function_id)
     if values:
-        update_one(lookup, **values, updated_at=now())
+        f = get_function(lookup)
+        for name, value in values.items():
+            if bool(getattr(f, name)) != value:
+                audit.record(_SWITCH_ACTIONS[name][value], "function", lookup)
+        update_one(lookup, **values, updated_at=now())  # commits the entries with the switches, or neither
     return get_function(lookup)
 
 
@@ -499,9 +522,11 @@ def toggle_global(function_id: str) -> Function:
 def delete_function(function_id: str) -> bool:
     """Delete a function with its user valves and history; ``FunctionNotFound`` when there is no such function."""
     function_id = _known_id(function_id)
+    name = db.session.scalar(select(Function.name).where(Function.id == function_id))
     with committed():
         if not delete_functions([function_id]):
             raise FunctionNotFound()
+        audit.record("function.deleted", "function", function_id, {"name": name})
     return True
 
 

@@ -22,8 +22,8 @@ from sqlalchemy.orm.exc import StaleDataError
 import loader
 from extensions import db
 from models import Function, User, now
+from services import audit, loading
 from services import functions as fs
-from services import loading
 from services.errors import ServiceError
 
 
@@ -187,16 +187,30 @@ def _plan_item(
     )
 
 
-def _changed(plan: _Planned) -> bool:
+def _changes(plan: _Planned) -> list[str]:
+    """What an item changes in its stored function, by field name."""
     f = plan.existing
-    return (
-        f.name != plan.name
-        or f.content != plan.content
-        or (f.meta or {}) != plan.meta
-        or (f.valves or {}) != plan.valves
-        or bool(f.is_active) != plan.is_active
-        or bool(f.is_global) != plan.is_global
-    )
+    stored = {
+        "name": f.name,
+        "content": f.content,
+        "meta": f.meta or {},
+        "valves": f.valves or {},
+        "is_active": bool(f.is_active),
+        "is_global": bool(f.is_global),
+    }
+    planned = {
+        "name": plan.name,
+        "content": plan.content,
+        "meta": plan.meta,
+        "valves": plan.valves,
+        "is_active": plan.is_active,
+        "is_global": plan.is_global,
+    }
+    return audit.changed_fields(stored, planned)
+
+
+def _changed(plan: _Planned) -> bool:
+    return bool(_changes(plan))
 
 
 def sync_functions(
@@ -266,7 +280,10 @@ def _sync(
 
 
 def _apply(user: User, plans: list[_Planned], deleted: list[str]) -> list[dict]:
+    """Write the plans and record each change in the audit trail, uncommitted: the caller commits all or nothing."""
     fs.delete_functions(deleted)
+    for function_id in deleted:
+        audit.record("function.deleted", "function", function_id, {"via": "sync"})
     timestamp = now()
     answer = []
     for plan in plans:
@@ -275,9 +292,15 @@ def _apply(user: User, plans: list[_Planned], deleted: list[str]) -> list[dict]:
             # A new function is the syncing admin's from now; one that exists keeps its creator and created_at.
             f = Function(id=plan.id, user_id=user.id, created_at=timestamp, valves={})
             db.session.add(f)
-        elif not _changed(plan):
+            audit.record("function.created", "function", plan.id, {"name": plan.name, "via": "sync"})
+        elif not (changes := _changes(plan)):
             answer.append(fs.function_with_valves_model(f))
             continue
+        else:
+            details = {"changed": changes, "via": "sync"}
+            if "valves" in changes:
+                details["valves"] = audit.changed_fields(f.valves, plan.valves)
+            audit.record("function.updated", "function", plan.id, details)
         f.is_active = plan.is_active
         f.is_global = plan.is_global
         fs.write_function(

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from extensions import db
 from models import Function, User, UserValves, now
-from services import functions, safe_mode
+from services import audit, functions, safe_mode
 from services.loading import incompatible, load_in_loader, user_dict, validate_in_loader, validate_valves
 from services.sealed_valves import for_storage
 
@@ -82,14 +82,27 @@ def update_valves(function_id: str, values: dict) -> dict:
     The function's ``updated_at`` moves too, as in Open WebUI: lists sorted by it and exports show the change.
     """
     f = functions.get_function(function_id)
+    before = f.valves if isinstance(f.valves, dict) else {}
     stored = validate_valves(f.content, f.id, values)
+    # Which fields changed, never their values: valves hold secrets. Committed by update_one with the valves.
+    audit.record(
+        "function.valves_changed", "function", f.id, {"fields": audit.changed_fields(before, stored)}
+    )
     functions.update_one(f.id, valves=for_storage(stored, f.valves_schema), updated_at=now())
     return stored
 
 
 def clear_valves(function_id: str) -> None:
     """Forget every stored admin valve, so the function runs on its defaults (an empty set needs no validation)."""
-    functions.update_one(function_id, valves={}, updated_at=now())
+    f = functions.get_function(function_id)
+    before = f.valves if isinstance(f.valves, dict) else {}
+    audit.record(
+        "function.valves_changed",
+        "function",
+        f.id,
+        {"fields": audit.changed_fields(before, {}), "cleared": True},
+    )
+    functions.update_one(f.id, valves={}, updated_at=now())
 
 
 # --- user valves ----------------------------------------------------------------------------------------------
@@ -139,6 +152,7 @@ def _dialect_insert():
 def update_user_valves(user: User, function_id: str, values: dict) -> dict:
     """Validate the caller's own valves and store them in their row, upserted so that writers never collide."""
     f = _function_for_user(user, function_id)
+    before = stored_user_valves(user, f.id)
     stored = validate_valves(f.content, f.id, values, which="user_valves", user=user)
     insert = _dialect_insert()
     sealed = for_storage(stored, f.user_valves_schema)
@@ -150,6 +164,13 @@ def update_user_valves(user: User, function_id: str, values: dict) -> dict:
     try:
         with functions.committed():
             db.session.execute(statement)
+            audit.record(
+                "function.user_valves_changed",
+                "function",
+                f.id,
+                {"fields": audit.changed_fields(before, stored)},
+                by=user,  # whose valves these are, whoever the context names
+            )
     except IntegrityError:
         # The function was deleted between the check and the write (rolled back already).
         raise functions.FunctionNotFound() from None

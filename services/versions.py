@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Function, FunctionVersion, User
-from services import diffs, functions
+from services import audit, diffs, functions
 from services.errors import NotFound, ServiceError
 
 HISTORY_PAGE_SIZE = 20
@@ -251,5 +251,6 @@ def delete_version(function_id: str, version_id: str) -> bool:
     if f.version_id == version.id:
         raise ServiceError(CURRENT_VERSION_ERROR, kind="current_version")
     db.session.delete(version)
+    audit.record("function.version_deleted", "function", f.id, {"version_id": version.id})
     db.session.commit()
     return True

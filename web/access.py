@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from extensions import csrf, db, login_manager
 from models import User
-from services import accounts
+from services import accounts, audit
 
 NOT_AUTHENTICATED = "Not authenticated"
 INVALID_CREDENTIALS = "Your session has expired or the token is invalid. Please sign in again."
@@ -85,6 +85,21 @@ def api_caller() -> User:
     return user
 
 
+def acting_caller() -> audit.Actor:
+    """Who the audit trail names for this request, and through which face: an API key, or the console's session.
+
+    The console's own scripts call the API with the session cookie: that is still the console.
+    """
+    by_key = is_api_request() and presented_key() is not None  # pages never take a key
+    if "api_user" in g:
+        user = g.api_user
+    elif not by_key and current_user.is_authenticated:
+        user = page_user()
+    else:
+        user = None
+    return audit.Actor(user, "api_key" if by_key else "console")
+
+
 def _require_api(role: str):
     def decorator(view):
         @wraps(view)
@@ -151,6 +166,7 @@ PENDING_ALLOWED = {"auth.pending", "auth.sign_out", "static", "system.health"}
 
 def install_access_rules(app: Flask) -> None:
     login_manager.login_view = "auth.sign_in"
+    audit.resolve_actor_with(acting_caller)
 
     @login_manager.user_loader
     def load_user(session_id: str):

@@ -7,6 +7,7 @@ from services import safe_mode
 NAV_LINKS = [
     ("console.functions_list", "Functions", True),
     ("users.users_list", "Users", True),
+    ("audit.audit_log", "Audit", True),
     ("settings.valves", "My valves", False),
     ("settings.keys", "API keys", False),
 ]
@@ -19,6 +20,7 @@ NAV_SECTIONS = {
     "valves": "console.functions_list",
     "history": "console.functions_list",
     "users": "users.users_list",
+    "audit": "audit.audit_log",
 }
 
 

@@ -27,7 +27,8 @@ api = RouteRegistry(
 publish(api)
 
 # The routes register themselves on ``api`` when their modules are imported; this order is the document's.
-from blueprints.api import docs, functions, history, requirements, running, valves  # noqa: E402, F401
+# ``audit`` has a registry of its own, under /api/audit and /api/v1/audit.
+from blueprints.api import audit, docs, functions, history, requirements, running, valves  # noqa: E402, F401
 
 
 def register(app: Flask) -> None:
@@ -35,3 +36,4 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp, url_prefix=PREFIXES[1], name="api_functions")
     app.register_blueprint(bp, url_prefix=PREFIXES[0], name="api_functions_legacy")
     app.register_blueprint(docs.bp)
+    audit.register(app)
