@@ -324,7 +324,7 @@ def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
     if not isinstance(raw_id, str) or not raw_id:
         item.problem = "It has no id."
     elif not ID_PATTERN.fullmatch(raw_id):
-        item.problem = f"{functions.ID_FORMAT_ERROR}."
+        item.problem = "Its id may hold only letters, digits and underscores (at most 64)."
     elif function_id in seen:
         item.problem = (
             f"Item {seen[function_id] + 1} of the file has the same id; only the first is imported."

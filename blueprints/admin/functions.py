@@ -42,6 +42,7 @@ from services import versions as versions_service
 from services.errors import NotFound, ServiceError
 from services.function_search import FunctionQuery, search_functions
 from web.access import admin_pages_only, safe_next
+from web.console_wording import console_detail
 
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
@@ -287,12 +288,13 @@ EDITOR_FIELDS = ("id", "name", "content", "description")
 def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
     """Place a service error next to the field it is about (by its kind and field, never its wording); a load error
     also carries the failing line."""
+    detail = console_detail(error)
     if error.kind == "incompatible_valves":
-        return {"form": error.detail, "incompatible_valves": error.detail}, None
+        return {"form": detail, "incompatible_valves": detail}, None
     if error.field in EDITOR_FIELDS:
         load_error = error.extra.get("error") if error.kind == "load_failed" else None
-        return {error.field: error.detail}, load_error if isinstance(load_error, dict) else None
-    return {"form": error.detail}, None
+        return {error.field: detail}, load_error if isinstance(load_error, dict) else None
+    return {"form": detail}, None
 
 
 def _loaded_from(values) -> str | None:

@@ -504,13 +504,16 @@ def test_create_refuses_a_taken_or_malformed_id_next_to_the_id_field(app, admin_
     )
     assert taken.status_code == 400
     page = text_of(taken)
-    assert re.search(r'id="id-error"[^>]*>Uh-oh! This id is already registered', page)
+    # The console speaks in its own voice; Open WebUI's wording stays the API's (SPEC §3).
+    assert re.search(r'id="id-error"[^>]*>A function with this id already exists\. Choose another id\.', page)
+    assert "Uh-oh" not in page
     assert "class Pipe:" in page
     malformed = post(
         admin_client, "/admin/functions/create", {"name": "X", "id": "has space", "content": PIPE}
     )
     assert malformed.status_code == 400
-    assert "Only alphanumeric characters and underscores are allowed in the id" in text_of(malformed)
+    assert "An id may hold only letters, digits and underscores" in text_of(malformed)
+    assert "Only alphanumeric" not in text_of(malformed)
 
 
 def test_create_needs_a_name_and_code(admin_client):
@@ -647,10 +650,11 @@ def test_incompatible_valves_can_be_dropped_from_the_form(app, admin_client, adm
     refused = post(admin_client, "/admin/functions/edit?id=sample_filter", data)
     assert refused.status_code == 400
     page = text_of(refused)
-    assert "Current Valves are incompatible with this code: priority" in page
+    assert "The valves stored for this function do not fit the new code: priority" in page
+    assert "Current Valves" not in page  # Open WebUI's wording is the API's, not the console's
     # The way out is in the error box at the top of the form, not below the editor.
     box = re.search(r'<div class="form-error incompatible-valves".*?</div>\s*</div>', page, re.S).group(0)
-    assert "Current Valves are incompatible" in box and 'name="reset_incompatible_valves"' in box
+    assert "do not fit the new code" in box and 'name="reset_incompatible_valves"' in box
     assert page.index('name="reset_incompatible_valves"') < page.index('id="content"')
     assert page.count('name="reset_incompatible_valves"') == 1
     saved = post(
@@ -865,7 +869,7 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     assert "(community format)" in page
     assert 'class="badge type-badge type-action">Action<' in page  # the preview loaded the code
     assert "Its code does not load: SyntaxError" in page
-    assert "Only alphanumeric characters and underscores are allowed in the id" in page
+    assert "Its id may hold only letters, digits and underscores" in page
     assert "Item 1 of the file has the same id" in page
     assert "1 of them has code that does not load, so it is not ticked." in " ".join(page.split())
     assert re.findall(r'name="item" value="(\d+)" id="item-\d+" checked', page) == ["0"]
@@ -1285,7 +1289,7 @@ def test_load_from_url_warns_of_a_taken_id_and_keeps_its_address_after_a_refused
     refused = admin_client.post("/admin/functions/create", data=form_fields(loaded))
     assert refused.status_code == 400
     page = text_of(refused)
-    assert re.search(r'id="id-error"[^>]*>Uh-oh! This id is already registered', page)
+    assert re.search(r'id="id-error"[^>]*>A function with this id already exists', page)
     assert f'Loaded from <a href="{url}"' in page
     assert 'data-testid="id-taken" hidden' in page  # the error says it; the warning does not repeat it
 
