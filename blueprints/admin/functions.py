@@ -154,6 +154,22 @@ def functions_create():
     return _editor_page("create", form, template=template, cloned_from=clone_id)
 
 
+@bp.get("/id-available")
+def functions_id_available():
+    """Whether a new function could take this id, for the create page as the id is typed.
+
+    Always 200 with ``{"available": bool}``: asking the API for the function answered 404 for every free id, which
+    browsers list as an error in their console.
+    """
+    function_id = functions.normalise_id(request.args.get("id", ""))
+    valid = bool(ID_PATTERN.fullmatch(function_id))
+    return {
+        "id": function_id,
+        "valid": valid,
+        "available": valid and not functions.function_exists(function_id),
+    }
+
+
 @bp.route("/edit", methods=["GET", "POST"])
 def functions_edit():
     """Change a function's name, description and code; its id never changes."""

@@ -117,7 +117,8 @@ def test_admin_valves_store_only_what_was_set_and_never_show_the_secret(admin_pa
 @pytest.mark.browser
 @pytest.mark.parametrize("typed", ["4e", "0.3-"])
 def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(admin_page, live_server, typed):
-    # As a type=number input, Chromium submitted "" for these, which saved "use the default" and wiped the value.
+    # Chromium submits "" for these, which read as "use the default" and wiped the value: the browser's own check
+    # (the form is not novalidate) stops the save before anything is sent, and says why beside the field.
     function_id = "valved_number_" + ("a" if typed == "4e" else "b")
     live_server.create_function(function_id, VALVED_FILTER, name="Valved Number")
     live_server.api_json(
@@ -128,17 +129,20 @@ def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(adm
     temperature = field(page, "temperature")
     temperature.fill("")
     temperature.press_sequentially(typed)
-    # The pattern marks it while typing (no blocking: the form is novalidate, the server decides).
-    assert temperature.evaluate("el => el.validity.patternMismatch") is True
+    assert temperature.evaluate("el => el.validity.badInput") is True
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.get_by_test_id("valves-save").click()
     error = page.get_by_test_id("valve-field-temperature").locator(".field-error")
     expect(error).to_have_text("Enter a number.")
-    expect(temperature).to_have_value(typed)
+    expect(temperature).to_be_focused()
+    assert posts == []
     expect(page.locator(".flash-success")).to_have_count(0)
     assert live_server.api_json("GET", f"/api/v1/functions/id/{function_id}/valves") == {"temperature": 1.5}
 
     # Emptied, the stored value is not silently dropped either: the reset box is the way.
     temperature.fill("")
+    expect(error).to_have_count(0)  # the browser's message goes once the field is valid again
     page.get_by_test_id("valves-save").click()
     expect(error).to_have_text("Enter a number, or tick Reset to default.")
     # The error sits right below its input, above the reset box.
@@ -156,10 +160,32 @@ def test_a_field_error_is_shown_beside_its_field_and_nothing_is_stored(admin_pag
     page = admin_page
     page.goto("/admin/functions/valves?id=valved_filter_2")
     field(page, "api_key").fill(SECRET)
-    field(page, "temperature").fill("5")  # above le=2
+    temperature = field(page, "temperature")
+    expect(temperature).to_have_attribute("min", "0")
+    expect(temperature).to_have_attribute("max", "2")
+    temperature.fill("5")  # above le=2
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.get_by_test_id("valves-save").click()
-    expect(page.get_by_test_id("valves-form-errors")).to_be_visible()
-    expect(page.get_by_test_id("valve-field-temperature").locator(".field-error")).to_be_visible()
+    # The browser checks the range first, and says so beside the field in the server's own words.
+    error = page.get_by_test_id("valve-field-temperature").locator(".field-error")
+    expect(error).to_have_text("Enter a number between 0 and 2.")
+    expect(temperature).to_be_focused()
+    assert posts == []
+
+    # A browser that does not check sends it: the server's answer is the same sentence, beside the same field.
+    page.evaluate("document.querySelector('form[data-testid=valves-form]').noValidate = true")
+    page.get_by_test_id("valves-save").scroll_into_view_if_needed()
+    page.get_by_test_id("valves-save").click()
+    banner = page.get_by_test_id("valves-form-errors")
+    expect(banner).to_be_visible()
+    expect(error).to_have_text("Enter a number between 0 and 2.")
+    assert "Input should" not in page.content()
+    # The banner has the focus and is wholly in view (it was half off screen).
+    expect(banner).to_be_focused()
+    box = banner.bounding_box()
+    viewport = page.viewport_size
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], box
     expect(field(page, "temperature")).to_have_value("5")
     assert SECRET not in page.content()
     assert live_server.api_json("GET", "/api/v1/functions/id/valved_filter_2/valves") == {}
