@@ -244,3 +244,74 @@ def test_a_user_sets_personal_valves_and_cannot_open_admin_pages(page, live_serv
         401,
         403,
     )
+
+
+@pytest.mark.browser
+def test_a_value_equal_to_the_default_can_be_pinned_and_shows_as_set(admin_page, live_server):
+    live_server.create_function("valved_pin", VALVED_FILTER, name="Valved Pin")
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_pin")
+    expect(page.get_by_test_id("valve-state-temperature")).to_have_text("Default")
+    expect(field(page, "temperature")).to_have_value("0.7")
+    page.get_by_test_id("valve-pin-temperature").check()
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    # Stored explicitly, so a new default in a later version does not change it.
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_pin/valves") == {"temperature": 0.7}
+    expect(page.get_by_test_id("valve-state-temperature")).to_have_text("Set · same as default")
+    expect(page.get_by_test_id("valve-state-prefix")).to_have_text("Default")
+    expect(page.get_by_test_id("valve-pin-temperature")).to_have_count(0)
+    expect(page.get_by_test_id("valve-reset-temperature")).to_be_visible()  # back to "use the default"
+
+
+@pytest.mark.browser
+def test_leaving_a_changed_valves_form_asks_first_but_not_after_saving(admin_page, live_server):
+    live_server.create_function("valved_leave", VALVED_FILTER, name="Valved Leave")
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_leave")
+    field(page, "prefix").fill("## ")
+    dialogs = []
+
+    def stay(dialog):
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.once("dialog", stay)
+    page.locator(".breadcrumbs a").first.click()
+    expect(field(page, "prefix")).to_have_value("## ")
+    assert dialogs == ["beforeunload"]
+    assert "/admin/functions/valves" in page.url
+
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    page.on("dialog", lambda dialog: (dialogs.append("after save"), dialog.dismiss()))
+    page.locator(".breadcrumbs a").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/functions$"))
+    assert dialogs == ["beforeunload"]
+
+
+@pytest.mark.browser
+def test_opening_reset_all_does_not_move_the_page(admin_page, live_server):
+    live_server.create_function("valved_reset", VALVED_FILTER, name="Valved Reset")
+    live_server.api_json("POST", "/api/v1/functions/id/valved_reset/valves/update", json={"prefix": "## "})
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_reset")
+    summary = page.get_by_text("Reset all…")
+    summary.scroll_into_view_if_needed()
+    # Where each part sits on the page (not in the window), and how tall the page is.
+    layout = """() => [
+        ...["[data-testid=valves-save]", ".valves-actions summary", ".valves-card", "[data-testid=valve-field-verbose]"]
+            .map(selector => { const box = document.querySelector(selector).getBoundingClientRect();
+                               return [box.left, box.top + window.scrollY, box.width, box.height]; }),
+        document.documentElement.scrollHeight, window.scrollY]"""
+    before = page.evaluate(layout)
+    summary.click()
+    confirm = page.get_by_test_id("valves-reset-all")
+    expect(confirm).to_be_visible()
+    assert page.evaluate(layout) == before
+    # The confirmation opens over the form, wholly in view.
+    box = confirm.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
+    confirm.click()
+    expect(page.locator(".flash-success")).to_have_text("Every valve is back to its default.")
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_reset/valves") == {}
