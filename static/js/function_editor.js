@@ -233,4 +233,14 @@
   if (creating) applyFrontmatter();
   // A page showing a save the server refused holds what was typed, not what is stored: leaving it asks.
   dirty = form.dataset.unsaved === "1";
+  // ... and what went wrong gets the focus and is brought into view (it was half off screen): the first message
+  // in the form, the box at the top or the one beside a field.
+  if (dirty) {
+    var problem = form.querySelector('[role="alert"]');
+    if (problem) {
+      if (!problem.hasAttribute("tabindex")) problem.setAttribute("tabindex", "-1");
+      problem.focus({ preventScroll: true });
+      problem.scrollIntoView({ block: "center" });
+    }
+  }
 })();

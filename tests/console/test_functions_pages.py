@@ -1308,3 +1308,18 @@ def test_a_refused_save_of_a_clone_still_says_what_it_copies(app, admin_client, 
     refused = admin_client.post("/admin/functions/create", data=fields)
     assert refused.status_code == 400
     assert "A copy of <code>sample_filter</code>" in refused.get_data(as_text=True)
+
+
+def test_the_id_check_always_answers_200_with_whether_the_id_is_free(
+    app, admin_client, admin_id, user_client
+):
+    make_function(app, admin_id)
+    for asked, answer in (
+        ("sample_filter", {"id": "sample_filter", "valid": True, "available": False}),
+        ("Sample_Filter", {"id": "sample_filter", "valid": True, "available": False}),
+        ("free_id", {"id": "free_id", "valid": True, "available": True}),
+        ("no spaces", {"id": "no spaces", "valid": False, "available": False}),
+    ):
+        response = admin_client.get("/admin/functions/id-available", query_string={"id": asked})
+        assert response.status_code == 200 and response.get_json() == answer
+    assert user_client.get("/admin/functions/id-available?id=x").status_code in (302, 403)
