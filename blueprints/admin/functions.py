@@ -476,7 +476,9 @@ def functions_import():
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     token = function_import.stage(current_user._get_current_object(), raw, filename or "")
-    return render_template("console/function_import_preview.html", plan=plan, token=token, filename=filename)
+    return render_template(
+        "console/function_import_preview.html", plan=plan, token=token, filename=filename, errors={}
+    )
 
 
 @bp.post("/import/apply")
@@ -490,6 +492,15 @@ def functions_import_apply():
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     chosen = {int(value) for value in request.form.getlist("item") if value.isdigit()}
+    if not chosen:
+        # The button is disabled while nothing is ticked; a form sent anyway gets the preview back, kept staged.
+        return render_template(
+            "console/function_import_preview.html",
+            plan=function_import.plan_import(raw, check_code=True),
+            token=token,
+            filename=_filename,
+            errors={"form": "Nothing was imported: tick at least one function."},
+        ), 400
     results = function_import.apply_import(
         me,
         plan,
@@ -499,8 +510,11 @@ def functions_import_apply():
     function_import.discard(token)  # a second press of the button (or Back and again) does not import twice
     failed = sum(1 for result in results if result.status == "failed")
     done = sum(1 for result in results if result.status in ("created", "updated"))
+    unchanged = sum(1 for result in results if result.status == "unchanged")
     flash(
-        f"Imported {done} function{'s' if done != 1 else ''}" + (f"; {failed} failed." if failed else "."),
+        f"Imported {done} function{'s' if done != 1 else ''}"
+        + (f"; {unchanged} already the same here" if unchanged else "")
+        + (f"; {failed} failed." if failed else "."),
         "error" if failed else "success",
     )
     return render_template("console/function_import_results.html", results=results), 200

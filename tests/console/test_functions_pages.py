@@ -1323,3 +1323,48 @@ def test_the_id_check_always_answers_200_with_whether_the_id_is_free(
         response = admin_client.get("/admin/functions/id-available", query_string={"id": asked})
         assert response.status_code == 200 and response.get_json() == answer
     assert user_client.get("/admin/functions/id-available?id=x").status_code in (302, 403)
+
+
+def test_an_identical_function_is_unchanged_and_left_alone_by_import(app, admin_client, admin_id):
+    make_function(app, admin_id, meta={"description": "Same"})
+    make_function(app, admin_id, id="other_filter", name="Other", meta={})
+    before = stored_function(app, "sample_filter")
+    stamps, version = (before.updated_at, before.created_at), before.version_id
+    export = admin_client.get("/admin/functions/export").get_json()
+    for item in export:
+        if item["id"] == "other_filter":
+            item["name"] = "Other, renamed"
+    export.append({"id": "brand_new", "name": "Brand New", "content": PIPE, "meta": {}})
+    preview = upload(admin_client, export)
+    page = text_of(preview)
+    rows = re.findall(r'data-testid="import-item" data-action="(\w+)" data-changes="([\w ]*)"', page)
+    by_id = dict(zip([item["id"] for item in export], rows, strict=True))
+    assert by_id == {
+        "sample_filter": ("unchanged", ""),
+        "other_filter": ("update", "name"),
+        "brand_new": ("create", ""),
+    }
+    assert "1 already the same here (not ticked)" in " ".join(page.split())
+    # Unchanged is offered, not ticked; ticked anyway, it is still left alone (no version, no new timestamp).
+    index = str(next(i for i, item in enumerate(export) if item["id"] == "sample_filter"))
+    chosen = [*re.findall(r'name="item" value="(\d+)" id="item-\d+" checked', page), index]
+    results = apply_payload(admin_client, preview, chosen=chosen)
+    statuses = re.findall(r'data-status="(\w+)"', results.get_data(as_text=True))
+    assert dict(zip([item["id"] for item in export], statuses, strict=True)) == {
+        "sample_filter": "unchanged",
+        "other_filter": "updated",
+        "brand_new": "created",
+    }
+    after = stored_function(app, "sample_filter")
+    assert (after.updated_at, after.created_at) == stamps and after.version_id == version
+
+
+def test_importing_nothing_chosen_is_refused_with_the_preview_kept(app, admin_client, admin_id):
+    preview = upload(admin_client, [{"id": "echo", "name": "Echo", "content": PIPE, "meta": {}}])
+    refused = apply_payload(admin_client, preview, chosen=[])
+    assert refused.status_code == 400
+    assert "Nothing was imported: tick at least one function." in text_of(refused)
+    assert stored_function(app, "echo") is None
+    # The same preview can still be imported.
+    assert apply_payload(admin_client, refused, chosen=["0"]).status_code == 200
+    assert stored_function(app, "echo") is not None
