@@ -65,7 +65,10 @@ class ImportItem:
 
     @property
     def ticked(self) -> bool:
-        """Whether the preview offers it ticked: only what would change, and whose code loads."""
+        """Whether the preview offers it ticked: what would change and whose code loads, and an unchanged function
+        only when the file carries settings that may be restored (its code is left alone in any case)."""
+        if self.action == "unchanged":
+            return self.has_settings
         return self.action in ("create", "update") and not self.fails_to_load
 
     @property
@@ -275,8 +278,8 @@ def _restore_settings(item: ImportItem, result: ImportResult) -> None:
             update_valves(item.id, item.valves)
         except ServiceError as error:
             result.detail = (
-                f"Its code was saved, but its valves were not restored ({error.detail.rstrip('.')})."
-            )
+                "Its code is the same here" if result.status == "unchanged" else "Its code was saved"
+            ) + f", but its valves were not restored ({error.detail.rstrip('.')})."
             if result.status == "created":
                 return  # new functions start switched off; they stay so
             functions.set_switches(item.id, is_active=False)

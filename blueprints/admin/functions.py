@@ -40,7 +40,7 @@ from models import FUNCTION_TYPES, ID_PATTERN, FunctionVersion
 from services import function_import, function_meta, functions, requirements_jobs, running, url_loader
 from services import versions as versions_service
 from services.errors import NotFound, ServiceError
-from services.function_search import FunctionQuery, search_functions
+from services.function_search import FunctionQuery, has_fields, search_functions
 from web.access import admin_pages_only, safe_next
 from web.console_wording import console_detail
 
@@ -356,8 +356,9 @@ def _function_details(function) -> dict[str, Any]:
         "version_count": versions or 0,
         "recent_versions": versions_service.list_versions(function.id)[:RECENT_VERSIONS],
         "valves_url": _valves_url(function.id),
-        "has_valves": bool(getattr(function, "valves_schema", None)),
-        "has_user_valves": bool(getattr(function, "user_valves_schema", None)),
+        "has_valves": has_fields(function.valves_schema),
+        "has_user_valves": has_fields(function.user_valves_schema),
+        "function_icon_url": function_meta.icon_url(function.meta),
         "run_methods": running.METHODS_BY_TYPE.get(function.type, ()),
     }
 
