@@ -251,3 +251,19 @@ def test_deleting_from_a_filtered_list_comes_back_to_it(admin_page, live_server)
     assert page.url.endswith(listing)
     expect(page.locator(".flash")).to_contain_text("Deleted Doomed 1.")
     expect(page.get_by_test_id("function-row")).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_on_a_phone_each_function_is_one_compact_row(admin_page, list_rows):
+    page = admin_page
+    page.set_viewport_size(PHONE)
+    page.goto(list_rows)
+    rows = page.locator("tr[data-function-id]")
+    heights = [rows.nth(i).bounding_box()["height"] for i in range(rows.count())]
+    # It was a card of labelled lines, ~380 px per function.
+    assert max(heights) <= 125, heights
+    row = rows.first
+    for test_id in ("function-name", "toggle-active"):
+        expect(row.get_by_test_id(test_id)).to_be_visible()
+    assert_fits_width(page)
+    shot(page, "functions-list-phone-compact")
