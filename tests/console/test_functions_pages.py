@@ -1369,3 +1369,34 @@ def test_importing_nothing_chosen_is_refused_with_the_preview_kept(app, admin_cl
     # The same preview can still be imported.
     assert apply_payload(admin_client, refused, chosen=["0"]).status_code == 200
     assert stored_function(app, "echo") is not None
+
+
+def test_a_function_without_valves_offers_no_valves_link(app, admin_client, admin_id):
+    make_function(app, admin_id, id="plain_action", content=ACTION, name="Plain Action")  # no Valves class
+    make_function(app, admin_id)  # FILTER has a Valves class
+    plain = admin_client.get("/admin/functions/edit?id=plain_action").get_data(as_text=True)
+    assert 'data-testid="valves-link"' not in plain
+    valved = admin_client.get("/admin/functions/edit?id=sample_filter").get_data(as_text=True)
+    assert 'data-testid="valves-link"' in valved
+    listing = admin_client.get("/admin/functions").get_data(as_text=True)
+    row = re.search(r'<tr id="function-plain_action".*?</tr>', listing, re.S).group(0)
+    assert "valves-link" not in row
+
+
+@pytest.mark.parametrize(
+    ("icon", "shown"),
+    [
+        ("data:image/png;base64,iVBORw0KGgo=", True),
+        ("data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=", True),
+        ("https://example.com/icon.png", True),
+        ("http://example.com/icon.png", False),
+        ("javascript:alert(1)", False),
+        ("data:text/html;base64,PHNjcmlwdD4=", False),
+        ('https://example.com/x" onerror="alert(1)', False),
+    ],
+)
+def test_only_safe_icon_urls_are_shown(icon, shown):
+    from services.function_meta import icon_url
+
+    assert (icon_url({"manifest": {"icon_url": icon}}) == icon) is shown
+    assert (icon_url({"icon_url": icon}) == icon) is shown
