@@ -42,8 +42,10 @@ class ImportItem:
     content: str = field(repr=False)
     meta: dict[str, Any]
     file_type: str | None
-    action: str  # "create", "update" or "skip"
+    action: str  # "create", "update", "unchanged" (identical to the stored function) or "skip" (invalid)
     problem: str | None = None
+    # For an update, what differs from the stored function: any of "code", "name", "meta".
+    changes: tuple[str, ...] = ()
     current_name: str | None = None
     type: str | None = None  # detected from the code by the preview's check
     warning: str | None = None  # what the check found, shown beside the item
@@ -60,6 +62,14 @@ class ImportItem:
     @property
     def has_settings(self) -> bool:
         return self.valves is not None or self.is_active is not None or self.is_global is not None
+
+    @property
+    def ticked(self) -> bool:
+        """Whether the preview offers it ticked: what would change and whose code loads, and an unchanged function
+        only when the file carries settings that may be restored (its code is left alone in any case)."""
+        if self.action == "unchanged":
+            return self.has_settings
+        return self.action in ("create", "update") and not self.fails_to_load
 
     @property
     def settings_summary(self) -> str:
@@ -90,6 +100,10 @@ class ImportPlan:
         return sum(1 for item in self.items if item.action == "update")
 
     @property
+    def unchanged(self) -> int:
+        return sum(1 for item in self.items if item.action == "unchanged")
+
+    @property
     def skipped(self) -> int:
         return sum(1 for item in self.items if item.action == "skip")
 
@@ -107,7 +121,7 @@ class ImportResult:
     index: int
     id: str
     name: str
-    status: str  # "created", "updated", "failed" or "skipped"
+    status: str  # "created", "updated", "unchanged", "failed" or "skipped"
     detail: str = ""
     line: int | None = None
     restored: str = ""  # the settings restored from the file, when asked for
@@ -129,19 +143,21 @@ def plan_import(raw: bytes | str, *, check_code: bool = False) -> ImportPlan:
             community = True
         items.append(_item(index, element, seen))
 
-    existing = _existing_names([item.id for item in items if item.importable])
+    existing = _existing([item.id for item in items if item.importable])
     for item in items:
         if not item.importable:
             continue
-        if item.id in existing:
-            item.action = "update"
-            item.current_name = existing[item.id]
-        else:
+        stored = existing.get(item.id)
+        if stored is None:
             item.action = "create"
+            continue
+        item.current_name = stored.name
+        item.changes = _changes(item, stored)
+        item.action = "update" if item.changes else "unchanged"
     code_checked = check_code and len(items) <= MAX_CODE_CHECKS
     if code_checked:
         for item in items:
-            if item.importable:
+            if item.action in ("create", "update"):  # unchanged code is stored and loads already
                 _check_code(item)
     return ImportPlan(items=items, community_format=community, code_checked=code_checked)
 
@@ -215,6 +231,13 @@ def apply_import(
         if item.index not in chosen:
             results.append(ImportResult(item.index, item.id, item.name, "skipped", "Not chosen."))
             continue
+        if item.action == "unchanged":
+            # Identical to what is stored: left alone (no new version, no new timestamp), settings aside.
+            result = ImportResult(item.index, item.id, item.name, "unchanged", "Already the same here.")
+            if restore_settings and item.has_settings:
+                _restore_settings(item, result)
+            results.append(result)
+            continue
         try:
             if item.action == "update":
                 functions.update_function(
@@ -255,8 +278,8 @@ def _restore_settings(item: ImportItem, result: ImportResult) -> None:
             update_valves(item.id, item.valves)
         except ServiceError as error:
             result.detail = (
-                f"Its code was saved, but its valves were not restored ({error.detail.rstrip('.')})."
-            )
+                "Its code is the same here" if result.status == "unchanged" else "Its code was saved"
+            ) + f", but its valves were not restored ({error.detail.rstrip('.')})."
             if result.status == "created":
                 return  # new functions start switched off; they stay so
             functions.set_switches(item.id, is_active=False)
@@ -324,7 +347,7 @@ def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
     if not isinstance(raw_id, str) or not raw_id:
         item.problem = "It has no id."
     elif not ID_PATTERN.fullmatch(raw_id):
-        item.problem = f"{functions.ID_FORMAT_ERROR}."
+        item.problem = "Its id may hold only letters, digits and underscores (at most 64)."
     elif function_id in seen:
         item.problem = (
             f"Item {seen[function_id] + 1} of the file has the same id; only the first is imported."
@@ -359,8 +382,35 @@ def _item(index: int, element: Any, seen: dict[str, int]) -> ImportItem:
     return item
 
 
-def _existing_names(ids: list[str]) -> dict[str, str]:
+def _existing(ids: list[str]) -> dict[str, Any]:
+    """The stored name, code and meta of each of these ids that exists."""
     if not ids:
         return {}
-    rows = db.session.execute(select(Function.id, Function.name).where(Function.id.in_(ids)))
-    return {row.id: row.name for row in rows}
+    rows = db.session.execute(
+        select(Function.id, Function.name, Function.content, Function.meta).where(Function.id.in_(ids))
+    )
+    return {row.id: row for row in rows}
+
+
+def _client_meta(meta: Any) -> dict[str, Any]:
+    """The part of a meta the file decides (what Sluice derives from the code is left out), as it would be stored."""
+    meta = meta if isinstance(meta, dict) else {}
+    kept = {key: value for key, value in meta.items() if key not in functions.DERIVED_META_KEYS}
+    kept.setdefault("description", None)
+    return kept
+
+
+def _changes(item: ImportItem, stored: Any) -> tuple[str, ...]:
+    """What importing ``item`` would change in the stored function (its code as a save would store it)."""
+    try:
+        content = loading.prepare_code(item.content)
+    except ServiceError:
+        content = item.content  # a save would refuse it; it differs in any case
+    changes = []
+    if content != stored.content:
+        changes.append("code")
+    if item.name != stored.name:
+        changes.append("name")
+    if _client_meta(item.meta) != _client_meta(stored.meta):
+        changes.append("meta")
+    return tuple(changes)

@@ -101,6 +101,12 @@ class FunctionRow:
     creator_name: str | None
     created_at: int
     updated_at: int
+    has_valves: bool = False
+    has_user_valves: bool = False
+
+    @property
+    def icon_url(self) -> str | None:
+        return function_meta.icon_url(self.meta)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -195,6 +201,9 @@ def _page_rows(query: FunctionQuery, conditions, *, with_total: bool) -> tuple[l
         User.name.label("creator_name"),
         Function.created_at,
         Function.updated_at,
+        # Schemas are small (a few kB); whether there is one decides the Valves and My valves links.
+        Function.valves_schema,
+        Function.user_valves_schema,
     ]
     if with_total:
         columns.append(func.count().over().label("total"))
@@ -211,6 +220,8 @@ def _page_rows(query: FunctionQuery, conditions, *, with_total: bool) -> tuple[l
         values = row._asdict()
         total = values.pop("total", 0)
         values["meta"] = values["meta"] if isinstance(values["meta"], dict) else {}
+        values["has_valves"] = has_fields(values.pop("valves_schema"))
+        values["has_user_valves"] = has_fields(values.pop("user_valves_schema"))
         rows.append(FunctionRow(**values))
     return rows, total
 
@@ -276,6 +287,11 @@ def _positive_int(value: str | None, default: int, maximum: int) -> int:
     except ValueError:
         return default
     return min(number, maximum) if number >= 1 else default
+
+
+def has_fields(schema: Any) -> bool:
+    """Whether a valves schema has anything to set (a class with no fields offers nothing)."""
+    return isinstance(schema, dict) and bool(schema.get("properties"))
 
 
 def _text(value: Any) -> str:

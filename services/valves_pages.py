@@ -19,6 +19,7 @@ class PersonalValvesEntry:
     type: str
     description: str
     set_count: int
+    icon_url: str | None = None
 
 
 def _has_fields(schema) -> bool:
@@ -52,6 +53,7 @@ def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
                 type=kind,
                 description=function_meta.description(meta),
                 set_count=len(stored) if isinstance(stored, dict) else 0,
+                icon_url=function_meta.icon_url(meta),
             )
         )
     return entries

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from extensions import db
 from services.errors import ServiceError
 from web.access import ApiAuthError, is_api_request
+from web.console_wording import console_detail
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ def api_error(status: int, detail: str | None = None, **extra):
 
 
 # One title per status for every HTML error page, whether routing, an abort() or a service raised it.
-PAGE_NOT_FOUND = "There is no function with this id here; it may have been deleted."
 PAGE_TITLES = {
     400: "Something is not right",
     403: "Not allowed",
@@ -67,8 +67,7 @@ def install_error_handlers(app: Flask) -> None:
             return response, error.status
         # The service's sentence says what is missing or refused; the title is the one every page uses. The API's
         # not-found text is Open WebUI's, kept for its clients; a person reading a page gets a plainer one.
-        detail = PAGE_NOT_FOUND if error.kind == "function_not_found" else error.detail
-        return _page(error.status, _title(error.status), detail)
+        return _page(error.status, _title(error.status), console_detail(error))
 
     @app.errorhandler(CSRFError)
     def on_csrf(error: CSRFError):

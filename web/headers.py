@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Flask, Response
 
 # Every script and stylesheet is a file under static/. Styles may also be inline: the code editor (CodeMirror)
-# writes its own <style> elements. Function manifests may carry icons as data: URIs.
+# writes its own <style> elements. Function manifests may carry icons as data: URIs or https addresses (shown as
+# <img> only, where an SVG never runs a script).
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
+        "img-src 'self' data: https:",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'self'",

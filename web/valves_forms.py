@@ -41,6 +41,8 @@ def form_context(
         "form_errors": form_errors or [],
         "unknown_keys": valves_form.unknown_keys(fields, stored),
         "stored_count": sum(1 for f in fields if f.name in (stored or {})),
+        # A refused save shows what was typed, not what is stored: leaving the page asks first (valves.js).
+        "unsaved": submission is not None,
     }
 
 

@@ -48,8 +48,9 @@ from services import (
 )
 from services import versions as versions_service
 from services.errors import NotFound, ServiceError
-from services.function_search import FunctionQuery, search_functions
+from services.function_search import FunctionQuery, has_fields, search_functions
 from web.access import admin_pages_only, safe_next
+from web.console_wording import console_detail
 
 bp = Blueprint("console", __name__, url_prefix="/admin/functions")
 
@@ -159,6 +160,22 @@ def functions_create():
         form = _blank_form(starter(template))
         _fill_from_code(form, creating=True)
     return _editor_page("create", form, template=template, cloned_from=clone_id)
+
+
+@bp.get("/id-available")
+def functions_id_available():
+    """Whether a new function could take this id, for the create page as the id is typed.
+
+    Always 200 with ``{"available": bool}``: asking the API for the function answered 404 for every free id, which
+    browsers list as an error in their console.
+    """
+    function_id = functions.normalise_id(request.args.get("id", ""))
+    valid = bool(ID_PATTERN.fullmatch(function_id))
+    return {
+        "id": function_id,
+        "valid": valid,
+        "available": valid and not functions.function_exists(function_id),
+    }
 
 
 @bp.route("/edit", methods=["GET", "POST"])
@@ -295,12 +312,13 @@ EDITOR_FIELDS = ("id", "name", "content", "description")
 def _form_errors(error: ServiceError) -> tuple[dict[str, str], dict | None]:
     """Place a service error next to the field it is about (by its kind and field, never its wording); a load error
     also carries the failing line."""
+    detail = console_detail(error)
     if error.kind == "incompatible_valves":
-        return {"form": error.detail, "incompatible_valves": error.detail}, None
+        return {"form": detail, "incompatible_valves": detail}, None
     if error.field in EDITOR_FIELDS:
         load_error = error.extra.get("error") if error.kind == "load_failed" else None
-        return {error.field: error.detail}, load_error if isinstance(load_error, dict) else None
-    return {"form": error.detail}, None
+        return {error.field: detail}, load_error if isinstance(load_error, dict) else None
+    return {"form": detail}, None
 
 
 def _loaded_from(values) -> str | None:
@@ -346,8 +364,9 @@ def _function_details(function) -> dict[str, Any]:
         "version_count": versions or 0,
         "recent_versions": versions_service.list_versions(function.id)[:RECENT_VERSIONS],
         "valves_url": _valves_url(function.id),
-        "has_valves": bool(getattr(function, "valves_schema", None)),
-        "has_user_valves": bool(getattr(function, "user_valves_schema", None)),
+        "has_valves": has_fields(function.valves_schema),
+        "has_user_valves": has_fields(function.user_valves_schema),
+        "function_icon_url": function_meta.icon_url(function.meta),
         "run_methods": running.METHODS_BY_TYPE.get(function.type, ()),
         "sub_pipes": _sub_pipes(function),
     }
@@ -479,7 +498,9 @@ def functions_import():
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     token = function_import.stage(current_user._get_current_object(), raw, filename or "")
-    return render_template("console/function_import_preview.html", plan=plan, token=token, filename=filename)
+    return render_template(
+        "console/function_import_preview.html", plan=plan, token=token, filename=filename, errors={}
+    )
 
 
 @bp.post("/import/apply")
@@ -493,6 +514,15 @@ def functions_import_apply():
     except function_import.ImportFileError as error:
         return render_template("console/function_import.html", errors={"file": str(error)}), 400
     chosen = {int(value) for value in request.form.getlist("item") if value.isdigit()}
+    if not chosen:
+        # The button is disabled while nothing is ticked; a form sent anyway gets the preview back, kept staged.
+        return render_template(
+            "console/function_import_preview.html",
+            plan=function_import.plan_import(raw, check_code=True),
+            token=token,
+            filename=_filename,
+            errors={"form": "Nothing was imported: tick at least one function."},
+        ), 400
     results = function_import.apply_import(
         me,
         plan,
@@ -502,8 +532,11 @@ def functions_import_apply():
     function_import.discard(token)  # a second press of the button (or Back and again) does not import twice
     failed = sum(1 for result in results if result.status == "failed")
     done = sum(1 for result in results if result.status in ("created", "updated"))
+    unchanged = sum(1 for result in results if result.status == "unchanged")
     flash(
-        f"Imported {done} function{'s' if done != 1 else ''}" + (f"; {failed} failed." if failed else "."),
+        f"Imported {done} function{'s' if done != 1 else ''}"
+        + (f"; {unchanged} already the same here" if unchanged else "")
+        + (f"; {failed} failed." if failed else "."),
         "error" if failed else "success",
     )
     return render_template("console/function_import_results.html", results=results), 200

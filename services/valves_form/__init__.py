@@ -5,7 +5,8 @@ kind of field (text, password, number, select, list, JSON…) is one class in ``
 ``registry.py``, with one partial under ``templates/valves/fields/``. The contract it keeps (SPEC §3 "valves
 update", §5):
 
-- only what the user set is stored: a field left at its default, emptied when it may be null, or reset, is left out;
+- only what the user set is stored: a field left at its default (unless pinned), emptied when it may be null, or
+  reset, is left out;
 - a stored secret is never put back into a form: a password field renders empty and, left empty, keeps the stored
   value (the server copies it from what is stored, the browser never sees it);
 - what cannot be parsed (``"abc"`` for an integer, broken JSON) is a field error before anything is validated by
@@ -29,7 +30,14 @@ from services.valves_form.submission import (
     parse_value,
     unknown_keys,
 )
-from services.valves_form.values import INPUT_PREFIX, RESET_PREFIX, UNSET, FieldParseError, Option
+from services.valves_form.values import (
+    INPUT_PREFIX,
+    PIN_PREFIX,
+    RESET_PREFIX,
+    UNSET,
+    FieldParseError,
+    Option,
+)
 from services.valves_form.views import FieldView, build_views
 
 # The built-in kinds' names, in detection order.
@@ -40,6 +48,7 @@ __all__ = [
     "INPUT_PREFIX",
     "KINDS",
     "REGISTRY",
+    "PIN_PREFIX",
     "RESET_PREFIX",
     "SECRET_MASK",
     "STORED_SECRET_PLACEHOLDER",

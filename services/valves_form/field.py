@@ -10,7 +10,15 @@ from typing import Any
 
 from services.valves_form import schema
 from services.valves_form.registry import REGISTRY, FieldKind
-from services.valves_form.values import INPUT_PREFIX, RESET_PREFIX, UNSET, Option, number_text, same
+from services.valves_form.values import (
+    INPUT_PREFIX,
+    PIN_PREFIX,
+    RESET_PREFIX,
+    UNSET,
+    Option,
+    number_text,
+    same,
+)
 
 
 @dataclass
@@ -47,6 +55,15 @@ class ValveField:
     @property
     def reset_name(self) -> str:
         return RESET_PREFIX + self.name
+
+    @property
+    def pin_name(self) -> str:
+        return PIN_PREFIX + self.name
+
+    @property
+    def can_pin(self) -> bool:
+        """Whether a value equal to the default can be stored explicitly (a secret is stored whenever typed)."""
+        return self.has_default and not self.field_kind.secret
 
     @property
     def has_default(self) -> bool:

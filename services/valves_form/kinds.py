@@ -134,18 +134,25 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _limit_text(value: float) -> str:
+    return number_text(int(value) if isinstance(value, float) and value.is_integer() else value)
+
+
 class NumberKind(FieldKind):
-    """A number, typed into a text input (a ``type=number`` input sends ``""`` for what it cannot parse, which
-    the server could not tell from an emptied field); ``inputmode`` and ``pattern`` keep the keyboard and the hint.
+    """A number: a ``type=number`` input carrying the schema's ``min``, ``max`` and ``step``, so the browser
+    checks the range before anything is sent.
+
+    The form is validated by the browser (not ``novalidate``): Chromium submits ``""`` for a number input it cannot
+    parse (``4e``), which the server could not tell from an emptied field, and native validation stops such a
+    submission (``badInput``) before it is sent. The server still parses and range-checks whatever arrives.
     """
 
     name = "number"
     partial = "valves/fields/_number.html"
     json_type = "number"
     empty_error = "Enter a number"
-    inputmode = "decimal"
-    # HTML `pattern`s (Chromium compiles them with the `v` flag, hence the escaped `-`).
-    pattern = r"\s*[+\-]?(\d+(\.\d*)?|\.\d+)([eE][+\-]?\d+)?\s*"
+    input_type = "number"
+    noun = "a number"
 
     def matches(self, name: str, prop: Mapping, nullable: bool) -> bool:
         return prop.get("type") == self.json_type
@@ -167,15 +174,43 @@ class NumberKind(FieldKind):
     def bounds(self, field: ValveField) -> list[str]:
         return [] if field.multiple_of is None else [f"a multiple of {number_text(field.multiple_of)}"]
 
+    def limits(self, field: ValveField) -> dict[str, str]:
+        """The ``min``, ``max`` and ``step`` attributes the schema gives (exclusive bounds only where whole)."""
+        integer = self.json_type == "integer"
+        low, high = field.minimum, field.maximum
+        if low is None and field.exclusive_minimum is not None and integer:
+            low = math.floor(field.exclusive_minimum) + 1
+        if high is None and field.exclusive_maximum is not None and integer:
+            high = math.ceil(field.exclusive_maximum) - 1
+        limits = {}
+        if low is not None:
+            limits["min"] = _limit_text(low)
+        if high is not None:
+            limits["max"] = _limit_text(high)
+        step = field.multiple_of
+        # A browser counts steps from `min`: a multiple of the step only when `min` is one too.
+        if step is not None and step > 0 and (low is None or math.isclose(low / step, round(low / step))):
+            limits["step"] = _limit_text(step)
+        else:
+            limits["step"] = "1" if integer else "any"
+        return limits
+
+    def error_noun(self, field: ValveField) -> str:
+        return self.noun
+
+    def range_error(self, field: ValveField) -> str:
+        """What the browser's range or step check tells, in the words the server uses for the same refusal."""
+        bounds = field.bounds_text()
+        return f"Enter {self.noun} {bounds}." if bounds else f"Enter {self.noun}."
+
 
 class IntegerKind(NumberKind):
-    """A whole number (a whole float such as ``3.0``, which the server accepts, passes the pattern too)."""
+    """A whole number (a whole float such as ``3.0``, which the server accepts, passes the browser's check too)."""
 
     name = "integer"
     json_type = "integer"
     empty_error = "Enter a whole number"
-    inputmode = "numeric"
-    pattern = r"\s*[+\-]?\d+(\.0*)?\s*"
+    noun = "a whole number"
 
 
 # --- choices --------------------------------------------------------------------------------------------------

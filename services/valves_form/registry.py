@@ -39,8 +39,6 @@ class FieldKind:
     # What an emptied stored value is told, for kinds whose empty input has no value of its own.
     empty_error: ClassVar[str | None] = None
     input_type: ClassVar[str] = "text"
-    inputmode: ClassVar[str | None] = None
-    pattern: ClassVar[str | None] = None
     min_rows: ClassVar[int] = 5
     reset_label: ClassVar[str] = "Reset to default"
 

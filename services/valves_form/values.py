@@ -7,9 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-# Every field's input is named `valve-<name>`; its reset checkbox `reset-<name>`.
+# Every field's input is named `valve-<name>`; its reset checkbox `reset-<name>`, its pin checkbox `pin-<name>`.
 INPUT_PREFIX = "valve-"
 RESET_PREFIX = "reset-"
+# The box that stores a value even when it equals the default ("pinned"), instead of following the default.
+PIN_PREFIX = "pin-"
 
 
 class _Unset:

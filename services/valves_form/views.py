@@ -23,6 +23,8 @@ class FieldView:
     selected: str = ""
     error: str | None = None
     reset: bool = False
+    pinned: bool = False  # the pin box was ticked in a submission shown again
+    same_as_default: bool = False  # stored, and equal to the default: pinned rather than following it
     secret_stored: bool = False
     secret_typed: bool = False
     extra_option: Option | None = None
@@ -44,17 +46,14 @@ class FieldView:
 
     @property
     def input_type(self) -> str:
-        """The ``<input>`` type: ``password`` for secrets, else ``text`` (numbers too: see ``NumberKind``)."""
+        """The ``<input>`` type: ``password`` for secrets, ``number`` for numbers, else ``text``."""
         return self.field.field_kind.input_type
 
     @property
-    def inputmode(self) -> str | None:
-        return self.field.field_kind.inputmode
-
-    @property
-    def pattern(self) -> str | None:
-        """What the server reads as this number (an HTML ``pattern``: marks the field invalid while typing)."""
-        return self.field.field_kind.pattern
+    def limits(self) -> dict[str, str]:
+        """A number input's ``min``/``max``/``step`` from the schema (empty for other kinds)."""
+        limits = getattr(self.field.field_kind, "limits", None)
+        return limits(self.field) if limits else {}
 
     @property
     def rows(self) -> int:
@@ -97,5 +96,9 @@ def build_views(
         f.field_kind.fill_view(view, value, raw, submission)
         if submission is not None and f.name in submission.resets:
             view.reset = True
+        if submission is not None and f.name in submission.pins:
+            view.pinned = True
+        if is_set and f.has_default and not f.field_kind.secret:
+            view.same_as_default = f.field_kind.equal(f, value, f.default)
         views.append(view)
     return views

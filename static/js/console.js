@@ -154,6 +154,140 @@
     if (wide.addEventListener) wide.addEventListener("change", openWhenWide);
   }
 
+  /* Search and the filters apply as the admin types (a pause of 300 ms) or picks: the list part of the page is
+     fetched and swapped in place, and the address follows (replaceState), so it stays shareable. Without scripts,
+     the Apply button sends the same form. */
+  var liveFilters = document.querySelector("form[data-live-filters]");
+  var results = document.querySelector("[data-function-results]");
+  if (liveFilters && results && window.fetch && window.DOMParser && history.replaceState) {
+    var filterTimer = null;
+    var filterAsked = 0;
+    var applyFilters = function () {
+      window.clearTimeout(filterTimer);
+      var params = new URLSearchParams();
+      // The address leaves out what is the default (as the server's links do): sort by last update, and each
+      // sort's own first direction (services/function_search.py DEFAULT_DIRECTION).
+      var data = new FormData(liveFilters);
+      var sort = data.get("sort") || "updated";
+      var firstDirection = { name: "asc", id: "asc", type: "asc", updated: "desc", created: "desc" }[sort];
+      data.forEach(function (value, key) {
+        if (value === "" || (key === "sort" && value === "updated") || (key === "dir" && value === firstDirection)) return;
+        params.append(key, value);
+      });
+      var query = params.toString();
+      var url = liveFilters.getAttribute("action") + (query ? "?" + query : "");
+      var asked = ++filterAsked;
+      results.setAttribute("aria-busy", "true");
+      fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) {
+          if (!response.ok) throw new Error(String(response.status));
+          return response.text();
+        })
+        .then(function (text) {
+          if (asked !== filterAsked) return;  // a newer search is on its way
+          var page = new DOMParser().parseFromString(text, "text/html");
+          var fresh = page.querySelector("[data-function-results]");
+          if (!fresh) throw new Error("no results in the answer");
+          results.innerHTML = fresh.innerHTML;
+          var summary = document.querySelector('[data-testid="filters-summary"]');
+          var freshSummary = page.querySelector('[data-testid="filters-summary"]');
+          if (summary && freshSummary) summary.innerHTML = freshSummary.innerHTML;
+          history.replaceState(null, "", url);
+        })
+        .catch(function () {
+          if (asked === filterAsked) liveFilters.submit();  // the plain way still works
+        })
+        .then(function () { if (asked === filterAsked) results.removeAttribute("aria-busy"); });
+    };
+    liveFilters.addEventListener("input", function (event) {
+      if (event.target.matches('input[type="search"], input[type="text"]')) {
+        window.clearTimeout(filterTimer);
+        filterTimer = window.setTimeout(applyFilters, 300);
+      }
+    });
+    liveFilters.addEventListener("change", function (event) {
+      if (event.target.matches("select")) applyFilters();
+    });
+    liveFilters.addEventListener("submit", function (event) {
+      event.preventDefault();
+      applyFilters();
+    });
+  }
+
+  /* The quick valves dialog: "Valves" in a row opens the valves page's form over the list; saving posts it as the
+     page would, and a refused save shows the form again with its errors. Without scripts (or a <dialog>), the link
+     is simply the valves page. */
+  var valvesDialog = document.querySelector("dialog[data-valves-dialog-box]");
+  function dialogBody() { return valvesDialog.querySelector("[data-valves-dialog-body]"); }
+  function showValvesForm(text) {
+    var page = new DOMParser().parseFromString(text, "text/html");
+    var form = page.querySelector('form[data-testid="valves-form"]');
+    if (!form) throw new Error("no valves form in the answer");
+    var body = dialogBody();
+    body.textContent = "";
+    var errors = page.querySelector('[data-testid="valves-form-errors"]');
+    if (errors) body.appendChild(document.importNode(errors, true));
+    body.appendChild(document.importNode(form, true));
+    var first = body.querySelector('[role="alert"], input:not([type="hidden"]), select, textarea');
+    if (first) first.focus();
+  }
+  function listNotice(message) {
+    var notice = document.querySelector("[data-valves-notice]");
+    if (!notice) {
+      notice = document.createElement("p");
+      notice.className = "flash flash-success";
+      notice.setAttribute("role", "status");
+      notice.dataset.valvesNotice = "1";
+      var head = document.querySelector(".page-head");
+      if (head) head.insertAdjacentElement("afterend", notice);
+    }
+    notice.textContent = message;
+  }
+  if (valvesDialog && typeof valvesDialog.showModal === "function") {
+    var opener = null;
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest("a[data-valves-dialog]");
+      if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      opener = link;
+      valvesDialog.querySelector("h2").textContent = "Valves · " + (link.dataset.functionName || "");
+      valvesDialog.querySelector("[data-valves-dialog-page]").href = link.href;
+      dialogBody().textContent = "Loading…";
+      valvesDialog.showModal();
+      fetch(link.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.text(); })
+        .then(showValvesForm)
+        .catch(function () { window.location.href = link.href; });
+    });
+    valvesDialog.addEventListener("submit", function (event) {
+      var form = event.target.closest('form[data-testid="valves-form"]');
+      if (!form) return;
+      event.preventDefault();
+      var data = new FormData(form);
+      if (event.submitter && event.submitter.name) data.append(event.submitter.name, event.submitter.value);
+      fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) {
+          return response.text().then(function (text) {
+            if (response.ok && response.redirected) {
+              var flash = new DOMParser().parseFromString(text, "text/html").querySelector(".flash-success");
+              valvesDialog.close();
+              listNotice(flash ? flash.textContent : "Valves saved.");
+              return;
+            }
+            showValvesForm(text);
+          });
+        })
+        .catch(function () { form.submit(); });
+    });
+    valvesDialog.querySelector("[data-valves-dialog-close]").addEventListener("click", function () {
+      valvesDialog.close();
+    });
+    valvesDialog.addEventListener("close", function () {
+      dialogBody().textContent = "";
+      if (opener) opener.focus();
+    });
+  }
+
   document.addEventListener("submit", onSwitchSubmit);
   document.addEventListener("click", function (event) {
     onDeleteClick(event);

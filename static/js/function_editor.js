@@ -103,12 +103,12 @@
   }
 
   /* The id's help says when a function with that id exists already (the server says so for the id it filled in;
-     here the API answers for ids typed or derived since), so a clash is fixed before saving, not after. */
+     here /admin/functions/id-available answers for ids typed or derived since), so a clash is fixed before saving, not after. */
   var idTaken = form.querySelector(".id-taken");
   var checkTimer = null;
   var checkCount = 0;
   function checkId() {
-    if (!idTaken || !form.dataset.functionUrl) return;
+    if (!idTaken || !form.dataset.idCheckUrl) return;
     window.clearTimeout(checkTimer);
     var id = idInput.value.trim().toLowerCase();
     var asked = ++checkCount;
@@ -117,11 +117,16 @@
       return;
     }
     checkTimer = window.setTimeout(function () {
-      var url = form.dataset.functionUrl.replace("__id__", encodeURIComponent(id));
-      fetch(url, { method: "HEAD", credentials: "same-origin" })
+      // A check that always answers 200 {available}: a 404 for a free id showed as an error in the console.
+      var url = form.dataset.idCheckUrl + "?id=" + encodeURIComponent(id);
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
+          if (!response.ok) throw new Error(String(response.status));
+          return response.json();
+        })
+        .then(function (answer) {
           if (asked !== checkCount) return;  // the id has changed since
-          idTaken.hidden = response.status !== 200;
+          idTaken.hidden = !(answer && answer.valid && answer.available === false);
           var link = idTaken.querySelector("a");
           if (link && form.dataset.editUrl) link.href = form.dataset.editUrl + "?id=" + encodeURIComponent(id);
         })
@@ -228,4 +233,14 @@
   if (creating) applyFrontmatter();
   // A page showing a save the server refused holds what was typed, not what is stored: leaving it asks.
   dirty = form.dataset.unsaved === "1";
+  // ... and what went wrong gets the focus and is brought into view (it was half off screen): the first message
+  // in the form, the box at the top or the one beside a field.
+  if (dirty) {
+    var problem = form.querySelector('[role="alert"]');
+    if (problem) {
+      if (!problem.hasAttribute("tabindex")) problem.setAttribute("tabindex", "-1");
+      problem.focus({ preventScroll: true });
+      problem.scrollIntoView({ block: "center" });
+    }
+  }
 })();

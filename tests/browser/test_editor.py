@@ -381,3 +381,63 @@ def test_the_id_field_warns_when_a_function_with_that_id_exists(admin_page, live
     expect(warning).to_be_hidden()
     page.locator("#id").fill("Already_Here")
     expect(warning).to_be_visible()
+
+
+@pytest.mark.browser
+def test_leaving_typed_code_asks_first_but_a_saved_page_does_not(admin_page, live_server):
+    live_server.create_function("leave_typed", CODE.replace("Typed Filter", "Leave Typed"))
+    page = admin_page
+    page.goto("/admin/functions/edit?id=leave_typed")
+    expect(page.locator(READY)).to_be_visible()
+    click_end_of_line(page, "return body")
+    page.keyboard.type(COMMENT)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.get_by_test_id("source-link").click()
+    expect(page.locator(READY)).to_be_visible()
+    assert dialogs == ["beforeunload"]
+    assert COMMENT in editor_text(page)
+
+    page.get_by_test_id("save").click()
+    expect(page.locator(".flash-success")).to_be_visible()
+    page.get_by_test_id("source-link").click()
+    expect(page).to_have_url(re.compile(r"/admin/functions/source\?id=leave_typed$"))
+    assert dialogs == ["beforeunload"]
+
+
+@pytest.mark.browser
+def test_a_refused_save_brings_its_message_into_view_with_the_focus(admin_page, live_server):
+    live_server.create_function("focus_taken", CODE.replace("Typed Filter", "Focus Taken"))
+    page = admin_page
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    page.get_by_label("Name").fill("Focus Taken")
+    page.get_by_test_id("save").scroll_into_view_if_needed()
+    page.get_by_test_id("save").click()
+    error = page.locator("#id-error")
+    expect(error).to_have_text("A function with this id already exists. Choose another id.")
+    expect(error).to_be_focused()
+    box = error.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
+
+
+@pytest.mark.browser
+def test_checking_a_free_id_makes_no_error_in_the_browser_console(admin_page, live_server):
+    live_server.create_function("taken_here", CODE.replace("Typed Filter", "Taken Here"))
+    page = admin_page
+    console_errors, failed = [], []
+    page.on(
+        "console", lambda message: console_errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    page.goto("/admin/functions/create")
+    expect(page.locator(READY)).to_be_visible()
+    warning = page.get_by_test_id("id-taken")
+    with page.expect_response(lambda r: "/admin/functions/id-available?id=free_one_here" in r.url) as checked:
+        page.locator("#id").fill("free_one_here")
+    assert checked.value.status == 200 and checked.value.json()["available"] is True
+    expect(warning).to_be_hidden()
+    with page.expect_response(lambda r: "/admin/functions/id-available?id=taken_here" in r.url):
+        page.locator("#id").fill("taken_here")
+    expect(warning).to_be_visible()
+    assert console_errors == [] and failed == []

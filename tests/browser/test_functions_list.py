@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -251,3 +253,98 @@ def test_deleting_from_a_filtered_list_comes_back_to_it(admin_page, live_server)
     assert page.url.endswith(listing)
     expect(page.locator(".flash")).to_contain_text("Deleted Doomed 1.")
     expect(page.get_by_test_id("function-row")).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_on_a_phone_each_function_is_one_compact_row(admin_page, list_rows):
+    page = admin_page
+    page.set_viewport_size(PHONE)
+    page.goto(list_rows)
+    rows = page.locator("tr[data-function-id]")
+    heights = [rows.nth(i).bounding_box()["height"] for i in range(rows.count())]
+    # It was a card of labelled lines, ~380 px per function.
+    assert max(heights) <= 125, heights
+    row = rows.first
+    for test_id in ("function-name", "toggle-active"):
+        expect(row.get_by_test_id(test_id)).to_be_visible()
+    assert_fits_width(page)
+    shot(page, "functions-list-phone-compact")
+
+
+VALVED_ACTION = factories.source(
+    '''
+    """
+    title: Valved Action
+    icon_url: data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHZpZXdCb3g9IjAgMCAxIDEiPjxyZWN0IHdpZHRoPSIxIiBoZWlnaHQ9IjEiIGZpbGw9InJlZCIvPjxzY3JpcHQ+d2luZG93LnB3bmVkPTE8L3NjcmlwdD48L3N2Zz4=
+    """
+
+    from pydantic import BaseModel
+
+
+    class Action:
+        class Valves(BaseModel):
+            greeting: str = "hello"
+
+        class UserValves(BaseModel):
+            shout: bool = False
+
+        def __init__(self):
+            self.valves = self.Valves()
+
+        async def action(self, body: dict) -> dict:
+            return body
+    '''
+)
+
+
+@pytest.mark.browser
+def test_search_and_type_apply_as_one_types_and_the_address_follows(admin_page, list_rows):
+    page = admin_page
+    page.goto("/admin/functions")
+    page.evaluate("window.stillThisPage = true")
+    with page.expect_response(lambda r: "q=layout" in r.url):
+        page.get_by_label("Search").press_sequentially("layout", delay=20)
+    expect(page.locator("tr[data-function-id]")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"/admin/functions\?q=layout$"))
+    expect(page.get_by_test_id("filters-summary")).to_contain_text("1 applied")
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Type", exact=True).select_option("action")
+    expect(page).to_have_url(re.compile(r"/admin/functions\?type=action$"))
+    expect(page.locator('tr[data-function-id="layout_pipe_bare"]')).to_have_count(0)
+    assert page.evaluate("window.stillThisPage") is True  # swapped in place, not reloaded
+    # The address is shareable: opened afresh, it shows the same list.
+    count = page.locator("tr[data-function-id]").count()
+    page.goto(page.url)
+    expect(page.locator("tr[data-function-id]")).to_have_count(count)
+
+
+@pytest.mark.browser
+def test_valves_links_only_where_there_are_valves_and_a_quick_dialog(admin_page, live_server, list_rows):
+    live_server.create_function("valved_action", VALVED_ACTION, name="Valved Action")
+    live_server.create_function("no_valves_action", factories.ACTION, name="No Valves Action")
+    page = admin_page
+    page.goto("/admin/functions?sort=name")
+    bare = page.locator('tr[data-function-id="no_valves_action"]')
+    expect(bare.get_by_test_id("function-name")).to_be_visible()
+    expect(bare.get_by_test_id("valves-link")).to_have_count(0)  # no Valves class: no link to an empty page
+    expect(bare.get_by_test_id("my-valves-link")).to_have_count(0)
+    row = page.locator('tr[data-function-id="valved_action"]')
+    expect(row.get_by_test_id("my-valves-link")).to_have_attribute(
+        "href", "/settings/valves?id=valved_action"
+    )
+    # Its icon, as an image (an SVG in an <img> never runs its script).
+    icon = row.get_by_test_id("function-icon")
+    expect(icon).to_be_visible()
+    assert icon.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert page.evaluate("window.pwned") is None
+
+    row.get_by_test_id("valves-link").click()
+    dialog = page.get_by_test_id("valves-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("heading")).to_have_text("Valves · Valved Action")
+    dialog.locator('[name="valve-greeting"]').fill("bonjour")
+    dialog.get_by_test_id("valves-save").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("[data-valves-notice]")).to_have_text("Valves saved.")
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_action/valves") == {"greeting": "bonjour"}
+    assert "/admin/functions" in page.url and "valves" not in page.url

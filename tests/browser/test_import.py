@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import factories
-from tests.browser.support import shot
+from tests.browser.support import LAPTOP, PHONE, assert_fits_width, shot
 
 
 def function_model(id: str, name: str, type: str, content: str, description: str) -> dict:
@@ -91,3 +91,64 @@ def test_an_open_webui_export_file_is_previewed_then_imported(admin_page, live_s
     assert imported["type"] == "filter"
     assert imported["is_active"] is False  # new functions start switched off
     assert live_server.api_json("GET", "/api/v1/functions/id/imported_action")["name"] == "Imported Action"
+
+
+@pytest.mark.browser
+def test_the_preview_says_what_each_function_would_change_and_needs_a_choice(
+    admin_page, live_server, tmp_path
+):
+    live_server.create_function("same_here", factories.FILTER, name="Same Here")
+    live_server.create_function("code_changes", factories.FILTER, name="Code Changes")
+    stored = {item["id"]: item for item in live_server.api_json("GET", "/api/v1/functions/export")}
+    changed_code = dict(stored["code_changes"], content=factories.FILTER + "\n# changed\n")
+    export = tmp_path / "mixed.json"
+    export.write_text(
+        json.dumps(
+            [
+                # Without settings to restore, an identical function is offered unticked.
+                {
+                    key: value
+                    for key, value in stored["same_here"].items()
+                    if key not in ("is_active", "is_global")
+                },
+                changed_code,
+                function_model("all_new", "All New", "action", factories.ACTION, "New."),
+                {"id": "bad id!", "name": "Bad", "content": factories.ACTION},
+            ]
+        )
+    )
+    page = admin_page
+    page.goto("/admin/functions/import")
+    page.get_by_label("Export file (.json)").set_input_files(export)
+    page.get_by_role("button", name="Preview").click()
+    items = page.get_by_test_id("import-item")
+    expect(items).to_have_count(4)
+    changes = [items.nth(i).get_by_test_id("import-change").all_inner_texts() for i in range(4)]
+    assert changes == [["unchanged"], ["changed code"], ["new"], ["invalid"]]
+    boxes = page.locator("input[data-import-choice]")
+    expect(boxes).to_have_count(3)
+    assert [boxes.nth(i).is_checked() for i in range(3)] == [False, True, True]
+
+    apply = page.get_by_test_id("import-apply")
+    select_all = page.get_by_test_id("import-select-all")
+    select_all.check()
+    assert [boxes.nth(i).is_checked() for i in range(3)] == [True, True, True]
+    expect(apply).to_be_enabled()
+    select_all.uncheck()
+    expect(apply).to_be_disabled()
+    boxes.nth(2).check()
+    expect(apply).to_be_enabled()
+    shot(page, "import-preview-changes")
+
+    # On a phone each function is one compact row, not a card of ~380 px.
+    page.set_viewport_size(PHONE)
+    heights = [items.nth(i).bounding_box()["height"] for i in range(4)]
+    assert max(heights) <= 100, heights
+    assert_fits_width(page)
+    shot(page, "import-preview-phone")
+    page.set_viewport_size(LAPTOP)
+
+    before = stored["same_here"]["updated_at"]
+    apply.click()
+    expect(page.get_by_test_id("import-result")).to_have_count(4)
+    assert live_server.api_json("GET", "/api/v1/functions/id/same_here")["updated_at"] == before

@@ -117,7 +117,8 @@ def test_admin_valves_store_only_what_was_set_and_never_show_the_secret(admin_pa
 @pytest.mark.browser
 @pytest.mark.parametrize("typed", ["4e", "0.3-"])
 def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(admin_page, live_server, typed):
-    # As a type=number input, Chromium submitted "" for these, which saved "use the default" and wiped the value.
+    # Chromium submits "" for these, which read as "use the default" and wiped the value: the browser's own check
+    # (the form is not novalidate) stops the save before anything is sent, and says why beside the field.
     function_id = "valved_number_" + ("a" if typed == "4e" else "b")
     live_server.create_function(function_id, VALVED_FILTER, name="Valved Number")
     live_server.api_json(
@@ -128,17 +129,20 @@ def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(adm
     temperature = field(page, "temperature")
     temperature.fill("")
     temperature.press_sequentially(typed)
-    # The pattern marks it while typing (no blocking: the form is novalidate, the server decides).
-    assert temperature.evaluate("el => el.validity.patternMismatch") is True
+    assert temperature.evaluate("el => el.validity.badInput") is True
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.get_by_test_id("valves-save").click()
     error = page.get_by_test_id("valve-field-temperature").locator(".field-error")
     expect(error).to_have_text("Enter a number.")
-    expect(temperature).to_have_value(typed)
+    expect(temperature).to_be_focused()
+    assert posts == []
     expect(page.locator(".flash-success")).to_have_count(0)
     assert live_server.api_json("GET", f"/api/v1/functions/id/{function_id}/valves") == {"temperature": 1.5}
 
     # Emptied, the stored value is not silently dropped either: the reset box is the way.
     temperature.fill("")
+    expect(error).to_have_count(0)  # the browser's message goes once the field is valid again
     page.get_by_test_id("valves-save").click()
     expect(error).to_have_text("Enter a number, or tick Reset to default.")
     # The error sits right below its input, above the reset box.
@@ -156,10 +160,32 @@ def test_a_field_error_is_shown_beside_its_field_and_nothing_is_stored(admin_pag
     page = admin_page
     page.goto("/admin/functions/valves?id=valved_filter_2")
     field(page, "api_key").fill(SECRET)
-    field(page, "temperature").fill("5")  # above le=2
+    temperature = field(page, "temperature")
+    expect(temperature).to_have_attribute("min", "0")
+    expect(temperature).to_have_attribute("max", "2")
+    temperature.fill("5")  # above le=2
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.get_by_test_id("valves-save").click()
-    expect(page.get_by_test_id("valves-form-errors")).to_be_visible()
-    expect(page.get_by_test_id("valve-field-temperature").locator(".field-error")).to_be_visible()
+    # The browser checks the range first, and says so beside the field in the server's own words.
+    error = page.get_by_test_id("valve-field-temperature").locator(".field-error")
+    expect(error).to_have_text("Enter a number between 0 and 2.")
+    expect(temperature).to_be_focused()
+    assert posts == []
+
+    # A browser that does not check sends it: the server's answer is the same sentence, beside the same field.
+    page.evaluate("document.querySelector('form[data-testid=valves-form]').noValidate = true")
+    page.get_by_test_id("valves-save").scroll_into_view_if_needed()
+    page.get_by_test_id("valves-save").click()
+    banner = page.get_by_test_id("valves-form-errors")
+    expect(banner).to_be_visible()
+    expect(error).to_have_text("Enter a number between 0 and 2.")
+    assert "Input should" not in page.content()
+    # The banner has the focus and is wholly in view (it was half off screen).
+    expect(banner).to_be_focused()
+    box = banner.bounding_box()
+    viewport = page.viewport_size
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], box
     expect(field(page, "temperature")).to_have_value("5")
     assert SECRET not in page.content()
     assert live_server.api_json("GET", "/api/v1/functions/id/valved_filter_2/valves") == {}
@@ -218,3 +244,74 @@ def test_a_user_sets_personal_valves_and_cannot_open_admin_pages(page, live_serv
         401,
         403,
     )
+
+
+@pytest.mark.browser
+def test_a_value_equal_to_the_default_can_be_pinned_and_shows_as_set(admin_page, live_server):
+    live_server.create_function("valved_pin", VALVED_FILTER, name="Valved Pin")
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_pin")
+    expect(page.get_by_test_id("valve-state-temperature")).to_have_text("Default")
+    expect(field(page, "temperature")).to_have_value("0.7")
+    page.get_by_test_id("valve-pin-temperature").check()
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    # Stored explicitly, so a new default in a later version does not change it.
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_pin/valves") == {"temperature": 0.7}
+    expect(page.get_by_test_id("valve-state-temperature")).to_have_text("Set · same as default")
+    expect(page.get_by_test_id("valve-state-prefix")).to_have_text("Default")
+    expect(page.get_by_test_id("valve-pin-temperature")).to_have_count(0)
+    expect(page.get_by_test_id("valve-reset-temperature")).to_be_visible()  # back to "use the default"
+
+
+@pytest.mark.browser
+def test_leaving_a_changed_valves_form_asks_first_but_not_after_saving(admin_page, live_server):
+    live_server.create_function("valved_leave", VALVED_FILTER, name="Valved Leave")
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_leave")
+    field(page, "prefix").fill("## ")
+    dialogs = []
+
+    def stay(dialog):
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.once("dialog", stay)
+    page.locator(".breadcrumbs a").first.click()
+    expect(field(page, "prefix")).to_have_value("## ")
+    assert dialogs == ["beforeunload"]
+    assert "/admin/functions/valves" in page.url
+
+    page.get_by_test_id("valves-save").click()
+    expect(page.locator(".flash-success")).to_have_text("Valves saved.")
+    page.on("dialog", lambda dialog: (dialogs.append("after save"), dialog.dismiss()))
+    page.locator(".breadcrumbs a").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/functions$"))
+    assert dialogs == ["beforeunload"]
+
+
+@pytest.mark.browser
+def test_opening_reset_all_does_not_move_the_page(admin_page, live_server):
+    live_server.create_function("valved_reset", VALVED_FILTER, name="Valved Reset")
+    live_server.api_json("POST", "/api/v1/functions/id/valved_reset/valves/update", json={"prefix": "## "})
+    page = admin_page
+    page.goto("/admin/functions/valves?id=valved_reset")
+    summary = page.get_by_text("Reset all…")
+    summary.scroll_into_view_if_needed()
+    # Where each part sits on the page (not in the window), and how tall the page is.
+    layout = """() => [
+        ...["[data-testid=valves-save]", ".valves-actions summary", ".valves-card", "[data-testid=valve-field-verbose]"]
+            .map(selector => { const box = document.querySelector(selector).getBoundingClientRect();
+                               return [box.left, box.top + window.scrollY, box.width, box.height]; }),
+        document.documentElement.scrollHeight, window.scrollY]"""
+    before = page.evaluate(layout)
+    summary.click()
+    confirm = page.get_by_test_id("valves-reset-all")
+    expect(confirm).to_be_visible()
+    assert page.evaluate(layout) == before
+    # The confirmation opens over the form, wholly in view.
+    box = confirm.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
+    confirm.click()
+    expect(page.locator(".flash-success")).to_have_text("Every valve is back to its default.")
+    assert live_server.api_json("GET", "/api/v1/functions/id/valved_reset/valves") == {}

@@ -504,13 +504,16 @@ def test_create_refuses_a_taken_or_malformed_id_next_to_the_id_field(app, admin_
     )
     assert taken.status_code == 400
     page = text_of(taken)
-    assert re.search(r'id="id-error"[^>]*>Uh-oh! This id is already registered', page)
+    # The console speaks in its own voice; Open WebUI's wording stays the API's (SPEC §3).
+    assert re.search(r'id="id-error"[^>]*>A function with this id already exists\. Choose another id\.', page)
+    assert "Uh-oh" not in page
     assert "class Pipe:" in page
     malformed = post(
         admin_client, "/admin/functions/create", {"name": "X", "id": "has space", "content": PIPE}
     )
     assert malformed.status_code == 400
-    assert "Only alphanumeric characters and underscores are allowed in the id" in text_of(malformed)
+    assert "An id may hold only letters, digits and underscores" in text_of(malformed)
+    assert "Only alphanumeric" not in text_of(malformed)
 
 
 def test_create_needs_a_name_and_code(admin_client):
@@ -647,10 +650,11 @@ def test_incompatible_valves_can_be_dropped_from_the_form(app, admin_client, adm
     refused = post(admin_client, "/admin/functions/edit?id=sample_filter", data)
     assert refused.status_code == 400
     page = text_of(refused)
-    assert "Current Valves are incompatible with this code: priority" in page
+    assert "The valves stored for this function do not fit the new code: priority" in page
+    assert "Current Valves" not in page  # Open WebUI's wording is the API's, not the console's
     # The way out is in the error box at the top of the form, not below the editor.
     box = re.search(r'<div class="form-error incompatible-valves".*?</div>\s*</div>', page, re.S).group(0)
-    assert "Current Valves are incompatible" in box and 'name="reset_incompatible_valves"' in box
+    assert "do not fit the new code" in box and 'name="reset_incompatible_valves"' in box
     assert page.index('name="reset_incompatible_valves"') < page.index('id="content"')
     assert page.count('name="reset_incompatible_valves"') == 1
     saved = post(
@@ -865,7 +869,7 @@ def test_import_accepts_the_community_format_and_reports_each_item(app, admin_cl
     assert "(community format)" in page
     assert 'class="badge type-badge type-action">Action<' in page  # the preview loaded the code
     assert "Its code does not load: SyntaxError" in page
-    assert "Only alphanumeric characters and underscores are allowed in the id" in page
+    assert "Its id may hold only letters, digits and underscores" in page
     assert "Item 1 of the file has the same id" in page
     assert "1 of them has code that does not load, so it is not ticked." in " ".join(page.split())
     assert re.findall(r'name="item" value="(\d+)" id="item-\d+" checked', page) == ["0"]
@@ -1038,7 +1042,8 @@ def test_valves_the_code_rejects_are_reported_and_the_function_stays_off(app, ad
     ]
     results = apply_payload(admin_client, upload(admin_client, export), extra={"restore_settings": "1"})
     page = text_of(results)
-    assert re.findall(r'data-status="(\w+)"', page) == ["updated", "updated", "created"]
+    # "other" is identical here: its code is left alone, its settings are still restored (and refused).
+    assert re.findall(r'data-status="(\w+)"', page) == ["updated", "unchanged", "created"]
     assert page.count("its valves were not restored (Invalid valves: priority: Input should be") == 3
     assert page.count("It was switched off.") == 2
     for function_id in ("sample_filter", "other", "fresh"):
@@ -1285,7 +1290,7 @@ def test_load_from_url_warns_of_a_taken_id_and_keeps_its_address_after_a_refused
     refused = admin_client.post("/admin/functions/create", data=form_fields(loaded))
     assert refused.status_code == 400
     page = text_of(refused)
-    assert re.search(r'id="id-error"[^>]*>Uh-oh! This id is already registered', page)
+    assert re.search(r'id="id-error"[^>]*>A function with this id already exists', page)
     assert f'Loaded from <a href="{url}"' in page
     assert 'data-testid="id-taken" hidden' in page  # the error says it; the warning does not repeat it
 
@@ -1304,3 +1309,94 @@ def test_a_refused_save_of_a_clone_still_says_what_it_copies(app, admin_client, 
     refused = admin_client.post("/admin/functions/create", data=fields)
     assert refused.status_code == 400
     assert "A copy of <code>sample_filter</code>" in refused.get_data(as_text=True)
+
+
+def test_the_id_check_always_answers_200_with_whether_the_id_is_free(
+    app, admin_client, admin_id, user_client
+):
+    make_function(app, admin_id)
+    for asked, answer in (
+        ("sample_filter", {"id": "sample_filter", "valid": True, "available": False}),
+        ("Sample_Filter", {"id": "sample_filter", "valid": True, "available": False}),
+        ("free_id", {"id": "free_id", "valid": True, "available": True}),
+        ("no spaces", {"id": "no spaces", "valid": False, "available": False}),
+    ):
+        response = admin_client.get("/admin/functions/id-available", query_string={"id": asked})
+        assert response.status_code == 200 and response.get_json() == answer
+    assert user_client.get("/admin/functions/id-available?id=x").status_code in (302, 403)
+
+
+def test_an_identical_function_is_unchanged_and_left_alone_by_import(app, admin_client, admin_id):
+    make_function(app, admin_id, meta={"description": "Same"})
+    make_function(app, admin_id, id="other_filter", name="Other", meta={})
+    before = stored_function(app, "sample_filter")
+    stamps, version = (before.updated_at, before.created_at), before.version_id
+    export = admin_client.get("/admin/functions/export").get_json()
+    for item in export:
+        if item["id"] == "other_filter":
+            item["name"] = "Other, renamed"
+    export.append({"id": "brand_new", "name": "Brand New", "content": PIPE, "meta": {}})
+    preview = upload(admin_client, export)
+    page = text_of(preview)
+    rows = re.findall(r'data-testid="import-item" data-action="(\w+)" data-changes="([\w ]*)"', page)
+    by_id = dict(zip([item["id"] for item in export], rows, strict=True))
+    assert by_id == {
+        "sample_filter": ("unchanged", ""),
+        "other_filter": ("update", "name"),
+        "brand_new": ("create", ""),
+    }
+    assert "1 already the same here" in " ".join(page.split())
+    # Unchanged is offered, not ticked; ticked anyway, it is still left alone (no version, no new timestamp).
+    index = str(next(i for i, item in enumerate(export) if item["id"] == "sample_filter"))
+    chosen = [*re.findall(r'name="item" value="(\d+)" id="item-\d+" checked', page), index]
+    results = apply_payload(admin_client, preview, chosen=chosen)
+    statuses = re.findall(r'data-status="(\w+)"', results.get_data(as_text=True))
+    assert dict(zip([item["id"] for item in export], statuses, strict=True)) == {
+        "sample_filter": "unchanged",
+        "other_filter": "updated",
+        "brand_new": "created",
+    }
+    after = stored_function(app, "sample_filter")
+    assert (after.updated_at, after.created_at) == stamps and after.version_id == version
+
+
+def test_importing_nothing_chosen_is_refused_with_the_preview_kept(app, admin_client, admin_id):
+    preview = upload(admin_client, [{"id": "echo", "name": "Echo", "content": PIPE, "meta": {}}])
+    refused = apply_payload(admin_client, preview, chosen=[])
+    assert refused.status_code == 400
+    assert "Nothing was imported: tick at least one function." in text_of(refused)
+    assert stored_function(app, "echo") is None
+    # The same preview can still be imported.
+    assert apply_payload(admin_client, refused, chosen=["0"]).status_code == 200
+    assert stored_function(app, "echo") is not None
+
+
+def test_a_function_without_valves_offers_no_valves_link(app, admin_client, admin_id):
+    make_function(app, admin_id, id="plain_action", content=ACTION, name="Plain Action")  # no Valves class
+    make_function(app, admin_id)  # FILTER has a Valves class
+    plain = admin_client.get("/admin/functions/edit?id=plain_action").get_data(as_text=True)
+    assert 'data-testid="valves-link"' not in plain
+    valved = admin_client.get("/admin/functions/edit?id=sample_filter").get_data(as_text=True)
+    assert 'data-testid="valves-link"' in valved
+    listing = admin_client.get("/admin/functions").get_data(as_text=True)
+    row = re.search(r'<tr id="function-plain_action".*?</tr>', listing, re.S).group(0)
+    assert "valves-link" not in row
+
+
+@pytest.mark.parametrize(
+    ("icon", "shown"),
+    [
+        ("data:image/png;base64,iVBORw0KGgo=", True),
+        ("data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=", True),
+        ("https://example.com/icon.png", True),
+        ("http://example.com/icon.png", False),
+        ("javascript:alert(1)", False),
+        ("data:text/html;base64,PHNjcmlwdD4=", False),
+        ('https://example.com/x" onerror="alert(1)', False),
+    ],
+)
+def test_only_safe_icon_urls_are_shown(icon, shown):
+    from services.function_meta import icon_url
+
+    assert (icon_url({"manifest": {"icon_url": icon}}) == icon) is shown
+    assert (icon_url({"icon_url": icon}) == icon) is shown

@@ -141,7 +141,7 @@ def test_the_form_is_generated_from_user_valves(user_client, personal):
     assert 'placeholder="Not set"' in field_html(page.data, "nickname")
     assert "What to call you" in field_html(page.data, "nickname")
     max_turns = field_html(page.data, "max_turns")
-    assert 'type="text" value="4"' in max_turns and 'inputmode="numeric"' in max_turns
+    assert 'type="number" value="4" min="1" max="10" step="1"' in max_turns
     assert "between 1 and 10" in max_turns
     assert "Default (warm)" in field_html(page.data, "tone")
     assert 'type="checkbox"' in field_html(page.data, "enabled")
@@ -200,7 +200,7 @@ def test_errors_are_shown_beside_their_fields(app, user_client, user_key, person
     form.setlist("valve-max_turns", ["11"])
     response = user_client.post(URL, data=form)
     assert response.status_code == 400
-    assert "less than or equal to 10" in field_html(response.data, "max_turns")
+    assert "Enter a whole number between 1 and 10." in field_html(response.data, "max_turns")
     assert 'value="11"' in field_html(response.data, "max_turns")
     assert SECRET.encode() not in response.data
     form.setlist("valve-max_turns", ["many"])
@@ -279,12 +279,12 @@ def test_stale_values_are_shown_as_errors_not_dropped(app, admin_id, user_client
     assert b"no longer fit this version" in page.data
     max_turns = field_html(page.data, "max_turns")
     assert (
-        "less than or equal to 5" in max_turns
+        "Enter a whole number between 1 and 5." in max_turns
         and 'value="8"' in max_turns
         and 'aria-invalid="true"' in max_turns
     )
     tone = field_html(page.data, "tone")
-    assert "dry (no longer offered)" in tone and "Input should be" in tone
+    assert "dry (no longer offered)" in tone and "Choose one of the values offered." in tone
     assert my_valves(app, user_key) == {"max_turns": 8, "tone": "dry", "nickname": "Uma"}  # still stored
 
     # Saving the stale values unchanged is refused; resetting them fixes it.

@@ -196,18 +196,20 @@ def test_every_kind_of_field_is_rendered(admin_client, rich):
     assert '<option value="" selected>Default (small)</option>' in model
     assert '<option value="large">large</option>' in model
 
-    # Numbers are text inputs (see test_an_unparseable_number_is_a_field_error_whatever_the_browser_sends).
+    # Numbers carry the schema's range, so the browser checks it before the form is sent.
     temperature = field_html(data, "temperature")
-    assert 'type="text" value="0.7"' in temperature and 'inputmode="decimal"' in temperature
-    assert 'pattern="' in temperature and 'type="number"' not in temperature
+    assert 'type="number" value="0.7" min="0" max="2" step="any"' in temperature
+    assert 'data-range-error="Enter a number between 0 and 2."' in temperature
     assert "between 0 and 2" in temperature
 
     max_tokens = field_html(data, "max_tokens")
-    assert 'type="text" value="256"' in max_tokens and 'inputmode="numeric"' in max_tokens
+    assert 'type="number" value="256" min="1" step="1"' in max_tokens
     assert "at least 1" in max_tokens
 
     retries = field_html(data, "retries")
-    assert 'type="text" value=""' in retries and 'placeholder="Not set"' in retries
+    assert 'type="number" value=""' in retries and 'placeholder="Not set"' in retries
+    # The form is left to the browser's checks (no novalidate); "Reset all" skips them.
+    assert b" novalidate" not in data.split(b'data-testid="valves-form"')[0].rsplit(b"<form", 1)[1]
 
     verbose = field_html(data, "verbose")
     assert '<input type="hidden" name="valve-verbose" value="off">' in verbose
@@ -339,7 +341,7 @@ def test_parse_errors_are_shown_beside_their_field_and_nothing_is_saved(app, adm
     )
     assert "This is not valid JSON" in field_html(response.data, "extra")
     assert 'value="https://typed.example"' in field_html(response.data, "base_url")  # what was typed is kept
-    assert "less than or equal to 2" in field_html(response.data, "temperature")
+    assert "Enter a number between 0 and 2." in field_html(response.data, "temperature")
     assert b"Nothing was saved: 3 fields need fixing." in response.data
     assert stored_valves(app.test_client(), admin_key) == {"temperature": 1.5}
 
@@ -378,9 +380,11 @@ def test_the_functions_own_validation_errors_are_shown_beside_their_field(app, a
     form.setlist("valve-max_tokens", ["0"])
     response = admin_client.post(URL, data=form)
     assert response.status_code == 400
-    assert "less than or equal to 2" in field_html(response.data, "temperature")
+    # Sentences in the form's own style, the same the browser shows for its own range check; no pydantic text.
+    assert "Enter a number between 0 and 2." in field_html(response.data, "temperature")
     assert 'value="5"' in field_html(response.data, "temperature")
-    assert "greater than or equal to 1" in field_html(response.data, "max_tokens")
+    assert "Enter a whole number at least 1." in field_html(response.data, "max_tokens")
+    assert b"Input should" not in response.data
     assert b"the function refused these values" in response.data
     assert stored_valves(app.test_client(), admin_key) == {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.errors import Forbidden, NotFound, ServiceError
+from web import console_wording
 
 REWORDED = "A sentence nobody has written before."
 
@@ -40,11 +41,18 @@ def test_the_service_checks_say_which_field_they_refuse():
     )
 
 
+INCOMPATIBLE = console_wording.INCOMPATIBLE_VALVES + "x: bad."
+
+
 @pytest.mark.parametrize(
     "error, expected",
     [
-        (ServiceError(REWORDED, kind="invalid_id", field="id"), ({"id": REWORDED}, None)),
-        (ServiceError(REWORDED, kind="duplicate_id", field="id"), ({"id": REWORDED}, None)),
+        # Where Open WebUI's wording is the API's, the console says it in its own words (web.console_wording).
+        (ServiceError(REWORDED, kind="invalid_id", field="id"), ({"id": console_wording.INVALID_ID}, None)),
+        (
+            ServiceError(REWORDED, kind="duplicate_id", field="id"),
+            ({"id": console_wording.DUPLICATE_ID}, None),
+        ),
         (ServiceError(REWORDED, field="name"), ({"name": REWORDED}, None)),
         (ServiceError(REWORDED, kind="content_too_large", field="content"), ({"content": REWORDED}, None)),
         (
@@ -52,8 +60,8 @@ def test_the_service_checks_say_which_field_they_refuse():
             ({"content": REWORDED}, {"line": 3}),
         ),
         (
-            ServiceError(REWORDED, kind="incompatible_valves"),
-            ({"form": REWORDED, "incompatible_valves": REWORDED}, None),
+            ServiceError(REWORDED, kind="incompatible_valves", errors=[{"loc": ["x"], "msg": "bad"}]),
+            ({"form": INCOMPATIBLE, "incompatible_valves": INCOMPATIBLE}, None),
         ),
         # The old texts alone no longer place an error: without a field it belongs to the whole form.
         (

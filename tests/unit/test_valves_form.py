@@ -147,23 +147,23 @@ def test_numeric_bounds_in_words():
     assert step.bounds_text() == "between 0 and 2, a multiple of 0.5"
 
 
-def test_numbers_are_text_inputs_with_a_numeric_keyboard_and_pattern():
-    import re
-
+def test_numbers_carry_min_max_and_step_from_the_schema():
     views = {v.name: v for v in vf.build_views(vf.describe(SCHEMA), {})}
-    assert (views["max_turns"].input_type, views["max_turns"].inputmode) == ("text", "numeric")
-    assert (views["temperature"].input_type, views["temperature"].inputmode) == ("text", "decimal")
-    assert views["base_url"].inputmode is None and views["base_url"].pattern is None
-    # The pattern accepts what the server reads as a number, and marks what it refuses.
-    integer, number = views["max_turns"].pattern, views["temperature"].pattern
-    for text in ("4", "-12", " 7 ", "5.0"):
-        assert re.fullmatch(integer, text), text
-    for text in ("4e", "2.5", "abc", ""):
-        assert not re.fullmatch(integer, text), text
-    for text in ("0.3", ".5", "1e-3", "+2", "7."):
-        assert re.fullmatch(number, text), text
-    for text in ("4e", "0.3-", "1,5", "warm"):
-        assert not re.fullmatch(number, text), text
+    assert views["temperature"].input_type == "number"
+    assert views["temperature"].limits == {"min": "0", "max": "2", "step": "any"}
+    # gt=0, lt=100 on an integer: the browser's inclusive bounds are the next whole numbers.
+    assert views["max_turns"].limits == {"min": "1", "max": "99", "step": "1"}
+    assert views["retries"].limits == {"min": "0", "step": "1"}
+    assert views["base_url"].limits == {}
+
+    class Stepped(BaseModel):
+        half: float = Field(default=0.5, ge=0, le=2, multiple_of=0.5)
+        odd_base: float = Field(default=0.5, ge=0.25, multiple_of=0.5)
+
+    stepped = {f.name: f for f in vf.describe(Stepped.model_json_schema())}
+    assert stepped["half"].field_kind.limits(stepped["half"]) == {"min": "0", "max": "2", "step": "0.5"}
+    # A browser counts steps from `min`; 0.25 is no multiple of 0.5, so the step is left to the server.
+    assert stepped["odd_base"].field_kind.limits(stepped["odd_base"])["step"] == "any"
 
 
 def test_select_options_from_enum_literal_and_input_options():
@@ -356,6 +356,20 @@ def test_a_value_equal_to_the_default_is_not_set_unless_it_was_stored():
     data.setlist("valve-temperature", ["0.70"])
     assert parse(data).values == {}
     assert parse(data, {"temperature": 1.0}).values == {"temperature": 0.7}
+
+
+def test_a_value_equal_to_the_default_is_stored_when_pinned():
+    data = untouched_form()
+    data.setlist("valve-temperature", ["0.7"])
+    data.setlist("pin-temperature", ["1"])
+    submission = parse(data)
+    assert submission.values == {"temperature": 0.7}
+    assert submission.pins == {"temperature"}
+    # Shown as set, and as the default's value: pinned, not following the default.
+    (view,) = [v for v in vf.build_views(vf.describe(SCHEMA), submission.values) if v.name == "temperature"]
+    assert view.is_set and view.same_as_default
+    # A secret has no pin: whatever is typed into it is stored anyway.
+    assert not {f.name: f for f in vf.describe(SCHEMA)}["openai_api_key"].can_pin
 
 
 def test_emptying_fields():
@@ -574,9 +588,39 @@ def test_service_errors_map_to_their_fields():
     by_field, general = vf.map_errors(
         vf.describe(SCHEMA), errors + [{"loc": [], "msg": "Whole model is off"}]
     )
-    assert by_field["temperature"] == "Input should be less than or equal to 2"
-    assert by_field["weights"].startswith("0: Input should be a valid number")
+    # Plain sentences in the form's own style, never pydantic's wording.
+    assert by_field["temperature"] == "Enter a number between 0 and 2."
+    assert by_field["weights"] == "In item 1: enter a number."
     assert general == ["Whole model is off"]
+
+
+@pytest.mark.parametrize(
+    ("values", "name", "sentence"),
+    [
+        ({"max_turns": 100}, "max_turns", "Enter a whole number greater than 0, less than 100."),
+        ({"max_turns": "x"}, "max_turns", "Enter a whole number."),
+        ({"retries": -1}, "retries", "Enter a whole number at least 0."),
+        ({"temperature": "warm"}, "temperature", "Enter a number."),
+    ],
+)
+def test_each_refusal_of_the_class_is_a_plain_sentence(values, name, sentence):
+    try:
+        CommunityValves.model_validate(values)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    by_field, _general = vf.map_errors(vf.describe(SCHEMA), errors)
+    assert by_field[name] == sentence
+    assert "Input should" not in by_field[name]
+
+
+def test_a_validators_own_message_loses_pydantics_prefix():
+    fields = vf.describe(SCHEMA)
+    error = {
+        "loc": ["user_agent"],
+        "msg": "Value error, must start with a product name",
+        "type": "value_error",
+    }
+    assert vf.map_errors(fields, [error])[0] == {"user_agent": "Must start with a product name."}
 
 
 def test_secrets_are_masked_in_messages():
