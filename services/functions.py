@@ -29,7 +29,14 @@ from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
 from models.function import MAX_NAME_LENGTH
 from services import storable
 from services.errors import NotFound, ServiceError
-from services.loading import apply_load_result, field_error, load_code, prepare_code, revalidated_valves
+from services.loading import (
+    apply_load_result,
+    field_error,
+    load_code,
+    prepare_code,
+    retire_workers,
+    revalidated_valves,
+)
 
 ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
 ID_TAKEN_ERROR = "Uh-oh! This id is already registered. Please choose another id string."
@@ -412,6 +419,7 @@ def update_loaded(
             commit_message=commit_message,
             restored=restored,
         )
+    retire_workers([f.id])
     return f
 
 
@@ -476,6 +484,7 @@ def delete_function(function_id: str) -> bool:
     with committed():
         if not delete_functions([function_id]):
             raise FunctionNotFound()
+    retire_workers([function_id])
     return True
 
 
