@@ -41,6 +41,10 @@ LIMITS = {
     "SLUICE_RUNTIME_WORKERS": 2,
     "SLUICE_RUN_BUSY_WAIT": 1.0,
     "SLUICE_MAX_CONCURRENT_LOADS": 2,
+    # A request waiting on the loader keeps its pooled database connection. gunicorn runs SLUICE_THREADS (8)
+    # requests per process, fewer than the pool's 15; werkzeug's test server runs any number, and twenty at once
+    # would leave /health waiting for a connection. The pool is sized as gunicorn's bound would make it.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 30},
 }
 REPO = Path(__file__).resolve().parents[2]
 
