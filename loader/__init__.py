@@ -18,7 +18,7 @@ from loader.imports import rewrite_imports
 from loader.requirements import parse_requirements
 from loader.results import LoadError, LoadResult, ValvesResult
 from loader.runtime.calls import METHODS as RUN_METHODS
-from loader.runtime.client import RunCall, RunResult, run_function, run_function_collect
+from loader.runtime.client import RunCall, RunResult, retire_workers, run_function, run_function_collect
 
 __all__ = [
     "RUN_METHODS",
@@ -33,6 +33,7 @@ __all__ = [
     "parse_frontmatter",
     "parse_requirements",
     "protect_server_process",
+    "retire_workers",
     "rewrite_imports",
     "run_function",
     "run_function_collect",

@@ -335,6 +335,9 @@ class Zygote:
                     "times": list(os.times())[:4],
                 }
             )
+        elif request.get("op") == "retire":
+            retired = self.pool.retire(request.get("function_ids"))
+            self._send({"kind": "answer", "id": request.get("id"), "retired": retired})
         elif request.get("op") in ("call", "cancel"):
             self.pool.handle(request)
         elif self._busy() < self.max_jobs:

@@ -30,7 +30,14 @@ from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
 from models.function import MAX_NAME_LENGTH
 from services import audit, safe_mode, storable
 from services.errors import NotFound, ServiceError
-from services.loading import apply_load_result, field_error, load_code, prepare_code, revalidated_valves
+from services.loading import (
+    apply_load_result,
+    field_error,
+    load_code,
+    prepare_code,
+    retire_workers,
+    revalidated_valves,
+)
 from services.sealed_valves import for_storage
 
 ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
@@ -449,6 +456,7 @@ def update_loaded(
         audit.record(
             "function.restored" if restored is not None else "function.updated", "function", f.id, details
         )
+    retire_workers([f.id])
     return f
 
 
@@ -527,6 +535,7 @@ def delete_function(function_id: str) -> bool:
         if not delete_functions([function_id]):
             raise FunctionNotFound()
         audit.record("function.deleted", "function", function_id, {"name": name})
+    retire_workers([function_id])
     return True
 
 

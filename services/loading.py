@@ -9,6 +9,7 @@ valves become under new code).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from services.errors import ServiceError
 MAX_CONTENT_BYTES = 1024 * 1024
 INCOMPATIBLE_VALVES_PREFIX = "Current Valves are incompatible with this code: "
 LOADER_BUSY_ERROR = "Sluice is busy loading other functions; try again in a moment."
+
+log = logging.getLogger(__name__)
 
 # How long a request waits for one of its process's load slots before it is answered 503.
 LOAD_SLOT_WAIT_SECONDS = 2.0
@@ -188,6 +191,18 @@ def validate_in_loader(content: str, values: dict, **kwargs: Any):
     safe_mode.refuse("checking valves against a function's code")
     with load_slot():
         return loader.validate_valves(content, values, **kwargs)
+
+
+def retire_workers(function_ids: list[str]) -> None:
+    """After a commit that deleted these functions or replaced their code: end their warm workers in this process's
+    loader, so that nothing the old code left running (a thread, a process it forked) outlives it. Another server
+    process's workers of them end when that process next runs the function or needs the room."""
+    if not function_ids:
+        return
+    try:
+        loader.retire_workers(function_ids)
+    except Exception:  # the change is committed; a worker left over is what happened before this existed
+        log.exception("Could not end the workers of %s", ", ".join(function_ids))
 
 
 def load_code(content: str, function_id: str, user: User | None = None, valves: dict | None = None):

@@ -276,6 +276,7 @@ def _sync(
     except Exception:
         db.session.rollback()
         raise
+    loading.retire_workers(deleted + updated)
     return result
 
 

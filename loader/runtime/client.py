@@ -294,3 +294,14 @@ def worker_summary() -> dict:
         return {}
     header, _ = zygote.call({"op": "ping"}, wait=10)
     return header.get("workers") or {}
+
+
+def retire_workers(function_ids) -> int:
+    """End the warm workers of these functions (deleted, or their code replaced), so that nothing their code left
+    running (a thread, a process it forked) outlives them; a worker in a call ends after it. How many were found;
+    0 when the loader is not running (then it has no workers)."""
+    zygote = client._current
+    if zygote is None or not zygote.alive:
+        return 0
+    header, _ = zygote.call({"op": "retire", "function_ids": list(function_ids)}, wait=10)
+    return int(header.get("retired") or 0)

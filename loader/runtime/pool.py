@@ -223,6 +223,21 @@ class Pool:
                 else:
                     worker.stale = True
 
+    def retire(self, function_ids) -> int:
+        """These functions were deleted or changed: end their workers (now when idle, else after their call), and
+        with them whatever their code left running (threads, processes it started). How many were found."""
+        wanted = {str(function_id) for function_id in function_ids or ()}
+        found = 0
+        with self._guard():
+            for worker in self._live():
+                if worker.function_id in wanted:
+                    found += 1
+                    if worker.state == "idle":
+                        self._kill(worker)
+                    else:
+                        worker.stale = True
+        return found
+
     def _trim(self) -> None:
         """Fewer workers allowed than there are (the setting went down): end idle ones, oldest first."""
         idle = sorted((w for w in self._live() if w.state == "idle"), key=lambda w: w.last_used)
