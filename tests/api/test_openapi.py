@@ -149,3 +149,16 @@ def test_a_wrong_answer_would_be_caught(document, admin_api, sample):
     ]["schema"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+
+
+def test_the_document_is_also_at_the_conventional_address(client):
+    root = client.get("/openapi.json")
+    assert root.status_code == 200
+    assert root.get_json() == client.get("/api/openapi.json").get_json()
+
+
+def test_the_document_can_be_browsed_as_a_page(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert b"GET /api/v1/functions/id/{id}" in page.data
+    assert b"/openapi.json" in page.data
