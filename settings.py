@@ -402,7 +402,6 @@ FLASK_DEFAULTS = {
     # CSRF is enforced by our own hook so that API-key calls are exempt and cookie calls are not.
     "WTF_CSRF_CHECK_DEFAULT": False,
     "WTF_CSRF_TIME_LIMIT": None,
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "JSON_SORT_KEYS": False,
 }
 
@@ -473,9 +472,17 @@ def load_config(app, test_config: dict | None = None) -> None:
     if test_config:
         # Its Sluice settings are in `values` already; the rest are Flask's (TESTING and the like).
         app.config.from_mapping({key: value for key, value in test_config.items() if not _is_setting(key)})
+    if "SQLALCHEMY_ENGINE_OPTIONS" not in app.config:
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(values["DATABASE_URL"])
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = values["SLUICE_MAX_REQUEST_MB"] * MIB
     app.extensions["sluice.settings"] = values
+
+
+def engine_options(uri: str) -> dict:
+    """Test a pooled connection before use only where it can go stale (a server that restarts or drops idle
+    connections): a SQLite file cannot, and the extra `SELECT 1` was a round trip on every request."""
+    return {} if uri.startswith("sqlite:") else {"pool_pre_ping": True}
 
 
 def _is_setting(key: str) -> bool:

@@ -70,7 +70,13 @@ def run(command: list[str], env: dict) -> str:
     return result.stdout
 
 
-def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(
+    env: dict, port: int, workers: int, threads: int, app: str = "app:create_app()", log=None
+) -> subprocess.Popen:
+    """gunicorn in the repository root (so it reads gunicorn.conf.py, as bin/serve does), once /health answers.
+
+    ``log``: a file for the server's output; without it the output is kept in a pipe that is read only on failure.
+    """
     command = [
         str(ROOT / ".venv/bin/gunicorn"),
         "--bind",
@@ -79,9 +85,11 @@ def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess
         str(workers),
         "--threads",
         str(threads),
-        "app:create_app()",
+        app,
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -90,7 +98,8 @@ def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess
         except requests.RequestException:
             time.sleep(0.2)
     server.terminate()
-    raise RuntimeError("gunicorn did not become healthy: " + server.stderr.read().decode()[-2000:])
+    output = server.stderr.read().decode()[-2000:] if server.stderr else f"see {log.name}"
+    raise RuntimeError("gunicorn did not become healthy: " + output)
 
 
 def bench_creates(base: str, headers: dict, count: int) -> list[float]:

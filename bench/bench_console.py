@@ -46,42 +46,53 @@ def code_of(index: int) -> str:
     return f'"""\ntitle: Function {index}\n"""\n\n\nclass Filter:\n{body}\n'
 
 
+def function_rows(count: int, user_id: str, first: int = 0, seed: int = 7) -> list[dict]:
+    """``count`` functions as table rows, each with ~8 KiB of code and a manifest (bench/compare.py uses them too)."""
+    rng = random.Random(seed)
+    start = 1_700_000_000
+    rows = []
+    for index in range(first, first + count):
+        words = rng.sample(WORDS, 3)
+        rows.append(
+            {
+                "id": f"fn_{index:05d}_{words[0]}",
+                "user_id": user_id,
+                "name": " ".join(word.title() for word in words) + f" {index}",
+                "type": rng.choice(["filter", "filter", "pipe", "action"]),
+                "content": code_of(index),
+                "meta": {
+                    "description": f"Does {words[1]} and {words[2]} for every chat.",
+                    "manifest": {
+                        "title": f"Function {index}",
+                        "author": rng.choice(AUTHORS),
+                        "version": f"0.{index % 10}.{index % 7}",
+                    },
+                },
+                "valves": {},
+                "is_active": rng.random() < 0.3,
+                "is_global": False,
+                "created_at": start + index,
+                "updated_at": start + rng.randrange(max(count, 1) * 10),
+            }
+        )
+    return rows
+
+
+def insert_functions(connection, rows: list[dict]) -> None:
+    """Insert rows as made by ``function_rows`` in batches of 1,000 (an SQLAlchemy connection or session)."""
+    from models import Function
+
+    for offset in range(0, len(rows), 1000):
+        connection.execute(Function.__table__.insert(), rows[offset : offset + 1000])
+
+
 def populate(app, count: int) -> None:
     from extensions import db
-    from models import Function
     from services import accounts
 
-    rng = random.Random(7)
     with app.app_context():
         admin = accounts.create_user("Bench Admin", "bench@example.com", PASSWORD, role="admin")
-        start = 1_700_000_000
-        rows = []
-        for index in range(count):
-            words = rng.sample(WORDS, 3)
-            rows.append(
-                {
-                    "id": f"fn_{index:05d}_{words[0]}",
-                    "user_id": admin.id,
-                    "name": " ".join(word.title() for word in words) + f" {index}",
-                    "type": rng.choice(["filter", "filter", "pipe", "action"]),
-                    "content": code_of(index),
-                    "meta": {
-                        "description": f"Does {words[1]} and {words[2]} for every chat.",
-                        "manifest": {
-                            "title": f"Function {index}",
-                            "author": rng.choice(AUTHORS),
-                            "version": f"0.{index % 10}.{index % 7}",
-                        },
-                    },
-                    "valves": {},
-                    "is_active": rng.random() < 0.3,
-                    "is_global": False,
-                    "created_at": start + index,
-                    "updated_at": start + rng.randrange(count * 10),
-                }
-            )
-        for offset in range(0, count, 1000):
-            db.session.execute(Function.__table__.insert(), rows[offset : offset + 1000])
+        insert_functions(db.session, function_rows(count, admin.id))
         db.session.commit()
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
 
 from extensions import db
 from models import ROLES, ApiKey, User, new_id, now
@@ -234,7 +235,10 @@ def api_key_for(plain: str) -> ApiKey | None:
     """The key record of a presented key (its ``user`` the owner), or None for an unknown, revoked or malformed key."""
     if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
         return None
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _key_digest(plain)))
+    # The owner comes in the same query: every API request needs it, and a lazy load would be a second round trip.
+    key = db.session.scalar(
+        select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_hash == _key_digest(plain))
+    )
     if key is None or key.is_revoked:
         return None
     # Written at most once a minute so that busy scripts do not turn every read into a write.

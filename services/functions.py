@@ -23,7 +23,6 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
 
 from extensions import db
 from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
@@ -102,42 +101,46 @@ def function_response(f: Function) -> dict:
     return _shape(f, FUNCTION_RESPONSE)
 
 
-def function_user_response(f: Function, user: User | None) -> dict:
-    return {**function_response(f), "user": user.to_public() if user is not None else None}
-
-
 # --- reading --------------------------------------------------------------------------------------------------
 
 
-def _without_code():
-    """List queries never need the code or the schemas; leaving them out keeps `GET /` cheap."""
-    return (
-        defer(Function.content),
-        defer(Function.valves_schema),
-        defer(Function.user_valves_schema),
-        defer(Function.load_error),
-    )
+# The lists read only the columns of FunctionResponse, as plain rows (each reader in _FIELDS works on a row as on a
+# model): no code, no schemas, no valves to decode, and no model objects to build. With 1,000 functions that was
+# two thirds of the request (deferring the code still built an object and four deferred loaders per row).
+_RESPONSE_COLUMNS = tuple(getattr(Function, key) for key in FUNCTION_RESPONSE)
+_NEWEST_FIRST = (Function.updated_at.desc(), Function.id)
 
 
-def list_functions(viewer: User) -> list[Function]:
-    """Admins see every function, everyone else only the active ones (none in safe mode); newest change first."""
+def list_functions(viewer: User) -> list[dict]:
+    """FunctionResponse of each function ``viewer`` may see: admins every one, others the active ones (none in safe
+    mode); newest change first."""
     if not viewer.is_admin and safe_mode.is_on():
         return []
-    query = select(Function).options(*_without_code()).order_by(Function.updated_at.desc(), Function.id)
+    query = select(*_RESPONSE_COLUMNS).order_by(*_NEWEST_FIRST)
     if not viewer.is_admin:
         query = query.where(Function.is_active.is_(True))
-    return list(db.session.scalars(query))
+    return [_shape(row, FUNCTION_RESPONSE) for row in db.session.execute(query)]
 
 
-def list_functions_with_users() -> list[tuple[Function, User | None]]:
-    """Every function with its creator's account (None when that account is gone), newest change first."""
+def list_functions_with_users() -> list[dict]:
+    """FunctionUserResponse of every function, with its creator's account (None when that account is gone), newest
+    change first."""
     query = (
-        select(Function, User)
+        select(*_RESPONSE_COLUMNS, User.name.label("user_name"), User.role, User.email)
         .outerjoin(User, User.id == Function.user_id)
-        .options(*_without_code())
-        .order_by(Function.updated_at.desc(), Function.id)
+        .order_by(*_NEWEST_FIRST)
     )
-    return [(row[0], row[1]) for row in db.session.execute(query)]
+    return [
+        {
+            **_shape(row, FUNCTION_RESPONSE),
+            "user": (  # User.to_public's shape
+                {"id": row.user_id, "name": row.user_name, "role": row.role, "email": row.email}
+                if row.email is not None
+                else None
+            ),
+        }
+        for row in db.session.execute(query)
+    ]
 
 
 def normalise_id(function_id: str) -> str:

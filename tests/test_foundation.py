@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -339,3 +340,25 @@ def test_templates_get_the_function_id_rule_and_the_time_helpers_from_one_place(
     # A browser's `pattern` matches the whole value, as the services' fullmatch does.
     assert re.fullmatch(pattern, "My_Filter_1") and not re.fullmatch(pattern, "my-filter")
     assert shown == "|1970-01-02 00:00 UTC|1970-01-01T00:01:00+00:00"
+
+
+def test_importing_the_test_modules_leaves_no_temporary_files(tmp_path):
+    """Temporary folders belong in fixtures, which pytest removes; one made at import time outlives the run."""
+    root = Path(__file__).resolve().parent.parent
+    modules = [
+        ".".join(path.relative_to(root).with_suffix("").parts)
+        for path in sorted((root / "tests").rglob("test_*.py"))
+    ]
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script, *modules],
+        cwd=root,
+        env={**os.environ, "TMPDIR": str(private_tmp)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(private_tmp.iterdir()) == []

@@ -23,7 +23,7 @@ from web.access import api_caller
 )
 def list_functions():
     """Admins get every function; other users get the active ones."""
-    return [fs.function_response(f) for f in fs.list_functions(api_caller())]
+    return fs.list_functions(api_caller())
 
 
 @api.route(
@@ -35,7 +35,7 @@ def list_functions():
 )
 def list_with_users():
     """Every function with its creator, newest change first."""
-    return [fs.function_user_response(f, user) for f, user in fs.list_functions_with_users()]
+    return fs.list_functions_with_users()
 
 
 @api.route(

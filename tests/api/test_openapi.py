@@ -193,3 +193,16 @@ def test_the_document_declares_the_rules_the_server_enforces(document, admin_api
     for blank in ("", "   "):
         assert not re.search(url["pattern"], blank)
         assert admin_api.post("/load/url", {"url": blank}).status_code == 400
+
+
+def test_the_document_is_also_at_the_conventional_address(client):
+    root = client.get("/openapi.json")
+    assert root.status_code == 200
+    assert root.get_json() == client.get("/api/openapi.json").get_json()
+
+
+def test_the_document_can_be_browsed_as_a_page(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert b"GET /api/v1/functions/id/{id}" in page.data
+    assert b"/openapi.json" in page.data

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 
 import pytest
@@ -62,13 +60,19 @@ def test_requirements_of_unknown_function_are_404(admin_api):
     assert admin_api.get("/requirements/jobs/..%2F..%2Fetc").status_code == 404
 
 
-_JOBS_ROOT = tempfile.mkdtemp(prefix="sluice-install-test-")
-INSTALL_ALLOWED = {
-    "SLUICE_ALLOW_PIP_INSTALL": True,
-    "SLUICE_INSTALL_JOBS_DIR": os.path.join(_JOBS_ROOT, "jobs"),
-    "SLUICE_FUNCTION_PACKAGES_DIR": os.path.join(_JOBS_ROOT, "packages"),
-}
-allowed = pytest.mark.parametrize("app_config", [INSTALL_ALLOWED], ids=["installs-allowed"])
+@pytest.fixture
+def app_config(request, tmp_path):
+    """Installs allowed (``@allowed``), their jobs and packages in the test's own folder, which pytest removes."""
+    if getattr(request, "param", None) != "installs-allowed":
+        return {}
+    return {
+        "SLUICE_ALLOW_PIP_INSTALL": True,
+        "SLUICE_INSTALL_JOBS_DIR": str(tmp_path / "jobs"),
+        "SLUICE_FUNCTION_PACKAGES_DIR": str(tmp_path / "packages"),
+    }
+
+
+allowed = pytest.mark.parametrize("app_config", ["installs-allowed"], indirect=True)
 
 
 @pytest.fixture

@@ -1,0 +1,423 @@
+"""Sluice side by side: one table of throughput, latency, start-up and memory, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/compare.py                                  # Sluice on SQLite and PostgreSQL, and the ceiling
+    .venv/bin/python bench/compare.py --other http://127.0.0.1:8080 --other-key sk-... --other-pid 1234
+    .venv/bin/python bench/compare.py --databases sqlite --seconds 4 --quick
+
+Each Sluice is started as bin/serve starts it (gunicorn in the repository root, so gunicorn.conf.py applies) with
+``--workers``/``--threads`` (2 x 4 by default, the settings the issue measured), on a fresh database filled with the
+test corpus (tests/fixtures/functions) and, for the larger cases, rows written straight into the table. ``--other``
+names any server that speaks Open WebUI's `/api/v1/functions` (an Open WebUI started beside it, see
+../shared/OPEN-WEBUI.md): its GETs run alternately with Sluice's, in the same minutes, round by round; its creates
+and valves updates run on functions named `bench_*`, deleted afterwards. The ceiling is a bare Flask JSON endpoint
+(bench/ceiling.py) under the same gunicorn settings.
+
+The load client (bench/load.py) runs on the same CPUs, so requests/s understate what a server alone could do;
+"CPU ms/req" (all of Sluice's processes, from /proc) is the figure that holds still on a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_api import free_port, run, start_server  # noqa: E402
+from bench_console import function_rows, insert_functions  # noqa: E402
+from load import LoadResult, hammer  # noqa: E402
+from procs import cpu_seconds, memory, tree  # noqa: E402
+from timing import percentile  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "fixtures" / "functions"
+PASSWORD = "bench password 1234"
+VALVED = '''"""
+title: Bench Valved {n}
+version: 1.0.{n}
+"""
+
+from pydantic import BaseModel
+
+
+class Filter:
+    class Valves(BaseModel):
+        priority: int = 0
+        prefix: str = ""
+
+    class UserValves(BaseModel):
+        shout: bool = False
+
+    def __init__(self):
+        self.valves = self.Valves()
+
+    def inlet(self, body: dict, __user__: dict | None = None) -> dict:
+        body.setdefault("messages", []).append({{"role": "system", "content": self.valves.prefix}})
+        return body
+'''
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hello there"}]}
+
+
+def corpus(count: int) -> list[tuple[str, str]]:
+    """The first ``count`` functions of the test corpus that load (names starting `fail_` are meant not to)."""
+    files = [p for p in sorted(CORPUS.glob("*.py")) if not p.name.startswith("fail")]
+    return [(p.stem, p.read_text()) for p in files[:count]]
+
+
+def timed(calls) -> list[float]:
+    """Milliseconds of each call in turn; each must answer 200."""
+    timings = []
+    for call in calls:
+        began = time.perf_counter()
+        response = call()
+        timings.append((time.perf_counter() - began) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"{response.request.method} {response.url}: {response.status_code} {response.text[:300]}"
+            )
+    return timings
+
+
+def p50_p95(timings: list[float]) -> str:
+    return f"{statistics.median(timings):.1f} / {percentile(timings, 0.95):.1f} ms"
+
+
+class Server:
+    """One server under test: where it answers, who it is to it, and (when known) its processes."""
+
+    def __init__(self, name: str, base: str, key: str | None = None, pid: int | None = None):
+        self.name, self.base, self.pid = name, base.rstrip("/"), pid
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = requests.Session()
+        self.http.headers.update(self.headers)
+        self.pooled: dict[str, LoadResult] = {}
+
+    def api(self, path: str) -> str:
+        return f"{self.base}/api/v1/functions{path}"
+
+    def get_load(self, label: str, path: str, concurrency: int, seconds: float) -> LoadResult:
+        pids = tree(self.pid) if self.pid else []
+        before = cpu_seconds(pids)
+        result = hammer(self.api(path), self.headers, concurrency, seconds)
+        if pids:
+            result.cpu = cpu_seconds(pids) - before
+        pooled = self.pooled.setdefault(label, LoadResult(cpu=0.0 if pids else None))
+        pooled.latencies.extend(result.latencies)
+        pooled.seconds += result.seconds
+        pooled.errors += result.errors
+        if pids:
+            pooled.cpu += result.cpu
+        return result
+
+
+def load_cell(result: LoadResult) -> str:
+    cell = f"{result.rate:.0f}/s {result.p(0.5):.1f}|{result.p(0.99):.1f} ms"
+    if result.cpu:
+        cell += f" cpu {1000 * result.cpu / len(result.latencies):.2f}"
+    return cell + (f" ERR {result.errors}" if result.errors else "")
+
+
+def memory_cell(pid: int) -> str:
+    used = memory(tree(pid))
+    return f"{used.rss_mib:.0f}/{used.pss_mib:.0f} MiB ({used.processes} procs)"
+
+
+# --- Sluice: a database, a server, data ---------------------------------------------------------------------------
+
+
+class Database:
+    """A fresh database for one run: a SQLite file, or a PostgreSQL database created beside the one given."""
+
+    def __init__(self, kind: str, workdir: str, postgres: str):
+        self.kind = kind
+        if kind == "sqlite":
+            self.url = f"sqlite:///{workdir}/sluice.sqlite3"
+            return
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        self.name = f"sluice_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        self.url = make_url(postgres).set(database=self.name).render_as_string(hide_password=False)
+
+    def insert(self, rows: list[dict]) -> None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(self.url)
+        with engine.begin() as connection:
+            insert_functions(connection, rows)
+        engine.dispose()
+
+    def drop(self) -> None:
+        if self.kind == "postgresql":
+            from sqlalchemy import text
+
+            with self.admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            self.admin.dispose()
+
+
+def start_sluice(database: Database, workdir: str, args) -> tuple[Server, object, float]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database.url,
+        SECRET_KEY="bench-secret-key-0123456789abcdef",
+        SLUICE_FUNCTION_PACKAGES_DIR=f"{workdir}/packages",
+        SLUICE_FUNCTION_HOMES_DIR=f"{workdir}/homes",
+        SLUICE_INSTALL_JOBS_DIR=f"{workdir}/jobs",
+    )
+    flask = [str(ROOT / ".venv/bin/flask"), "--app", "app"]
+    run([*flask, "init-db"], env)
+    run([*flask, "create-user", "--email", "bench@example.com", "--name", "Bench", "--password", PASSWORD,
+         "--role", "admin"], env)  # fmt: skip
+    key = run([*flask, "create-api-key", "--email", "bench@example.com"], env).strip().splitlines()[-1]
+    port = free_port()
+    log = open(f"{workdir}/server.log", "w")  # noqa: SIM115 - closed with the folder
+    began = time.monotonic()
+    process = start_server(env, port, args.workers, args.threads, log=log)
+    startup = time.monotonic() - began
+    return Server(f"Sluice {database.kind}", f"http://127.0.0.1:{port}", key, process.pid), process, startup
+
+
+def console_session(server: Server) -> requests.Session:
+    import re
+
+    browser = requests.Session()
+    page = browser.get(f"{server.base}/auth").text
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    answer = browser.post(
+        f"{server.base}/auth",
+        data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.status_code
+    return browser
+
+
+def sync_items(count: int, version: int) -> list[dict]:
+    return [
+        {
+            "id": f"sync_{n:04d}",
+            "name": f"Sync {n}",
+            "content": VALVED.format(n=n * 1000 + version),
+            "meta": {},
+        }
+        for n in range(count)
+    ]
+
+
+# --- the measurements -------------------------------------------------------------------------------------------
+
+
+def writes(server: Server, prefix: str, count: int, repeat: int) -> dict[str, str]:
+    """Create, update, valves and user-valves updates, sequential; the functions are left for the GETs."""
+    rows = {}
+    made = corpus(count)
+    rows["create (corpus, sequential) p50/p95"] = p50_p95(
+        timed(
+            lambda i=i, c=c: server.http.post(server.api("/create"), json={"id": f"{prefix}{i}", "name": i, "content": c, "meta": {"description": i}})
+            for i, c in made
+        )
+    )  # fmt: skip
+    fid = f"{prefix}valved"
+    server.http.post(
+        server.api("/create"), json={"id": fid, "name": "Valved", "content": VALVED.format(n=0), "meta": {}}
+    )
+    server.http.post(server.api(f"/id/{fid}/toggle"))
+    rows["update p50/p95"] = p50_p95(
+        timed(
+            lambda n=n: server.http.post(server.api(f"/id/{fid}/update"), json={"id": fid, "name": "Valved", "content": VALVED.format(n=n + 1), "meta": {}})
+            for n in range(repeat)
+        )
+    )  # fmt: skip
+    rows["valves update p50/p95"] = p50_p95(
+        timed(lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/update"), json={"priority": n, "prefix": f"p{n}"}) for n in range(repeat))
+    )  # fmt: skip
+    rows["user valves update p50/p95"] = p50_p95(
+        timed(lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/user/update"), json={"shout": bool(n % 2)}) for n in range(repeat))
+    )  # fmt: skip
+    return rows
+
+
+def alternate(
+    servers: list[Server], label: str, path_of, concurrency: int, seconds: float, rounds: int
+) -> dict:
+    results = {}
+    for _ in range(rounds):
+        for server in servers:
+            results.setdefault(server.name, []).append(
+                server.get_load(label, path_of(server), concurrency, seconds)
+            )
+    return results
+
+
+def measure_sluice(kind: str, others: list[Server], args, table: dict) -> None:
+    with tempfile.TemporaryDirectory(prefix="sluice-compare-") as workdir:
+        database = Database(kind, workdir, args.postgres)
+        process = None
+        try:
+            server, process, startup = start_sluice(database, workdir, args)
+            column = server.name
+            cells = table.setdefault(column, {})
+            cells["start-up to healthy /health"] = f"{startup:.2f} s"
+            time.sleep(3)  # the loader warms up in the background
+            cells["memory idle RSS/PSS"] = memory_cell(server.pid)
+            cells.update(writes(server, "bench_", args.functions, args.repeat))
+            fid = "bench_valved"
+            cells["filter inlet via runtime p50/p95"] = p50_p95(
+                timed(lambda: server.http.post(server.api(f"/id/{fid}/run"), json={"method": "inlet", "body": CHAT}) for _ in range(args.repeat))
+            )  # fmt: skip
+            everyone = [server, *others]
+            first_id = {s.name: s.http.get(s.api("/")).json()[0]["id"] for s in everyone}
+            sampled = {}
+            for concurrency in (1, 16):
+                label = f"GET / ({args.functions + 1} fns) c={concurrency}"
+                sampler = None
+                if concurrency == 16:
+                    sampler = threading.Timer(
+                        args.seconds / 2, lambda: sampled.update(m=memory_cell(server.pid))
+                    )
+                    sampler.start()
+                alternate(everyone, label, lambda s: "/", concurrency, args.seconds, args.rounds)
+                label_id = f"GET /id/{{id}} c={concurrency}"
+                alternate(
+                    everyone,
+                    label_id,
+                    lambda s: f"/id/{first_id[s.name]}",
+                    concurrency,
+                    args.seconds,
+                    args.rounds,
+                )
+            cells["memory under load RSS/PSS"] = sampled.get("m", "-")
+            admin_id = server.http.get(server.api("/")).json()[0]["user_id"]
+            database.insert(function_rows(1000 - args.functions - 1, admin_id, first=0))
+            for concurrency in (1, 16):
+                server.get_load(f"GET / (1,000 fns) c={concurrency}", "/", concurrency, args.seconds)
+            browser = console_session(server)
+            for count in (1_000, 10_000):
+                if count == 10_000:
+                    database.insert(function_rows(9_000, admin_id, first=1_000, seed=8))
+                browser.get(f"{server.base}/admin/functions")
+                cells[f"console list {count:,} fns p50/p95"] = p50_p95(
+                    timed(lambda: browser.get(f"{server.base}/admin/functions") for _ in range(args.repeat))
+                )
+            sync = server.api("/sync")
+            first = server.http.post(sync, json={"functions": sync_items(args.sync, 0)}, timeout=600)
+            assert first.status_code == 200, first.text[:300]
+            cells[f"sync {args.sync} unchanged"] = (
+                f"{timed([lambda: server.http.post(sync, json={'functions': sync_items(args.sync, 0)}, timeout=600)])[0] / 1000:.2f} s"
+            )
+            cells[f"sync {args.sync} changed"] = (
+                f"{timed([lambda: server.http.post(sync, json={'functions': sync_items(args.sync, 1)}, timeout=600)])[0] / 1000:.2f} s"
+            )
+            cells["memory idle after all RSS/PSS"] = memory_cell(server.pid)
+            for label, result in server.pooled.items():
+                cells[label] = load_cell(result)
+        finally:
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+            database.drop()
+
+
+def start_ceiling(args, workdir: str):
+    port = free_port()
+    log = open(f"{workdir}/ceiling.log", "w")  # noqa: SIM115 - closed with the folder
+    process = start_server(
+        dict(os.environ), port, args.workers, args.threads, app="bench.ceiling:app", log=log
+    )
+    return Server("bare Flask ceiling", f"http://127.0.0.1:{port}", pid=process.pid), process
+
+
+def other_writes(other: Server, args, table: dict) -> None:
+    cells = table.setdefault(other.name, {})
+    cells.update(writes(other, "bench_", args.functions, args.repeat))
+    if other.pid:
+        cells["memory under load RSS/PSS"] = memory_cell(other.pid)
+    for fid, _ in corpus(args.functions):
+        other.http.delete(other.api(f"/id/bench_{fid}/delete"))
+    other.http.delete(other.api("/id/bench_valved/delete"))
+
+
+def print_table(table: dict) -> None:
+    columns = list(table)
+    rows = list(dict.fromkeys(row for cells in table.values() for row in cells))
+    width = max(len(row) for row in rows)
+    widths = [max(len(c), *(len(table[c].get(r, "")) for r in rows)) for c in columns]
+    print(" | ".join([f"{'':<{width}}", *(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True))]))
+    print("-+-".join(["-" * width, *("-" * w for w in widths)]))
+    for row in rows:
+        print(
+            " | ".join(
+                [
+                    f"{row:<{width}}",
+                    *(f"{table[c].get(row, ''):<{w}}" for c, w in zip(columns, widths, strict=True)),
+                ]
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=6.0, help="each load run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations per GET measurement")
+    parser.add_argument(
+        "--functions", type=int, default=19, help="corpus functions created (plus one with valves)"
+    )
+    parser.add_argument("--repeat", type=int, default=30, help="sequential calls per write measurement")
+    parser.add_argument("--sync", type=int, default=500)
+    parser.add_argument("--other", help="base URL of another server to measure alongside (e.g. Open WebUI)")
+    parser.add_argument("--other-key", help="an admin API key of that server")
+    parser.add_argument("--other-pid", type=int, help="its main process, to read its memory and CPU")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 1 round, 10 repeats, sync of 50")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.repeat, args.sync = 2.0, 1, 10, 50
+    table: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory(prefix="sluice-ceiling-") as workdir:
+        ceiling, ceiling_process = start_ceiling(args, workdir)
+        others = [ceiling]
+        if args.other:
+            other = Server("other " + args.other, args.other, args.other_key, args.other_pid)
+            if other.pid:
+                table.setdefault(other.name, {})["memory idle RSS/PSS"] = memory_cell(other.pid)
+            other_writes(other, args, table)
+            others.insert(0, other)
+        try:
+            for kind in args.databases.split(","):
+                measure_sluice(kind, others, args, table)
+        finally:
+            ceiling_process.terminate()
+            ceiling_process.wait(timeout=30)
+    for server in others:
+        cells = table.setdefault(server.name, {})
+        for label, result in server.pooled.items():
+            cells[label] = load_cell(result)
+    print(
+        f"gunicorn {args.workers} workers x {args.threads} threads; load runs of {args.seconds:.0f} s x {args.rounds} rounds;"
+    )
+    print("cells: req/s p50|p99 ms, and Sluice's CPU ms per request; writes p50/p95 of sequential calls\n")
+    print_table(table)
+
+
+if __name__ == "__main__":
+    main()

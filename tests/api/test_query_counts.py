@@ -1,0 +1,135 @@
+"""No list costs a query per row, and an API key costs one query: counted on the engine, with few rows and with many."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from tests.conftest import bearer
+
+ADMIN_LISTS = [
+    "/api/v1/functions/",
+    "/api/v1/functions/list",
+    "/api/v1/functions/export",
+    "/api/v1/functions/export?include_valves=true",
+    "/api/v1/functions/id/fn_00/history",
+]
+PAGES = [
+    "/admin/functions",
+    "/admin/functions?q=filter&sort=name",
+    "/admin/users",
+    "/settings/valves",
+    "/settings/keys",
+]
+
+
+@contextmanager
+def counted(app):
+    """Count the statements the app sends to its database inside the block."""
+    from extensions import db
+
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def add_rows(app, admin_id, user_id, first: int, count: int) -> None:
+    """Functions (each with a version and a user's valves) and accounts, written directly: no loader needed."""
+    from extensions import db
+    from models import Function, FunctionVersion, User, UserValves
+
+    schema = {"type": "object", "properties": {"shout": {"type": "boolean", "default": False}}}
+    with app.app_context():
+        for n in range(first, first + count):
+            fid = f"fn_{n:02d}"
+            db.session.add(
+                Function(
+                    id=fid,
+                    user_id=admin_id if n % 2 else f"gone-{n}",  # some creators no longer exist
+                    name=f"Function {n}",
+                    type="filter",
+                    content=f"class Filter:\n    pass  # {n}\n",
+                    meta={"description": f"number {n}", "manifest": {"author": "Ada"}},
+                    valves={},
+                    is_active=True,
+                    user_valves_schema=schema,
+                )
+            )
+            db.session.flush()
+            db.session.add(FunctionVersion(function_id="fn_00", user_id=admin_id, name=f"v{n}", content="x"))
+            db.session.add(UserValves(user_id=user_id, function_id=fid, valves={"shout": True}))
+            db.session.add(User(name=f"U{n}", email=f"u{n}@example.com", role="user", password_hash="x"))
+        db.session.commit()
+
+
+def statements_for(app, client, path: str, headers=None) -> int:
+    client.get(path, headers=headers)  # warm: first-use statements and the key's last-used write
+    with counted(app) as statements:
+        response = client.get(path, headers=headers)
+    assert response.status_code == 200, (path, response.status_code)
+    return len(statements)
+
+
+@pytest.mark.parametrize("path", ADMIN_LISTS)
+def test_an_api_list_costs_the_same_queries_for_two_rows_as_for_twenty(
+    app, client, admin_id, user_id, admin_key, path
+):
+    add_rows(app, admin_id, user_id, 0, 2)
+    few = statements_for(app, client, path, bearer(admin_key))
+    add_rows(app, admin_id, user_id, 2, 18)
+    assert statements_for(app, client, path, bearer(admin_key)) == few
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_a_console_list_costs_the_same_queries_for_two_rows_as_for_twenty(
+    app, admin_client, admin_id, user_id, path
+):
+    add_rows(app, admin_id, user_id, 0, 2)
+    few = statements_for(app, admin_client, path)
+    add_rows(app, admin_id, user_id, 2, 18)
+    assert statements_for(app, admin_client, path) == few
+
+
+def test_a_users_valves_list_costs_the_same_queries_for_two_rows_as_for_twenty(
+    app, admin_id, user_id, user_key
+):
+    client = app.test_client()
+    add_rows(app, admin_id, user_id, 0, 2)
+    few = statements_for(app, client, "/api/v1/functions/", bearer(user_key))
+    add_rows(app, admin_id, user_id, 2, 18)
+    assert statements_for(app, client, "/api/v1/functions/", bearer(user_key)) == few
+
+
+def test_an_api_key_and_its_owner_come_in_one_query(app, client, admin_key):
+    """The key was used a moment ago, so nothing is written: one statement finds the key and its owner."""
+    from extensions import db
+    from services import accounts
+
+    client.get("/api/v1/functions/", headers=bearer(admin_key))  # records last use
+    with app.test_request_context():
+        with counted(app) as statements:
+            user = accounts.user_for_api_key(admin_key)
+            assert user.email == "admin@example.com"
+        db.session.remove()
+    assert len(statements) == 1, statements
+
+
+def test_a_sqlite_database_is_not_pinged_before_each_request(app):
+    """A SQLite file cannot drop a connection; the ping was a round trip on every request."""
+    from extensions import db
+
+    with app.app_context():
+        engine = db.engine
+        expected = engine.dialect.name != "sqlite"
+        assert engine.pool._pre_ping is expected
