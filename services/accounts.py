@@ -158,7 +158,9 @@ def authenticate(
 
 def _record_failure(address: str, reason: str) -> None:
     """A failed sign-in names the address tried, never an account: whether one has it is not the trail's to say."""
-    tried = address[:320] if not storable.text_problem(address) else None  # NUL or a lone surrogate: unstorable
+    tried = (
+        address[:320] if not storable.text_problem(address) else None
+    )  # NUL or a lone surrogate: unstorable
     audit.record("user.sign_in_failed", "user", None, {"reason": reason}, by=None, email=tried)
 
 
