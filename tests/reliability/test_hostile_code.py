@@ -81,15 +81,13 @@ LOAD_ERRORS = {
     "deep_recursion": r"(Timeout|Killed|RecursionError|MemoryError): ",
     "fork_bomb": r"Timeout: loading took longer than|BlockingIOError",
     "segfault": r"Killed: the code was killed by SIGSEGV while loading",
-    # Loads today (its output is kept up to a cap); SLUICE_LOAD_OUTPUT_MB (issue 12, the security helper's part)
-    # turns it into a 400 naming the setting: drop it from MAY_LOAD then.
-    "output_flood": r"SLUICE_LOAD_OUTPUT_MB|Timeout: loading took longer than",
+    "output_flood": r"OutputLimit: .*SLUICE_LOAD_OUTPUT_MB",
     "thread_left_running": None,
     "write_outside_scratch": r"(OSError|PermissionError): .*Read-only file system|Permission denied",
 }
 
 # Cases whose code may also end well, when the machine is quick enough: a fork bomb may finish within the limit.
-MAY_LOAD = {"fork_bomb", "output_flood"}
+MAY_LOAD = {"fork_bomb"}
 MAY_RUN = {"fork_bomb"}
 
 # Running: None when the call succeeds, else a pattern for the run's `error` as "type: message".
