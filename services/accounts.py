@@ -125,14 +125,14 @@ def authenticate(
     client_missed = throttle.has_misses(by_client)
     wait, client_claim = throttle.claim(by_client, max_failures, lock_seconds)
     if wait:
-        _record_failure(address, "locked")
+        _record_failure(address, "throttled")  # made to wait, password unchecked
         db.session.commit()
         return SignInResult(None, throttle.wait_message(wait, "from your network"))
     address_claim = None
     if client_missed:
         wait, address_claim = throttle.claim(by_address, max_failures, lock_seconds)
         if wait:
-            _record_failure(address, "locked")
+            _record_failure(address, "throttled")  # made to wait, password unchecked
             db.session.commit()
             return SignInResult(None, throttle.wait_message(wait, "for this email address"))
     user = db.session.scalar(select(User).where(User.email == address))
