@@ -4,7 +4,6 @@ and the functions of ``tests/gateway/functions.py`` already stored and switched 
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -12,6 +11,7 @@ import pytest
 
 from tests.conftest import PASSWORD
 from tests.gateway import functions as sources
+from tests.live_server import served
 
 # id: (source, active, global)
 FUNCTIONS = {
@@ -77,10 +77,7 @@ def setup_accounts_and_functions(app) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def gateway(sqlite_template, tmp_path_factory) -> Iterator[Gateway]:
-    from werkzeug.serving import make_server
-
     from app import create_app
-    from extensions import db
 
     folder = tmp_path_factory.mktemp("gateway")
     db_path = folder / "sluice.sqlite3"
@@ -93,15 +90,5 @@ def gateway(sqlite_template, tmp_path_factory) -> Iterator[Gateway]:
         }
     )
     keys = setup_accounts_and_functions(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="sluice-gateway-server", daemon=True)
-    thread.start()
-    try:
-        yield Gateway(url=f"http://127.0.0.1:{server.server_port}", app=app, keys=keys)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    with served(app, "sluice-gateway-server") as url:
+        yield Gateway(url=url, app=app, keys=keys)

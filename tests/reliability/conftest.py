@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD
+from tests.live_server import served
 
 # The worst latency /health may show while a case runs: a correctness bound (the server answers at all), far above
 # what it takes when idle, so that two busy cores do not make it flaky.
@@ -104,28 +105,17 @@ def make_accounts(app) -> dict[str, str]:
 @contextlib.contextmanager
 def serve(database_url: str, **config):
     """The app on ``database_url`` served over HTTP in a thread; the loader's settings come back afterwards."""
-    from werkzeug.serving import make_server
-
     from app import create_app
-    from extensions import db
     from loader import client
 
     before = client.settings()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the probe's hundreds of requests are no news
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "reliability-tests", **config})
     keys = make_accounts(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="sluice-reliability-server", daemon=True)
-    thread.start()
     try:
-        yield Served(url=f"http://127.0.0.1:{server.server_port}", app=app, keys=keys)
+        with served(app, "sluice-reliability-server") as url:
+            yield Served(url=url, app=app, keys=keys)
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
         client.configure(**dataclasses.asdict(before))
 
 
