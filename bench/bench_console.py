@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import time_console_pages  # noqa: E402
 
 PASSWORD = "bench password 1234"
 WORDS = "summary translate filter context memory rate limit citation search web tool shout emoji code".split()
@@ -97,28 +98,12 @@ def populate(app, count: int) -> None:
 
 
 def time_cases(app, repeat: int) -> list[tuple[str, float, float, int]]:
-    client = app.test_client()
-    import re
-
-    token = re.search(rb'name="csrf-token" content="([^"]+)"', client.get("/auth").data).group(1).decode()
-    signed_in = client.post(
-        "/auth", data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token}
-    )
-    assert signed_in.status_code == 302, signed_in.status_code
-    results = []
-    for label, path in CASES:
-        client.get(path)  # warm caches (templates, statements)
-        samples = []
-        for _ in range(repeat):
-            began = time.perf_counter()
-            response = client.get(path)
-            samples.append((time.perf_counter() - began) * 1000)
-            assert response.status_code == 200, (path, response.status_code)
-        rows = response.data.count(b'data-testid="function-row"')
-        samples.sort()
-        p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
-        results.append((label, statistics.median(samples), p95, rows))
-    return results
+    return [
+        (label, median, p95, response.data.count(b'data-testid="function-row"'))
+        for label, median, p95, response in time_console_pages(
+            app, "bench@example.com", PASSWORD, CASES, repeat
+        )
+    ]
 
 
 def run(database_url: str, count: int, repeat: int) -> None:

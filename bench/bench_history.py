@@ -15,17 +15,14 @@ excluded), on SQLite in a temporary folder.
 from __future__ import annotations
 
 import argparse
-import re
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from timing import percentile  # noqa: E402
+from timing import time_console_pages  # noqa: E402
 
 PASSWORD = "bench password 1234"
 LARGE = (ROOT / "tests" / "fixtures" / "functions" / "pipe_large_glossary.py").read_text()
@@ -87,21 +84,8 @@ def populate(app, count: int) -> tuple[str, list[str]]:
 
 
 def time_cases(app, cases, repeat: int):
-    client = app.test_client()
-    token = re.search(rb'name="csrf-token" content="([^"]+)"', client.get("/auth").data).group(1).decode()
-    signed_in = client.post(
-        "/auth", data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token}
-    )
-    assert signed_in.status_code == 302, signed_in.status_code
-    for label, path in cases:
-        client.get(path)  # warm caches (templates, statements)
-        samples = []
-        for _ in range(repeat):
-            began = time.perf_counter()
-            response = client.get(path)
-            samples.append((time.perf_counter() - began) * 1000)
-            assert response.status_code == 200, (path, response.status_code)
-        yield label, statistics.median(samples), percentile(samples, 0.95), len(response.data)
+    for label, median, p95, response in time_console_pages(app, "bench@example.com", PASSWORD, cases, repeat):
+        yield label, median, p95, len(response.data)
 
 
 def main() -> None:
