@@ -23,6 +23,7 @@ import loader
 from extensions import db
 from loader.runtime import filter_order, filter_priority
 from models import Function
+from services import safe_mode
 from services.errors import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ def list_pipe_models(f: Function) -> list[dict]:
     A manifold's ``pipes`` is function code, read in its worker with its admin valves set, as Open WebUI reads it;
     it takes no user, so no user valves either.
     """
+    if safe_mode.is_on():
+        return []  # reading `pipes` runs the function's code
     return _pipe_models(_PipeCode.of(f))
 
 

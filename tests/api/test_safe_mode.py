@@ -23,7 +23,7 @@ def safe_app(app, database_url, admin_id, user_id, monkeypatch):
     def no_code(*args, **kwargs):
         raise AssertionError("function code was loaded or run in safe mode")
 
-    for name in ("load_function", "validate_valves", "run_function"):
+    for name in ("load_function", "validate_valves", "run_function", "run_function_collect"):
         monkeypatch.setattr(loader, name, no_code)
     return safe
 
@@ -122,3 +122,14 @@ def test_the_valves_pages_open_without_loading_code(safe_app, admin_id):
     assert sign_in(client, "admin@example.com").status_code == 302
     page = client.get("/admin/functions/valves", query_string={"id": "sample_filter"})
     assert page.status_code == 200 and b"valve-prefix" in page.data
+
+
+def test_a_pipes_page_lists_no_sub_pipes_in_safe_mode(safe_app, admin_id):
+    """Reading a manifold's `pipes` for "Try it" runs its code: not in safe mode."""
+    client = safe_app.test_client()
+    assert sign_in(client, "admin@example.com").status_code == 302
+
+    page = client.get("/admin/functions/edit?id=echo")
+
+    assert page.status_code == 200
+    assert b"try-sub-choices" not in page.data
