@@ -18,7 +18,7 @@ from typing import NamedTuple
 from loader import protocol
 from loader.errors import describe_exception, safe_str
 from loader.json_values import json_safe
-from loader.results import FUNCTION_TYPES
+from loader.results import FUNCTION_TYPES, MAX_ICON_CHARS
 from loader.valves import VALVES_CLASS, check_valves, valves_class
 
 # The class that makes a function of each type, in the order Open WebUI looks for them (Pipe before Filter, ...).
@@ -152,6 +152,7 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
             answer["toggle"] = bool(getattr(instance, "toggle", False))
         except Exception as exc:
             notes.append(f"toggle could not be read: {safe_str(exc, 500)}")
+    answer["icon"] = _icon(instance, notes)
     admin_class = valves_class(instance, "Valves", notes)
     for key, cls in (
         ("valves_schema", admin_class),
@@ -163,6 +164,38 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
     if "valves" in request:
         answer["valves_check"] = check_valves(admin_class, request.get("valves") or {}, "valves")
     return answer
+
+
+# The attributes Open WebUI shows as a filter's or action's icon when the frontmatter has no `icon_url`, in its
+# order: filters and actions mostly set `self.icon = "data:image/svg+xml;base64,..."` in `__init__`, a few a class
+# attribute; `icon_url` is read first there, so it is here.
+ICON_ATTRIBUTES = ("icon_url", "icon")
+
+
+def _icon(instance: object, notes: list[str]) -> str | None:
+    """The icon the function's instance names, as plain text (a string subclass's own methods never run), or None.
+
+    Anything but a non-empty string is no icon; one longer than `MAX_ICON_CHARS` is left out with a warning, so a
+    huge attribute cannot swell every answer and stored row. Whether it is safe to show is the app's decision.
+    """
+    for name in ICON_ATTRIBUTES:
+        try:
+            value = getattr(instance, name, None)
+        except Exception as exc:  # a property that raises: no icon, the load goes on
+            notes.append(f"{name} could not be read: {safe_str(exc, 500)}")
+            continue
+        if not isinstance(value, str):
+            continue
+        value = str.__str__(value)
+        if not value.strip():
+            continue
+        if len(value) > MAX_ICON_CHARS:
+            notes.append(
+                f"{name} is ignored: {len(value)} characters, more than the {MAX_ICON_CHARS} an icon may have"
+            )
+            continue
+        return value
+    return None
 
 
 def _has(module: types.ModuleType, name: str) -> bool:

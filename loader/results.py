@@ -12,6 +12,9 @@ from typing import Any
 from loader.protocol import error
 
 FUNCTION_TYPES = ("pipe", "filter", "action", "event")
+# The longest icon (`self.icon`, a data: URL as often as not) a load reports: 256 KiB of text, room for any sane
+# picture inlined in base64, and a bound on what a hostile attribute adds to every answer and stored row.
+MAX_ICON_CHARS = 256 * 1024
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -24,6 +27,10 @@ def _int_or_none(value: Any) -> int | None:
 
 def _dict_or_none(value: Any) -> dict | None:
     return value if isinstance(value, dict) else None
+
+
+def _icon_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_ICON_CHARS else None
 
 
 @dataclass
@@ -105,6 +112,9 @@ class LoadResult:
     # What `default_factory` fields default to (their schema has no `default`): shown by forms, never by the API.
     valves_defaults: dict | None = None
     user_valves_defaults: dict | None = None
+    # The instance's `icon_url` or `icon` attribute (a string of at most MAX_ICON_CHARS), unchecked: the app
+    # decides whether it is safe to show.
+    icon: str | None = None
     error: LoadError | None = None
     valves_check: ValvesResult | None = None
     # What the code printed while loading (capped), and warnings it raised (pydantic deprecations and the like).
@@ -121,6 +131,7 @@ class LoadResult:
             "user_valves_schema": self.user_valves_schema,
             "valves_defaults": self.valves_defaults,
             "user_valves_defaults": self.user_valves_defaults,
+            "icon": self.icon,
             "content_hash": self.content_hash,
             "error": self.error.to_dict() if self.error else None,
             "valves_check": self.valves_check.to_dict() if self.valves_check else None,
@@ -155,6 +166,7 @@ class LoadResult:
             user_valves_schema=_dict_or_none(answer.get("user_valves_schema")) if ok else None,
             valves_defaults=_dict_or_none(answer.get("valves_defaults")) if ok else None,
             user_valves_defaults=_dict_or_none(answer.get("user_valves_defaults")) if ok else None,
+            icon=_icon_or_none(answer.get("icon")) if ok else None,
             error=error,
             valves_check=ValvesResult.from_answer(check) if ok and check is not None else None,
             output=output,

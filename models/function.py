@@ -51,6 +51,9 @@ class Function(Base):
     # What `default_factory` fields default to, which the schemas (Open WebUI's, unchanged) leave out; for forms.
     valves_defaults: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     user_valves_defaults: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The icon the code itself names (`self.icon`), as the loader reported it; services.function_meta decides
+    # whether it may be shown. Not part of `meta`, whose `manifest` mirrors the frontmatter only.
+    icon: Mapped[str | None] = mapped_column(Text, nullable=True)
     load_status: Mapped[str] = mapped_column(String(16), default="ok")
     load_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="")

@@ -27,16 +27,29 @@ def description(meta: Any) -> str:
     return ""
 
 
-def icon_url(meta: Any) -> str | None:
-    """The function's icon (``icon_url`` in its frontmatter, or in ``meta``) when it is safe to show as an image."""
-    if not isinstance(meta, dict):
+def icon_url(meta: Any, code_icon: Any = None) -> str | None:
+    """The function's icon, when one is safe to show as an image: its frontmatter's ``icon_url``, else the icon its
+    code names (``self.icon``, kept in ``Function.icon``), else an ``icon_url`` given in ``meta``.
+
+    The first two in Open WebUI's own order, so the console shows the icon Open WebUI shows beside a filter or an
+    action in chat; ``meta.icon_url``, which Open WebUI never shows, only when neither gives one. A candidate that is
+    not safe is passed over for the next.
+    """
+    meta = meta if isinstance(meta, dict) else {}
+    for value in (manifest(meta).get("icon_url"), code_icon, meta.get("icon_url")):
+        safe = safe_icon(value)
+        if safe is not None:
+            return safe
+    return None
+
+
+def safe_icon(value: Any) -> str | None:
+    """``value`` trimmed when it is a data: image or an https address fit for an ``<img src>``, else None."""
+    if not isinstance(value, str) or len(value) > MAX_ICON_URL:
         return None
-    for value in (manifest(meta).get("icon_url"), meta.get("icon_url")):
-        if not isinstance(value, str) or len(value) > MAX_ICON_URL:
-            continue
-        value = value.strip()
-        if value.lower().startswith("https://") and not any(c in value for c in "\"'<> \n\r\t"):
-            return value
-        if _DATA_IMAGE.match(value):
-            return value
+    value = value.strip()
+    if value.lower().startswith("https://") and not any(c in value for c in "\"'<> \n\r\t"):
+        return value
+    if _DATA_IMAGE.match(value):
+        return value
     return None

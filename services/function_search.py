@@ -103,10 +103,11 @@ class FunctionRow:
     updated_at: int
     has_valves: bool = False
     has_user_valves: bool = False
+    icon: str | None = None  # the icon the code names (Function.icon)
 
     @property
     def icon_url(self) -> str | None:
-        return function_meta.icon_url(self.meta)
+        return function_meta.icon_url(self.meta, self.icon)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -204,6 +205,8 @@ def _page_rows(query: FunctionQuery, conditions, *, with_total: bool) -> tuple[l
         # Schemas are small (a few kB); whether there is one decides the Valves and My valves links.
         Function.valves_schema,
         Function.user_valves_schema,
+        # Shown inline as an <img> (a data: URL as often as not), so read with the row like the frontmatter's.
+        Function.icon,
     ]
     if with_total:
         columns.append(func.count().over().label("total"))

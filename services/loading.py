@@ -220,9 +220,18 @@ def apply_load_result(f: Function, result: Any) -> None:
     f.user_valves_schema = result.user_valves_schema
     f.valves_defaults = result.valves_defaults
     f.user_valves_defaults = result.user_valves_defaults
+    f.icon = _storable_icon(result.icon)
     f.content_hash = result.content_hash
     f.load_status = "ok"
     f.load_error = None
+
+
+def _storable_icon(icon: Any) -> str | None:
+    """The code's icon as the loader bounded it, unless no database could store it (a NUL, a lone surrogate):
+    a picture is not worth failing a save for. Whether it is shown is decided where it is shown."""
+    if not isinstance(icon, str) or storable.text_problem(icon):
+        return None
+    return icon
 
 
 # --- valves against the code's classes ------------------------------------------------------------------------

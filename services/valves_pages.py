@@ -32,7 +32,14 @@ def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
     if safe_mode.is_on() and not user.is_admin:
         return []
     rows = db.session.execute(
-        select(Function.id, Function.name, Function.type, Function.meta, Function.user_valves_schema)
+        select(
+            Function.id,
+            Function.name,
+            Function.type,
+            Function.meta,
+            Function.user_valves_schema,
+            Function.icon,
+        )
         .where(Function.is_active.is_(True))
         .order_by(Function.name, Function.id)
     ).all()
@@ -42,7 +49,7 @@ def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
         ).all()
     )
     entries = []
-    for function_id, name, kind, meta, schema in rows:
+    for function_id, name, kind, meta, schema, code_icon in rows:
         if not _has_fields(schema):
             continue
         stored = mine.get(function_id)
@@ -53,7 +60,7 @@ def functions_with_user_valves(user: User) -> list[PersonalValvesEntry]:
                 type=kind,
                 description=function_meta.description(meta),
                 set_count=len(stored) if isinstance(stored, dict) else 0,
-                icon_url=function_meta.icon_url(meta),
+                icon_url=function_meta.icon_url(meta, code_icon),
             )
         )
     return entries

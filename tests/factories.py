@@ -61,6 +61,35 @@ TOGGLE_FILTER = source(
     '''
 )
 
+# A red square as a data: URL, set the way real filters set their icon: `self.icon` in `__init__`.
+SVG_ICON = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHZpZXdCb3g9IjAgMCAxIDEiPjxyZWN0IHdpZHRoPSIxIiBoZWlnaHQ9IjEiIGZpbGw9InJlZCIvPjwvc3ZnPg=="
+
+ICON_FILTER = source(
+    f'''
+    """
+    title: Icon Filter
+    """
+
+    from pydantic import BaseModel
+
+
+    class Filter:
+        class Valves(BaseModel):
+            level: int = 1
+
+        class UserValves(BaseModel):
+            loud: bool = False
+
+        def __init__(self):
+            self.valves = self.Valves()
+            self.toggle = True
+            self.icon = "{SVG_ICON}"
+
+        def inlet(self, body: dict) -> dict:
+            return body
+    '''
+)
+
 PIPE = source(
     '''
     """

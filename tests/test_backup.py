@@ -71,7 +71,8 @@ def fill(app) -> None:
             meta=None,
             commit_message="two",
         )
-        functions.create_function(admin, id="plain_filter", name="Plain", content=F.FILTER, meta={})
+        # Its code names its icon (`self.icon`), kept in a column of its own.
+        functions.create_function(admin, id="icon_filter", name="Icon", content=F.ICON_FILTER, meta={})
         functions.toggle_active("secret_filter")
         valves.update_valves("secret_filter", {"api_key": SECRET, "plain": "shown"})
         valves.update_user_valves(db.session.get(User, user.id), "secret_filter", {"personal": USER_SECRET})
@@ -108,6 +109,8 @@ def test_a_backup_restores_exactly_into_another_database(databases, tmp_path, so
     restored = cli(target_app, "restore", str(path))
     assert restored.exit_code == 0, restored.output
     assert tables_of(target_app) == tables_of(source_app)
+    icons = {row["id"]: row["icon"] for row in tables_of(target_app)["functions"]}
+    assert icons == {"secret_filter": None, "icon_filter": F.SVG_ICON}
 
     # What the restored instance does with it: sign-in, keys, secrets opened, new rows after the restored ones.
     client = target_app.test_client()
@@ -124,6 +127,29 @@ def test_a_backup_restores_exactly_into_another_database(databases, tmp_path, so
     with target_app.app_context():
         other = db.session.query(User).filter_by(email="admin@example.com").one()
         valves.update_user_valves(other, "secret_filter", {"personal": "admin's own"})  # a new user_valves id
+
+
+def test_a_backup_made_before_functions_kept_their_icon_still_restores(databases, tmp_path):
+    from services import backup
+
+    source_app = databases("sqlite")
+    fill(source_app)
+    path = tmp_path / "sluice.backup"
+    assert cli(source_app, "backup", str(path)).exit_code == 0
+    document = json.loads(path.read_text())
+    for row in document["tables"]["functions"]:
+        del row["icon"]  # as Sluice wrote it at schema 0007
+    document["schema"] = "0007"
+    document["checksum"] = backup.checksum(document["tables"])
+    path.write_text(json.dumps(document))
+
+    target_app = databases("sqlite2")
+    restored = cli(target_app, "restore", str(path))
+    assert restored.exit_code == 0, restored.output
+    assert {row["id"]: row["icon"] for row in tables_of(target_app)["functions"]} == {
+        "secret_filter": None,
+        "icon_filter": None,  # learnt again when its code is next saved
+    }
 
 
 def test_restore_refuses_a_damaged_file_and_changes_nothing(databases, tmp_path):

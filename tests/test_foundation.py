@@ -155,6 +155,36 @@ def test_upgrading_keeps_every_account_key_function_and_valve(empty_database):
     assert "1" in str(valves)
 
 
+def test_upgrading_to_0008_gives_stored_functions_an_empty_icon_and_keeps_them(empty_database):
+    """Functions stored before 0008 keep everything and have no icon until their code is next saved."""
+    from alembic import command
+
+    from database import alembic_config, upgrade_database
+
+    upgrade_database(empty_database, "0007")
+    engine = create_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO functions (id, version_id, user_id, name, type, content, meta, valves, is_active,"
+                " is_global, content_hash, load_status, created_at, updated_at)"
+                " VALUES ('f1', NULL, 'u1', 'F', 'filter', 'class Filter: pass', '{}', '{}', true, false,"
+                " 'x', 'ok', 1, 1)"
+            )
+        )
+    upgrade_database(empty_database, "0008")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, name, icon FROM functions")).all() == [("f1", "F", None)]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE functions SET icon = 'data:image/png;base64,AA=='"))
+    command.downgrade(alembic_config(empty_database), "0007")
+    with engine.connect() as conn:
+        columns = {column["name"] for column in inspect(conn).get_columns("functions")}
+        names = conn.execute(text("SELECT name FROM functions")).scalars().all()
+    engine.dispose()
+    assert "icon" not in columns and names == ["F"]
+
+
 def test_sqlite_pragmas(app):
     from sqlalchemy import text
 

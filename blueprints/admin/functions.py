@@ -366,7 +366,7 @@ def _function_details(function) -> dict[str, Any]:
         "valves_url": _valves_url(function.id),
         "has_valves": has_fields(function.valves_schema),
         "has_user_valves": has_fields(function.user_valves_schema),
-        "function_icon_url": function_meta.icon_url(function.meta),
+        "function_icon_url": function_meta.icon_url(function.meta, function.icon),
         "run_methods": running.METHODS_BY_TYPE.get(function.type, ()),
         "sub_pipes": _sub_pipes(function),
     }

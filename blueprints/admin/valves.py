@@ -41,7 +41,7 @@ def function_valves():
             function=function,
             spec=spec,
             description=function_meta.description(function.meta),
-            icon_url=function_meta.icon_url(function.meta),
+            icon_url=function_meta.icon_url(function.meta, function.icon),
             **context,
         ),
         status,

@@ -424,6 +424,39 @@ def test_update_recomputes_and_removes_toggle(admin_api):
     assert response.get_json()["meta"]["toggle"] is True
 
 
+def test_the_codes_icon_follows_every_save_of_its_code_and_stays_off_the_wire(app, admin_api):
+    """Create, update, restore and sync all keep the icon the code names (one place stores a load's result)."""
+
+    def icon():
+        return F.stored_function(app, "icon_filter").icon
+
+    created = admin_api.create("icon_filter", F.ICON_FILTER)
+    assert icon() == F.SVG_ICON
+    assert list(created) == RESPONSE_KEYS and "icon" not in created["meta"]
+
+    update = F.form(id="icon_filter", name="Icon Filter", content=F.TOGGLE_FILTER)
+    assert admin_api.post("/id/icon_filter/update", update).status_code == 200
+    assert icon() is None  # the new code names none
+
+    answer = admin_api.post("/id/icon_filter/update/version", {"version_id": created["version_id"]})
+    assert answer.status_code == 200, answer.get_json()
+    assert icon() == F.SVG_ICON
+
+    synced = F.ICON_FILTER.replace(F.SVG_ICON, "https://example.com/synced.png")
+    item = F.form(id="icon_filter", name="Icon Filter", content=synced)
+    answer = admin_api.post("/sync", {"functions": [item]})
+    assert answer.status_code == 200, answer.get_json()
+    assert icon() == "https://example.com/synced.png"
+
+    # Open WebUI's wire shapes (SPEC §2) are unchanged: the icon is the console's, no answer carries it.
+    model = admin_api.get("/id/icon_filter").get_json()
+    assert list(model) == F.FUNCTION_MODEL_KEYS
+    assert "icon" not in model["meta"] and "icon" not in model["meta"]["manifest"]
+    assert [list(item) for item in admin_api.get("/export").get_json()] == [F.FUNCTION_MODEL_KEYS]
+    assert [list(item) for item in answer.get_json()] == [WITH_VALVES_KEYS]
+    assert [list(item) for item in admin_api.get("/").get_json()] == [RESPONSE_KEYS]
+
+
 def test_update_refuses_code_that_rejects_the_stored_valves(admin_api, sample):
     admin_api.post("/id/sample_filter/valves/update", {"priority": 7, "prefix": "!"})
     response = admin_api.post("/id/sample_filter/update", F.form(content=F.FILTER_STRICT_PRIORITY))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -348,3 +349,38 @@ def test_valves_links_only_where_there_are_valves_and_a_quick_dialog(admin_page,
     expect(page.locator("[data-valves-notice]")).to_have_text("Valves saved.")
     assert live_server.api_json("GET", "/api/v1/functions/id/valved_action/valves") == {"greeting": "bonjour"}
     assert "/admin/functions" in page.url and "valves" not in page.url
+
+
+# An icon named by the code, as real filters name theirs (`self.icon` in `__init__`): an SVG with a script inside.
+SCRIPTED_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect width="1" height="1" fill="blue"/>'
+    "<script>window.pwned = 1</script></svg>"
+)
+SCRIPTED_ICON = "data:image/svg+xml;base64," + base64.b64encode(SCRIPTED_SVG.encode()).decode()
+CODE_ICON_FILTER = factories.ICON_FILTER.replace(factories.SVG_ICON, SCRIPTED_ICON)
+
+
+def drawn_width(icon) -> int:
+    """The icon's natural width once the browser has decoded it (decode() fails for a picture it cannot draw)."""
+    return icon.evaluate("img => img.decode().then(() => img.naturalWidth)")
+
+
+@pytest.mark.browser
+def test_the_icon_the_code_names_is_drawn_in_the_list_and_on_its_page_and_runs_nothing(
+    admin_page, live_server
+):
+    live_server.create_function("coded_icon_filter", CODE_ICON_FILTER, name="Coded Icon Filter")
+    page = admin_page
+    answer = page.goto("/admin/functions?q=coded_icon")
+    # Under the Content-Security-Policy every page is sent with, which lets images be data: URLs.
+    assert "img-src 'self' data: https:" in answer.headers["content-security-policy"]
+    icon = page.locator('tr[data-function-id="coded_icon_filter"]').get_by_test_id("function-icon")
+    expect(icon).to_be_visible()
+    expect(icon).to_have_attribute("src", SCRIPTED_ICON)
+    assert drawn_width(icon) > 0
+
+    page.goto("/admin/functions/edit?id=coded_icon_filter")
+    icon = page.locator("h1.function-title").get_by_test_id("function-icon")
+    expect(icon).to_be_visible()
+    assert drawn_width(icon) > 0
+    assert page.evaluate("typeof window.pwned") == "undefined"  # an SVG shown as an <img> runs no script

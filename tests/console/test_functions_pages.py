@@ -17,7 +17,9 @@ from tests.factories import (
     FILTER,
     FILTER_STRICT_PRIORITY,
     FUNCTION_MODEL_KEYS,
+    ICON_FILTER,
     PIPE,
+    SVG_ICON,
     SYNTAX_ERROR,
     make_function,
     stored_function,
@@ -1400,3 +1402,88 @@ def test_only_safe_icon_urls_are_shown(icon, shown):
 
     assert (icon_url({"manifest": {"icon_url": icon}}) == icon) is shown
     assert (icon_url({"icon_url": icon}) == icon) is shown
+    assert (icon_url({}, icon) == icon) is shown  # the icon the code names (`self.icon`)
+
+
+def test_the_frontmatters_icon_comes_first_then_the_codes_then_metas():
+    from services.function_meta import icon_url
+
+    front, code, given = (f"https://{name}.example/icon.png" for name in ("front", "code", "given"))
+    assert icon_url({"manifest": {"icon_url": front}, "icon_url": given}, code) == front
+    assert icon_url({"icon_url": given}, code) == code
+    assert icon_url({"icon_url": given}, None) == given
+    assert icon_url(None, code) == code
+    # One that is not safe to show is passed over for the next.
+    assert icon_url({"manifest": {"icon_url": "javascript:alert(1)"}, "icon_url": given}, code) == code
+    assert icon_url({"icon_url": given}, "javascript:alert(1)") == given
+
+
+def icon_sources(page: str) -> list[str]:
+    """The addresses of the function icons on a page, as a browser reads them."""
+    return [html.unescape(src) for src in re.findall(r'<img class="function-icon" src="([^"]*)"', page)]
+
+
+def list_row(client, function_id: str) -> str:
+    listing = client.get("/admin/functions").get_data(as_text=True)
+    return re.search(rf'<tr id="function-{function_id}".*?</tr>', listing, re.S).group(0)
+
+
+def test_the_icon_the_code_names_is_shown_in_the_list_and_on_its_pages(app, admin_client, admin_id):
+    make_function(app, admin_id, id="icon_filter", content=ICON_FILTER, name="Icon Filter", active=True)
+    make_function(app, admin_id)  # names no icon
+    stored = stored_function(app, "icon_filter")
+    assert stored.icon == SVG_ICON
+    assert "icon" not in stored.meta and "icon" not in stored.meta["manifest"]  # meta mirrors the frontmatter
+
+    assert icon_sources(list_row(admin_client, "icon_filter")) == [SVG_ICON]
+    assert icon_sources(list_row(admin_client, "sample_filter")) == []
+    for path in (
+        "/admin/functions/edit?id=icon_filter",
+        "/admin/functions/valves?id=icon_filter",
+        "/settings/valves?id=icon_filter",
+    ):
+        page = admin_client.get(path)
+        assert page.status_code == 200, path
+        assert SVG_ICON in icon_sources(page.get_data(as_text=True)), path
+
+
+INLINE_SVG = 'data:image/svg+xml,<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
+
+
+@pytest.mark.parametrize(
+    ("expression", "stored", "shown"),
+    [
+        ("'javascript:alert(1)'", "javascript:alert(1)", None),
+        ("'data:text/html;base64,PHNjcmlwdD4='", "data:text/html;base64,PHNjcmlwdD4=", None),
+        ("'http://example.com/icon.png'", "http://example.com/icon.png", None),
+        # Shown, but only as an <img> whose address is escaped: no SVG markup of it lands in the page.
+        (repr(INLINE_SVG), INLINE_SVG, INLINE_SVG),
+        ('"data:image/png;base64," + "A" * (256 * 1024)', None, None),  # too long for the loader to report
+        ("42", None, None),
+        ("['https://example.com/icon.png']", None, None),
+        # No database could store these: the icon is dropped, the save goes through.
+        ("'data:image/svg+xml,<svg/>\\x00'", None, None),
+        ("'https://example.com/\\ud800.png'", None, None),
+    ],
+)
+def test_a_hostile_icon_is_never_shown_and_never_breaks_a_save(
+    app, admin_client, admin_id, expression, stored, shown
+):
+    content = (
+        "class Filter:\n"
+        "    def __init__(self):\n"
+        f"        self.icon = {expression}\n\n"
+        "    def inlet(self, body: dict) -> dict:\n"
+        "        return body\n"
+    )
+    make_function(app, admin_id, id="hostile_icon", content=content, name="Hostile Icon")
+    assert stored_function(app, "hostile_icon").icon == stored
+
+    row = list_row(admin_client, "hostile_icon")
+    assert icon_sources(row) == ([shown] if shown else [])
+    assert "javascript:" not in row and "<svg" not in row and "<script" not in row
+    editor = admin_client.get("/admin/functions/edit?id=hostile_icon")
+    assert editor.status_code == 200
+    page = editor.get_data(as_text=True)
+    assert icon_sources(page) == ([shown] if shown else [])
+    assert "<script>alert" not in page and 'onload="alert' not in page

@@ -95,6 +95,112 @@ def test_toggle_is_read_from_class_or_instance_on_filters_only(loader_fast, body
     assert result.toggle is toggle
 
 
+SVG_ICON = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4="
+
+
+@pytest.mark.parametrize(
+    ("body", "icon"),
+    [
+        # As real filters set it: in __init__, beside self.toggle.
+        (
+            f"class Filter:\n    def __init__(self):\n        self.toggle = True\n        self.icon = {SVG_ICON!r}\n",
+            SVG_ICON,
+        ),
+        (f"class Action:\n    icon = {SVG_ICON!r}\n", SVG_ICON),
+        (
+            "class Pipe:\n    def __init__(self):\n        self.icon = 'https://example.com/i.png'\n",
+            "https://example.com/i.png",
+        ),
+        # Open WebUI reads `icon_url` before `icon`.
+        (
+            f"class Filter:\n    icon = 'https://example.com/second.png'\n    icon_url = {SVG_ICON!r}\n",
+            SVG_ICON,
+        ),
+        (
+            "class Filter:\n    icon_url = 3\n    icon = 'https://example.com/i.png'\n",
+            "https://example.com/i.png",
+        ),
+        ("class Filter:\n    pass\n", None),
+        ("class Filter:\n    icon = b'data:image/png;base64,AA=='\n", None),
+        ("class Filter:\n    icon = ['data:image/png;base64,AA==']\n", None),
+        ("class Filter:\n    icon = '   '\n", None),
+        # Unchecked here: whether it is safe to show is the app's business.
+        ("class Filter:\n    icon = 'javascript:alert(1)'\n", "javascript:alert(1)"),
+    ],
+)
+def test_the_instances_icon_is_reported(loader_fast, body, icon):
+    result = loader_fast.load_function(unique(body))
+
+    assert result.ok, result.error
+    assert result.icon == icon
+    assert result.to_dict()["icon"] == icon
+
+
+def test_a_hostile_icon_is_left_out_and_the_load_goes_on(loader_fast, source):
+    from loader.results import MAX_ICON_CHARS
+
+    result = loader_fast.load_function(
+        source(
+            f"""
+            class Filter:
+                icon_url = "data:image/png;base64," + "A" * {MAX_ICON_CHARS}
+
+                @property
+                def icon(self):
+                    raise ValueError("no icon today")
+
+
+            class Action:
+                pass
+            """
+        )
+    )
+    assert result.ok, result.error
+    assert result.type == "filter"
+    assert result.icon is None
+    assert any(w.startswith("icon_url is ignored: 262166 characters") for w in result.warnings), (
+        result.warnings
+    )
+    assert "icon could not be read: no icon today" in result.warnings
+
+    # A str subclass is read as the plain text it holds; none of its own methods run.
+    result = loader_fast.load_function(
+        source(
+            """
+            class Sneaky(str):
+                def __str__(self):
+                    raise RuntimeError("no")
+
+                def __len__(self):
+                    return 0
+
+                def strip(self, *args):
+                    return ""
+
+
+            class Filter:
+                def __init__(self):
+                    self.icon = Sneaky("https://example.com/i.png")
+            """
+        )
+    )
+    assert result.ok, result.error
+    assert result.icon == "https://example.com/i.png" and type(result.icon) is str
+
+
+def test_a_garbled_answer_cannot_smuggle_in_a_huge_icon():
+    from loader.results import MAX_ICON_CHARS, LoadResult
+
+    answer = {"ok": True, "type": "filter", "icon": "A" * (MAX_ICON_CHARS + 1)}
+    assert LoadResult.from_answer(answer, content_hash="x", manifest={}).icon is None
+    answer["icon"] = {"not": "text"}
+    assert LoadResult.from_answer(answer, content_hash="x", manifest={}).icon is None
+    answer["icon"] = "https://example.com/i.png"
+    assert LoadResult.from_answer(answer, content_hash="x", manifest={}).icon == "https://example.com/i.png"
+    answer["ok"] = False
+    assert LoadResult.from_answer(answer, content_hash="x", manifest={}).icon is None
+
+
 def test_module_runs_as_a_real_module_with_file_doc_and_name(loader_fast, source):
     content = source('''
         """

@@ -58,6 +58,8 @@ def test_fixture_loads_as_expected(name):
     assert result.manifest == expected["manifest"]
     assert (result.valves_schema is not None) is expected["valves"]
     assert (result.user_valves_schema is not None) is expected["user_valves"]
+    # The icon Open WebUI shows for a filter or action without a frontmatter `icon_url` (`self.icon`).
+    assert result.icon == expected.get("icon")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in LOADING if "warning_lines" in EXPECTED[n]))
