@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,13 +33,20 @@ MAX_NAME_LENGTH = 256
 
 class Function(Base):
     __tablename__ = "functions"
+    __table_args__ = (
+        # The console's list reads one page in each of its sorts, the id breaking ties in the same direction (the
+        # name's index, an expression, is declared below the class).
+        Index("ix_functions_type_id", "type", "id"),
+        Index("ix_functions_created_at_id", "created_at", "id"),
+        Index("ix_functions_updated_at_id", "updated_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     version_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # No foreign key: a function outlives the account that created it, as in Open WebUI.
     user_id: Mapped[str] = mapped_column(String(36), index=True)
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
-    type: Mapped[str] = mapped_column(String(16), index=True)
+    type: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Password-type values sealed at rest (models/sealed.py): read back plain, written sealed by the services.
@@ -58,14 +66,18 @@ class Function(Base):
     load_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
-    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, index=True)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+Index("ix_functions_name_id", func.lower(Function.name), Function.id)
 
 
 class FunctionVersion(Base):
     """A snapshot of a function's name, content and meta, recorded by create and by each real update."""
 
     __tablename__ = "function_versions"
-    __table_args__ = (Index("ix_function_versions_function_created", "function_id", "created_at"),)
+    # A function's history, newest first (time, then id): a page, and the version before one, read in order.
+    __table_args__ = (Index("ix_function_versions_function_time", "function_id", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     function_id: Mapped[str] = mapped_column(ForeignKey("functions.id", ondelete="CASCADE"))

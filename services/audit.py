@@ -223,7 +223,9 @@ def search(query: AuditQuery) -> AuditPage:
         db.session.scalars(
             select(AuditEntry)
             .where(*conditions)
-            .order_by(AuditEntry.id.desc())
+            # By time, then id (the order entries are written): every filter's index ends in these two, so a page
+            # is read in order even within a time range, which ordering by id alone could not do.
+            .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
             .limit(query.per_page)
             .offset((query.page - 1) * query.per_page)
         )
