@@ -1,7 +1,7 @@
 """Indexes for every query the API and the console make
 
-Revision ID: 0008q
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-08 10:00:00
 
 Found by tests/test_query_plans.py, which explains every statement the routes and pages send. The console's
@@ -14,8 +14,8 @@ function's history pages by (time, id) within the function. Indexes that a new o
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008q"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
