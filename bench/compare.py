@@ -424,19 +424,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sluice-ceiling-") as workdir:
         ceiling, ceiling_process = start_ceiling(args, workdir)
         others = [ceiling]
-        if args.other:
-            other = Server("other " + args.other, args.other, args.other_key, args.other_pid)
-            if other.pid:
-                table.setdefault(other.name, {})["memory idle RSS/PSS"] = memory_cell(other.pid)
-            probe_other(other)
-            if REFUSED_BY_OTHER:
-                print(
-                    f"corpus files the other server refuses, left out on both: {sorted(REFUSED_BY_OTHER)}",
-                    flush=True,
-                )
-            other_writes(other, args, table)
-            others.insert(0, other)
-        try:
+        try:  # the ceiling server is stopped whatever fails, the other server's writes included
+            if args.other:
+                other = Server("other " + args.other, args.other, args.other_key, args.other_pid)
+                if other.pid:
+                    table.setdefault(other.name, {})["memory idle RSS/PSS"] = memory_cell(other.pid)
+                probe_other(other)
+                if REFUSED_BY_OTHER:
+                    print(
+                        f"corpus files the other server refuses, left out on both: {sorted(REFUSED_BY_OTHER)}",
+                        flush=True,
+                    )
+                other_writes(other, args, table)
+                others.insert(0, other)
             for kind in args.databases.split(","):
                 measure_sluice(kind, others, args, table)
         finally:
