@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from loader.results import MAX_ICON_CHARS
+
 # An icon is shown as an <img> only: an SVG inside one never runs scripts. Only pictures inlined as data: URLs and
 # https addresses are used (the Content-Security-Policy's img-src allows exactly these and Sluice's own files).
 _DATA_IMAGE = re.compile(r"data:image/(png|jpeg|jpg|gif|webp|svg\+xml|x-icon|vnd\.microsoft\.icon)[;,]", re.I)
-MAX_ICON_URL = 256 * 1024
+# The same bound the loader puts on an icon its code names, so an icon it kept is never too long to show.
+MAX_ICON_URL = MAX_ICON_CHARS
 
 
 def manifest(meta: Any) -> dict[str, Any]:
