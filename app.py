@@ -13,6 +13,7 @@ import loader
 from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
 from settings import load_config, loader_options
+from web.json_provider import install_json_provider
 
 
 def make_instance_folder(path: str) -> None:
@@ -36,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
+    install_json_provider(app)
 
     settings = app.extensions["sluice.settings"]
     app.extensions[KEYRING_EXTENSION] = Keyring.for_settings(

@@ -12,16 +12,17 @@ import already live in their own modules.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, not_, select, update
+from sqlalchemy import bindparam, delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from extensions import db
@@ -37,6 +38,7 @@ from services.loading import (
     retire_workers,
     revalidated_valves,
 )
+from services.prepared import PreparedSelect
 from services.sealed_valves import for_storage
 
 ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
@@ -63,21 +65,12 @@ def _meta(f: Function) -> dict:
     return f.meta if isinstance(f.meta, dict) else {}
 
 
-# One reader per wire field; each shape below is an ordered selection of them (the order is the contract).
-_FIELDS = {
-    "version_id": lambda f: f.version_id,
-    "id": lambda f: f.id,
-    "user_id": lambda f: f.user_id,
-    "name": lambda f: f.name,
-    "type": lambda f: f.type,
-    "content": lambda f: f.content,
-    "meta": _meta,
-    "valves": lambda f: f.valves if isinstance(f.valves, dict) else {},
-    "is_active": lambda f: bool(f.is_active),
-    "is_global": lambda f: bool(f.is_global),
-    "updated_at": lambda f: f.updated_at,
-    "created_at": lambda f: f.created_at,
-}
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+# How a stored value becomes its wire value, where the two differ.
+_WIRE_VALUE = {"meta": _dict_or_empty, "valves": _dict_or_empty, "is_active": bool, "is_global": bool}
 _FLAGS_AND_TIMES = ("is_active", "is_global", "updated_at", "created_at")
 _HEAD = ("version_id", "id", "user_id")
 FUNCTION_MODEL = _HEAD + ("name", "type", "content", "meta") + _FLAGS_AND_TIMES
@@ -86,7 +79,20 @@ FUNCTION_RESPONSE = _HEAD + ("type", "name", "meta") + _FLAGS_AND_TIMES
 
 
 def _shape(f: Function, keys: tuple[str, ...]) -> dict:
-    return {key: _FIELDS[key](f) for key in keys}
+    """The wire shape ``keys`` (its order is the contract) of a model."""
+    return _wire(keys, [getattr(f, key) for key in keys])
+
+
+def _wire(keys: tuple[str, ...], values) -> dict:
+    shaped = dict(zip(keys, values, strict=True))
+    for key, convert in _conversions(keys):
+        shaped[key] = convert(shaped[key])
+    return shaped
+
+
+@functools.cache
+def _conversions(keys: tuple[str, ...]) -> tuple[tuple[str, Callable], ...]:
+    return tuple((key, convert) for key, convert in _WIRE_VALUE.items() if key in keys)
 
 
 def function_model(f: Function) -> dict:
@@ -104,11 +110,19 @@ def function_response(f: Function) -> dict:
 # --- reading --------------------------------------------------------------------------------------------------
 
 
-# The lists read only the columns of FunctionResponse, as plain rows (each reader in _FIELDS works on a row as on a
-# model): no code, no schemas, no valves to decode, and no model objects to build. With 1,000 functions that was
-# two thirds of the request (deferring the code still built an object and four deferred loaders per row).
+# The lists read only the columns of FunctionResponse, as plain rows in wire order: no code, no schemas, no valves
+# to decode, and no model objects to build. With 1,000 functions that was two thirds of the request (deferring the
+# code still built an object and four deferred loaders per row). They and the single read are prepared reads
+# (``services.prepared``): every API client calls them, and SQLAlchemy's per-call work was most of their cost.
 _RESPONSE_COLUMNS = tuple(getattr(Function, key) for key in FUNCTION_RESPONSE)
 _NEWEST_FIRST = (Function.updated_at.desc(), Function.id)
+_EVERY_FUNCTION = PreparedSelect(select(*_RESPONSE_COLUMNS).order_by(*_NEWEST_FIRST))
+_ACTIVE_FUNCTIONS = PreparedSelect(
+    select(*_RESPONSE_COLUMNS).where(Function.is_active.is_(True)).order_by(*_NEWEST_FIRST)
+)
+_ONE_FUNCTION_MODEL = PreparedSelect(
+    select(*(getattr(Function, key) for key in FUNCTION_MODEL)).where(Function.id == bindparam("id"))
+)
 
 
 def list_functions(viewer: User) -> list[dict]:
@@ -116,10 +130,8 @@ def list_functions(viewer: User) -> list[dict]:
     mode); newest change first."""
     if not viewer.is_admin and safe_mode.is_on():
         return []
-    query = select(*_RESPONSE_COLUMNS).order_by(*_NEWEST_FIRST)
-    if not viewer.is_admin:
-        query = query.where(Function.is_active.is_(True))
-    return [_shape(row, FUNCTION_RESPONSE) for row in db.session.execute(query)]
+    query = _EVERY_FUNCTION if viewer.is_admin else _ACTIVE_FUNCTIONS
+    return [_wire(FUNCTION_RESPONSE, row) for row in query.rows(db.session)]
 
 
 def list_functions_with_users() -> list[dict]:
@@ -171,6 +183,15 @@ def get_function(function_id: str) -> Function:
     if f is None:
         raise FunctionNotFound()
     return f
+
+
+def function_model_by_id(function_id: str) -> dict:
+    """FunctionModel of one function, read without building the model (the API's single read)."""
+    lookup = _lookup_id(function_id)
+    row = _ONE_FUNCTION_MODEL.first(db.session, id=lookup) if lookup is not None else None
+    if row is None:
+        raise FunctionNotFound()
+    return _wire(FUNCTION_MODEL, row)
 
 
 def function_exists(function_id: str) -> bool:

@@ -79,7 +79,7 @@ def create(body: s.FunctionCreateForm):
 @api.route("/id/<id>", "GET", auth="admin", summary="Get a function", response=s.FunctionModel, errors=(404,))
 def get_function(id: str):
     """One function with its code."""
-    return fs.function_model(fs.get_function(id))
+    return fs.function_model_by_id(id)
 
 
 @api.route(

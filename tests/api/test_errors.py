@@ -213,6 +213,7 @@ def test_an_unexpected_failure_anywhere_is_a_json_500(
 
     monkeypatch.setattr(functions, "get_function", broken)
     monkeypatch.setattr(functions, "function_exists", broken)
+    monkeypatch.setattr(functions, "function_model_by_id", broken)
     monkeypatch.setattr(sync, "_apply", broken)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = admin_api.client.open(

@@ -647,7 +647,7 @@ def test_an_unexpected_failure_is_a_json_500(app, admin_api, sample, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(functions, "function_model", broken)
+    monkeypatch.setattr(functions, "function_model_by_id", broken)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = admin_api.get("/id/sample_filter")
     assert response.status_code == 500

@@ -1,0 +1,150 @@
+"""Prepared reads (services.prepared) give what the ORM gives, in the session's own transaction, on both databases."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import bindparam, event, select
+
+from models import ApiKey, Function, User
+from services.prepared import PreparedSelect
+from tests.conftest import bearer
+
+COLUMNS = (
+    Function.id,
+    Function.meta,
+    Function.is_active,
+    Function.is_global,
+    Function.updated_at,
+    Function.icon,
+)
+
+
+def _function(function_id: str, **values) -> Function:
+    fields = dict(
+        id=function_id,
+        user_id="someone",
+        name=function_id,
+        type="filter",
+        content="class Filter: pass",
+        meta={},
+        valves={},
+        created_at=1,
+        updated_at=1,
+    )
+    fields.update(values)
+    return Function(**fields)
+
+
+@pytest.fixture
+def stored(app):
+    from extensions import db
+
+    metas = {
+        "plain": {"description": "d", "manifest": {"title": "T"}, "n": 1, "f": 0.1},
+        "unicode": {"description": "héllo ✓ 🙂", "nested": [1, [2, {"x": None}]]},
+        "huge": {"big": 2**80, "neg": -(2**70)},
+        "scalar": "just a string",
+    }
+    with app.app_context():
+        for index, (name, meta) in enumerate(metas.items()):
+            db.session.add(_function(name, meta=meta, is_active=index % 2 == 0, updated_at=index))
+        db.session.commit()
+    return metas
+
+
+def _orm_rows(db, statement):
+    return [tuple(row) for row in db.session.execute(statement)]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b and type(a) is type(b)
+
+
+def test_rows_read_as_the_orm_reads_them(app, stored):
+    from extensions import db
+
+    statement = select(*COLUMNS).order_by(Function.id)
+    with app.app_context():
+        expected = _orm_rows(db, statement)
+        got = [tuple(row) for row in PreparedSelect(statement).rows(db.session)]
+    assert len(got) == len(stored)
+    assert _same(got, expected)
+    by_id = {row[0]: row for row in got}
+    assert by_id["plain"][2] is True and by_id["unicode"][2] is False  # bools, not SQLite's 0/1
+    assert by_id["huge"][1]["big"] == 2**80  # beyond 64 bits, exact (orjson would read a float)
+    assert by_id["scalar"][1] == "just a string"
+    assert by_id["plain"][5] is None
+
+
+def test_bound_parameters_and_dicts(app, stored):
+    from extensions import db
+
+    one = PreparedSelect(select(Function.id, Function.meta).where(Function.id == bindparam("id")))
+    with app.app_context():
+        assert one.first(db.session, id="unicode")[1] == stored["unicode"]
+        assert one.first(db.session, id="nothing") is None
+        assert one.dicts(db.session, id="plain") == [{"id": "plain", "meta": stored["plain"]}]
+
+
+def test_the_read_sees_the_sessions_own_uncommitted_writes(app, stored):
+    """The same connection and transaction as the ORM: nothing stale, nothing from outside the transaction."""
+    from extensions import db
+
+    one = PreparedSelect(select(Function.name).where(Function.id == bindparam("id")))
+    with app.app_context():
+        f = db.session.get(Function, "plain")
+        f.name = "renamed, not committed"
+        db.session.flush()
+        assert list(one.first(db.session, id="plain")) == ["renamed, not committed"]
+        db.session.rollback()
+        assert list(one.first(db.session, id="plain")) == ["plain"]
+
+
+def test_engine_listeners_see_every_prepared_statement(app, stored):
+    from extensions import db
+
+    seen: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    statement = PreparedSelect(select(Function.id).where(Function.id == bindparam("id")))
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            statement.rows(db.session, id="plain")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+    assert len(seen) == 1 and "FROM functions" in seen[0]
+
+
+def test_the_api_key_read_gives_the_owner_and_refuses_revoked_and_connection_keys(app, admin_id, admin_key):
+    from extensions import db
+    from services import accounts
+
+    with app.app_context():
+        owner = accounts.user_for_api_key(admin_key)
+        assert owner.id == admin_id and owner.is_admin and owner.email
+        admin = db.session.get(User, admin_id)
+        connection_key, connection_plain = accounts.create_api_key(admin, "c", connection=True)
+        assert accounts.user_for_api_key(connection_plain) is None
+        key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == accounts._key_digest(admin_key)))
+        accounts.revoke_api_key(admin, key.id)
+        assert accounts.user_for_api_key(admin_key) is None
+        assert accounts.user_for_api_key("sk-" + "x" * 40) is None
+        assert accounts.user_for_api_key("not a key") is None
+
+
+def test_an_account_changed_elsewhere_is_seen_by_the_next_request(app, client, admin_id, admin_key):
+    """No caching between requests: a role taken away answers 401/403 at once."""
+    from extensions import db
+
+    assert client.get("/api/v1/functions/id/none", headers=bearer(admin_key)).status_code == 404
+    with app.app_context():
+        db.session.get(User, admin_id).role = "user"
+        db.session.commit()
+    assert client.get("/api/v1/functions/id/none", headers=bearer(admin_key)).status_code == 401
