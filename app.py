@@ -14,6 +14,7 @@ from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
 from settings import load_config, loader_options
 from web.json_provider import install_json_provider
+from web.session_cookie import CookieSessions
 
 
 def make_instance_folder(path: str) -> None:
@@ -38,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
     install_json_provider(app)
+    app.session_interface = CookieSessions()
 
     settings = app.extensions["sluice.settings"]
     app.extensions[KEYRING_EXTENSION] = Keyring.for_settings(

@@ -43,6 +43,13 @@ def stored(app):
         "plain": {"description": "d", "manifest": {"title": "T"}, "n": 1, "f": 0.1},
         "unicode": {"description": "héllo ✓ 🙂", "nested": [1, [2, {"x": None}]]},
         "huge": {"big": 2**80, "neg": -(2**70)},
+        "just_64_bits": {
+            "max": 2**63 - 1,
+            "min": -(2**63),
+            "unsigned": 2**64 - 1,
+            "fine": 0.1000000000000000055511,
+        },
+        "escapes": {"s": 'tab\t quote" back\\ nul\x00 \u2028 é'},
         "scalar": "just a string",
     }
     with app.app_context():
@@ -76,6 +83,9 @@ def test_rows_read_as_the_orm_reads_them(app, stored):
     by_id = {row[0]: row for row in got}
     assert by_id["plain"][2] is True and by_id["unicode"][2] is False  # bools, not SQLite's 0/1
     assert by_id["huge"][1]["big"] == 2**80  # beyond 64 bits, exact (orjson would read a float)
+    assert by_id["just_64_bits"][1]["unsigned"] == 2**64 - 1 and isinstance(
+        by_id["just_64_bits"][1]["min"], int
+    )
     assert by_id["scalar"][1] == "just a string"
     assert by_id["plain"][5] is None
 
