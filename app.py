@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import loader
 from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
+from services.prepared import install_prepared_reads
 from settings import load_config, loader_options
 from web.json_provider import install_json_provider
 from web.session_cookie import CookieSessions
@@ -51,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     db.init_app(app)
+    install_prepared_reads(app)
     csrf.init_app(app)
     login_manager.init_app(app)
 

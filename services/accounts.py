@@ -269,7 +269,7 @@ def user_for_api_key(plain: str) -> User | None:
     only the gateway takes)."""
     if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
         return None
-    row = _KEY_WITH_OWNER.first(db.session, digest=_key_digest(plain))
+    row = _KEY_WITH_OWNER.first(digest=_key_digest(plain))
     if row is None:
         return None
     key_id, is_connection, revoked_at, last_used_at, *user_values = row
