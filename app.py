@@ -12,8 +12,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import loader
 from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
+from services.prepared import install_prepared_reads
 from settings import load_config, loader_options
 from web.json_provider import install_json_provider
+from web.session_cookie import CookieSessions
 
 
 def make_instance_folder(path: str) -> None:
@@ -38,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
     install_json_provider(app)
+    app.session_interface = CookieSessions()
 
     settings = app.extensions["sluice.settings"]
     app.extensions[KEYRING_EXTENSION] = Keyring.for_settings(
@@ -49,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     db.init_app(app)
+    install_prepared_reads(app)
     csrf.init_app(app)
     login_manager.init_app(app)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, inspect, select, update
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 
 from extensions import db
@@ -256,6 +256,7 @@ def api_key_for(plain: str) -> ApiKey | None:
 # API request, and through the ORM (statement, joined eager load, identity map) it cost several times the query.
 # The owner is returned as a detached snapshot (``_caller_snapshot``).
 _USER_COLUMNS = tuple(User.__table__.columns)
+_USER_MANAGER = inspect(User).class_manager
 _KEY_WITH_OWNER = PreparedSelect(
     select(ApiKey.id, ApiKey.is_connection, ApiKey.revoked_at, ApiKey.last_used_at, *_USER_COLUMNS)
     .join(User, User.id == ApiKey.user_id)
@@ -268,7 +269,7 @@ def user_for_api_key(plain: str) -> User | None:
     only the gateway takes)."""
     if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
         return None
-    row = _KEY_WITH_OWNER.first(db.session, digest=_key_digest(plain))
+    row = _KEY_WITH_OWNER.first(digest=_key_digest(plain))
     if row is None:
         return None
     key_id, is_connection, revoked_at, last_used_at, *user_values = row
@@ -287,7 +288,10 @@ def _caller_snapshot(values: dict) -> User:
     as if loaded cost as much as the key's query. Nothing writes through it: to change the account, load it
     (``db.session.get``) or ``merge`` it, which its identity allows.
     """
-    user = User(**values)
+    # As the ORM's own loading does: the values go straight into the instance's dict, without the constructor's
+    # attribute events (which recorded each as a change, for make_transient_to_detached to reset).
+    user = _USER_MANAGER.new_instance()
+    user.__dict__.update(values)
     make_transient_to_detached(user)
     return user
 

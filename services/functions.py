@@ -131,7 +131,7 @@ def list_functions(viewer: User) -> list[dict]:
     if not viewer.is_admin and safe_mode.is_on():
         return []
     query = _EVERY_FUNCTION if viewer.is_admin else _ACTIVE_FUNCTIONS
-    return [_wire(FUNCTION_RESPONSE, row) for row in query.rows(db.session)]
+    return [_wire(FUNCTION_RESPONSE, row) for row in query.rows()]
 
 
 def list_functions_with_users() -> list[dict]:
@@ -188,7 +188,7 @@ def get_function(function_id: str) -> Function:
 def function_model_by_id(function_id: str) -> dict:
     """FunctionModel of one function, read without building the model (the API's single read)."""
     lookup = _lookup_id(function_id)
-    row = _ONE_FUNCTION_MODEL.first(db.session, id=lookup) if lookup is not None else None
+    row = _ONE_FUNCTION_MODEL.first(id=lookup) if lookup is not None else None
     if row is None:
         raise FunctionNotFound()
     return _wire(FUNCTION_MODEL, row)

@@ -6,9 +6,8 @@ cache key, the ORM's result context and row objects. Measured in-process on SQLi
 query cost ~260 µs through ``session.execute`` and ~50 µs as the same SQL on the DBAPI cursor; the key lookup
 ~250 µs and ~40 µs.
 
-So these few statements are compiled once per dialect, and run on the DBAPI connection the session already holds:
-the same connection and transaction as every other statement of the request, so they see exactly what the ORM
-sees, with nothing cached between requests. Values come back through the same bind and result processors
+So these few statements are compiled once per dialect, and run straight on a DBAPI connection (which one:
+``_reading_connection``), so they see exactly what the ORM would see, with nothing cached between requests. Values come back through the same bind and result processors
 SQLAlchemy applies (JSON decoded, SQLite's 0/1 made bools), so a row reads as it would through the ORM. Engine
 ``before_cursor_execute`` listeners still see every statement (the query-count and query-plan tests rely on it).
 
@@ -21,9 +20,54 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select
+from flask import Flask, g, has_app_context
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import Select, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
+
+from extensions import db
+
+_BORROWED = "sluice_read_connection"
+
+
+def _reading_connection():
+    """(DBAPI connection, event dispatch, SQLAlchemy connection or None) for a prepared read.
+
+    Inside the session's transaction, the session's own connection: the read then sees the request's uncommitted
+    writes (flushed first, as the ORM's own queries autoflush). Otherwise a pool connection borrowed without making
+    a Session at all (a Session, its transaction and its close were a quarter of a small API read), kept for the
+    request's later reads and given back at the app context's teardown, or as soon as the session begins a
+    transaction: a request never holds two connections, so the pool cannot run dry with threads waiting on it.
+    Outside a transaction each statement reads what is committed, on either connection (SQLite runs a lone SELECT
+    in autocommit; PostgreSQL reads committed).
+    """
+    if db.session.registry.has():
+        session = db.session()
+        if session.in_transaction():
+            if session.new or session.dirty or session.deleted:
+                session.flush()
+            connection = session.connection()
+            return connection.connection.driver_connection, connection.dispatch, connection
+    borrowed = g.get(_BORROWED)
+    if borrowed is None:
+        borrowed = db.engine.raw_connection()
+        setattr(g, _BORROWED, borrowed)
+    return borrowed.driver_connection, db.engine.dispatch, None
+
+
+def give_back_borrowed_connection(*_args: Any) -> None:
+    """Return the borrowed connection to the pool (which rolls back whatever the reads began), if any."""
+    if has_app_context():
+        borrowed = g.pop(_BORROWED, None)
+        if borrowed is not None:
+            borrowed.close()
+
+
+def install_prepared_reads(app: Flask) -> None:
+    app.teardown_appcontext(give_back_borrowed_connection)
+    # Fired when a session begins a transaction, before it takes a connection of its own.
+    if not event.contains(FlaskSession, "after_transaction_create", give_back_borrowed_connection):
+        event.listen(FlaskSession, "after_transaction_create", give_back_borrowed_connection)
 
 
 class _Compiled:
@@ -60,7 +104,7 @@ class _Compiled:
 
 
 class PreparedSelect:
-    """``PreparedSelect(select(...).where(col == bindparam("x")))``, then ``.rows(session, x=...)``."""
+    """``PreparedSelect(select(...).where(col == bindparam("x")))``, then ``.rows(x=...)``, in an app context."""
 
     def __init__(self, statement: Select):
         self.statement = statement
@@ -75,17 +119,15 @@ class PreparedSelect:
                 found = self._by_dialect.setdefault(key, _Compiled(self.statement, dialect))
         return found
 
-    def rows(self, session: Session, **values: Any) -> list[tuple | list]:
+    def rows(self, **values: Any) -> list[tuple | list]:
         """Every row, as sequences of processed values in the order of the statement's columns."""
-        connection = session.connection()
-        compiled = self._compiled(connection.dialect)
+        dbapi_connection, dispatch, connection = _reading_connection()
+        compiled = self._compiled(db.engine.dialect)
         parameters = compiled.parameters(values)
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = dbapi_connection.cursor()
         try:
-            if connection.dispatch.before_cursor_execute:
-                connection.dispatch.before_cursor_execute(
-                    connection, cursor, compiled.sql, parameters, None, False
-                )
+            if dispatch.before_cursor_execute:
+                dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
             cursor.execute(compiled.sql, parameters)
             fetched = cursor.fetchall()
         finally:
@@ -101,11 +143,11 @@ class PreparedSelect:
             converted.append(values)
         return converted
 
-    def dicts(self, session: Session, **values: Any) -> list[dict[str, Any]]:
+    def dicts(self, **values: Any) -> list[dict[str, Any]]:
         """Every row as a dict keyed by column key (or label)."""
-        keys = self._compiled(session.connection().dialect).keys
-        return [dict(zip(keys, row, strict=True)) for row in self.rows(session, **values)]
+        keys = self._compiled(db.engine.dialect).keys
+        return [dict(zip(keys, row, strict=True)) for row in self.rows(**values)]
 
-    def first(self, session: Session, **values: Any) -> tuple | list | None:
-        found = self.rows(session, **values)
+    def first(self, **values: Any) -> tuple | list | None:
+        found = self.rows(**values)
         return found[0] if found else None

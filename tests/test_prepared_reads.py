@@ -43,6 +43,13 @@ def stored(app):
         "plain": {"description": "d", "manifest": {"title": "T"}, "n": 1, "f": 0.1},
         "unicode": {"description": "héllo ✓ 🙂", "nested": [1, [2, {"x": None}]]},
         "huge": {"big": 2**80, "neg": -(2**70)},
+        "just_64_bits": {
+            "max": 2**63 - 1,
+            "min": -(2**63),
+            "unsigned": 2**64 - 1,
+            "fine": 0.1000000000000000055511,
+        },
+        "escapes": {"s": 'tab\t quote" back\\ nul\x00 \u2028 é'},
         "scalar": "just a string",
     }
     with app.app_context():
@@ -70,24 +77,26 @@ def test_rows_read_as_the_orm_reads_them(app, stored):
     statement = select(*COLUMNS).order_by(Function.id)
     with app.app_context():
         expected = _orm_rows(db, statement)
-        got = [tuple(row) for row in PreparedSelect(statement).rows(db.session)]
+        got = [tuple(row) for row in PreparedSelect(statement).rows()]
     assert len(got) == len(stored)
     assert _same(got, expected)
     by_id = {row[0]: row for row in got}
     assert by_id["plain"][2] is True and by_id["unicode"][2] is False  # bools, not SQLite's 0/1
     assert by_id["huge"][1]["big"] == 2**80  # beyond 64 bits, exact (orjson would read a float)
+    assert by_id["just_64_bits"][1]["unsigned"] == 2**64 - 1 and isinstance(
+        by_id["just_64_bits"][1]["min"], int
+    )
     assert by_id["scalar"][1] == "just a string"
     assert by_id["plain"][5] is None
 
 
 def test_bound_parameters_and_dicts(app, stored):
-    from extensions import db
 
     one = PreparedSelect(select(Function.id, Function.meta).where(Function.id == bindparam("id")))
     with app.app_context():
-        assert one.first(db.session, id="unicode")[1] == stored["unicode"]
-        assert one.first(db.session, id="nothing") is None
-        assert one.dicts(db.session, id="plain") == [{"id": "plain", "meta": stored["plain"]}]
+        assert one.first(id="unicode")[1] == stored["unicode"]
+        assert one.first(id="nothing") is None
+        assert one.dicts(id="plain") == [{"id": "plain", "meta": stored["plain"]}]
 
 
 def test_the_read_sees_the_sessions_own_uncommitted_writes(app, stored):
@@ -99,9 +108,9 @@ def test_the_read_sees_the_sessions_own_uncommitted_writes(app, stored):
         f = db.session.get(Function, "plain")
         f.name = "renamed, not committed"
         db.session.flush()
-        assert list(one.first(db.session, id="plain")) == ["renamed, not committed"]
+        assert list(one.first(id="plain")) == ["renamed, not committed"]
         db.session.rollback()
-        assert list(one.first(db.session, id="plain")) == ["plain"]
+        assert list(one.first(id="plain")) == ["plain"]
 
 
 def test_engine_listeners_see_every_prepared_statement(app, stored):
@@ -116,7 +125,7 @@ def test_engine_listeners_see_every_prepared_statement(app, stored):
     with app.app_context():
         event.listen(db.engine, "before_cursor_execute", listen)
         try:
-            statement.rows(db.session, id="plain")
+            statement.rows(id="plain")
         finally:
             event.remove(db.engine, "before_cursor_execute", listen)
     assert len(seen) == 1 and "FROM functions" in seen[0]
@@ -148,3 +157,45 @@ def test_an_account_changed_elsewhere_is_seen_by_the_next_request(app, client, a
         db.session.get(User, admin_id).role = "user"
         db.session.commit()
     assert client.get("/api/v1/functions/id/none", headers=bearer(admin_key)).status_code == 401
+
+
+def test_a_request_gives_back_every_connection_and_never_holds_two(app, client, admin_key, stored):
+    """Reads borrow one pool connection without a Session; a write's Session takes over from it."""
+    from extensions import db
+    from services import prepared
+
+    with app.app_context():
+        pool = db.engine.pool
+    held: list[int] = []
+    original = prepared._reading_connection
+
+    def watched():
+        found = original()
+        held.append(pool.checkedout())
+        return found
+
+    prepared._reading_connection = watched
+    try:
+        assert client.get("/api/v1/functions/", headers=bearer(admin_key)).status_code == 200
+        assert pool.checkedout() == 0
+        answer = client.post("/api/v1/functions/id/plain/toggle", headers=bearer(admin_key))
+        assert answer.status_code == 200
+        assert pool.checkedout() == 0
+    finally:
+        prepared._reading_connection = original
+    assert held and max(held) == 1
+
+
+def test_a_read_after_a_write_in_the_same_request_sees_it(app, stored):
+    from extensions import db
+
+    one = PreparedSelect(select(Function.is_active).where(Function.id == bindparam("id")))
+    with app.app_context():
+        before = list(one.first(id="plain"))[0]
+        db.session.get(Function, "plain").is_active = not before  # pending, not yet flushed
+        assert list(one.first(id="plain")) == [not before]
+        db.session.commit()
+        assert list(one.first(id="plain")) == [not before]
+        assert db.engine.pool.checkedout() == 1  # the borrowed one, given back at teardown
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0

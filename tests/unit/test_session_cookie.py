@@ -1,0 +1,52 @@
+"""The session interface keeps one signing serializer per set of keys, and a changed key still takes effect."""
+
+from __future__ import annotations
+
+from flask import Flask, session
+
+from web.session_cookie import CookieSessions
+
+
+def _app(secret: str) -> Flask:
+    app = Flask(__name__)
+    app.secret_key = secret
+    app.session_interface = CookieSessions()
+
+    @app.get("/set")
+    def set_value():
+        session["who"] = "me"
+        return "ok"
+
+    @app.get("/get")
+    def get_value():
+        return session.get("who", "nobody")
+
+    return app
+
+
+def test_one_serializer_per_key_set():
+    app = _app("first secret key, long enough")
+    first = app.session_interface.get_signing_serializer(app)
+    assert app.session_interface.get_signing_serializer(app) is first
+    app.secret_key = "second secret key, long enough"
+    assert app.session_interface.get_signing_serializer(app) is not first
+
+
+def test_a_changed_key_refuses_old_cookies_unless_it_is_a_fallback():
+    app = _app("first secret key, long enough")
+    client = app.test_client()
+    client.get("/set")
+    assert client.get("/get").text == "me"
+    app.secret_key = "second secret key, long enough"
+    assert client.get("/get").text == "nobody"
+    app.config["SECRET_KEY_FALLBACKS"] = ["first secret key, long enough"]
+    assert client.get("/get").text == "me"
+
+
+def test_the_app_uses_it(tmp_path):
+    from app import create_app
+
+    app = create_app(
+        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/db", "SECRET_KEY": "k" * 32}
+    )
+    assert isinstance(app.session_interface, CookieSessions)
