@@ -1,0 +1,113 @@
+"""Start-up and idle memory of Sluice under gunicorn, as bin/serve runs it: the two figures alone, in seconds.
+
+Starts gunicorn in the repository root (so gunicorn.conf.py applies) on a fresh SQLite database, times it to a
+healthy /health, waits until the process tree stops changing (the loaders and their spares are up), then prints
+each process's role with its PSS and RSS, and the totals. PSS counts a page shared across forks once in all, so the
+total PSS is what the server really holds; RSS counts it in each process.
+
+    .venv/bin/python bench/idle.py                 # one start
+    .venv/bin/python bench/idle.py --starts 3      # start-up three times, memory of the last
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_api import free_port, run, start_server  # noqa: E402
+from procs import memory, tree  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def roles(master: int) -> list[tuple[str, int]]:
+    """(role, pid) for every process under the gunicorn master, named by its depth in the tree."""
+    names = {0: "gunicorn master", 1: "worker", 2: "loader parent", 3: "load spare"}
+    found = []
+    for pid in tree(master):
+        depth, walk = 0, pid
+        try:
+            while walk != master:
+                walk, depth = parent_of(walk), depth + 1
+        except OSError:
+            continue
+        command = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
+        role = names.get(depth, f"depth {depth}")
+        if depth == 1 and b"loader" in command:  # a loader started by the master itself (shared loader)
+            role = "loader parent"
+        found.append((role, pid))
+    return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def settle(master: int, quiet: float, limit: float) -> None:
+    """Wait until the set of processes has not changed for ``quiet`` seconds (at most ``limit``)."""
+    last, since, deadline = None, time.monotonic(), time.monotonic() + limit
+    while time.monotonic() < deadline:
+        now = sorted(tree(master))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--starts", type=int, default=1, help="times to start the server (start-up figures)")
+    parser.add_argument(
+        "--quiet", type=float, default=4.0, help="seconds without a new process to call it idle"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="sluice-idle-") as workdir:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=f"sqlite:///{workdir}/sluice.sqlite3",
+            SECRET_KEY="bench-secret-key-0123456789abcdef",
+            SLUICE_FUNCTION_PACKAGES_DIR=f"{workdir}/packages",
+            SLUICE_FUNCTION_HOMES_DIR=f"{workdir}/homes",
+            SLUICE_INSTALL_JOBS_DIR=f"{workdir}/jobs",
+        )
+        run([str(ROOT / ".venv/bin/flask"), "--app", "app", "init-db"], env)
+        startups = []
+        for attempt in range(args.starts):
+            log = open(f"{workdir}/server.log", "w")  # noqa: SIM115 - closed below
+            began = time.monotonic()
+            process = start_server(env, free_port(), args.workers, args.threads, log=log)
+            startups.append(time.monotonic() - began)
+            if attempt < args.starts - 1:
+                process.terminate()
+                process.wait(10)
+                log.close()
+                continue
+            settle(process.pid, args.quiet, 60)
+            total = memory(tree(process.pid))
+            print(f"{'role':<16} {'pid':>7} {'PSS MiB':>8} {'RSS MiB':>8}")
+            for role, pid in roles(process.pid):
+                used = memory([pid])
+                print(f"{role:<16} {pid:>7} {used.pss_mib:>8.1f} {used.rss_mib:>8.1f}")
+            print(f"{'total':<16} {total.processes:>7} {total.pss_mib:>8.1f} {total.rss_mib:>8.1f}")
+            process.terminate()
+            process.wait(10)
+            log.close()
+        spread = f" (each: {', '.join(f'{s:.2f}' for s in startups)})" if len(startups) > 1 else ""
+        print(f"start-up to healthy /health: median {statistics.median(startups):.2f} s{spread}")
+
+
+if __name__ == "__main__":
+    main()
