@@ -14,6 +14,14 @@ from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
 from settings import load_config, loader_options
 
+WARM_LOADER_EXTENSION = "sluice.warm_loader"
+
+# Whether create_app starts the loader itself. gunicorn.conf.py turns this off: gunicorn builds the app once in its
+# master (preload_app), whose pages the workers then share, and forks the workers from it. A warm-up thread started
+# there would not survive the fork, and the master would keep a loader (and its spares) that no request uses; each
+# worker starts its own after the fork instead (`after_fork`, called from gunicorn's post_worker_init hook).
+WARM_LOADER_ON_CREATE = True
+
 
 def make_instance_folder(path: str) -> None:
     """Create the instance folder so that other accounts can pass through it but not list it (0711).
@@ -57,9 +65,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     loader.configure(**loader_options(app))
 
-    if not app.testing and not settings["SLUICE_SAFE_MODE"]:
-        # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.
-        threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
+    # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.
+    app.extensions[WARM_LOADER_EXTENSION] = not app.testing and not settings["SLUICE_SAFE_MODE"]
+    if app.extensions[WARM_LOADER_EXTENSION] and WARM_LOADER_ON_CREATE:
+        warm_loader_in_background()
 
     from blueprints import register_blueprints
     from web.access import install_access_rules
@@ -82,6 +91,24 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
     return app
+
+
+def after_fork(app: Flask) -> None:
+    """Make a worker forked from the process that built ``app`` its own: database connections and loader.
+
+    Connections in the pool were opened by the parent, and a connection must not be shared by two processes: the
+    worker forgets them without closing them (the parent's are the parent's to close) and opens its own.
+    """
+    if "sqlalchemy" in app.extensions:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose(close=False)
+    if app.extensions.get(WARM_LOADER_EXTENSION):
+        warm_loader_in_background()
+
+
+def warm_loader_in_background() -> None:
+    threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
 
 
 def _warm_loader() -> None:

@@ -19,15 +19,25 @@ workers. On one shared socket, whichever worker woke first took the next connect
 often landed 15 to 1 on two workers, and the busy worker's one interpreter lock then capped the whole server (GET
 /api/v1/functions/ swung between about 180 and 600 requests/s from one run to the next). A port that something else
 already listens on is still refused at start (``on_starting``), as it would be without SO_REUSEPORT.
+
+The master builds the app once (``preload_app``) and forks the workers from it, so that the workers share the
+pages of the code and of everything imported instead of each holding a copy (about 50 MiB each): the garbage
+collector's bookkeeping is frozen before each fork (``gc.freeze``), or its first collection in a worker would write
+to, and so copy, every page that holds an object. What must be each process's own is made after the fork
+(``post_worker_init``, app.after_fork): database connections, and the loader with its spares, which the master
+never starts.
 """
 
 import ctypes
 import errno
+import gc
 import json
 import socket
 
+from flask import Flask
 from gunicorn import util
 
+import app as sluice
 from settings import server_settings
 
 PR_SET_DUMPABLE = 4
@@ -43,6 +53,8 @@ def _non_dumpable() -> None:
 _non_dumpable()
 
 reuse_port = True
+preload_app = True
+sluice.WARM_LOADER_ON_CREATE = False
 
 
 def on_starting(server):
@@ -65,8 +77,18 @@ def on_starting(server):
                 raise
 
 
+def pre_fork(server, worker):
+    """Objects that exist now live as long as the master: the collector need never visit them again, in the
+    master or in a worker, so the pages that hold them stay shared."""
+    gc.collect()
+    gc.freeze()
+
+
 def post_worker_init(worker):
     _non_dumpable()
+    wsgi = getattr(worker, "wsgi", None)
+    if isinstance(wsgi, Flask):  # other apps run under this configuration too (bench/ceiling.py)
+        sluice.after_fork(wsgi)
 
 
 def write_json_error(sock, status_int, reason, mesg):
