@@ -7,6 +7,8 @@ total PSS is what the server really holds; RSS counts it in each process.
 
     .venv/bin/python bench/idle.py                 # one start
     .venv/bin/python bench/idle.py --starts 3      # start-up three times, memory of the last
+    .venv/bin/python bench/idle.py --creates 8     # idle again after 8 creates (each on a new connection, so
+                                                   # both workers load code and their loaders fork spares)
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_api import free_port, run, start_server  # noqa: E402
+import requests  # noqa: E402
+from bench_api import FILTER, free_port, run, start_server  # noqa: E402
 from procs import memory, tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +35,11 @@ def parent_of(pid: int) -> int:
 
 
 def roles(master: int) -> list[tuple[str, int]]:
-    """(role, pid) for every process under the gunicorn master, named by its depth in the tree."""
-    names = {0: "gunicorn master", 1: "worker", 2: "loader parent", 3: "load spare"}
+    """(role, pid) for every process under the gunicorn master, named by its depth in the tree.
+
+    A loader's children are its clean templates (where namespaces work, as here: two per loader, started with it)
+    and its spares (forked once it has had a job; each a namespace's first process and the spare under it)."""
+    names = {0: "gunicorn master", 1: "worker", 2: "loader parent", 3: "loader's child"}
     found = []
     for pid in tree(master):
         depth, walk = 0, pid
@@ -48,6 +54,19 @@ def roles(master: int) -> list[tuple[str, int]]:
             role = "loader parent"
         found.append((role, pid))
     return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def create_functions(base: str, key: str, count: int) -> None:
+    """``count`` creates, each on a connection of its own: SO_REUSEPORT spreads them over the workers."""
+    for n in range(count):
+        body = {"id": f"idle_{n}", "name": f"Idle {n}", "content": FILTER.format(n=n), "meta": {}}
+        answer = requests.post(
+            f"{base}/api/v1/functions/create",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        answer.raise_for_status()
 
 
 def settle(master: int, quiet: float, limit: float) -> None:
@@ -69,6 +88,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--starts", type=int, default=1, help="times to start the server (start-up figures)")
+    parser.add_argument("--creates", type=int, default=0, help="creates before measuring (0: fresh server)")
     parser.add_argument(
         "--quiet", type=float, default=4.0, help="seconds without a new process to call it idle"
     )
@@ -83,18 +103,30 @@ def main() -> None:
             SLUICE_FUNCTION_HOMES_DIR=f"{workdir}/homes",
             SLUICE_INSTALL_JOBS_DIR=f"{workdir}/jobs",
         )
-        run([str(ROOT / ".venv/bin/flask"), "--app", "app", "init-db"], env)
+        flask = [str(ROOT / ".venv/bin/flask"), "--app", "app"]
+        run([*flask, "init-db"], env)
+        key = None
+        if args.creates:
+            run([*flask, "create-user", "--email", "idle@example.com", "--name", "Idle", "--password",
+                 "idle password 1234", "--role", "admin"], env)  # fmt: skip
+            key = run([*flask, "create-api-key", "--email", "idle@example.com"], env).strip().splitlines()[-1]
         startups = []
         for attempt in range(args.starts):
             log = open(f"{workdir}/server.log", "w")  # noqa: SIM115 - closed below
             began = time.monotonic()
-            process = start_server(env, free_port(), args.workers, args.threads, log=log)
+            port = free_port()
+            process = start_server(env, port, args.workers, args.threads, log=log)
             startups.append(time.monotonic() - began)
             if attempt < args.starts - 1:
                 process.terminate()
                 process.wait(10)
                 log.close()
                 continue
+            if key:
+                settle(
+                    process.pid, args.quiet, 60
+                )  # the loaders up, so that the creates do not wait for them
+                create_functions(f"http://127.0.0.1:{port}", key, args.creates)
             settle(process.pid, args.quiet, 60)
             total = memory(tree(process.pid))
             print(f"{'role':<16} {'pid':>7} {'PSS MiB':>8} {'RSS MiB':>8}")
