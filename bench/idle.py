@@ -69,6 +69,21 @@ def create_functions(base: str, key: str, count: int) -> None:
         answer.raise_for_status()
 
 
+def anonymous_pss_mib(pids: list[int]) -> float:
+    """PSS of anonymous memory only (Python's objects): shared only within the tree, so, unlike PSS of files
+    (shared libraries, which any other Python process on the machine running the same files shares), it does
+    not move when other programs start or stop."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss_Anon:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 def settle(master: int, quiet: float, limit: float) -> None:
     """Wait until the set of processes has not changed for ``quiet`` seconds (at most ``limit``)."""
     last, since, deadline = None, time.monotonic(), time.monotonic() + limit
@@ -129,11 +144,15 @@ def main() -> None:
                 create_functions(f"http://127.0.0.1:{port}", key, args.creates)
             settle(process.pid, args.quiet, 60)
             total = memory(tree(process.pid))
-            print(f"{'role':<16} {'pid':>7} {'PSS MiB':>8} {'RSS MiB':>8}")
+            print(f"{'role':<16} {'pid':>7} {'PSS MiB':>8} {'anon PSS':>8} {'RSS MiB':>8}")
             for role, pid in roles(process.pid):
                 used = memory([pid])
-                print(f"{role:<16} {pid:>7} {used.pss_mib:>8.1f} {used.rss_mib:>8.1f}")
-            print(f"{'total':<16} {total.processes:>7} {total.pss_mib:>8.1f} {total.rss_mib:>8.1f}")
+                anonymous = anonymous_pss_mib([pid])
+                print(f"{role:<16} {pid:>7} {used.pss_mib:>8.1f} {anonymous:>8.1f} {used.rss_mib:>8.1f}")
+            anonymous = anonymous_pss_mib(tree(process.pid))
+            print(
+                f"{'total':<16} {total.processes:>7} {total.pss_mib:>8.1f} {anonymous:>8.1f} {total.rss_mib:>8.1f}"
+            )
             process.terminate()
             process.wait(10)
             log.close()
