@@ -34,10 +34,8 @@ import gc
 import json
 import socket
 
-from flask import Flask
 from gunicorn import util
 
-import app as sluice
 from settings import server_settings
 
 PR_SET_DUMPABLE = 4
@@ -54,7 +52,6 @@ _non_dumpable()
 
 reuse_port = True
 preload_app = True
-sluice.WARM_LOADER_ON_CREATE = False
 
 
 def on_starting(server):
@@ -86,9 +83,13 @@ def pre_fork(server, worker):
 
 def post_worker_init(worker):
     _non_dumpable()
+    from flask import Flask
+
     wsgi = getattr(worker, "wsgi", None)
-    if isinstance(wsgi, Flask):  # other apps run under this configuration too (bench/ceiling.py)
-        sluice.after_fork(wsgi)
+    if isinstance(wsgi, Flask) and wsgi.import_name == "app":  # not another app run here (bench/ceiling.py)
+        from app import after_fork
+
+        after_fork(wsgi)
 
 
 def write_json_error(sock, status_int, reason, mesg):

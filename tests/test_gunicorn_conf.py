@@ -15,11 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def conf(monkeypatch):
-    import app as sluice
-
     monkeypatch.chdir(ROOT)
-    # The configuration tells the app module that the master must not start a loader: undone after each test.
-    monkeypatch.setattr(sluice, "WARM_LOADER_ON_CREATE", sluice.WARM_LOADER_ON_CREATE)
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
@@ -49,27 +45,32 @@ def test_a_free_port_starts(conf):
 # --- the app is built once in the master, and each worker makes its own connections and loader ------------------
 
 
-def test_the_master_builds_the_app_once_and_never_starts_a_loader(conf):
-    """Workers share the master's pages (preload_app); a loader started there would serve no request."""
-    import app as sluice
-
+def test_the_master_builds_the_app_once_for_the_workers_to_share(conf):
     assert conf["preload_app"] is True
-    assert sluice.WARM_LOADER_ON_CREATE is False
 
 
-def test_a_worker_warms_its_own_loader_after_the_fork(conf, monkeypatch, tmp_path):
+def server_app(monkeypatch, tmp_path):
+    """An app as a server builds it (not TESTING), with the loader's warm-up recorded instead of started."""
     import app as sluice
     from tests.conftest import make_app
 
     started = []
     monkeypatch.setattr(sluice, "warm_loader_in_background", lambda: started.append("loader"))
-    monkeypatch.setattr(sluice, "WARM_LOADER_ON_CREATE", False)  # as gunicorn.conf.py sets it for the master
-    built = make_app(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    built.extensions[sluice.WARM_LOADER_EXTENSION] = (
-        True  # as a server's app (not TESTING, not safe mode) has it
-    )
+    return make_app(f"sqlite:///{tmp_path / 'db.sqlite3'}", TESTING=False), started
+
+
+def test_building_the_app_starts_no_loader_but_a_worker_does_after_the_fork(conf, monkeypatch, tmp_path):
+    """The master builds the app: a loader started there would serve no request, and its thread dies at fork."""
+    built, started = server_app(monkeypatch, tmp_path)
     assert started == []
     conf["post_worker_init"](SimpleNamespace(wsgi=built))
+    assert started == ["loader"]
+
+
+def test_under_another_server_the_first_request_starts_the_loader(monkeypatch, tmp_path):
+    built, started = server_app(monkeypatch, tmp_path)
+    assert started == []
+    built.test_client().get("/health")
     assert started == ["loader"]
 
 
@@ -79,9 +80,8 @@ def test_an_app_without_a_loader_to_warm_starts_none_after_the_fork(conf, monkey
 
     started = []
     monkeypatch.setattr(sluice, "warm_loader_in_background", lambda: started.append("loader"))
-    conf["post_worker_init"](
-        SimpleNamespace(wsgi=make_app(f"sqlite:///{tmp_path / 'db.sqlite3'}"))
-    )  # TESTING
+    testing = make_app(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    conf["post_worker_init"](SimpleNamespace(wsgi=testing))
     conf["post_worker_init"](SimpleNamespace(wsgi=lambda environ, start_response: []))  # not Sluice at all
     assert started == []
 

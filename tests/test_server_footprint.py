@@ -12,16 +12,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 BUILD_APP = """
-import sys
+import sys, threading
 from app import create_app
-create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": sys.argv[1], "SECRET_KEY": "test"})
+create_app({"TESTING": sys.argv[2] == "testing", "SQLALCHEMY_DATABASE_URI": sys.argv[1], "SECRET_KEY": "test"})
 print(" ".join(sorted(name for name in sys.modules if "." not in name)))
+print(" ".join(thread.name for thread in threading.enumerate()))
 """
 
 
-def modules_after_create_app(tmp_path) -> set[str]:
+def build_app(tmp_path, mode: str = "testing") -> tuple[set[str], list[str]]:
+    """The top-level modules imported and the threads running once ``create_app`` has returned."""
     completed = subprocess.run(
-        [sys.executable, "-c", BUILD_APP, f"sqlite:///{tmp_path / 'db.sqlite3'}"],
+        [sys.executable, "-c", BUILD_APP, f"sqlite:///{tmp_path / 'db.sqlite3'}", mode],
         cwd=ROOT,
         env={**os.environ, "SECRET_KEY": "test"},
         capture_output=True,
@@ -29,10 +31,18 @@ def modules_after_create_app(tmp_path) -> set[str]:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    return set(completed.stdout.split())
+    modules, threads = completed.stdout.splitlines()
+    return set(modules.split()), threads.split()
 
 
 def test_the_app_imports_neither_alembic_nor_requests_until_it_needs_them(tmp_path):
-    imported = modules_after_create_app(tmp_path)
+    imported, _threads = build_app(tmp_path)
     assert "flask" in imported  # the check sees what the app imported
     assert not {"alembic", "requests", "urllib3"} & imported
+
+
+def test_building_the_app_starts_no_thread_and_no_loader(tmp_path):
+    """gunicorn's master builds the app and forks its workers (threads do not survive a fork), and a command such
+    as `flask init-db` builds it too: the loader is warmed by a worker, or by a first request, never here."""
+    _modules, threads = build_app(tmp_path, "server")
+    assert threads == ["MainThread"]
