@@ -9,6 +9,9 @@ total PSS is what the server really holds; RSS counts it in each process.
     .venv/bin/python bench/idle.py --starts 3      # start-up three times, memory of the last
     .venv/bin/python bench/idle.py --creates 8     # idle again after 8 creates (each on a new connection, so
                                                    # both workers load code and their loaders fork spares)
+    .venv/bin/python bench/idle.py --creates 20 --get 6   # and GET /api/v1/functions/ at concurrency 16 for 6 s,
+                                                          # with the server's CPU ms per request (steadier than
+                                                          # requests/s when other programs share the machine)
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import requests  # noqa: E402
 from bench_api import FILTER, free_port, run, start_server  # noqa: E402
-from procs import memory, tree  # noqa: E402
+from load import hammer  # noqa: E402
+from procs import cpu_seconds, memory, tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,6 +107,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--starts", type=int, default=1, help="times to start the server (start-up figures)")
+    parser.add_argument(
+        "--get", type=float, default=0, help="seconds of GET /api/v1/functions/ (needs --creates)"
+    )
     parser.add_argument("--creates", type=int, default=0, help="creates before measuring (0: fresh server)")
     parser.add_argument(
         "--quiet", type=float, default=4.0, help="seconds without a new process to call it idle"
@@ -142,6 +149,17 @@ def main() -> None:
                     process.pid, args.quiet, 60
                 )  # the loaders up, so that the creates do not wait for them
                 create_functions(f"http://127.0.0.1:{port}", key, args.creates)
+                if args.get:
+                    pids = tree(process.pid)
+                    before = cpu_seconds(pids)
+                    url = f"http://127.0.0.1:{port}/api/v1/functions/"
+                    result = hammer(url, {"Authorization": f"Bearer {key}"}, 16, args.get)
+                    cpu_ms = 1000 * (cpu_seconds(pids) - before) / max(1, len(result.latencies))
+                    print(
+                        f"GET /api/v1/functions/ ({args.creates} functions) at concurrency 16: {result.rate:.0f} "
+                        f"req/s, p50 {result.p(0.5):.1f} ms, p99 {result.p(0.99):.1f} ms, server CPU "
+                        f"{cpu_ms:.2f} ms/request, errors {result.errors}"
+                    )
             settle(process.pid, args.quiet, 60)
             total = memory(tree(process.pid))
             print(f"{'role':<16} {'pid':>7} {'PSS MiB':>8} {'anon PSS':>8} {'RSS MiB':>8}")
