@@ -43,7 +43,13 @@ def roles(master: int) -> list[tuple[str, int]]:
 
     A loader's children are its clean templates (where namespaces work, as here: two per loader, started with it)
     and its spares (forked once it has had a job; each a namespace's first process and the spare under it)."""
-    names = {0: "gunicorn master", 1: "worker", 2: "loader parent", 3: "loader's child"}
+    names = {
+        0: "gunicorn master",
+        1: "worker",
+        2: "loader parent",
+        3: "template|spare",
+        4: "spare in its ns",
+    }
     found = []
     for pid in tree(master):
         depth, walk = 0, pid
