@@ -17,6 +17,8 @@ from settings import load_config, loader_options
 from web.json_provider import install_json_provider
 from web.session_cookie import CookieSessions
 
+WARM_LOADER_EXTENSION = "sluice.warm_loader"
+
 
 def make_instance_folder(path: str) -> None:
     """Create the instance folder so that other accounts can pass through it but not list it (0711).
@@ -63,9 +65,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     loader.configure(**loader_options(app))
 
-    if not app.testing and not settings["SLUICE_SAFE_MODE"]:
-        # Warm the isolated loader in the background so that the first save does not wait ~2 s for it.
-        threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
+    # The isolated loader is warmed in the background so that the first save does not wait ~2 s for it, but not
+    # here: gunicorn builds the app once in its master (preload_app) and forks the workers from it, and a thread
+    # started here would not survive the fork (the master would keep a loader no request uses); a command
+    # (`flask init-db`) needs none. A gunicorn worker starts its own as it starts (app.after_fork, from
+    # gunicorn.conf.py), any other server on its first request.
+    app.extensions[WARM_LOADER_EXTENSION] = not app.testing and not settings["SLUICE_SAFE_MODE"]
+    if app.extensions[WARM_LOADER_EXTENSION]:
+        app.before_request(_warm_loader_on_first_request)
 
     from blueprints import register_blueprints
     from web.access import install_access_rules
@@ -88,6 +95,47 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
     return app
+
+
+def after_fork(app: Flask) -> None:
+    """Make a worker forked from the process that built ``app`` its own: database connections and loader.
+
+    Connections in the pool were opened by the parent, and a connection must not be shared by two processes: the
+    worker forgets them without closing them (the parent's are the parent's to close) and opens its own.
+    """
+    if "sqlalchemy" in app.extensions:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose(close=False)
+    if app.extensions.get(WARM_LOADER_EXTENSION):
+        warm_loader_in_background()
+
+
+_warming = False  # whether this process has started its loader's warm-up (a forked process has not)
+_warming_lock = threading.Lock()
+
+
+def warm_loader_in_background() -> None:
+    """Start this process's loader in a thread of its own, once per process."""
+    global _warming
+    with _warming_lock:
+        if _warming:
+            return
+        _warming = True
+    threading.Thread(target=_warm_loader, name="sluice-loader-warmup", daemon=True).start()
+
+
+def _warm_loader_on_first_request() -> None:
+    if not _warming:  # read without the lock: after the first request this is all a request pays
+        warm_loader_in_background()
+
+
+def _forget_warming() -> None:
+    global _warming, _warming_lock
+    _warming, _warming_lock = False, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_warming)
 
 
 def _warm_loader() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
@@ -49,7 +47,11 @@ def _private_files(database: str | None) -> None:
             pass  # not ours to change: leave it
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str):
+    # Alembic is imported here, not at the top: a server process never migrates (bin/serve runs `init-db` before
+    # it starts), and importing it cost every server start about 0.3 s and every worker its pages.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -61,4 +63,6 @@ def upgrade_database(url: str, revision: str = "head") -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _private_files(parsed.database)
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import loader  # noqa: E402 - after the path above
 from bench.timing import percentile  # noqa: E402
+from loader.client import settings as loader_settings  # noqa: E402
 
 SMALL_FILTER = '''"""
 title: Bench Filter
@@ -91,12 +92,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loads", type=int, default=300, help="loads per figure")
     parser.add_argument("--pause-ms", type=float, default=100.0, help="pause between paced loads")
+    parser.add_argument(
+        "--spares", type=int, help="spare children the loader keeps (default: the loader's own)"
+    )
     args = parser.parse_args()
+    if args.spares is not None:
+        loader.configure(spares=args.spares)
 
     started = time.perf_counter()
     ready = loader.start()
     print(
-        f"zygote started in {time.perf_counter() - started:.2f} s (pid {ready.get('pid')}, "
+        f"zygote with {loader_settings().spares} spares started in {time.perf_counter() - started:.2f} s "
+        f"(pid {ready.get('pid')}, "
         f"{ready.get('mapped_bytes', 0) / 1048576:.0f} MiB mapped, {len(ready.get('preloaded', []))} "
         f"modules preloaded)"
     )

@@ -12,18 +12,16 @@ import ipaddress
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit, urlunsplit
 
-import requests
 from flask import current_app, has_app_context
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util.connection import create_connection
 
 from models.function import MAX_NAME_LENGTH
 from services.errors import ServiceError
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 3
@@ -264,49 +262,6 @@ def _shut(sock: socket.socket) -> None:
         pass  # already closed by the other side
 
 
-# --- a requests adapter that connects to one checked address -----------------------------------------------------
-
-
-def _pinned(base: type, address: str, deadline: Deadline) -> type:
-    class PinnedConnection(base):
-        def _new_conn(self):
-            # Connect to the checked address; `self.host` (the name) still goes into Host and TLS (SNI, certificate).
-            try:
-                sock = create_connection(
-                    (address, self.port),
-                    self.timeout,
-                    source_address=self.source_address,
-                    socket_options=self.socket_options,
-                )
-            except TimeoutError as error:
-                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from error
-            except OSError as error:
-                raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
-            deadline.watch(sock)
-            return sock
-
-    return PinnedConnection
-
-
-class PinnedAdapter(HTTPAdapter):
-    def __init__(self, address: str, deadline: Deadline):
-        self.address = address
-        self.deadline = deadline
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        address, deadline = self.address, self.deadline
-
-        class PinnedHTTPPool(HTTPConnectionPool):
-            ConnectionCls = _pinned(HTTPConnection, address, deadline)
-
-        class PinnedHTTPSPool(HTTPSConnectionPool):
-            ConnectionCls = _pinned(HTTPSConnection, address, deadline)
-
-        self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
-
-
 def _check_url(url: str) -> tuple[str, int]:
     try:
         parts = urlsplit(url)
@@ -338,6 +293,12 @@ def fetch(
 
 
 def _fetch(url: str, allow_private: bool, max_bytes: int, deadline: Deadline) -> str:
+    # Imported on the first fetch, not with the app: requests and urllib3 hold ~6 MiB that an idle server (and most
+    # servers: loading from a URL is rare) never needs.
+    import requests
+
+    from services.url_pinning import PinnedAdapter
+
     for _hop in range(MAX_REDIRECTS + 1):
         host, port = _check_url(url)
         try:
@@ -387,6 +348,8 @@ def _fetch(url: str, allow_private: bool, max_bytes: int, deadline: Deadline) ->
 
 
 def _read_text(response: requests.Response, max_bytes: int, deadline: Deadline) -> str:
+    import requests  # already imported by _fetch
+
     too_large = UrlLoadError(f"The file at this URL is larger than {max_bytes // (1024 * 1024)} MiB.")
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:

@@ -294,3 +294,17 @@ def test_a_connection_key_is_made_by_the_cli_for_admins_only_and_refused_by_the_
     refused = runner.invoke(args=["create-api-key", "--email", "user@example.com", "--connection"])
     assert refused.exit_code != 0
     assert "Only an administrator" in refused.output
+
+
+def test_an_unknown_email_costs_a_full_password_check():
+    """The dummy hash checked for an unknown email is written out in the source, not hashed at start-up: it must
+    carry the parameters of the hasher the server uses, or a miss would answer faster than a wrong password."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import VerifyMismatchError
+
+    from services import accounts
+
+    server_hasher = PasswordHasher()  # as services/accounts.py makes it (the suite swaps in a cheap one)
+    assert not server_hasher.check_needs_rehash(accounts._DUMMY_HASH)
+    with pytest.raises(VerifyMismatchError):  # a well-formed hash: the full check runs, and fails
+        server_hasher.verify(accounts._DUMMY_HASH, "x")

@@ -48,6 +48,7 @@ def loader_settings():
         drop_privileges=before.drop_privileges,
         load_user=before.load_user,
         hidden_paths=list(before.hidden_paths),
+        spares=before.spares,
     )
 
 
@@ -97,6 +98,14 @@ def test_the_loader_gets_timeout_memory_and_packages_folder(instance, loader_set
     assert loader_settings().memory_mb == 512
     assert loader_settings().packages_dir == str(instance / "function-packages")
     assert loader_settings().drop_privileges == "auto" and loader_settings().load_user == "nobody"
+
+
+def test_the_operator_chooses_how_many_spares_each_loader_keeps(instance, loader_settings, clean_environment):
+    make_app(instance)
+    assert loader_settings().spares == 2
+    clean_environment.setenv("SLUICE_LOAD_SPARES", "0")  # fewer processes, each load forks its own child
+    make_app(instance)
+    assert loader_settings().spares == 0
 
 
 # --- precedence -----------------------------------------------------------------------------------------------------
