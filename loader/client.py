@@ -20,10 +20,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
 
 from loader.connection import Unavailable, ZygoteProcess
+from loader.json_values import TooLarge, json_safe
+from loader.plain_valves import plain_class
 from loader.protocol import error
 from loader.results import LoadError, LoadResult, ValvesResult
+from loader.valves import check_valves
 
 log = logging.getLogger(__name__)
+
+# At most this many classes built from plain valves specs are kept (see `validate_valves`).
+PLAIN_CLASSES = 64
 
 
 # Errors that depend on the moment (load, installed packages) rather than on the code alone are not cached.
@@ -143,6 +149,7 @@ def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, homes_dir=_UNSE
     if any(getattr(old, name) != getattr(_settings, name) for name in restart):
         shutdown()
     _cache.resize(_settings.cache_size)
+    _plain.resize(min(_settings.cache_size, PLAIN_CLASSES))
     return _settings
 
 
@@ -198,6 +205,9 @@ def validate_valves(
         raise ValueError(f"kind must be 'valves' or 'user_valves', not {kind!r}")
     content_hash = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
     key = ("validate", content_hash, function_id, kind, _digest(values))
+    # What a child learnt of this code's class: a class built from its plain spec, False when it has none.
+    plain_key = ("plain", content_hash, function_id, kind)
+    plain = _plain.get(plain_key)
     request = {
         "op": "validate",
         "content": content,
@@ -205,18 +215,26 @@ def validate_valves(
         "kind": kind,
         "values": values,
         "user": user,
+        "plain": plain is None,
     }
 
     def compute():
         header, answer = _run(request)
         if header.get("error"):
             return ValvesResult(ok=False, error=LoadError.from_answer(header["error"])), None
+        if plain is None and isinstance(answer, dict) and answer.get("error") is None and "plain" in answer:
+            _plain.put(plain_key, _plain_class(answer["plain"]))
         return ValvesResult.from_answer(answer), key
 
     result = _cache.get(key)
     if result is not None:
         _stats.bump("cache_hits")
         return result
+    if plain:
+        answer = _checked_here(plain, values, kind)
+        if answer is not None:
+            _stats.bump("checked_here")
+            return ValvesResult.from_answer(answer)
     return _single_flight(key, compute)
 
 
@@ -237,6 +255,7 @@ def shutdown() -> None:
 def clear_cache() -> None:
     """Forget cached results, e.g. after packages were installed for function code."""
     _cache.clear()
+    _plain.clear()
 
 
 def stats() -> dict:
@@ -289,7 +308,7 @@ class _Cache:
 class _Stats:
     def __init__(self):
         self.lock = threading.Lock()
-        self.counts = {"jobs": 0, "cache_hits": 0, "zygote_starts": 0}
+        self.counts = {"jobs": 0, "cache_hits": 0, "checked_here": 0, "zygote_starts": 0}
 
     def bump(self, name: str) -> None:
         with self.lock:
@@ -308,6 +327,8 @@ class _Flight:
 
 
 _cache = _Cache(_settings.cache_size)
+# Classes built from plain valves specs (loader/plain_valves.py), by content: a few dozen KiB each, so fewer.
+_plain = _Cache(min(_settings.cache_size, PLAIN_CLASSES))
 _stats = _Stats()
 _flights: dict = {}
 _flights_lock = threading.Lock()
@@ -340,6 +361,37 @@ def _single_flight(key, compute):
         # The followers copy a snapshot taken before our caller can change the result it is handed.
         flight.result = copy.deepcopy(result) if followers and result is not None else None
         flight.done.set()
+
+
+def _plain_class(spec) -> type | bool:
+    """The class a child's plain spec describes, or False (not plain, or a spec this process refuses)."""
+    if spec is None:
+        return False
+    try:
+        return plain_class(spec)
+    except Exception:  # outside the grammar (the child ran untrusted code): its checks stay in children
+        log.warning("a load child gave a valves spec outside the grammar; its checks stay in the loader")
+        return False
+
+
+def _checked_here(cls: type, values: dict, kind: str) -> dict | None:
+    """What a child would answer for `values` against a plain class, worked out in this process (no function code
+    runs: the class was built from plain types, loader/plain_valves.py); None when a child must answer, as for
+    values too large to send or store, whose error the child words.
+
+    The values make the same JSON round trip as on their way to a child, and the answer as on its way back.
+    """
+    sent = json.dumps(values, ensure_ascii=True, separators=(",", ":"), default=str)
+    if len(sent) > _settings.result_cap:
+        return None
+    answer = check_valves(cls, json.loads(sent), kind)
+    try:
+        payload = json.dumps(json_safe(answer), ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except TooLarge:
+        return None
+    if len(payload) > _settings.result_cap:
+        return None
+    return json.loads(payload)
 
 
 def _cacheable(result) -> bool:
@@ -435,6 +487,7 @@ def _after_fork_in_child() -> None:
     _state_lock, _start_lock, _flights_lock = threading.Lock(), threading.Lock(), threading.Lock()
     _flights.clear()
     _cache.lock = threading.Lock()
+    _plain.lock = threading.Lock()
     _stats.lock = threading.Lock()
     if zygote is not None:
         zygote.forget()

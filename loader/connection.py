@@ -76,6 +76,8 @@ class ZygoteProcess:
         self.pending_lock = threading.Lock()
         self.pending: dict[int, Waiter] = {}
         self.ids = itertools.count(1)
+        # The function ids this zygote was asked to run, so may hold warm workers of (see `may_have_workers`).
+        self.called: set[str] = set()
         self.alive = True
         self.ready: dict = {}
         self.started = threading.Event()
@@ -150,6 +152,17 @@ class ZygoteProcess:
         except (OSError, ValueError):
             return False
         return True
+
+    def note_call(self, function_id: str) -> None:
+        """Before posting a call of `function_id`: it may have warm workers in this zygote from now on."""
+        with self.pending_lock:
+            self.called.add(function_id)
+
+    def may_have_workers(self, function_ids) -> list[str]:
+        """Those of `function_ids` this zygote was ever asked to run: only they can have workers here (workers
+        start only for calls). Never forgotten, so a call racing a retire is never missed."""
+        with self.pending_lock:
+            return [function_id for function_id in function_ids if function_id in self.called]
 
     def forget_waiter(self, request_id) -> None:
         with self.pending_lock:

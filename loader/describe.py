@@ -18,6 +18,7 @@ from typing import NamedTuple
 from loader import protocol
 from loader.errors import describe_exception, safe_str
 from loader.json_values import json_safe
+from loader.plain_valves import plain_spec
 from loader.results import FUNCTION_TYPES, MAX_ICON_CHARS
 from loader.valves import VALVES_CLASS, check_valves, valves_class
 
@@ -139,11 +140,12 @@ async def _load(request: dict, module_name: str, path: str, notes: list[str], me
 
     if request.get("op") == "validate":
         kind_name = request.get("kind") or "valves"
-        return check_valves(
-            valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes),
-            request.get("values") or {},
-            kind_name,
-        )
+        cls = valves_class(instance, VALVES_CLASS.get(kind_name, "Valves"), notes)
+        checked = check_valves(cls, request.get("values") or {}, kind_name)
+        if request.get("plain") and cls is not None:
+            # So that the caller can check the next values itself (loader/plain_valves.py).
+            checked["plain"] = plain_spec(cls)
+        return checked
 
     user = _OptionsUser(request.get("user"))
     answer = {"ok": True, "type": kind, "toggle": False, "user_dependent": False}

@@ -143,6 +143,7 @@ class RunCall:
             self.fail(error("LoaderUnavailable", str(exc)))
             return
         self.zygote = zygote
+        zygote.note_call(str(request.get("function_id") or "function"))  # as the pool names its workers
         self.id = zygote.open(request, self)
         if self.id is None:
             self.fail(error("LoaderCrashed", "the loader process stopped; try again"))
@@ -303,5 +304,9 @@ def retire_workers(function_ids) -> int:
     zygote = client._current
     if zygote is None or not zygote.alive:
         return 0
-    header, _ = zygote.call({"op": "retire", "function_ids": list(function_ids)}, wait=10)
+    # A function this zygote never ran has no worker here: no round trip (an update or delete waited ~3 ms for it).
+    wanted = zygote.may_have_workers([str(function_id) for function_id in function_ids])
+    if not wanted:
+        return 0
+    header, _ = zygote.call({"op": "retire", "function_ids": wanted}, wait=10)
     return int(header.get("retired") or 0)

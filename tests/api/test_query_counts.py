@@ -133,3 +133,31 @@ def test_a_sqlite_database_is_not_pinged_before_each_request(app):
         engine = db.engine
         expected = engine.dialect.name != "sqlite"
         assert engine.pool._pre_ping is expected
+
+
+@pytest.mark.parametrize(
+    ("path", "values", "most"),
+    [
+        # The key and its owner, the function, the audit entry, the write.
+        ("/valves/update", {"priority": "7", "prefix": "$ "}, 4),
+        # The same and the caller's stored user valves, written in one upsert.
+        ("/valves/user/update", {"enabled": "false", "max_turns": 3}, 5),
+    ],
+)
+def test_a_valves_update_costs_a_few_statements_and_no_load_once_the_class_is_known(
+    app, client, admin_key, path, values, most
+):
+    """Plain valves classes are checked in the server after one check in a child (loader/plain_valves.py)."""
+    import loader
+    from tests.factories import FILTER, form
+
+    base = "/api/v1/functions"
+    created = client.post(f"{base}/create", json=form(id="valved", name="Valved", content=FILTER), headers=bearer(admin_key))  # fmt: skip
+    assert created.status_code == 200, created.get_json()
+    assert client.post(f"{base}/id/valved{path}", json={}, headers=bearer(admin_key)).status_code == 200
+    jobs = loader.stats()["jobs"]
+    with counted(app) as statements:
+        response = client.post(f"{base}/id/valved{path}", json=values, headers=bearer(admin_key))
+    assert response.status_code == 200, response.get_json()
+    assert loader.stats()["jobs"] == jobs, "the function's code ran again only to check its valves"
+    assert len(statements) <= most, statements

@@ -536,6 +536,29 @@ def test_the_least_recently_used_idle_worker_makes_room_and_stale_versions_are_r
         runtime.configure(runtime_workers=before)
 
 
+def test_retiring_asks_the_parent_only_about_functions_it_ran(runtime, monkeypatch):
+    """An update or delete of a function this process never ran costs no round trip to the parent."""
+    from loader import client
+    from loader.runtime.client import retire_workers, worker_summary
+
+    code = unique(COUNTER)
+    assert run(runtime, code, function_id="ran").result == [("text", "n1")]
+    zygote = client._current
+    asked = []
+    real_call = zygote.call
+    monkeypatch.setattr(
+        zygote, "call", lambda request, **kw: asked.append(request) or real_call(request, **kw)
+    )
+
+    assert retire_workers(["never_ran", "nor_this"]) == 0
+    assert asked == []
+    idle = worker_summary()["idle"]
+    assert retire_workers(["never_ran", "ran"]) == 1
+    assert [request["function_ids"] for request in asked if request["op"] == "retire"] == [["ran"]]
+    assert worker_summary()["idle"] == idle - 1
+    assert run(runtime, code, function_id="ran").result == [("text", "n1")]  # a fresh instance
+
+
 def test_many_threads_share_the_workers(runtime):
     code = unique(FILTER)
     results = []
