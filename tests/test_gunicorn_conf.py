@@ -56,6 +56,8 @@ def server_app(monkeypatch, tmp_path):
 
     started = []
     monkeypatch.setattr(sluice, "warm_loader_in_background", lambda: started.append("loader"))
+    # The "started once per process" flag is the test process's: another test (a live server) may have set it.
+    monkeypatch.setattr(sluice, "_warming", False)
     return make_app(f"sqlite:///{tmp_path / 'db.sqlite3'}", TESTING=False), started
 
 

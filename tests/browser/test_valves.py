@@ -145,10 +145,16 @@ def test_a_number_chromium_cannot_parse_is_an_error_and_keeps_what_is_stored(adm
     expect(error).to_have_count(0)  # the browser's message goes once the field is valid again
     page.get_by_test_id("valves-save").click()
     expect(error).to_have_text("Enter a number, or tick Reset to default.")
-    # The error sits right below its input, above the reset box.
-    input_box = temperature.bounding_box()
-    error_box = error.bounding_box()
-    reset_box = page.get_by_test_id("valve-reset-temperature").bounding_box()
+    # The error sits right below its input, above the reset box. Focus scrolls the error into view: the three boxes
+    # are read in one frame, else a scroll still moving between readings shifts one against the others.
+    input_box, error_box, reset_box = page.evaluate(
+        """([a, b, c]) => [a, b, c].map((el) => { const r = el.getBoundingClientRect(); return {y: r.y, height: r.height}; })""",
+        [
+            temperature.element_handle(),
+            error.element_handle(),
+            page.get_by_test_id("valve-reset-temperature").element_handle(),
+        ],
+    )
     assert input_box["y"] + input_box["height"] <= error_box["y"] < reset_box["y"]
     shot(page, f"valves-number-error-{function_id[-1]}")
     assert live_server.api_json("GET", f"/api/v1/functions/id/{function_id}/valves") == {"temperature": 1.5}
