@@ -70,6 +70,19 @@ def run(command: list[str], env: dict) -> str:
     return result.stdout
 
 
+def server_env(database_url: str, workdir: str) -> dict:
+    """The environment a benchmarked Sluice runs with: its database, and every folder it writes under ``workdir``."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY="bench-secret-key-0123456789abcdef",
+        SLUICE_FUNCTION_PACKAGES_DIR=f"{workdir}/packages",
+        SLUICE_FUNCTION_HOMES_DIR=f"{workdir}/homes",
+        SLUICE_INSTALL_JOBS_DIR=f"{workdir}/jobs",
+    )
+    return env
+
+
 def start_server(
     env: dict, port: int, workers: int, threads: int, app: str = "app:create_app()", log=None
 ) -> subprocess.Popen:
@@ -166,12 +179,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as workdir:
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=f"sqlite:///{workdir}/bench.sqlite3",
-            SECRET_KEY="bench-secret-key-0123456789abcdef",
-            SLUICE_FUNCTION_PACKAGES_DIR=f"{workdir}/packages",
-        )
+        env = server_env(f"sqlite:///{workdir}/bench.sqlite3", workdir)
         flask = [str(ROOT / ".venv/bin/flask"), "--app", "app"]
         run([*flask, "init-db"], env)
         run([*flask, "create-user", "--email", "bench@example.com", "--name", "Bench", "--password",

@@ -21,25 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import VALVED, Database, corpus, start_sluice  # noqa: E402
-from procs import TICKS, tree  # noqa: E402
+from procs import cpu_seconds, tree  # noqa: E402
 from timing import percentile  # noqa: E402
-
-
-def cpu_with_children(pids: list[int]) -> float:
-    """utime+stime of the processes, plus those of their children already reaped (the loader's load children)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(value) for value in fields[11:15])
-    return total / TICKS
 
 
 def measure(server, calls) -> str:
     pids = tree(server.pid)
-    before = cpu_with_children(pids)
+    before = cpu_seconds(pids, reaped_children=True)
     timings = []
     for call in calls:
         began = time.perf_counter()
@@ -47,7 +35,7 @@ def measure(server, calls) -> str:
         timings.append((time.perf_counter() - began) * 1000)
         if response.status_code != 200:
             raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text[:300]}")
-    cpu = (cpu_with_children(pids) - before) * 1000 / len(timings)
+    cpu = (cpu_seconds(pids, reaped_children=True) - before) * 1000 / len(timings)
     return f"{statistics.median(timings):6.1f} / {percentile(timings, 0.95):6.1f} ms   cpu {cpu:5.1f} ms/req"
 
 

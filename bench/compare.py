@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import free_port, run, start_server  # noqa: E402
+from bench_api import free_port, run, server_env, start_server  # noqa: E402
 from bench_console import function_rows, insert_functions  # noqa: E402
 from load import LoadResult, hammer  # noqa: E402
 from procs import cpu_seconds, memory, tree  # noqa: E402
@@ -196,14 +196,7 @@ class Database:
 
 
 def start_sluice(database: Database, workdir: str, args) -> tuple[Server, object, float]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database.url,
-        SECRET_KEY="bench-secret-key-0123456789abcdef",
-        SLUICE_FUNCTION_PACKAGES_DIR=f"{workdir}/packages",
-        SLUICE_FUNCTION_HOMES_DIR=f"{workdir}/homes",
-        SLUICE_INSTALL_JOBS_DIR=f"{workdir}/jobs",
-    )
+    env = server_env(database.url, workdir)
     flask = [str(ROOT / ".venv/bin/flask"), "--app", "app"]
     run([*flask, "init-db"], env)
     run([*flask, "create-user", "--email", "bench@example.com", "--name", "Bench", "--password", PASSWORD,

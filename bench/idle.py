@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import requests  # noqa: E402
-from bench_api import FILTER, free_port, run, start_server  # noqa: E402
+from bench_api import FILTER, free_port, run, server_env, start_server  # noqa: E402
 from load import hammer  # noqa: E402
 from procs import cpu_seconds, memory, tree  # noqa: E402
 
@@ -123,14 +123,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sluice-idle-") as workdir:
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=f"sqlite:///{workdir}/sluice.sqlite3",
-            SECRET_KEY="bench-secret-key-0123456789abcdef",
-            SLUICE_FUNCTION_PACKAGES_DIR=f"{workdir}/packages",
-            SLUICE_FUNCTION_HOMES_DIR=f"{workdir}/homes",
-            SLUICE_INSTALL_JOBS_DIR=f"{workdir}/jobs",
-        )
+        env = server_env(f"sqlite:///{workdir}/sluice.sqlite3", workdir)
         flask = [str(ROOT / ".venv/bin/flask"), "--app", "app"]
         run([*flask, "init-db"], env)
         key = None

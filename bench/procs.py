@@ -33,15 +33,17 @@ def tree(root: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time the processes have used so far (the dead ones are no longer counted)."""
+def cpu_seconds(pids: list[int], reaped_children: bool = False) -> float:
+    """User and system CPU time the processes have used so far (the dead ones are no longer counted); with
+    ``reaped_children``, also that of their children already reaped (the loader's load children)."""
+    last = 15 if reaped_children else 13  # utime, stime, then cutime, cstime
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += sum(int(value) for value in fields[11:last])
     return total / TICKS
 
 
