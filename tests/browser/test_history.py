@@ -30,6 +30,7 @@ def _function_with_three_versions(live_server, function_id: str) -> list[str]:
 
 def _activate_with_keyboard(page: Page, locator) -> None:
     """Focus a link or button as Tab would, check its focus is visible, and press Enter on it."""
+    page.wait_for_load_state("load")  # the focus ring is read from the stylesheet, which may still be loading
     locator.focus()
     expect(locator).to_be_focused()
     page.keyboard.press("Shift+Tab")
@@ -71,6 +72,8 @@ def test_open_compare_and_restore_a_version_with_the_keyboard(admin_page, live_s
     expect(code).to_contain_text('default=">> "')
     keyword = code.locator(".k").first
     expect(keyword).to_have_text("class")
+    # Colours come from the stylesheet: a navigation's URL and DOM can be there before it has applied.
+    page.wait_for_load_state("load")
     plain = code.locator("td.code pre").evaluate("el => getComputedStyle(el).color")
     assert keyword.evaluate("el => getComputedStyle(el).color") != plain
     expect(page.locator("textarea, [contenteditable=true]")).to_have_count(0)
@@ -95,6 +98,7 @@ def test_open_compare_and_restore_a_version_with_the_keyboard(admin_page, live_s
     expect(removed).to_contain_text('">> "')
     expect(added).to_contain_text('"-> "')
     same = page.locator('[data-testid="diff-line"][data-kind="same"]').first
+    page.wait_for_load_state("load")
     background = "el => getComputedStyle(el.querySelector('.diff-code')).backgroundColor"
     assert len({removed.evaluate(background), added.evaluate(background), same.evaluate(background)}) == 3
     shot(page, "history-compare")
