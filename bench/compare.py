@@ -9,17 +9,20 @@ Each Sluice is started as bin/serve starts it (gunicorn in the repository root, 
 test corpus (tests/fixtures/functions) and, for the larger cases, rows written straight into the table. ``--other``
 names any server that speaks Open WebUI's `/api/v1/functions` (an Open WebUI started beside it, see
 ../shared/OPEN-WEBUI.md): its GETs run alternately with Sluice's, in the same minutes, round by round; its creates
-and valves updates run on functions named `bench_*`, deleted afterwards. The ceiling is a bare Flask JSON endpoint
-(bench/ceiling.py) under the same gunicorn settings.
+and valves updates run on functions named `bench_*`, deleted afterwards; for the 1,000-function runs (not with
+--quick) it is filled to 1,000 through its API with `bench_many_*` functions, deleted afterwards too. The ceiling
+is a bare Flask JSON endpoint (bench/ceiling.py) under the same gunicorn settings.
 
-The load client (bench/load.py) runs on the same CPUs, so requests/s understate what a server alone could do;
-"CPU ms/req" (all of Sluice's processes, from /proc) is the figure that holds still on a busy machine.
+The load client (bench/load.py: `wrk` when installed, else Python clients, named in the table's heading) runs on
+the same CPUs, so requests/s understate what a server alone could do; "CPU ms/req" (all of Sluice's processes, from
+/proc) is the figure that holds still on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,7 +35,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import free_port, run, server_env, start_server  # noqa: E402
-from bench_console import function_rows, insert_functions  # noqa: E402
+from bench_console import code_of, function_rows, insert_functions  # noqa: E402
 from load import LoadResult, hammer  # noqa: E402
 from procs import cpu_seconds, memory, tree  # noqa: E402
 from timing import percentile  # noqa: E402
@@ -121,12 +124,15 @@ def p50_p95(timings: list[float]) -> str:
 class Server:
     """One server under test: where it answers, who it is to it, and (when known) its processes."""
 
+    client = "auto"  # bench/load.py's client, the same for every server of a run (--client)
+
     def __init__(self, name: str, base: str, key: str | None = None, pid: int | None = None):
         self.name, self.base, self.pid = name, base.rstrip("/"), pid
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = requests.Session()
         self.http.headers.update(self.headers)
         self.pooled: dict[str, LoadResult] = {}
+        self.fills = False  # whether its list is to be filled (through its API) for the 1,000-function runs
 
     def api(self, path: str) -> str:
         return f"{self.base}/api/v1/functions{path}"
@@ -134,22 +140,17 @@ class Server:
     def get_load(self, label: str, path: str, concurrency: int, seconds: float) -> LoadResult:
         pids = tree(self.pid) if self.pid else []
         before = cpu_seconds(pids)
-        result = hammer(self.api(path), self.headers, concurrency, seconds)
+        result = hammer(self.api(path), self.headers, concurrency, seconds, client=self.client)
         if pids:
             result.cpu = cpu_seconds(pids) - before
-        pooled = self.pooled.setdefault(label, LoadResult(cpu=0.0 if pids else None))
-        pooled.latencies.extend(result.latencies)
-        pooled.seconds += result.seconds
-        pooled.errors += result.errors
-        if pids:
-            pooled.cpu += result.cpu
+        self.pooled.setdefault(label, LoadResult()).add(result)
         return result
 
 
 def load_cell(result: LoadResult) -> str:
     cell = f"{result.rate:.0f}/s {result.p(0.5):.1f}|{result.p(0.99):.1f} ms"
     if result.cpu:
-        cell += f" cpu {1000 * result.cpu / len(result.latencies):.2f}"
+        cell += f" cpu {1000 * result.cpu / max(1, result.requests):.2f}"
     return cell + (f" ERR {result.errors}" if result.errors else "")
 
 
@@ -270,6 +271,25 @@ def writes(server: Server, prefix: str, count: int, repeat: int) -> dict[str, st
     return rows
 
 
+def fill_other(other: Server, count: int) -> list[str]:
+    """Create functions named `bench_many_*` (the console benchmark's ~8 KiB filters) until ``other`` lists
+    ``count``; returns their ids, for `empty_other`. Creates go through its API, so they take a while."""
+    made = []
+    have = len(other.http.get(other.api("/")).json())
+    for index in range(max(0, count - have)):
+        fid = f"bench_many_{index:04d}"
+        body = {"id": fid, "name": f"Many {index}", "content": code_of(index), "meta": {"description": "x"}}
+        answer = other.http.post(other.api("/create"), json=body, timeout=60)
+        answer.raise_for_status()
+        made.append(fid)
+    return made
+
+
+def empty_other(other: Server, made: list[str]) -> None:
+    for fid in made:
+        other.http.delete(other.api(f"/id/{fid}/delete"), timeout=60)
+
+
 def alternate(
     servers: list[Server], label: str, path_of, concurrency: int, seconds: float, rounds: int
 ) -> dict:
@@ -322,8 +342,23 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> None:
             cells["memory under load RSS/PSS"] = sampled.get("m", "-")
             admin_id = server.http.get(server.api("/")).json()[0]["user_id"]
             database.insert(function_rows(1000 - args.functions - 1, admin_id, first=0))
-            for concurrency in (1, 16):
-                server.get_load(f"GET / (1,000 fns) c={concurrency}", "/", concurrency, args.seconds)
+            # The other server (not the ceiling, whose list is fixed) is filled to 1,000 as well on the first
+            # database's pass, measured in alternation, then emptied again.
+            many = [s for s in others if s.fills]
+            made = {}
+            try:
+                for other in many:
+                    print(f"filling {other.name} to 1,000 functions", flush=True)
+                    other.fills = False  # once is enough
+                    made[other.name] = fill_other(other, 1000)
+                for concurrency in (1, 16):
+                    alternate(
+                        [server, *many], f"GET / (1,000 fns) c={concurrency}", lambda s: "/", concurrency,
+                        args.seconds, args.rounds,
+                    )  # fmt: skip
+            finally:
+                for other in many:
+                    empty_other(other, made.get(other.name, []))
             browser = console_session(server)
             for count in (1_000, 10_000):
                 if count == 10_000:
@@ -410,7 +445,14 @@ def main() -> None:
     parser.add_argument("--other-key", help="an admin API key of that server")
     parser.add_argument("--other-pid", type=int, help="its main process, to read its memory and CPU")
     parser.add_argument("--quick", action="store_true", help="2 s runs, 1 round, 10 repeats, sync of 50")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load client (bench/load.py): wrk when installed (auto), or Python clients",
+    )
     args = parser.parse_args()
+    Server.client = args.client
     if args.quick:
         args.seconds, args.rounds, args.repeat, args.sync = 2.0, 1, 10, 50
     table: dict[str, dict[str, str]] = {}
@@ -420,6 +462,7 @@ def main() -> None:
         try:  # the ceiling server is stopped whatever fails, the other server's writes included
             if args.other:
                 other = Server("other " + args.other, args.other, args.other_key, args.other_pid)
+                other.fills = not args.quick
                 if other.pid:
                     table.setdefault(other.name, {})["memory idle RSS/PSS"] = memory_cell(other.pid)
                 probe_other(other)
@@ -440,7 +483,8 @@ def main() -> None:
         for label, result in server.pooled.items():
             cells[label] = load_cell(result)
     print(
-        f"gunicorn {args.workers} workers x {args.threads} threads; load runs of {args.seconds:.0f} s x {args.rounds} rounds;"
+        f"gunicorn {args.workers} workers x {args.threads} threads; load runs of {args.seconds:.0f} s x {args.rounds} rounds "
+        f"with {'wrk' if args.client == 'wrk' or (args.client == 'auto' and shutil.which('wrk')) else 'Python clients'};"
     )
     print("cells: req/s p50|p99 ms, and Sluice's CPU ms per request; writes p50/p95 of sequential calls\n")
     print_table(table)

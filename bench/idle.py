@@ -153,7 +153,7 @@ def main() -> None:
                     before = cpu_seconds(pids)
                     url = f"http://127.0.0.1:{port}/api/v1/functions/"
                     result = hammer(url, {"Authorization": f"Bearer {key}"}, 16, args.get)
-                    cpu_ms = 1000 * (cpu_seconds(pids) - before) / max(1, len(result.latencies))
+                    cpu_ms = 1000 * (cpu_seconds(pids) - before) / max(1, result.requests)
                     print(
                         f"GET /api/v1/functions/ ({args.creates} functions) at concurrency 16: {result.rate:.0f} "
                         f"req/s, p50 {result.p(0.5):.1f} ms, p99 {result.p(0.99):.1f} ms, server CPU "
