@@ -50,3 +50,40 @@ def test_the_app_uses_it(tmp_path):
         {"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/db", "SECRET_KEY": "k" * 32}
     )
     assert isinstance(app.session_interface, CookieSessions)
+
+
+def _headers_with(interface, path: str, environ_overrides=None) -> dict:
+    app = _app("first secret key, long enough")
+    app.session_interface = interface
+
+    @app.get("/read-with-vary")
+    def read_with_vary():
+        session.get("who")
+        return "ok", 200, {"Vary": "Accept"}
+
+    @app.get("/untouched")
+    def untouched():
+        return "ok"
+
+    @app.get("/clear")
+    def clear():
+        session.clear()
+        return "ok"
+
+    client = app.test_client()
+    client.get("/set")
+    if environ_overrides == "no cookie":
+        client.delete_cookie("session")
+    answer = client.get(path)
+    return {"Vary": answer.headers.get("Vary"), "Set-Cookie": answer.headers.getlist("Set-Cookie")}
+
+
+def test_saving_answers_the_same_headers_as_flask():
+    """The shortcut for an empty, unchanged session must not change what any answer carries."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    for path in ("/get", "/read-with-vary", "/untouched", "/clear", "/set"):
+        for cookie in ("cookie", "no cookie"):
+            ours = _headers_with(CookieSessions(), path, cookie)
+            flasks = _headers_with(SecureCookieSessionInterface(), path, cookie)
+            assert ours == flasks, (path, cookie)
