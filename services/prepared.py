@@ -31,7 +31,7 @@ _BORROWED = "sluice_read_connection"
 
 
 def _reading_connection():
-    """(DBAPI connection, event dispatch, SQLAlchemy connection or None) for a prepared read.
+    """(DBAPI connection, event dispatch, SQLAlchemy connection or None, dialect) for a prepared read.
 
     Inside the session's transaction, the session's own connection: the read then sees the request's uncommitted
     writes (flushed first, as the ORM's own queries autoflush). Otherwise a pool connection borrowed without making
@@ -47,12 +47,14 @@ def _reading_connection():
             if session.new or session.dirty or session.deleted:
                 session.flush()
             connection = session.connection()
-            return connection.connection.driver_connection, connection.dispatch, connection
+            return connection.connection.driver_connection, connection.dispatch, connection, connection.dialect
     borrowed = g.get(_BORROWED)
     if borrowed is None:
-        borrowed = db.engine.raw_connection()
+        engine = db.engine  # looked up once: Flask-SQLAlchemy finds it through the current app each time
+        borrowed = (engine.raw_connection(), engine)
         setattr(g, _BORROWED, borrowed)
-    return borrowed.driver_connection, db.engine.dispatch, None
+    pooled, engine = borrowed
+    return pooled.driver_connection, engine.dispatch, None, engine.dialect
 
 
 def give_back_borrowed_connection(*_args: Any) -> None:
@@ -60,7 +62,7 @@ def give_back_borrowed_connection(*_args: Any) -> None:
     if has_app_context():
         borrowed = g.pop(_BORROWED, None)
         if borrowed is not None:
-            borrowed.close()
+            borrowed[0].close()
 
 
 def install_prepared_reads(app: Flask) -> None:
@@ -121,8 +123,8 @@ class PreparedSelect:
 
     def rows(self, **values: Any) -> list[tuple | list]:
         """Every row, as sequences of processed values in the order of the statement's columns."""
-        dbapi_connection, dispatch, connection = _reading_connection()
-        compiled = self._compiled(db.engine.dialect)
+        dbapi_connection, dispatch, connection, dialect = _reading_connection()
+        compiled = self._compiled(dialect)
         parameters = compiled.parameters(values)
         cursor = dbapi_connection.cursor()
         try:

@@ -34,7 +34,8 @@ class ApiAuthError(Exception):
 
 def is_api_request() -> bool:
     """JSON callers: the API under /api and the gateway under /v1."""
-    return any(request.path == base or request.path.startswith(base + "/") for base in ("/api", "/v1"))
+    path = request.path
+    return path.startswith(("/api/", "/v1/")) or path in ("/api", "/v1")
 
 
 def presented_key() -> str | None:
