@@ -47,7 +47,12 @@ def _reading_connection():
             if session.new or session.dirty or session.deleted:
                 session.flush()
             connection = session.connection()
-            return connection.connection.driver_connection, connection.dispatch, connection, connection.dialect
+            return (
+                connection.connection.driver_connection,
+                connection.dispatch,
+                connection,
+                connection.dialect,
+            )
     borrowed = g.get(_BORROWED)
     if borrowed is None:
         engine = db.engine  # looked up once: Flask-SQLAlchemy finds it through the current app each time
