@@ -30,7 +30,9 @@ def install_sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
     _private_files(engine.url.database)
     synchronous = synchronous.upper()
     if synchronous not in SYNCHRONOUS_LEVELS:  # it goes into SQL text: only SQLite's own words
-        raise ValueError(f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
+        raise ValueError(
+            f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}"
+        )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):

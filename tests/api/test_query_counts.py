@@ -163,7 +163,9 @@ def test_a_valves_update_costs_a_few_statements_and_no_load_once_the_class_is_kn
     assert len(statements) <= most, statements
 
 
-def test_a_create_and_an_update_answer_what_they_wrote_without_reading_the_function_back(app, client, admin_key):
+def test_a_create_and_an_update_answer_what_they_wrote_without_reading_the_function_back(
+    app, client, admin_key
+):
     """The answer is built from the function as the request wrote it (services.functions.detach_written): nothing
     reads the functions table after the commit, and the answer still shows every field, defaults included."""
     from tests.factories import FILTER, form
@@ -177,7 +179,9 @@ def test_a_create_and_an_update_answer_what_they_wrote_without_reading_the_funct
     assert answer["created_at"] == answer["updated_at"] and answer["meta"]["manifest"]
 
     def reads_after_commit(statements):
-        written = max(i for i, s in enumerate(statements) if s.lstrip().upper().startswith(("INSERT", "UPDATE")))
+        written = max(
+            i for i, s in enumerate(statements) if s.lstrip().upper().startswith(("INSERT", "UPDATE"))
+        )
         return [s for s in statements[written + 1 :] if "FROM functions" in s]
 
     assert reads_after_commit(statements) == []
