@@ -61,7 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from database import install_sqlite_pragmas
 
     with app.app_context():
-        install_sqlite_pragmas(db.engine)
+        install_sqlite_pragmas(db.engine, app.config["SLUICE_SQLITE_SYNCHRONOUS"])
 
     loader.configure(**loader_options(app))
 

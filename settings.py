@@ -166,6 +166,13 @@ def drop_mode(name: str, value) -> str:
     raise SettingError(f"{name} must be one of auto, always or off, got {value!r}")
 
 
+def sqlite_synchronous(name: str, value) -> str:
+    level = str(value).strip().upper()
+    if level not in ("NORMAL", "FULL", "EXTRA"):
+        raise SettingError(f"{name} must be NORMAL, FULL or EXTRA, got {value!r}")
+    return level
+
+
 def path_list(name: str, value) -> tuple[str, ...]:
     """Paths from a list, or from a string of paths separated by ``os.pathsep`` (``:``); empty entries are skipped."""
     if value is None:
@@ -210,6 +217,14 @@ SETTINGS: tuple[Setting, ...] = (
         "database; `postgresql+psycopg://user:pass@host/db` for PostgreSQL",
         shown_default="`sqlite:///instance/sluice.sqlite3`",
         key="SQLALCHEMY_DATABASE_URI",
+    ),
+    Setting(
+        "SLUICE_SQLITE_SYNCHRONOUS",
+        "NORMAL",
+        sqlite_synchronous,
+        "SQLite only: NORMAL syncs the write-ahead log at checkpoints, so a crash of Sluice or of any process loses "
+        "nothing but a power cut or kernel crash may undo the last commits (never corrupting the database); FULL "
+        "syncs at every commit, 3-5 ms more per save",
     ),
     Setting(
         "SECRET_KEY",

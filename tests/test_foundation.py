@@ -217,6 +217,24 @@ def test_sqlite_pragmas(app):
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+        # NORMAL (1): under WAL a commit is not synced to disk on its own, only at checkpoints (database.py says
+        # what that risks); FULL is 2.
+        assert db.session.execute(text("PRAGMA synchronous")).scalar() == 1
+
+
+def test_sqlite_synchronous_full_when_the_operator_asks(database_url):
+    from sqlalchemy import text
+
+    from extensions import db
+    from tests.conftest import make_app
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    app = make_app(database_url, SLUICE_SQLITE_SYNCHRONOUS="full")
+    with app.app_context():
+        assert db.session.execute(text("PRAGMA synchronous")).scalar() == 2
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_health(client):

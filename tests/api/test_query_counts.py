@@ -161,3 +161,32 @@ def test_a_valves_update_costs_a_few_statements_and_no_load_once_the_class_is_kn
     assert response.status_code == 200, response.get_json()
     assert loader.stats()["jobs"] == jobs, "the function's code ran again only to check its valves"
     assert len(statements) <= most, statements
+
+
+def test_a_create_and_an_update_answer_what_they_wrote_without_reading_the_function_back(
+    app, client, admin_key
+):
+    """The answer is built from the function as the request wrote it (services.functions.detach_written): nothing
+    reads the functions table after the commit, and the answer still shows every field, defaults included."""
+    from tests.factories import FILTER, form
+
+    base = "/api/v1/functions"
+    with counted(app) as statements:
+        created = client.post(f"{base}/create", json=form(id="fresh", name="Fresh", content=FILTER), headers=bearer(admin_key))  # fmt: skip
+    assert created.status_code == 200, created.get_json()
+    answer = created.get_json()
+    assert answer["id"] == "fresh" and answer["type"] == "filter" and answer["is_active"] is False
+    assert answer["created_at"] == answer["updated_at"] and answer["meta"]["manifest"]
+
+    def reads_after_commit(statements):
+        written = max(
+            i for i, s in enumerate(statements) if s.lstrip().upper().startswith(("INSERT", "UPDATE"))
+        )
+        return [s for s in statements[written + 1 :] if "FROM functions" in s]
+
+    assert reads_after_commit(statements) == []
+    with counted(app) as statements:
+        updated = client.post(f"{base}/id/fresh/update", json=form(id="fresh", name="Renamed", content=FILTER), headers=bearer(admin_key))  # fmt: skip
+    assert updated.status_code == 200, updated.get_json()
+    assert updated.get_json()["name"] == "Renamed" and updated.get_json()["content"] == FILTER
+    assert reads_after_commit(statements) == []

@@ -1,0 +1,160 @@
+"""Where one create's time goes: `POST /api/v1/functions/create` called in-process, split into its phases.
+
+    .venv/bin/python bench/profile_create.py                    # 40 creates of the valved bench filter, 300 ms apart
+    .venv/bin/python bench/profile_create.py --pause-ms 0       # back to back
+    .venv/bin/python bench/profile_create.py --corpus            # the test corpus's functions instead
+
+The WSGI app is called directly (no gunicorn, no sockets) on a new SQLite file, with the loader the app configures.
+Each phase is timed around the call that does it: the loader round trip (and within it the zygote's own time from
+handing the job to a child to its answer), the commit, and the rest of the request. CPU: the request thread's own,
+and the loader's (zygote, template and reaped children) over all creates, per create.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from compare import VALVED, corpus  # noqa: E402
+from procs import cpu_seconds, tree  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--creates", type=int, default=40)
+    parser.add_argument("--pause-ms", type=float, default=300)
+    parser.add_argument("--corpus", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="pyinstrument's profile of the creates (if installed)"
+    )
+    args = parser.parse_args()
+
+    from sqlalchemy.orm import Session
+
+    import loader
+    import loader.client
+    from app import create_app
+    from database import upgrade_database
+    from services import accounts
+
+    folder = tempfile.TemporaryDirectory(prefix="sluice-profile-create-")
+    url = f"sqlite:///{os.path.join(folder.name, 'profile.db')}"
+    upgrade_database(url)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "profile-" * 4})
+    with app.app_context():
+        admin = accounts.create_user(
+            "Profile Admin", "profile@example.com", "profile password 1", role="admin"
+        )
+        _key, key = accounts.create_api_key(admin, "profile")
+    loader.start()
+    time.sleep(1.5)
+
+    phases: dict[str, list[float]] = {"loader round trip": [], "zygote (hand to answer)": [], "commit": []}
+    run, commit = loader.client._run, Session.commit
+
+    def timed_run(request):
+        began = time.perf_counter()
+        header, answer = run(request)
+        phases["loader round trip"].append((time.perf_counter() - began) * 1000)
+        phases["zygote (hand to answer)"].append(float(header.get("elapsed") or 0) * 1000)
+        return header, answer
+
+    def timed_commit(self):
+        began = time.perf_counter()
+        try:
+            return commit(self)
+        finally:
+            phases["commit"].append((time.perf_counter() - began) * 1000)
+
+    loader.client._run, Session.commit = timed_run, timed_commit
+    if args.corpus:
+        made = [(f"p_{n}_{name}", content) for n, (name, content) in enumerate(corpus(args.creates))]
+    else:
+        made = [(f"p_{n}", VALVED.format(n=n)) for n in range(args.creates)]
+
+    def create(function_id: str, content: str) -> None:
+        body = json.dumps({"id": function_id, "name": function_id, "content": content, "meta": {}}).encode()
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/api/v1/functions/create",
+            "QUERY_STRING": "",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "5000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "HTTP_HOST": "127.0.0.1:5000",
+            "HTTP_AUTHORIZATION": f"Bearer {key}",
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        status: list[str] = []
+        answer = b"".join(app(environ, lambda s, _h, _e=None: status.append(s)))
+        if not status[0].startswith("200"):
+            raise SystemExit(f"create answered {status[0]}: {answer[:300]!r}")
+
+    zygote = loader.client._current
+    totals, threads = [], []
+    loader_pids = [zygote.proc.pid] if zygote is not None and hasattr(zygote, "proc") else []
+    loader_pids = tree(loader_pids[0]) if loader_pids else []
+    loader_before = cpu_seconds(loader_pids, reaped_children=True) if loader_pids else 0.0
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0002)
+    for function_id, content in made:
+        time.sleep(args.pause_ms / 1000)
+        if profiler is not None:
+            profiler.start()
+        began, cpu = time.perf_counter(), time.thread_time()
+        create(function_id, content)
+        if profiler is not None:
+            profiler.stop()
+        totals.append((time.perf_counter() - began) * 1000)
+        threads.append((time.thread_time() - cpu) * 1000)
+    loader_cpu = (
+        (cpu_seconds(loader_pids, reaped_children=True) - loader_before) * 1000 / len(made)
+        if loader_pids
+        else 0
+    )
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else 0.0
+
+    print(
+        f"{len(made)} creates, {args.pause_ms:g} ms apart ({'corpus' if args.corpus else 'valved filter'}):"
+    )
+    print(f"  whole request (in-process)     {median(totals):6.2f} ms median")
+    for name, values in phases.items():
+        print(f"  {name:<30} {median(values):6.2f} ms median")
+    rest = [t - r - c for t, r, c in zip(totals, phases["loader round trip"], phases["commit"], strict=False)]
+    print(f"  {'rest of the request':<30} {median(rest):6.2f} ms median")
+    print(f"  request thread CPU             {median(threads):6.2f} ms median")
+    print(f"  loader CPU (all its processes) {loader_cpu:6.2f} ms per create")
+    if profiler is not None:
+        print(profiler.output_text(unicode=False, color=False))
+    loader.shutdown()
+    folder.cleanup()
+
+
+if __name__ == "__main__":
+    main()

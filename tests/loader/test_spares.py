@@ -1,0 +1,65 @@
+"""When the zygote warms its spares up (loader/parent.py `_replenish`): as soon as no job is in flight, even when a
+request came a moment ago, so that saves made one after the other each find a warm spare; never while a job runs.
+
+A Zygote installs signal handlers and makes its process a subreaper, so each case runs in a Python of its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A zygote with one spare that has not been warmed up (its job pipe is ours to read), just after a request came
+# and was answered (a ping); WAITING says whether a job is still in flight. Prints the messages the spare was sent.
+SCRIPT = """
+import os, sys, time
+from loader import parent, protocol
+
+waiting = sys.argv[1] == "1"
+request_r, request_w = os.pipe()
+answer_r, answer_w = os.pipe()
+zygote = parent.Zygote(request_r, answer_w, os.open(os.devnull, os.O_RDWR), max_jobs=2, spares=1, ready={})
+spare = parent.Child()
+job_r, spare.job_fd = os.pipe()
+zygote.spares.append(spare)
+if waiting:
+    job = parent.Child()
+    job.request, job.started = {"op": "load"}, time.monotonic() - 1  # old enough for a spare to be forked
+    zygote.children[-1] = job
+os.write(request_w, protocol.encode_frame({"op": "ping", "id": 1}))  # a request that came just now
+zygote._read_requests()
+zygote._replenish()
+os.set_blocking(job_r, False)
+try:
+    sent = os.read(job_r, 4096)
+except BlockingIOError:
+    sent = b""
+zygote.children.clear()
+zygote.spares.clear()
+zygote.shutdown()
+print(repr(sent))
+"""
+
+
+def sent_to_spare(waiting: bool) -> bytes:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), "1" if waiting else "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return eval(done.stdout.strip())  # noqa: S307 - the repr of bytes our own script printed
+
+
+def test_a_spare_is_warmed_up_as_soon_as_no_job_is_in_flight():
+    assert b'"op":"warm"' in sent_to_spare(waiting=False)
+
+
+def test_no_spare_is_warmed_up_while_a_job_runs():
+    assert sent_to_spare(waiting=True) == b""
