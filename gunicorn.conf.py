@@ -26,6 +26,11 @@ collector's bookkeeping is frozen before each fork (``gc.freeze``), or its first
 to, and so copy, every page that holds an object. What must be each process's own is made after the fork
 (``post_worker_init``, app.after_fork): database connections, and the loader with its spares, which the master
 never starts.
+
+What the master does start (``when_ready``, before the first fork) is the loader seed (loader/seed.py): one
+preloaded process from which each worker's loader is forked, so that the two loaders share their ~45 MiB of
+preloaded objects instead of each holding a copy. If it dies, workers start their own loaders, and the master starts
+a new seed before it forks its next worker (``pre_fork``); it stops it when it exits (``on_exit``).
 """
 
 import ctypes

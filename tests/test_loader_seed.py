@@ -185,8 +185,13 @@ def test_both_workers_loaders_are_forked_by_the_seed_and_share_its_pages(server)
     assert shared > 15, f"the two loaders share only {shared:.1f} MiB"
 
 
-def test_the_seeds_socket_has_no_name_anybody_could_connect_to(server):
-    seed, _zygotes = server.settled()
+def test_the_seed_holds_no_secret_and_its_socket_has_no_name_anybody_could_connect_to(server):
+    seed, zygotes = server.settled()
+    for pid in (seed, *zygotes):  # the environment filtered as for a loader the worker execs
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not [
+            item for item in environ if item.startswith((b"SECRET_KEY=", b"DATABASE_URL=", b"SLUICE_"))
+        ]
     inodes = {
         os.readlink(f"/proc/{seed}/fd/{fd}")[len("socket:[") : -1]
         for fd in os.listdir(f"/proc/{seed}/fd")
