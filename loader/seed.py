@@ -148,16 +148,19 @@ class SeededZygote:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        return self.returncode if self.returncode is not None or not self._ended(0) else self._reaped()
+        if self.returncode is None and self._ended(0):
+            self.returncode = 0
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None and not self._ended(timeout):
             raise subprocess.TimeoutExpired("loader zygote", timeout)
-        return self._reaped()
+        self.returncode = 0  # its status is the seed's, which reaps it
+        return self.returncode
 
     def kill(self) -> None:
         if self.returncode is None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # ended meanwhile
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
     def _ended(self, timeout: float | None) -> bool:
@@ -165,12 +168,11 @@ class SeededZygote:
         poller.register(self.pidfd, select.POLLIN)
         return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
 
-    def _reaped(self) -> int:
-        """The zygote ended (the seed reaps it; its status is the seed's to know, so 0)."""
-        if self.returncode is None:
-            self.returncode = 0
+    def __del__(self):
+        # Only now: the reader thread and a caller may both be waiting on it (ZygoteProcess), and a number closed
+        # under one of them could be reused by another descriptor.
+        with contextlib.suppress(OSError, AttributeError):
             os.close(self.pidfd)
-        return self.returncode
 
 
 def spawn(python: str, argv: list[str], wait: float) -> SeededZygote | None:
