@@ -111,6 +111,14 @@ def after_fork(app: Flask) -> None:
         warm_loader_in_background()
 
 
+def start_loader_seed(app: Flask) -> None:
+    """In gunicorn's master (gunicorn.conf.py), before it forks workers: start the loader seed that forks each
+    worker's loader from one preload (loader/seed.py), unless this app starts no loader. Again before each later
+    fork, which restarts a seed that died."""
+    if app.extensions.get(WARM_LOADER_EXTENSION):
+        loader.start_seed()
+
+
 _warming = False  # whether this process has started its loader's warm-up (a forked process has not)
 _warming_lock = threading.Lock()
 

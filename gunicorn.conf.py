@@ -26,6 +26,11 @@ collector's bookkeeping is frozen before each fork (``gc.freeze``), or its first
 to, and so copy, every page that holds an object. What must be each process's own is made after the fork
 (``post_worker_init``, app.after_fork): database connections, and the loader with its spares, which the master
 never starts.
+
+What the master does start (``when_ready``, before the first fork) is the loader seed (loader/seed.py): one
+preloaded process from which each worker's loader is forked, so that the two loaders share their ~45 MiB of
+preloaded objects instead of each holding a copy. If it dies, workers start their own loaders, and the master starts
+a new seed before it forks its next worker (``pre_fork``); it stops it when it exits (``on_exit``).
 """
 
 import ctypes
@@ -33,6 +38,7 @@ import errno
 import gc
 import json
 import socket
+import sys
 
 from gunicorn import util
 
@@ -74,19 +80,41 @@ def on_starting(server):
                 raise
 
 
+def _sluice_app(wsgi):
+    from flask import Flask
+
+    # Not another app run with this file (bench/ceiling.py).
+    return isinstance(wsgi, Flask) and wsgi.import_name == "app"
+
+
+def when_ready(server):
+    """Before the first worker forks: start the loader seed, from which every worker's loader is forked."""
+    wsgi = getattr(getattr(server, "app", None), "callable", None)
+    if _sluice_app(wsgi):
+        from app import start_loader_seed
+
+        start_loader_seed(wsgi)
+
+
 def pre_fork(server, worker):
     """Objects that exist now live as long as the master: the collector need never visit them again, in the
-    master or in a worker, so the pages that hold them stay shared."""
+    master or in a worker, so the pages that hold them stay shared. A loader seed that died is started again first,
+    for this worker and the next ones (running workers start their own loaders meanwhile: loader/seed.py)."""
+    when_ready(server)
     gc.collect()
     gc.freeze()
 
 
+def on_exit(server):
+    seed = sys.modules.get("loader.seed")
+    if seed is not None:
+        seed.stop()
+
+
 def post_worker_init(worker):
     _non_dumpable()
-    from flask import Flask
-
     wsgi = getattr(worker, "wsgi", None)
-    if isinstance(wsgi, Flask) and wsgi.import_name == "app":  # not another app run here (bench/ceiling.py)
+    if _sluice_app(wsgi):
         from app import after_fork
 
         after_fork(wsgi)

@@ -42,7 +42,8 @@ def roles(master: int) -> list[tuple[str, int]]:
     """(role, pid) for every process under the gunicorn master, named by its depth in the tree.
 
     A loader's children are its clean templates (where namespaces work, as here: two per loader, started with it)
-    and its spares (forked once it has had a job; each a namespace's first process and the spare under it)."""
+    and its spares (forked once it has had a job; each a namespace's first process and the spare under it). Under
+    gunicorn the loaders are the loader seed's children (loader/seed.py), one level deeper than a worker's own."""
     names = {
         0: "gunicorn master",
         1: "worker",
@@ -60,8 +61,8 @@ def roles(master: int) -> list[tuple[str, int]]:
             continue
         command = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
         role = names.get(depth, f"depth {depth}")
-        if depth == 1 and b"loader" in command:  # a loader started by the master itself (shared loader)
-            role = "loader parent"
+        if depth == 1 and b"loader" in command:  # the loader seed, started by the master (loader/seed.py)
+            role = "loader seed" if b"seed" in command.split(b"\0") else "loader parent"
         found.append((role, pid))
     return sorted(found, key=lambda item: (item[0], item[1]))
 

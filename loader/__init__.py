@@ -19,6 +19,8 @@ from loader.requirements import parse_requirements
 from loader.results import LoadError, LoadResult, ValvesResult
 from loader.runtime.calls import METHODS as RUN_METHODS
 from loader.runtime.client import RunCall, RunResult, retire_workers, run_function, run_function_collect
+from loader.seed import start as start_seed
+from loader.seed import stop as stop_seed
 
 __all__ = [
     "RUN_METHODS",
@@ -39,6 +41,8 @@ __all__ = [
     "run_function_collect",
     "shutdown",
     "start",
+    "start_seed",
     "stats",
+    "stop_seed",
     "validate_valves",
 ]

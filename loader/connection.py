@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 
-from loader import confinement
+from loader import confinement, seed
 from loader.protocol import encode_frame, error, read_frame
 
 log = logging.getLogger(__name__)
@@ -82,22 +82,17 @@ class ZygoteProcess:
         self.ready: dict = {}
         self.started = threading.Event()
         compat = COMPAT_DIR if os.path.isdir(COMPAT_DIR) else ""
-        self.proc = launcher.run(  # our own interpreter running our own module
+        zygote_argv = [
+            str(settings.max_jobs),
+            str(settings.spares),
+            str(os.getpid()),
+            settings.drop_privileges if os.geteuid() == 0 else "off",
+            settings.load_user,
+        ]
+        # Forked by the master's loader seed where there is one (loader/seed.py), else exec'd as our own child.
+        self.proc = seed.spawn(settings.python, zygote_argv, STARTUP_LIMIT) or launcher.run(
             subprocess.Popen,
-            [
-                settings.python,
-                "-I",
-                "-B",
-                "-c",
-                _BOOTSTRAP,
-                PACKAGE_ROOT,
-                compat,
-                str(settings.max_jobs),
-                str(settings.spares),
-                str(os.getpid()),
-                settings.drop_privileges if os.geteuid() == 0 else "off",
-                settings.load_user,
-            ],
+            [settings.python, "-I", "-B", "-c", _BOOTSTRAP, PACKAGE_ROOT, compat, *zygote_argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=child_environment(os.environ),

@@ -139,48 +139,76 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def main(argv: list[str]) -> None:
     """Entry point: `python -m loader.startup [compat_dir] [max_jobs] [spares] [parent_pid] [drop_privileges]
-    [load_user]`, started by `loader.client`. drop_privileges is "auto", "always" or "off" (see plan_privileges)."""
+    [load_user]`, started by `loader.client`. drop_privileges is "auto", "always" or "off" (see plan_privileges).
+
+    `[compat_dir] seed [control_fd] [master_pid]` starts the loader seed instead (loader/seed.py): the same preload,
+    then a zygote forked, with its caller's pipes and settings, for each worker that asks."""
     compat_dir = argv[0] if argv else ""
-    max_jobs = int(argv[1]) if len(argv) > 1 else 8
-    spares = int(argv[2]) if len(argv) > 2 else 2
+    if argv[1:2] == ["seed"]:
+        from loader import seed
+
+        forked = seed.serve(compat_dir, int(argv[2]), int(argv[3]))
+        if forked is not None:  # a zygote the seed forked for a worker
+            run_zygote(*forked)
+        return
     _die_with_parent(int(argv[3]) if len(argv) > 3 else 0)
-    # The jobs in flight are in our memory: a process of our user without CAP_SYS_PTRACE (a load child, where the
-    # server does not run as root and children keep its user) must neither read it (/proc/<pid>/mem) nor trace us.
     non_dumpable = confinement.make_undumpable()
-    drop_mode = argv[4] if len(argv) > 4 else "off"
-    load_user = argv[5] if len(argv) > 5 else DEFAULT_LOAD_USER
     # Keep the caller's pipes away from descriptors 0 and 1, so nothing printed by imports can corrupt them.
     request_fd, answer_fd = os.dup(0), os.dup(1)
     devnull_fd = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull_fd, 0)
     os.dup2(devnull_fd, 1)
+    warm = prepare(compat_dir)
+    run_zygote(request_fd, answer_fd, devnull_fd, argv[1:], {**warm, "non_dumpable": non_dumpable})
+
+
+def prepare(compat_dir: str) -> dict:
+    """What every zygote starts with, whatever its caller's settings: the preload, frozen for the collector and
+    collapsed into huge pages. The part of the ready report it fills in."""
     if compat_dir and os.path.isdir(compat_dir):
         sys.path.insert(0, compat_dir)
+    started = time.monotonic()
+    loaded, missing = preload()
+    gc.collect()
+    gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
+    huge = _collapse_into_huge_pages()
+    return {
+        "preloaded": loaded,
+        "missing": missing,
+        "huge_page_bytes": huge,
+        "startup": round(time.monotonic() - started, 3),
+        "python": sys.version.split()[0],
+    }
+
+
+def run_zygote(request_fd: int, answer_fd: int, devnull_fd: int, argv: list[str], warm: dict) -> None:
+    """From a prepared process (`prepare`): apply the caller's settings (`argv`: [max_jobs] [spares] [parent_pid]
+    [drop_privileges] [load_user]), work out privileges and confinement, start the templates, send the ready
+    report and serve the caller on `request_fd`/`answer_fd` until it goes. Returns in a child forked for a job
+    once that job is done."""
+    max_jobs = int(argv[0]) if argv else 8
+    spares = int(argv[1]) if len(argv) > 1 else 2
+    drop_mode = argv[3] if len(argv) > 3 else "off"
+    load_user = argv[4] if len(argv) > 4 else DEFAULT_LOAD_USER
     owners = {os.getuid()}
     if drop_mode != "off" and os.geteuid() == 0:
         with contextlib.suppress(LookupError):
             owners.add(resolve_user(load_user)["uid"])
     scratch.remove_stale_workdirs(owners)
     started = time.monotonic()
-    loaded, missing = preload()
     privileges = plan_privileges(drop_mode, load_user)
     confined = check_confinement()
     refused = environment_refusal(load_user)
     gc.collect()
-    gc.freeze()  # children inherit the heap without touching (and copying) it on every collection
-    huge = _collapse_into_huge_pages()
+    gc.freeze()  # what the settings added, as `prepare` did for the preload
     with open("/proc/self/statm", "rb") as statm:
         mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     ready = {
-        "preloaded": loaded,
-        "missing": missing,
+        **warm,
         "mapped_bytes": mapped,
-        "huge_page_bytes": huge,
-        "startup": round(time.monotonic() - started, 3),
-        "python": sys.version.split()[0],
+        "startup": round(warm.get("startup", 0) + time.monotonic() - started, 3),
         "privileges": privileges,
         "confinement": confined,
-        "non_dumpable": non_dumpable,
         "refused": refused,
     }
     # The clean template children are forked from (loader/namespaces.py), forked before any request is read.
