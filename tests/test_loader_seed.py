@@ -49,8 +49,12 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def command(pid: int) -> list[bytes]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+def command(pid: int) -> list[bytes] | None:
+    """Its command line, or None for a process that ended since it was listed."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
 
 
 def until(condition, within: float = 30.0, message: str = ""):
@@ -101,15 +105,19 @@ class Server:
         return subprocess.run(argv, cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
 
     def seed(self) -> int | None:
-        found = [pid for pid in children(self.master) if b"seed" in command(pid)]
+        found = [pid for pid in children(self.master) if b"seed" in (command(pid) or [])]
         return found[0] if found else None
 
     def workers(self) -> list[int]:
-        return [pid for pid in children(self.master) if b"seed" not in command(pid)]
+        return [
+            pid
+            for pid in children(self.master)
+            if (found := command(pid)) is not None and b"seed" not in found
+        ]
 
     def zygotes(self, parent: int) -> list[int]:
         """The running loaders (zygotes) among `parent`'s children."""
-        return [pid for pid in children(parent) if alive(pid) and b"loader" in b" ".join(command(pid))]
+        return [pid for pid in children(parent) if alive(pid) and b"loader" in b" ".join(command(pid) or [])]
 
     def settled(self) -> tuple[int, list[int]] | None:
         """(seed, its two zygotes) once the two workers have theirs, else None."""
