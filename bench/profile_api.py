@@ -46,25 +46,34 @@ def build_app(database_url: str, functions: int):
     return app, plain, first_id
 
 
+def api_environ(method: str, path: str, key: str, body: bytes = b"") -> dict:
+    """A WSGI environ for one API call with ``key`` (bench/profile_create.py makes its creates with it too)."""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "HTTP_HOST": "127.0.0.1:5000",
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    if body:
+        environ["CONTENT_TYPE"] = "application/json"
+        environ["CONTENT_LENGTH"] = str(len(body))
+    return environ
+
+
 def caller(app, path: str, key: str):
     def environ() -> dict:
-        return {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": path,
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "5000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(b""),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "HTTP_HOST": "127.0.0.1:5000",
-            "HTTP_AUTHORIZATION": f"Bearer {key}",
-            "REMOTE_ADDR": "127.0.0.1",
-        }
+        return api_environ("GET", path, key)
 
     def call() -> bytes:
         status: list[str] = []

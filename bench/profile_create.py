@@ -13,7 +13,6 @@ and the loader's (zygote, template and reaped children) over all creates, per cr
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from compare import VALVED, corpus  # noqa: E402
 from procs import cpu_seconds, tree  # noqa: E402
+from profile_api import api_environ  # noqa: E402
 
 
 def main() -> None:
@@ -87,25 +87,7 @@ def main() -> None:
 
     def create(function_id: str, content: str) -> None:
         body = json.dumps({"id": function_id, "name": function_id, "content": content, "meta": {}}).encode()
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/api/v1/functions/create",
-            "QUERY_STRING": "",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "5000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "HTTP_HOST": "127.0.0.1:5000",
-            "HTTP_AUTHORIZATION": f"Bearer {key}",
-            "REMOTE_ADDR": "127.0.0.1",
-        }
+        environ = api_environ("POST", "/api/v1/functions/create", key, body)
         status: list[str] = []
         answer = b"".join(app(environ, lambda s, _h, _e=None: status.append(s)))
         if not status[0].startswith("200"):
