@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -65,8 +66,9 @@ def _meta(f: Function) -> dict:
     return f.meta if isinstance(f.meta, dict) else {}
 
 
-def _dict_or_empty(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
+def _dict_or_empty(value: Any) -> dict | orjson.Fragment:
+    # A Fragment is an object's stored JSON text, read for the wire as it is (services.prepared).
+    return value if isinstance(value, dict | orjson.Fragment) else {}
 
 
 # How a stored value becomes its wire value, where the two differ.
@@ -116,12 +118,15 @@ def function_response(f: Function) -> dict:
 # (``services.prepared``): every API client calls them, and SQLAlchemy's per-call work was most of their cost.
 _RESPONSE_COLUMNS = tuple(getattr(Function, key) for key in FUNCTION_RESPONSE)
 _NEWEST_FIRST = (Function.updated_at.desc(), Function.id)
-_EVERY_FUNCTION = PreparedSelect(select(*_RESPONSE_COLUMNS).order_by(*_NEWEST_FIRST))
+# They go out only as JSON answers: meta's stored text is embedded as it is where the driver hands back text.
+_EVERY_FUNCTION = PreparedSelect(select(*_RESPONSE_COLUMNS).order_by(*_NEWEST_FIRST), wire_json=("meta",))
 _ACTIVE_FUNCTIONS = PreparedSelect(
-    select(*_RESPONSE_COLUMNS).where(Function.is_active.is_(True)).order_by(*_NEWEST_FIRST)
+    select(*_RESPONSE_COLUMNS).where(Function.is_active.is_(True)).order_by(*_NEWEST_FIRST),
+    wire_json=("meta",),
 )
 _ONE_FUNCTION_MODEL = PreparedSelect(
-    select(*(getattr(Function, key) for key in FUNCTION_MODEL)).where(Function.id == bindparam("id"))
+    select(*(getattr(Function, key) for key in FUNCTION_MODEL)).where(Function.id == bindparam("id")),
+    wire_json=("meta",),
 )
 
 

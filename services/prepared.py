@@ -17,9 +17,10 @@ Only for plain SELECTs with named bind parameters; everything else goes through 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
+import orjson
 from flask import Flask, g, has_app_context
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import Select, event
@@ -82,7 +83,7 @@ class _Compiled:
 
     __slots__ = ("sql", "positions", "bind_processors", "result_processors", "keys")
 
-    def __init__(self, statement: Select, dialect: Dialect):
+    def __init__(self, statement: Select, dialect: Dialect, wire_json: Collection[str] = ()):
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         # Positional paramstyles (SQLite's qmark) name the order; named ones (psycopg's pyformat) take a dict.
@@ -94,11 +95,14 @@ class _Compiled:
         }
         self.keys = tuple(column.key for column in statement.selected_columns)
         # (index, processor) of the columns whose values need converting; the others are taken as fetched.
-        self.result_processors: tuple[tuple[int, Callable], ...] = tuple(
-            (index, processor)
-            for index, column in enumerate(statement.selected_columns)
-            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
-        )
+        processors = []
+        for index, column in enumerate(statement.selected_columns):
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            if processor is not None and column.key in wire_json:
+                processor = _stored_json_for_the_wire(processor)
+            if processor is not None:
+                processors.append((index, processor))
+        self.result_processors: tuple[tuple[int, Callable], ...] = tuple(processors)
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict:
         processed = {
@@ -110,11 +114,33 @@ class _Compiled:
         return processed
 
 
-class PreparedSelect:
-    """``PreparedSelect(select(...).where(col == bindparam("x")))``, then ``.rows(x=...)``, in an app context."""
+def _stored_json_for_the_wire(decode: Callable) -> Callable:
+    """A JSON object column's stored text as an ``orjson.Fragment``, which the answer embeds without decoding it.
 
-    def __init__(self, statement: Select):
+    Decoding each function's ``meta`` only to encode it again was an eighth of `GET /api/v1/functions/` on SQLite
+    (PostgreSQL's driver hands back decoded values, which this leaves alone). Stored JSON is strict (services.storable
+    refuses NaN and infinities), so the text is JSON as it is; anything else, such as a value that is not an object
+    (the wire shows it as ``{}``) or a row written by hand with a bare ``NaN``, is decoded as before.
+    """
+
+    def process(value: Any) -> Any:
+        if type(value) is str and value[:1] == "{" and "NaN" not in value and "Infinity" not in value:
+            return orjson.Fragment(value)
+        return decode(value)
+
+    return process
+
+
+class PreparedSelect:
+    """``PreparedSelect(select(...).where(col == bindparam("x")))``, then ``.rows(x=...)``, in an app context.
+
+    ``wire_json`` names JSON object columns that only ever go out in an API answer: where the driver hands back
+    their text, it is kept as an ``orjson.Fragment`` instead of being decoded (FastJSONProvider writes it).
+    """
+
+    def __init__(self, statement: Select, wire_json: Collection[str] = ()):
         self.statement = statement
+        self.wire_json = frozenset(wire_json)
         self._by_dialect: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -123,7 +149,7 @@ class PreparedSelect:
         found = self._by_dialect.get(key)
         if found is None:
             with self._lock:
-                found = self._by_dialect.setdefault(key, _Compiled(self.statement, dialect))
+                found = self._by_dialect.setdefault(key, _Compiled(self.statement, dialect, self.wire_json))
         return found
 
     def rows(self, **values: Any) -> list[tuple | list]:

@@ -199,3 +199,68 @@ def test_a_read_after_a_write_in_the_same_request_sees_it(app, stored):
         assert db.engine.pool.checkedout() == 1  # the borrowed one, given back at teardown
     with app.app_context():
         assert db.engine.pool.checkedout() == 0
+
+
+def test_wire_json_columns_reach_the_answer_as_stored_without_decoding(app, stored):
+    """On SQLite a ``wire_json`` column comes back as its stored text (an orjson.Fragment); PostgreSQL's driver
+    decodes JSON itself, so there it stays a dict. Either way the answer carries the same JSON."""
+    import json
+
+    import orjson
+    from flask import jsonify
+
+    from extensions import db
+
+    statement = PreparedSelect(select(Function.id, Function.meta).order_by(Function.id), wire_json=("meta",))
+    with app.app_context():
+        rows = {row[0]: row[1] for row in statement.rows()}
+        if db.engine.dialect.name == "sqlite":
+            assert isinstance(rows["plain"], orjson.Fragment)
+        else:
+            assert rows["plain"] == stored["plain"]
+        assert rows["scalar"] == "just a string"  # not an object: decoded, as before
+        written = json.loads(jsonify(rows).get_data())
+    for name, meta in stored.items():
+        assert _same(written[name], meta), name
+    assert written["huge"]["big"] == 2**80  # passed through exactly
+
+
+def test_a_stored_json_text_that_is_not_strict_json_is_decoded_not_passed_through(app):
+    """A row written by hand with a bare NaN must not make the answer invalid JSON."""
+    import json
+
+    from sqlalchemy import text
+
+    from extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL's json type refuses NaN itself")
+        db.session.add(_function("loose", meta={"x": 1}))
+        db.session.commit()
+        db.session.execute(text("UPDATE functions SET meta = :m WHERE id = 'loose'"), {"m": '{"x": NaN}'})
+        db.session.commit()
+        statement = PreparedSelect(select(Function.meta), wire_json=("meta",))
+        (meta,) = statement.first()
+        assert isinstance(meta, dict) and meta["x"] != meta["x"]  # decoded: a dict holding NaN
+        from flask import jsonify
+
+        assert json.loads(jsonify({"meta": meta}).get_data()) == {"meta": {"x": None}}
+
+
+def test_the_standard_library_writer_decodes_a_fragment(app, stored):
+    """Debug mode and sorted keys write answers with the standard library, which cannot embed raw text."""
+    import json
+
+    statement = PreparedSelect(
+        select(Function.meta).where(Function.id == bindparam("id")), wire_json=("meta",)
+    )
+    with app.app_context():
+        (meta,) = statement.first(id="huge")
+        app.json.sort_keys = True
+        try:
+            written = app.json.dumps({"meta": meta})
+        finally:
+            app.json.sort_keys = False
+    assert json.loads(written) == {"meta": stored["huge"]}
+    assert '"big": 1208925819614629174706176' in written or '"big":1208925819614629174706176' in written

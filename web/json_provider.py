@@ -13,16 +13,27 @@ does), and a float NaN or infinity becomes ``null`` (the standard library writes
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 from flask import Flask, Response
-from flask.json.provider import DefaultJSONProvider
+from flask.json.provider import DefaultJSONProvider, _default
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
+def _default_or_fragment(o: Any) -> Any:
+    # A JSON column read as its stored text (services.prepared) is embedded by orjson as it is; the standard library,
+    # when it writes the answer instead, must decode it first (with itself: big integers stay exact).
+    if isinstance(o, orjson.Fragment):
+        return json.loads(orjson.dumps(o))  # orjson gives a fragment's text back only by writing it
+    return _default(o)
+
+
 class FastJSONProvider(DefaultJSONProvider):
+    default = staticmethod(_default_or_fragment)
+
     def _fast_bytes(self, obj: Any) -> bytes | None:
         """orjson's bytes for ``obj``, or None where Flask's provider must write it."""
         if self.sort_keys or not (self.compact or (self.compact is None and not self._app.debug)):
