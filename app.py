@@ -14,6 +14,7 @@ from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
 from services.prepared import install_prepared_reads
 from settings import load_config, loader_options
+from web.flask_app import SluiceFlask
 from web.json_provider import install_json_provider
 from web.session_cookie import CookieSessions
 
@@ -38,7 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: configuration, extensions, blueprints, error handlers and commands."""
     # Function code that keeps root (without CAP_SYS_PTRACE) cannot then read this process's environ or memory.
     loader.protect_server_process()
-    app = Flask(__name__, instance_relative_config=True)
+    app = SluiceFlask(__name__, instance_relative_config=True)
     make_instance_folder(app.instance_path)
     load_config(app, test_config)
     install_json_provider(app)

@@ -136,7 +136,9 @@ def list_functions(viewer: User) -> list[dict]:
     if not viewer.is_admin and safe_mode.is_on():
         return []
     query = _EVERY_FUNCTION if viewer.is_admin else _ACTIVE_FUNCTIONS
-    return [_wire(FUNCTION_RESPONSE, row) for row in query.rows()]
+    # Each row is already its wire values: meta an object (wire_json), the flags bools (NOT NULL Boolean columns,
+    # which the dialect's processor or the driver makes bool), so no per-row conversion pass (a tenth of the list).
+    return [dict(zip(FUNCTION_RESPONSE, row, strict=True)) for row in query.rows()]
 
 
 def list_functions_with_users() -> list[dict]:
@@ -196,7 +198,7 @@ def function_model_by_id(function_id: str) -> dict:
     row = _ONE_FUNCTION_MODEL.first(id=lookup) if lookup is not None else None
     if row is None:
         raise FunctionNotFound()
-    return _wire(FUNCTION_MODEL, row)
+    return dict(zip(FUNCTION_MODEL, row, strict=True))  # already wire values, as list_functions' rows
 
 
 def function_exists(function_id: str) -> bool:

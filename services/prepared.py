@@ -98,8 +98,8 @@ class _Compiled:
         processors = []
         for index, column in enumerate(statement.selected_columns):
             processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
-            if processor is not None and column.key in wire_json:
-                processor = _stored_json_for_the_wire(processor)
+            if column.key in wire_json:
+                processor = _json_object_for_the_wire(processor)
             if processor is not None:
                 processors.append((index, processor))
         self.result_processors: tuple[tuple[int, Callable], ...] = tuple(processors)
@@ -114,19 +114,23 @@ class _Compiled:
         return processed
 
 
-def _stored_json_for_the_wire(decode: Callable) -> Callable:
-    """A JSON object column's stored text as an ``orjson.Fragment``, which the answer embeds without decoding it.
+def _json_object_for_the_wire(decode: Callable | None) -> Callable:
+    """A JSON object column as the wire shows it: an ``orjson.Fragment`` of its stored text, which the answer embeds
+    without decoding it, or the driver's dict; ``{}`` for anything that is not an object.
 
     Decoding each function's ``meta`` only to encode it again was an eighth of `GET /api/v1/functions/` on SQLite
-    (PostgreSQL's driver hands back decoded values, which this leaves alone). Stored JSON is strict (services.storable
-    refuses NaN and infinities), so the text is JSON as it is; anything else, such as a value that is not an object
-    (the wire shows it as ``{}``) or a row written by hand with a bare ``NaN``, is decoded as before.
+    (PostgreSQL's driver hands back decoded values, which this takes as they are). Stored JSON is strict
+    (services.storable refuses NaN and infinities), so the text is JSON as it is; a row written by hand with a bare
+    ``NaN`` is decoded as before. Doing the ``{}`` here too lets a list answer's rows become dicts with no pass of
+    their own.
     """
 
     def process(value: Any) -> Any:
         if type(value) is str and value[:1] == "{" and "NaN" not in value and "Infinity" not in value:
             return orjson.Fragment(value)
-        return decode(value)
+        if decode is not None:
+            value = decode(value)
+        return value if isinstance(value, dict) else {}
 
     return process
 
@@ -135,7 +139,8 @@ class PreparedSelect:
     """``PreparedSelect(select(...).where(col == bindparam("x")))``, then ``.rows(x=...)``, in an app context.
 
     ``wire_json`` names JSON object columns that only ever go out in an API answer: where the driver hands back
-    their text, it is kept as an ``orjson.Fragment`` instead of being decoded (FastJSONProvider writes it).
+    their text, it is kept as an ``orjson.Fragment`` instead of being decoded (FastJSONProvider writes it), and a
+    value that is not an object reads as ``{}``.
     """
 
     def __init__(self, statement: Select, wire_json: Collection[str] = ()):
