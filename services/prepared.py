@@ -59,9 +59,8 @@ def _reading_connection():
             )
     borrowed = g.get(_BORROWED)
     if borrowed is None:
-        borrowed = _borrow(
-            db.engine
-        )  # looked up once: Flask-SQLAlchemy finds it through the current app each time
+        # Kept for the request: Flask-SQLAlchemy finds the engine through the current app at each lookup.
+        borrowed = _borrow(db.engine)
         setattr(g, _BORROWED, borrowed)
     pooled, engine, _autocommit = borrowed
     return pooled.driver_connection, engine.dispatch, None, engine.dialect
