@@ -59,10 +59,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from database import install_sqlite_pragmas
+    from database import install_postgresql_liveness, install_sqlite_pragmas
 
     with app.app_context():
         install_sqlite_pragmas(db.engine, app.config["SLUICE_SQLITE_SYNCHRONOUS"])
+        install_postgresql_liveness(db.engine)
 
     loader.configure(**loader_options(app))
 

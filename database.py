@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
+import select
+import time
 from pathlib import Path
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event, exc, make_url
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_JSON_DECODER = json.JSONDecoder()
+
+
+def read_json(data: str | bytes):
+    """The engine's JSON decoder (`json_deserializer`): `json.loads` without its per-call checks.
+
+    psycopg hands each JSON value over as UTF-8 bytes, on which `json.loads` first sniffs for UTF-16 and UTF-32
+    before decoding: ~5.0 µs a small `meta` against ~3.3 µs here, for every JSON value of every row read.
+    """
+    if type(data) is not str:
+        data = bytes(data).decode()
+    return _JSON_DECODER.decode(data)
 
 
 def install_sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
@@ -42,6 +58,67 @@ def install_sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
+
+
+IDLE_PING_SECONDS = 10.0
+_CHECKED_IN = "sluice_checked_in"
+
+
+def install_postgresql_liveness(engine: Engine, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:
+    """Make sure a PostgreSQL connection taken from the pool is alive, without a round trip in the common case.
+
+    SQLAlchemy's `pool_pre_ping` sends a `SELECT 1` at every checkout, a round trip on every request. A connection
+    the server closed (a restart, `pg_terminate_backend`, an idle timeout) has almost always said so: the server
+    sends a termination notice and closes the socket, which then polls readable. So a checkout looks at the socket
+    (no wait, no traffic) and pings only when something arrived there, or when the connection sat idle long
+    enough that a connection dropped silently on the way (a firewall, a host gone) is worth ruling out. A failed
+    ping raises `DisconnectionError`, on which the pool discards the connection and checks out another.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is None:
+            return  # opened for this checkout
+        if (
+            not dbapi_connection.closed
+            and time.monotonic() - checked_in < idle_ping_seconds
+            and not _socket_readable(dbapi_connection)
+        ):
+            return
+        try:
+            _ping(engine, dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError(f"the database connection is gone: {error}") from error
+
+
+def _socket_readable(dbapi_connection) -> bool:
+    """Whether the server has sent anything to an idle connection (outside a query it has nothing to say but
+    goodbye), or closed it: a zero-timeout poll of its socket."""
+    try:
+        fileno = dbapi_connection.fileno()
+    except Exception:
+        return True  # no socket left: let the ping tell
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+def _ping(engine: Engine, dbapi_connection) -> None:
+    """A `SELECT 1` in autocommit, so that it leaves no transaction open behind it."""
+    dbapi_connection.autocommit = True
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    finally:
+        if not dbapi_connection.closed:
+            dbapi_connection.autocommit = False
 
 
 def _private_files(database: str | None) -> None:

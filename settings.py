@@ -494,17 +494,23 @@ def load_config(app, test_config: dict | None = None) -> None:
     if test_config:
         # Its Sluice settings are in `values` already; the rest are Flask's (TESTING and the like).
         app.config.from_mapping({key: value for key, value in test_config.items() if not _is_setting(key)})
-    if "SQLALCHEMY_ENGINE_OPTIONS" not in app.config:
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(values["DATABASE_URL"])
+    # Options an operator or a test sets (instance/config.py) go on top of Sluice's, not instead of them.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **engine_options(values["DATABASE_URL"]),
+        **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+    }
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = values["SLUICE_MAX_REQUEST_MB"] * MIB
     app.extensions["sluice.settings"] = values
 
 
 def engine_options(uri: str) -> dict:
-    """Test a pooled connection before use only where it can go stale (a server that restarts or drops idle
-    connections): a SQLite file cannot, and the extra `SELECT 1` was a round trip on every request."""
-    return {} if uri.startswith("sqlite:") else {"pool_pre_ping": True}
+    """No `pool_pre_ping`: its `SELECT 1` was a round trip on every request. A SQLite file cannot drop a
+    connection; a PostgreSQL connection's liveness is checked more cheaply at checkout instead
+    (database.install_postgresql_liveness, installed by create_app)."""
+    from database import read_json
+
+    return {"json_deserializer": read_json}
 
 
 def _is_setting(key: str) -> bool:

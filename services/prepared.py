@@ -39,8 +39,11 @@ def _reading_connection():
     a Session at all (a Session, its transaction and its close were a quarter of a small API read), kept for the
     request's later reads and given back at the app context's teardown, or as soon as the session begins a
     transaction: a request never holds two connections, so the pool cannot run dry with threads waiting on it.
-    Outside a transaction each statement reads what is committed, on either connection (SQLite runs a lone SELECT
-    in autocommit; PostgreSQL reads committed).
+    Outside a transaction each statement reads what is committed, on either connection: SQLite runs a lone SELECT
+    in autocommit, and so does PostgreSQL here, since the borrowed connection is switched to autocommit for as long
+    as it is borrowed. In a transaction of their own (psycopg begins one before the first statement) the reads
+    would have seen the same committed rows, at the cost of a BEGIN before them and a ROLLBACK when the pool takes
+    the connection back: two round trips and work for the server on every request.
     """
     if db.session.registry.has():
         session = db.session()
@@ -56,19 +59,52 @@ def _reading_connection():
             )
     borrowed = g.get(_BORROWED)
     if borrowed is None:
-        engine = db.engine  # looked up once: Flask-SQLAlchemy finds it through the current app each time
-        borrowed = (engine.raw_connection(), engine)
+        # Kept for the request: Flask-SQLAlchemy finds the engine through the current app at each lookup.
+        borrowed = _borrow(db.engine)
         setattr(g, _BORROWED, borrowed)
-    pooled, engine = borrowed
+    pooled, engine, _autocommit = borrowed
     return pooled.driver_connection, engine.dispatch, None, engine.dialect
 
 
+def _borrow(engine) -> tuple:
+    """(pool connection, engine, whether it was switched to autocommit) for a request's reads."""
+    pooled = engine.raw_connection()
+    if engine.dialect.name != "postgresql":
+        return pooled, engine, False
+    try:
+        # Only a flag in psycopg: nothing is sent. The pool hands out connections outside any transaction (its
+        # reset on return rolled back), which is the one state in which psycopg lets autocommit change.
+        pooled.driver_connection.autocommit = True
+    except Exception:
+        pooled.invalidate()
+        raise
+    return pooled, engine, True
+
+
 def give_back_borrowed_connection(*_args: Any) -> None:
-    """Return the borrowed connection to the pool (which rolls back whatever the reads began), if any."""
+    """Return the borrowed connection to the pool, if any, as the pool handed it out: autocommit off.
+
+    A connection whose state is not known (autocommit cannot be switched back, or a read on it failed) is
+    invalidated instead: the pool closes it and opens a fresh one when it needs one.
+    """
     if has_app_context():
         borrowed = g.pop(_BORROWED, None)
         if borrowed is not None:
-            borrowed[0].close()
+            pooled, _engine, autocommit = borrowed
+            if autocommit:
+                try:
+                    pooled.driver_connection.autocommit = False
+                except Exception:
+                    pooled.invalidate()
+                    return
+            pooled.close()
+
+
+def _invalidate_borrowed() -> None:
+    """After a failed read on the borrowed autocommit connection: the pool must not hand it out again."""
+    borrowed = g.pop(_BORROWED, None)
+    if borrowed is not None:
+        borrowed[0].invalidate()
 
 
 def install_prepared_reads(app: Flask) -> None:
@@ -168,6 +204,10 @@ class PreparedSelect:
                 dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
             cursor.execute(compiled.sql, parameters)
             fetched = cursor.fetchall()
+        except dialect.loaded_dbapi.Error:
+            if connection is None and dialect.name == "postgresql":
+                _invalidate_borrowed()
+            raise
         finally:
             cursor.close()
         processors = compiled.result_processors

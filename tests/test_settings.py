@@ -298,3 +298,20 @@ def test_no_module_but_settings_reads_a_setting_from_the_environment():
             if reading.search(content) or (relative.parts[0] == "bin" and bash_reading.search(content)):
                 offenders.append(str(relative))
     assert offenders == []
+
+
+def test_engine_options_in_instance_config_are_added_to_sluices_own(instance, tmp_path, loader_settings):
+    """An operator sizing the pool keeps the JSON decoder and the rest of Sluice's engine options."""
+    from database import read_json
+    from extensions import db
+
+    database = tmp_path / "options.sqlite3"
+    app = make_app(
+        instance,
+        f'SQLALCHEMY_DATABASE_URI = "sqlite:///{database}"\nSQLALCHEMY_ENGINE_OPTIONS = {{"pool_size": 7}}\n',
+    )
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_size"] == 7 and options["json_deserializer"] is read_json
+    with app.app_context():
+        assert db.engine.pool.size() == 7
+        db.engine.dispose()

@@ -125,14 +125,23 @@ def test_an_api_key_and_its_owner_come_in_one_query(app, client, admin_key):
     assert len(statements) == 1, statements
 
 
-def test_a_sqlite_database_is_not_pinged_before_each_request(app):
-    """A SQLite file cannot drop a connection; the ping was a round trip on every request."""
+def test_no_request_pings_the_database_before_its_statements(app, client, admin_key):
+    """A `SELECT 1` before each request was a round trip on every one. SQLite cannot drop a connection;
+    PostgreSQL's connections are checked at checkout by polling their socket (tests/test_postgresql_reads.py)."""
     from extensions import db
 
     with app.app_context():
         engine = db.engine
-        expected = engine.dialect.name != "sqlite"
-        assert engine.pool._pre_ping is expected
+    assert engine.pool._pre_ping is False
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda connection: pings.append(connection) or ping(connection)
+    try:
+        for _ in range(3):
+            assert client.get("/api/v1/functions/", headers=bearer(admin_key)).status_code == 200
+    finally:
+        del engine.dialect.do_ping
+    assert pings == []
 
 
 @pytest.mark.parametrize(
