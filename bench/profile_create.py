@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=float, default=300)
     parser.add_argument("--corpus", action="store_true")
     parser.add_argument(
-        "--profile", action="store_true", help="pyinstrument's profile of the creates (if installed)"
+        "--profile",
+        action="store_true",
+        help="a profile of the creates: pyinstrument's if installed, else cProfile's (top 40 by own time)",
     )
     args = parser.parse_args()
 
@@ -100,9 +102,15 @@ def main() -> None:
     loader_before = cpu_seconds(loader_pids, reaped_children=True) if loader_pids else 0.0
     profiler = None
     if args.profile:
-        from pyinstrument import Profiler
+        try:
+            from pyinstrument import Profiler
 
-        profiler = Profiler(interval=0.0002)
+            profiler = Profiler(interval=0.0002)
+        except ImportError:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.start, profiler.stop = profiler.enable, profiler.disable
     for function_id, content in made:
         time.sleep(args.pause_ms / 1000)
         if profiler is not None:
@@ -132,8 +140,13 @@ def main() -> None:
     print(f"  {'rest of the request':<30} {median(rest):6.2f} ms median")
     print(f"  request thread CPU             {median(threads):6.2f} ms median")
     print(f"  loader CPU (all its processes) {loader_cpu:6.2f} ms per create")
-    if profiler is not None:
+    if profiler is not None and hasattr(profiler, "output_text"):
         print(profiler.output_text(unicode=False, color=False))
+    elif profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
     loader.shutdown()
     folder.cleanup()
 

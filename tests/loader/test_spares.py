@@ -6,10 +6,14 @@ A Zygote installs signal handlers and makes its process a subreaper, so each cas
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +67,58 @@ def test_a_spare_is_warmed_up_as_soon_as_no_job_is_in_flight():
 
 def test_no_spare_is_warmed_up_while_a_job_runs():
     assert sent_to_spare(waiting=True) == b""
+
+
+# --- priority: spares wait nicer than jobs run (as root) ----------------------------------------------------------
+
+NICENESS_PROBE = """
+import os
+from pydantic import BaseModel
+
+NICENESS = os.getpriority(os.PRIO_PROCESS, 0)
+
+
+class Filter:
+    class Valves(BaseModel):
+        niceness: int = NICENESS
+"""
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def zygote_children(zygote: int) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()]
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can take a lower niceness back")
+
+
+@needs_root
+def test_spares_wait_nicer_and_a_job_runs_at_the_zygotes_priority(loader_fast, source):
+    from loader import namespaces
+
+    loader_fast.load_function(source(NICENESS_PROBE))  # the zygote is up, and its spares are forked again
+    zygote = loader_fast.stats()["zygote_pid"]
+    base = niceness(zygote)
+    deadline = time.monotonic() + 10
+    while not zygote_children(zygote) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = zygote_children(zygote)  # the templates and the spares
+    assert children
+    assert {niceness(pid) for pid in children} == {min(19, base + namespaces.SPARE_NICENESS)}
+
+    result = loader_fast.load_function(source(NICENESS_PROBE))
+    assert result.ok, result.error
+    assert result.valves_schema["properties"]["niceness"]["default"] == base
+
+
+def test_not_root_leaves_the_priority_alone():
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; from loader import namespaces; print(namespaces.lower_priority(), os.getpriority(os.PRIO_PROCESS, 0))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+        user=None if os.geteuid() != 0 else 65534,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "False"
