@@ -42,9 +42,11 @@ PR_SET_PDEATHSIG = 1
 # clone's system call number by machine; where it is unknown, no template is used.
 CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "arm64": 220}
 MESSAGE = 1 << 16
-# As root, children are forked, isolated and warmed up (as spares) this much nicer than the zygote, so that refilling
-# spares after a job only takes CPU time the next job leaves; a child takes the zygote's priority back before it runs
-# a job's code (`restore_priority`). Not root: lowering could not be undone (CAP_SYS_NICE), so nothing changes.
+# As root, children are isolated and warmed up (as spares) this much nicer than the zygote, so that refilling spares
+# after a job only takes CPU time the next job leaves; a child takes the zygote's priority back before it runs a
+# job's code (`restore_priority`), or the zygote gives it back as it hands it a job (`hurry`). Not root: lowering
+# could not be undone (CAP_SYS_NICE), so nothing changes. The templates keep the zygote's priority: the zygote waits
+# for their answer to each fork.
 SPARE_NICENESS = 10
 # The niceness a job's code runs at, once `lower_priority` lowered this process's (and its children's); else None.
 _job_niceness: int | None = None
@@ -107,6 +109,19 @@ def restore_priority() -> None:
     if _job_niceness is not None:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, _job_niceness)
+
+
+def hurry(pid: int, niceness: int) -> None:
+    """In the zygote (root), as it hands a job to a spare: give the spare (`pid`, and the process under it that will
+    run the job when `pid` is the first of a process-id namespace) `niceness` now, so that a spare still warming up
+    finishes at the job's priority; the child would only take it back once it reads its job."""
+    pids = [pid]
+    with contextlib.suppress(OSError, ValueError):
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            pids += [int(item) for item in listing.read().split()]
+    for item in pids:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, item, niceness)
 
 
 class Template:
@@ -217,7 +232,6 @@ def _serve_template(
             os.waitpid(probe, 0)
             report["pid_namespace"] = True
     report["reason"] = "; ".join(problems) or None
-    lower_priority()  # forking spares must not compete with a running job; the children inherit it
     sock.sendall(json.dumps(report).encode())
     prepared = None  # whether our mount namespace holds what every child's would (confinement.prepare)
     while True:
@@ -242,6 +256,8 @@ def _serve_template(
                 sock.sendall(json.dumps({"error": f"could not start a child: {exc}"}).encode())
             continue
         if pid == 0:
+            # Not the template itself: the zygote waits for its answer to each fork, and must not wait behind a job.
+            lower_priority()
             sock.close()
             job_fd, result_fd, output_fd = fds
             arguments.update(job_fd=job_fd, result_fd=result_fd, output_fd=output_fd, zygote_pid=zygote_pid)

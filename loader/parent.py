@@ -190,6 +190,8 @@ class Zygote:
         # Runtime workers come from a second clean template that keeps the network (their pipes call model APIs).
         self.worker_template = worker_template
         self.lifeline = lifeline
+        # Children wait nicer than jobs run when we are root (namespaces.SPARE_NICENESS): the niceness to hand back.
+        self.niceness = os.getpriority(os.PRIO_PROCESS, 0) if os.geteuid() == 0 else None
         # Why function code must not run here at all (loader/environment.py), or None.
         self.refused = ready.get("refused")
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
@@ -429,6 +431,8 @@ class Zygote:
         item.started = time.monotonic()
         item.deadline = item.started + float(request.get("timeout") or 10)
         item.notice = self.confine_request(request)
+        if self.niceness is not None:
+            namespaces.hurry(item.pid, self.niceness)
         try:
             self._message(item, request)
         except OSError:
