@@ -513,14 +513,16 @@ class Zygote:
         waiting = self._waiting()
         if any(now - item.started < SPARE_DELAY for item in waiting):
             return
+        # The spares there are are warmed before another is forked (we wait for the fork): the next job takes the
+        # oldest spare, and saves that come one after the other give it only the gap between them to warm up in.
+        if not waiting:
+            self._warm_spares()
         if len(self.spares) < self.spare_count:
             item = self._spawn()
             if item is not None:
                 self.spares.append(item)
-                return
-            # none could be forked: still warm the ones there are (the loop would otherwise come back at once)
-        if waiting:
-            return
+
+    def _warm_spares(self) -> None:
         for item in self.spares:
             if not item.warmed:
                 item.warmed = True
