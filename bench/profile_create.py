@@ -6,7 +6,7 @@
 
 The WSGI app is called directly (no gunicorn, no sockets) on a new SQLite file, with the loader the app configures.
 Each phase is timed around the call that does it: the loader round trip (and within it the zygote's own time from
-handing the job to a child to its answer), the commit, and the rest of the request. CPU: the request thread's own,
+handing the job to a child to its answer), the flushes, the commit, and the rest of the request. CPU: the request thread's own,
 and the loader's (zygote, template and reaped children) over all creates, per create.
 """
 
@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=float, default=300)
     parser.add_argument("--corpus", action="store_true")
     parser.add_argument(
-        "--profile", action="store_true", help="pyinstrument's profile of the creates (if installed)"
+        "--profile",
+        action="store_true",
+        help="a profile of the creates: pyinstrument's if installed, else cProfile's (top 40 by own time)",
     )
     args = parser.parse_args()
 
@@ -62,12 +64,17 @@ def main() -> None:
     loader.start()
     time.sleep(1.5)
 
-    phases: dict[str, list[float]] = {"loader round trip": [], "zygote (hand to answer)": [], "commit": []}
-    run, commit = loader.client._run, Session.commit
+    phases: dict[str, list[float]] = {
+        "loader round trip": [],
+        "zygote (hand to answer)": [],
+        "flush": [],
+        "commit": [],
+    }
+    run, commit, flush = loader.client._run, Session.commit, Session.flush
 
-    def timed_run(request):
+    def timed_run(request, during=None):
         began = time.perf_counter()
-        header, answer = run(request)
+        header, answer = run(request, during)
         phases["loader round trip"].append((time.perf_counter() - began) * 1000)
         phases["zygote (hand to answer)"].append(float(header.get("elapsed") or 0) * 1000)
         return header, answer
@@ -79,7 +86,16 @@ def main() -> None:
         finally:
             phases["commit"].append((time.perf_counter() - began) * 1000)
 
-    loader.client._run, Session.commit = timed_run, timed_commit
+    flushed = [0.0]  # this create's flushes, summed
+
+    def timed_flush(self, objects=None):
+        began = time.perf_counter()
+        try:
+            return flush(self, objects)
+        finally:
+            flushed[0] += (time.perf_counter() - began) * 1000
+
+    loader.client._run, Session.commit, Session.flush = timed_run, timed_commit, timed_flush
     if args.corpus:
         made = [(f"p_{n}_{name}", content) for n, (name, content) in enumerate(corpus(args.creates))]
     else:
@@ -100,15 +116,23 @@ def main() -> None:
     loader_before = cpu_seconds(loader_pids, reaped_children=True) if loader_pids else 0.0
     profiler = None
     if args.profile:
-        from pyinstrument import Profiler
+        try:
+            from pyinstrument import Profiler
 
-        profiler = Profiler(interval=0.0002)
+            profiler = Profiler(interval=0.0002)
+        except ImportError:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.start, profiler.stop = profiler.enable, profiler.disable
     for function_id, content in made:
         time.sleep(args.pause_ms / 1000)
         if profiler is not None:
             profiler.start()
         began, cpu = time.perf_counter(), time.thread_time()
+        flushed[0] = 0.0
         create(function_id, content)
+        phases["flush"].append(flushed[0])
         if profiler is not None:
             profiler.stop()
         totals.append((time.perf_counter() - began) * 1000)
@@ -128,12 +152,21 @@ def main() -> None:
     print(f"  whole request (in-process)     {median(totals):6.2f} ms median")
     for name, values in phases.items():
         print(f"  {name:<30} {median(values):6.2f} ms median")
-    rest = [t - r - c for t, r, c in zip(totals, phases["loader round trip"], phases["commit"], strict=False)]
+    flushes = phases["flush"]
+    rest = [
+        t - r - c - f
+        for t, r, c, f in zip(totals, phases["loader round trip"], phases["commit"], flushes, strict=False)
+    ]
     print(f"  {'rest of the request':<30} {median(rest):6.2f} ms median")
     print(f"  request thread CPU             {median(threads):6.2f} ms median")
     print(f"  loader CPU (all its processes) {loader_cpu:6.2f} ms per create")
-    if profiler is not None:
+    if profiler is not None and hasattr(profiler, "output_text"):
         print(profiler.output_text(unicode=False, color=False))
+    elif profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
     loader.shutdown()
     folder.cleanup()
 

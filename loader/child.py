@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 
-from loader import confinement, describe, environment, private_tmp, protocol
+from loader import confinement, describe, environment, namespaces, private_tmp, protocol
 from loader import homes as homes_module
 from loader.json_values import TooLarge, json_safe
 from loader.privileges import PrivilegeError, become
@@ -79,6 +79,7 @@ def run(
                 break
             with contextlib.suppress(Exception):
                 warm_up(workdir)
+        namespaces.restore_priority()  # a spare waits and warms up nicer than the job's code runs
         serving = request.get("op") == "serve"  # a runtime worker: the job pipe stays open for its calls
         if not serving:
             os.close(job_fd)
@@ -119,6 +120,7 @@ def _isolate(
     prepared=False,
 ) -> None:
     global _private_mounts
+    namespaces.lower_priority()  # done by the template already, unless the zygote forked us
     os.setsid()
     if prctl is not None:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from loader.connection import Unavailable, ZygoteProcess
@@ -161,11 +162,26 @@ def settings() -> Settings:
 
 
 def load_function(
-    content: str, *, function_id: str = "function", user: dict | None = None, valves: dict | None = None
+    content: str,
+    *,
+    function_id: str = "function",
+    user: dict | None = None,
+    valves: dict | None = None,
+    during: Callable[[], object] | None = None,
 ) -> LoadResult:
-    """Run `content` in an isolated child and describe the function it defines (see loader/CONTRACT.md)."""
+    """Run `content` in an isolated child and describe the function it defines (see loader/CONTRACT.md).
+
+    `during`: called once in the calling thread while the child works (the caller's own checks, such as its
+    database's), else before returning; its exception propagates.
+    """
+    ran: list[bool] = []
+
+    def during_once() -> None:
+        if during is not None and not ran:
+            ran.append(True)
+            during()
+
     content_hash = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
-    manifest = _manifest(content)
     request = {"op": "load", "content": content, "function_id": function_id, "user": user}
     if valves is not None:
         request["valves"] = valves
@@ -174,7 +190,14 @@ def load_function(
     user_key = _digest(user) if user is not None else "no user"
 
     def compute():
-        header, answer = _run(request)
+        worked_out: list[dict] = []
+
+        def while_loading() -> None:  # the manifest too is worked out while the child works
+            worked_out.append(_manifest(content))
+            during_once()
+
+        header, answer = _run(request, while_loading)
+        manifest = worked_out[0] if worked_out else _manifest(content)
         if header.get("error"):
             result = LoadResult.failed(content_hash, LoadError.from_answer(header["error"]), manifest)
             result.output = _output(header)
@@ -188,8 +211,10 @@ def load_function(
     result = _cache.get(base_key + (_ANY_USER,)) or _cache.get(base_key + (user_key,))
     if result is not None:
         _stats.bump("cache_hits")
-        return result
-    return _single_flight(base_key + (user_key,), compute)
+    else:
+        result = _single_flight(base_key + (user_key,), compute)
+    during_once()  # a cache hit, a load that could not be sent, or one another thread's request answered
+    return result
 
 
 def validate_valves(
@@ -428,8 +453,9 @@ def _output(header: dict) -> str:
 # --- talking to the zygote ---------------------------------------------------------------------------------------
 
 
-def _run(request: dict) -> tuple[dict, object]:
-    """Send one job to the zygote and wait for its answer: (header, parsed child answer or None)."""
+def _run(request: dict, during=None) -> tuple[dict, object]:
+    """Send one job to the zygote and wait for its answer: (header, parsed child answer or None); `during` is
+    called once the job is sent, before waiting (see `ZygoteProcess.call`)."""
     current = _settings
     request = {
         **request,
@@ -448,7 +474,7 @@ def _run(request: dict) -> tuple[dict, object]:
         return {"error": error("LoaderUnavailable", str(exc))}, None
     _stats.bump("jobs")
     # Jobs beyond max_jobs wait in the zygote's queue, so allow for a full round of slow jobs before them.
-    header, body = zygote.call(request, wait=current.timeout * 2 + 10)
+    header, body = zygote.call(request, wait=current.timeout * 2 + 10, during=during)
     if header.get("error"):
         return header, None
     try:

@@ -108,10 +108,19 @@ class ZygoteProcess:
             self.close()
             raise Unavailable("the loader process did not start")
 
-    def call(self, request: dict, *, wait: float) -> tuple[dict, bytes]:
+    def call(self, request: dict, *, wait: float, during=None) -> tuple[dict, bytes]:
+        """Send `request` and wait for its answer; `during` (if given) is called once the request is sent, before
+        waiting: its exception propagates, and the answer is then dropped."""
         waiter = Waiter()
         stopped = {"error": error("LoaderCrashed", "the loader process stopped; try again")}, b""
         request_id = self.open(request, waiter)
+        if during is not None:
+            try:
+                during()
+            except BaseException:
+                if request_id is not None:
+                    self.forget_waiter(request_id)
+                raise
         if request_id is None:
             return stopped
         if not waiter.done.wait(wait):

@@ -42,6 +42,14 @@ PR_SET_PDEATHSIG = 1
 # clone's system call number by machine; where it is unknown, no template is used.
 CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "arm64": 220}
 MESSAGE = 1 << 16
+# As root, children are isolated and warmed up (as spares) this much nicer than the zygote, so that refilling spares
+# after a job only takes CPU time the next job leaves; a child takes the zygote's priority back before it runs a
+# job's code (`restore_priority`), or the zygote gives it back as it hands it a job (`hurry`). Not root: lowering
+# could not be undone (CAP_SYS_NICE), so nothing changes. The templates keep the zygote's priority: the zygote waits
+# for their answer to each fork.
+SPARE_NICENESS = 10
+# The niceness a job's code runs at, once `lower_priority` lowered this process's (and its children's); else None.
+_job_niceness: int | None = None
 
 
 def _libc():
@@ -78,6 +86,42 @@ def clone(flags: int) -> int:
     if pid < 0:
         raise OSError(number, os.strerror(number))
     return pid
+
+
+def lower_priority() -> bool:
+    """As root, make this process (and what it forks from now on) SPARE_NICENESS nicer, once; True if it is."""
+    global _job_niceness
+    if _job_niceness is not None:
+        return True
+    if os.geteuid() != 0:
+        return False
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, current + SPARE_NICENESS))
+    except OSError:
+        return False
+    _job_niceness = current
+    return True
+
+
+def restore_priority() -> None:
+    """In a child about to run a job: take back the niceness `lower_priority` left (still root: it can)."""
+    if _job_niceness is not None:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, _job_niceness)
+
+
+def hurry(pid: int, niceness: int) -> None:
+    """In the zygote (root), as it hands a job to a spare: give the spare (`pid`, and the process under it that will
+    run the job when `pid` is the first of a process-id namespace) `niceness` now, so that a spare still warming up
+    finishes at the job's priority; the child would only take it back once it reads its job."""
+    pids = [pid]
+    with contextlib.suppress(OSError, ValueError):
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            pids += [int(item) for item in listing.read().split()]
+    for item in pids:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, item, niceness)
 
 
 class Template:
@@ -212,6 +256,8 @@ def _serve_template(
                 sock.sendall(json.dumps({"error": f"could not start a child: {exc}"}).encode())
             continue
         if pid == 0:
+            # Not the template itself: the zygote waits for its answer to each fork, and must not wait behind a job.
+            lower_priority()
             sock.close()
             job_fd, result_fd, output_fd = fds
             arguments.update(job_fd=job_fd, result_fd=result_fd, output_fd=output_fd, zygote_pid=zygote_pid)

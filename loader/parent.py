@@ -190,6 +190,8 @@ class Zygote:
         # Runtime workers come from a second clean template that keeps the network (their pipes call model APIs).
         self.worker_template = worker_template
         self.lifeline = lifeline
+        # Children wait nicer than jobs run when we are root (namespaces.SPARE_NICENESS): the niceness to hand back.
+        self.niceness = os.getpriority(os.PRIO_PROCESS, 0) if os.geteuid() == 0 else None
         # Why function code must not run here at all (loader/environment.py), or None.
         self.refused = ready.get("refused")
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
@@ -429,6 +431,8 @@ class Zygote:
         item.started = time.monotonic()
         item.deadline = item.started + float(request.get("timeout") or 10)
         item.notice = self.confine_request(request)
+        if self.niceness is not None:
+            namespaces.hurry(item.pid, self.niceness)
         try:
             self._message(item, request)
         except OSError:
@@ -509,14 +513,16 @@ class Zygote:
         waiting = self._waiting()
         if any(now - item.started < SPARE_DELAY for item in waiting):
             return
+        # The spares there are are warmed before another is forked (we wait for the fork): the next job takes the
+        # oldest spare, and saves that come one after the other give it only the gap between them to warm up in.
+        if not waiting:
+            self._warm_spares()
         if len(self.spares) < self.spare_count:
             item = self._spawn()
             if item is not None:
                 self.spares.append(item)
-                return
-            # none could be forked: still warm the ones there are (the loop would otherwise come back at once)
-        if waiting:
-            return
+
+    def _warm_spares(self) -> None:
         for item in self.spares:
             if not item.warmed:
                 item.warmed = True

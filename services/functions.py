@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, not_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
 from extensions import db
@@ -290,7 +291,8 @@ def record_version(f: Function, author: User | None, commit_message: str | None 
     """Record the function's name, code and meta as its new current version, pruning the history to
     ``SLUICE_HISTORY_LIMIT`` in the same (uncommitted) transaction."""
     limit = current_app.config.get("SLUICE_HISTORY_LIMIT")
-    if limit:
+    # A function not yet stored has no history to prune (versions reference a stored function, cascading).
+    if limit and not sa_inspect(f).transient:
         prune_history(f.id, keep=limit - 1)
     version = FunctionVersion(
         id=_new_version_id(),
@@ -394,11 +396,19 @@ def create_function(
 ) -> Function:
     """Create a function from a FunctionForm's values; it starts inactive and not global."""
     function_id = check_new_id(id)
-    if function_exists(function_id):
-        raise id_taken()
-    name = check_name(name)
-    content = prepare_code(content)
-    result = load_code(content, function_id, user)
+
+    def check_unique() -> None:
+        if function_exists(function_id):
+            raise id_taken()
+
+    try:
+        name = check_name(name)
+        content = prepare_code(content)
+    except ServiceError:
+        check_unique()  # a taken id is the error to report first, as it is checked first
+        raise
+    # The database is asked while the loader runs the code, not before.
+    result = load_code(content, function_id, user, during=check_unique)
     timestamp = now()
     f = Function(
         id=function_id, user_id=user.id, valves={}, is_active=False, is_global=False, created_at=timestamp

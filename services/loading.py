@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -166,24 +166,38 @@ def load_slot() -> Iterator[None]:
     slow loads at once would hold every thread and stall every other request. Past the cap, a request waits
     briefly for a slot and is then answered 503 (``LoaderBusy``).
     """
-    slots = _load_slots()
-    if not slots.acquire(timeout=LOAD_SLOT_WAIT_SECONDS):
-        raise LoaderBusy()
+    slots = take_load_slot()
     try:
         yield
     finally:
         slots.release()
 
 
+def take_load_slot() -> threading.BoundedSemaphore:
+    """Take a load slot (``load_slot``); the caller releases it on the semaphore returned."""
+    slots = _load_slots()
+    if not slots.acquire(timeout=LOAD_SLOT_WAIT_SECONDS):
+        raise LoaderBusy()
+    return slots
+
+
 def user_dict(user: User | None) -> dict | None:
     return user.to_public() if user is not None else None
 
 
-def load_in_loader(content: str, **kwargs: Any):
-    """``loader.load_function`` within a load slot (refused in safe mode)."""
-    safe_mode.refuse("loading a function's code")
-    with load_slot():
-        return loader.load_function(content, **kwargs)
+def load_in_loader(content: str, *, during: Callable[[], object] | None = None, **kwargs: Any):
+    """``loader.load_function`` within a load slot (refused in safe mode); ``during`` as ``load_code``'s."""
+    try:
+        safe_mode.refuse("loading a function's code")
+        slots = take_load_slot()
+    except ServiceError:
+        if during is not None:
+            during()
+        raise
+    try:
+        return loader.load_function(content, during=during, **kwargs)
+    finally:
+        slots.release()
 
 
 def validate_in_loader(content: str, values: dict, **kwargs: Any):
@@ -205,9 +219,19 @@ def retire_workers(function_ids: list[str]) -> None:
         log.exception("Could not end the workers of %s", ", ".join(function_ids))
 
 
-def load_code(content: str, function_id: str, user: User | None = None, valves: dict | None = None):
-    """Load already-prepared code in the isolated loader; a failure raises ``LoadFailed``."""
-    result = load_in_loader(content, function_id=function_id, user=user_dict(user), valves=valves)
+def load_code(
+    content: str,
+    function_id: str,
+    user: User | None = None,
+    valves: dict | None = None,
+    during: Callable[[], object] | None = None,
+):
+    """Load already-prepared code in the isolated loader; a failure raises ``LoadFailed``. ``during`` is called
+    while the code loads (the request's own database checks overlap the loader's round trip), or first, when the
+    load is refused; its exception wins over the load's failure."""
+    result = load_in_loader(
+        content, function_id=function_id, user=user_dict(user), valves=valves, during=during
+    )
     if not result.ok:
         raise LoadFailed(result.error)
     return result

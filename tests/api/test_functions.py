@@ -101,6 +101,14 @@ def test_create_refuses_a_duplicate_id_case_insensitively(admin_api, sample):
         assert response.get_json() == {"detail": ID_TAKEN}
 
 
+@pytest.mark.parametrize("other", [{"content": F.SYNTAX_ERROR}, {"name": "  "}])
+def test_a_taken_id_is_reported_before_what_else_is_wrong(admin_api, sample, other):
+    # The id is checked while the loader runs the code: its answer still comes first, as when it was checked first.
+    response = admin_api.post("/create", F.form(id="sample_filter", **other))
+    assert response.status_code == 400
+    assert response.get_json() == {"detail": ID_TAKEN}
+
+
 @pytest.mark.parametrize(
     "content, error_type, line",
     [

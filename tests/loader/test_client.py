@@ -1084,3 +1084,33 @@ def test_default_factory_values_are_reported_beside_the_unchanged_schema(loader_
     assert result.valves_defaults == {"tags": ["a", "b"], "extra": {}, "Named": [1]}
     assert result.user_valves_defaults == {"things": ["x"]}
     assert "s3cret" not in json.dumps(result.to_dict())
+
+
+def test_during_runs_once_while_the_child_loads_and_once_for_a_cached_result(loader_fast):
+    content = unique(SMALL_FILTER.lstrip("\n"))
+    seen = []
+
+    def during():
+        seen.append(loader_fast.stats()["jobs"])
+
+    jobs = loader_fast.stats()["jobs"]
+    first = loader_fast.load_function(content, during=during)
+    assert first.ok and seen == [jobs + 1]  # the job was sent before `during` ran
+    cached = loader_fast.load_function(content, during=during)
+    assert cached.ok and seen == [
+        jobs + 1,
+        jobs + 1,
+    ]  # answered from the cache: no job, `during` all the same
+    assert cached.manifest == first.manifest == {"title": "Small Filter", "version": "1.2.0"}
+
+
+def test_an_exception_in_during_propagates_and_the_loader_goes_on(loader_fast):
+    class Taken(Exception):
+        pass
+
+    def during():
+        raise Taken
+
+    with pytest.raises(Taken):
+        loader_fast.load_function(unique(SMALL_FILTER.lstrip("\n")), during=during)
+    assert loader_fast.load_function(unique(SMALL_FILTER.lstrip("\n"))).ok

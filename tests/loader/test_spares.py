@@ -6,10 +6,14 @@ A Zygote installs signal handlers and makes its process a subreaper, so each cas
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +67,79 @@ def test_a_spare_is_warmed_up_as_soon_as_no_job_is_in_flight():
 
 def test_no_spare_is_warmed_up_while_a_job_runs():
     assert sent_to_spare(waiting=True) == b""
+
+
+# --- priority: spares wait nicer than jobs run (as root) ----------------------------------------------------------
+
+NICENESS_PROBE = """
+import os
+from pydantic import BaseModel
+
+NICENESS = os.getpriority(os.PRIO_PROCESS, 0)
+
+
+class Filter:
+    class Valves(BaseModel):
+        niceness: int = NICENESS
+"""
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def zygote_children(zygote: int) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()]
+
+
+def own_pid_namespace(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return len(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()) > 2
+
+
+def spare_processes(zygote: int) -> list[int]:
+    """The zygote's children in a process-id namespace of their own (load children), and their children."""
+    found = []
+    for pid in zygote_children(zygote):
+        if own_pid_namespace(pid):
+            found += [pid, *zygote_children(pid)]
+    return found
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can take a lower niceness back")
+
+
+@needs_root
+def test_spares_wait_nicer_and_a_job_runs_at_the_zygotes_priority(loader_fast, source):
+    from loader import namespaces
+
+    loader_fast.shutdown()  # a zygote of our own: no runtime worker of another test (those run at its priority)
+    loader_fast.load_function(source(NICENESS_PROBE))  # spares are forked after a first load
+    zygote = loader_fast.stats()["zygote_pid"]
+    base = niceness(zygote)
+    nicer = min(19, base + namespaces.SPARE_NICENESS)
+    # The spares (each the first process of a process-id namespace of its own, and the process under it), once the
+    # job's child is gone (it is reaped just after it answers); the templates keep the zygote's priority.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spares = spare_processes(zygote)
+        if spares and {niceness(pid) for pid in spares} == {nicer}:
+            break
+        time.sleep(0.05)
+    assert spares and {niceness(pid) for pid in spare_processes(zygote)} == {nicer}
+    templates = [pid for pid in zygote_children(zygote) if not own_pid_namespace(pid)]
+    assert templates and {niceness(pid) for pid in templates} == {base}
+
+    result = loader_fast.load_function(source(NICENESS_PROBE))
+    assert result.ok, result.error
+    assert result.valves_schema["properties"]["niceness"]["default"] == base
+
+
+def test_not_root_leaves_the_priority_alone():
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; from loader import namespaces; print(namespaces.lower_priority(), os.getpriority(os.PRIO_PROCESS, 0))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+        user=None if os.geteuid() != 0 else 65534,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "False"
