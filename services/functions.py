@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, not_, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -67,9 +66,8 @@ def _meta(f: Function) -> dict:
     return f.meta if isinstance(f.meta, dict) else {}
 
 
-def _dict_or_empty(value: Any) -> dict | orjson.Fragment:
-    # A Fragment is an object's stored JSON text, read for the wire as it is (services.prepared).
-    return value if isinstance(value, dict | orjson.Fragment) else {}
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 # How a stored value becomes its wire value, where the two differ.
