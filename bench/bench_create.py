@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_create.py --roots /work/main,.            # A/B: both servers up, rounds alternate
     .venv/bin/python bench/bench_create.py --rounds 10 --pause-ms 300 --databases postgresql
     .venv/bin/python bench/bench_create.py --valved                        # a small filter with valves instead
+    .venv/bin/python bench/bench_create.py --other http://127.0.0.1:8080 --other-key sk-...   # beside Open WebUI
 
 Each root (a Sluice checkout) is started as bin/serve starts it (gunicorn in that folder, so its gunicorn.conf.py
 applies; 2 workers x 4 threads), with this interpreter, on a fresh database of its own. A round creates the test
@@ -12,6 +13,10 @@ ids; with several roots the rounds alternate between them, so both are measured 
 root: p50/p95 of each round, the median of the rounds' p50s, and the CPU time per create of every Sluice process
 (from /proc: each process's own time, plus what it reaped of its children, so loader children that come and go are
 counted through the zygote that reaps them), split by role.
+
+`--other` adds a server that speaks Open WebUI's `/api/v1/functions` (an Open WebUI started beside it): its rounds
+alternate with the roots' in the same minutes, on ids `bench_c*` that are deleted afterwards, with the corpus files
+it cannot load left out for all; its CPU is not split.
 
 bench/profile_create.py splits one create's wall-clock time into phases in-process; bench/bench_writes.py measures
 the other writes.
@@ -32,7 +37,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import free_port, server_env  # noqa: E402
-from compare import PASSWORD, VALVED, Database, corpus  # noqa: E402
+from compare import PASSWORD, VALVED, Database, corpus, probe_other  # noqa: E402
 from procs import TICKS, tree  # noqa: E402
 from timing import percentile  # noqa: E402
 
@@ -184,6 +189,49 @@ class Sluice:
         self.folder.cleanup()
 
 
+class Other:
+    """Another server's creates, timed as a root's are (no CPU split: its processes are not ours to name)."""
+
+    def __init__(self, base: str, key: str):
+        self.root = base
+        self.base = base.rstrip("/")
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+        self.p50s: list[float] = []
+        self.timings: list[float] = []
+        self.made: list[str] = []
+        self.cpu: dict[str, float] = {}
+        self.creates = 0
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def api(self, path: str) -> str:
+        return self.url("/api/v1/functions" + path)
+
+    def round(self, number: int, made: list[tuple[str, str]], pause: float) -> float:
+        timings = []
+        for name, content in made:
+            if pause:
+                time.sleep(pause)
+            fid = f"bench_c{number}_{name}".lower()[:60]
+            body = {"id": fid, "name": name, "content": content, "meta": {"description": name}}
+            began = time.perf_counter()
+            answer = self.http.post(self.url("/api/v1/functions/create"), json=body, timeout=60)
+            timings.append((time.perf_counter() - began) * 1000)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{self.base} create {fid}: {answer.status_code} {answer.text[:300]}")
+            self.made.append(fid)
+        self.creates += len(made)
+        self.timings += timings
+        self.p50s.append(statistics.median(timings))
+        return self.p50s[-1]
+
+    def stop(self) -> None:
+        for fid in self.made + ["bench_c_warm"]:
+            self.http.delete(self.url(f"/api/v1/functions/id/{fid}/delete"), timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -203,8 +251,13 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=1.0, help="seconds between rounds (spares refill)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--other", help="base URL of another server to time beside (e.g. Open WebUI)")
+    parser.add_argument("--other-key", help="an admin API key of that server")
     args = parser.parse_args()
     roots = [Path(root).resolve() for root in args.roots.split(",")]
+    if args.other and not args.valved:
+        # Only the corpus files both servers load: neither is timed on work the other refused.
+        probe_other(Other(args.other, args.other_key or ""))
     if args.valved:
         made = [(f"valved_{n}", VALVED.format(n=n)) for n in range(args.functions)]
     else:
@@ -214,9 +267,12 @@ def main() -> None:
         try:
             for root in roots:
                 servers.append(Sluice(root, kind, args.postgres, args))
+            if args.other:
+                servers.append(Other(args.other, args.other_key or ""))
             time.sleep(3)  # the loaders warm up in the background
             for server in servers:  # one unmeasured create each: first-request costs
-                server.http.post(server.url("/api/v1/functions/create"), json={"id": "warm", "name": "w", "content": made[0][1], "meta": {}})  # fmt: skip
+                warm = "bench_c_warm" if isinstance(server, Other) else "warm"
+                server.http.post(server.url("/api/v1/functions/create"), json={"id": warm, "name": "w", "content": made[0][1], "meta": {}})  # fmt: skip
             for number in range(args.rounds):
                 order = servers if number % 2 == 0 else servers[::-1]
                 for server in order:
@@ -232,6 +288,8 @@ def main() -> None:
                     f"    median p50 {statistics.median(server.p50s):.2f} ms, all creates p50 "
                     f"{statistics.median(server.timings):.2f} / p95 {percentile(server.timings, 0.95):.2f} ms"
                 )
+                if isinstance(server, Other):
+                    continue
                 total = sum(server.cpu.values()) * 1000 / server.creates
                 parts = ", ".join(f"{role} {server.cpu[role] * 1000 / server.creates:.1f}" for role in ROLES)
                 print(f"    CPU per create {total:.1f} ms: {parts}")
