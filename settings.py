@@ -496,7 +496,7 @@ def load_config(app, test_config: dict | None = None) -> None:
         app.config.from_mapping({key: value for key, value in test_config.items() if not _is_setting(key)})
     # Options an operator or a test sets (instance/config.py) go on top of Sluice's, not instead of them.
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
-        **engine_options(values["DATABASE_URL"]),
+        **engine_options(values["DATABASE_URL"], values["SLUICE_THREADS"]),
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
     }
     app.json.sort_keys = False
@@ -504,13 +504,20 @@ def load_config(app, test_config: dict | None = None) -> None:
     app.extensions["sluice.settings"] = values
 
 
-def engine_options(uri: str) -> dict:
+def engine_options(uri: str, threads: int) -> dict:
     """No `pool_pre_ping`: its `SELECT 1` was a round trip on every request. A SQLite file cannot drop a
     connection; a PostgreSQL connection's liveness is checked more cheaply at checkout instead
-    (database.install_postgresql_liveness, installed by create_app)."""
+    (database.install_postgresql_liveness, installed by create_app).
+
+    On a server database the pool keeps as many connections as a worker has threads (a request holds at most one):
+    SQLAlchemy's default of 5 made every busy moment beyond 5 threads open and close a new server process per
+    request. SQLite keeps Flask-SQLAlchemy's choice (an in-memory database gets a pool that takes no size)."""
     from database import read_json
 
-    return {"json_deserializer": read_json}
+    options: dict = {"json_deserializer": read_json}
+    if not uri.startswith("sqlite"):
+        options["pool_size"] = max(5, threads)
+    return options
 
 
 def _is_setting(key: str) -> bool:

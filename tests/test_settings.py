@@ -300,6 +300,20 @@ def test_no_module_but_settings_reads_a_setting_from_the_environment():
     assert offenders == []
 
 
+def test_a_server_database_pool_keeps_a_connection_per_thread(instance, loader_settings):
+    """A worker's threads each hold at most one connection: the pool keeps that many open, not SQLAlchemy's 5, so
+    a busy worker does not open and close a PostgreSQL backend per request. SQLite keeps its own pool's choice."""
+    from settings import engine_options
+
+    assert engine_options("postgresql+psycopg://u@h/db", 12)["pool_size"] == 12
+    assert engine_options("postgresql+psycopg://u@h/db", 2)["pool_size"] == 5
+    assert "pool_size" not in engine_options("sqlite:///:memory:", 12)
+    app = make_app(
+        instance, 'SQLALCHEMY_DATABASE_URI = "postgresql+psycopg://u@127.0.0.1:1/none"\nSLUICE_THREADS = 9\n'
+    )
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 9
+
+
 def test_engine_options_in_instance_config_are_added_to_sluices_own(instance, tmp_path, loader_settings):
     """An operator sizing the pool keeps the JSON decoder and the rest of Sluice's engine options."""
     from database import read_json
