@@ -62,9 +62,8 @@ class Child:
         self.started = 0.0
         self.warmed = False
         self.notice: list[str] = []
-        self.worker = (
-            None  # a runtime worker's bookkeeping (loader/runtime/pool.py); its `request` stays None
-        )
+        # A runtime worker's bookkeeping (loader/runtime/records.py `Worker`); its `request` stays None.
+        self.worker = None
 
 
 class Forked(BaseException):
