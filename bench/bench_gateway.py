@@ -61,7 +61,7 @@ def serve(folder: str, filters: int):
 
     from app import create_app
     from database import upgrade_database
-    from services import accounts, functions
+    from services import accounts, function_reads, functions
 
     path = os.path.join(folder, "bench.sqlite3")
     upgrade_database(f"sqlite:///{path}")
@@ -78,7 +78,7 @@ def serve(folder: str, filters: int):
                 admin, id=f"bench_filter_{n}", name="Bench Filter", content=FILTER, meta={}
             )
             functions.set_switches(f"bench_filter_{n}", is_active=True, is_global=True)
-        content = functions.get_function("bench_pipe").content
+        content = function_reads.get_function("bench_pipe").content
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the figures
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -6,7 +6,7 @@ import secrets
 
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
 
-from services import accounts, function_meta, functions, valves_pages
+from services import accounts, function_meta, function_reads, valves_pages
 from services import valves as valves_service
 from services.errors import ServiceError
 from web.access import page_login_required, page_user
@@ -40,7 +40,7 @@ def valves():
             return redirect(url_for("settings.valves"))
         return render_template("settings/valves.html", entries=entries, function=None)
 
-    function = functions.get_function(function_id)
+    function = function_reads.get_function(function_id)
     # An inactive function does not exist for a non-admin (the API's rule); the services say so with a 404.
     spec = valves_service.user_valves_spec(me, function.id, for_form=True)
     stored = valves_service.get_user_valves(me, function.id)

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 
 from extensions import db
 from models import ID_PATTERN, Function, StagedImport, now
-from services import functions, loading, storable
+from services import function_checks, functions, loading, storable
 from services.errors import ServiceError
 from services.valves import clear_valves, update_valves
 
@@ -395,7 +395,7 @@ def _existing(ids: list[str]) -> dict[str, Any]:
 def _client_meta(meta: Any) -> dict[str, Any]:
     """The part of a meta the file decides (what Sluice derives from the code is left out), as it would be stored."""
     meta = meta if isinstance(meta, dict) else {}
-    kept = {key: value for key, value in meta.items() if key not in functions.DERIVED_META_KEYS}
+    kept = {key: value for key, value in meta.items() if key not in function_checks.DERIVED_META_KEYS}
     kept.setdefault("description", None)
     return kept
 

@@ -1,266 +1,42 @@
-"""Functions: create, read, update, switch and delete them (SPEC §1–§3); valves and history have their own modules.
+"""Functions: create, update, switch and delete them (SPEC §1–§3), through the one write path that records their
+versions; reading them is ``services.function_reads``, their wire shapes ``services.function_shapes``, checking what
+a client sends ``services.function_checks``; valves and history have their own modules.
 
 The one place for these rules; the JSON API and the HTML console both call these functions. They take a ``User``
 and plain values, return models or plain dicts, and raise ``ServiceError`` (or ``NotFound``) with the texts clients
 rely on and a ``kind`` callers route on. Function code is never run here: every load goes through
 ``services.loading`` and the isolated ``loader``.
-
-It stays one module of about 500 lines on purpose: it is one noun's whole life (wire shapes, checks, the one write
-path, switches, delete), which every caller reaches as ``functions.<name>``; history, valves, loading, sync and
-import already live in their own modules.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, not_, select, update
+from sqlalchemy import delete, not_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
 from extensions import db
-from models import ID_PATTERN, Function, FunctionVersion, User, UserValves, now
-from models.function import MAX_NAME_LENGTH
-from services import audit, safe_mode, storable
-from services.errors import NotFound, ServiceError
-from services.loading import (
-    apply_load_result,
-    field_error,
-    load_code,
-    prepare_code,
-    retire_workers,
-    revalidated_valves,
-)
-from services.prepared import PreparedSelect
+from models import Function, FunctionVersion, User, UserValves, now
+from services import audit, function_reads
+from services.errors import ServiceError
+from services.function_checks import DERIVED_META_KEYS, build_meta, check_name, check_new_id, id_taken
+from services.loading import apply_load_result, load_code, prepare_code, retire_workers, revalidated_valves
 from services.sealed_valves import for_storage
 
-ID_FORMAT_ERROR = "Only alphanumeric characters and underscores are allowed in the id"
-ID_TAKEN_ERROR = "Uh-oh! This id is already registered. Please choose another id string."
-NOT_FOUND_ERROR = "We could not find what you're looking for :/"
-
-# Keys of `meta` that Sluice derives from the code; whatever a client sends under them is replaced.
-DERIVED_META_KEYS = ("manifest", "toggle")
-
-
-class FunctionNotFound(NotFound):
-    """No function has this id (or the caller may not see it); the API answers Open WebUI's own sentence."""
-
-    kind = "function_not_found"
-
-    def __init__(self):
-        super().__init__(NOT_FOUND_ERROR)
-
-
-# --- serialisers (SPEC §2 key orders) -----------------------------------------------------------------------
+# --- writing --------------------------------------------------------------------------------------------------
 
 
 def _meta(f: Function) -> dict:
     return f.meta if isinstance(f.meta, dict) else {}
 
-
-def _dict_or_empty(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-# How a stored value becomes its wire value, where the two differ.
-_WIRE_VALUE = {"meta": _dict_or_empty, "valves": _dict_or_empty, "is_active": bool, "is_global": bool}
-_FLAGS_AND_TIMES = ("is_active", "is_global", "updated_at", "created_at")
-_HEAD = ("version_id", "id", "user_id")
-FUNCTION_MODEL = _HEAD + ("name", "type", "content", "meta") + _FLAGS_AND_TIMES
-FUNCTION_WITH_VALVES_MODEL = _HEAD + ("name", "type", "content", "meta", "valves") + _FLAGS_AND_TIMES
-FUNCTION_RESPONSE = _HEAD + ("type", "name", "meta") + _FLAGS_AND_TIMES
-
-
-def _shape(f: Function, keys: tuple[str, ...]) -> dict:
-    """The wire shape ``keys`` (its order is the contract) of a model."""
-    return _wire(keys, [getattr(f, key) for key in keys])
-
-
-def _wire(keys: tuple[str, ...], values) -> dict:
-    shaped = dict(zip(keys, values, strict=True))
-    for key, convert in _conversions(keys):
-        shaped[key] = convert(shaped[key])
-    return shaped
-
-
-@functools.cache
-def _conversions(keys: tuple[str, ...]) -> tuple[tuple[str, Callable], ...]:
-    return tuple((key, convert) for key, convert in _WIRE_VALUE.items() if key in keys)
-
-
-def function_model(f: Function) -> dict:
-    return _shape(f, FUNCTION_MODEL)
-
-
-def function_with_valves_model(f: Function) -> dict:
-    return _shape(f, FUNCTION_WITH_VALVES_MODEL)
-
-
-def function_response(f: Function) -> dict:
-    return _shape(f, FUNCTION_RESPONSE)
-
-
-# --- reading --------------------------------------------------------------------------------------------------
-
-
-# The lists read only the columns of FunctionResponse, as plain rows in wire order: no code, no schemas, no valves
-# to decode, and no model objects to build. With 1,000 functions that was two thirds of the request (deferring the
-# code still built an object and four deferred loaders per row). They and the single read are prepared reads
-# (``services.prepared``): every API client calls them, and SQLAlchemy's per-call work was most of their cost.
-_RESPONSE_COLUMNS = tuple(getattr(Function, key) for key in FUNCTION_RESPONSE)
-_NEWEST_FIRST = (Function.updated_at.desc(), Function.id)
-# They go out only as JSON answers: meta's stored text is embedded as it is where the driver hands back text.
-_EVERY_FUNCTION = PreparedSelect(select(*_RESPONSE_COLUMNS).order_by(*_NEWEST_FIRST), wire_json=("meta",))
-_ACTIVE_FUNCTIONS = PreparedSelect(
-    select(*_RESPONSE_COLUMNS).where(Function.is_active.is_(True)).order_by(*_NEWEST_FIRST),
-    wire_json=("meta",),
-)
-_ONE_FUNCTION_MODEL = PreparedSelect(
-    select(*(getattr(Function, key) for key in FUNCTION_MODEL)).where(Function.id == bindparam("id")),
-    wire_json=("meta",),
-)
-
-
-def list_functions(viewer: User) -> list[dict]:
-    """FunctionResponse of each function ``viewer`` may see: admins every one, others the active ones (none in safe
-    mode); newest change first."""
-    if not viewer.is_admin and safe_mode.is_on():
-        return []
-    query = _EVERY_FUNCTION if viewer.is_admin else _ACTIVE_FUNCTIONS
-    # Each row is already its wire values: meta an object (wire_json), the flags bools (NOT NULL Boolean columns,
-    # which the dialect's processor or the driver makes bool), so no per-row conversion pass (a tenth of the list).
-    return [dict(zip(FUNCTION_RESPONSE, row, strict=True)) for row in query.rows()]
-
-
-def list_functions_with_users() -> list[dict]:
-    """FunctionUserResponse of every function, with its creator's account (None when that account is gone), newest
-    change first."""
-    query = (
-        select(*_RESPONSE_COLUMNS, User.name.label("user_name"), User.role, User.email)
-        .outerjoin(User, User.id == Function.user_id)
-        .order_by(*_NEWEST_FIRST)
-    )
-    return [
-        {
-            **_shape(row, FUNCTION_RESPONSE),
-            "user": (  # User.to_public's shape
-                {"id": row.user_id, "name": row.user_name, "role": row.role, "email": row.email}
-                if row.email is not None
-                else None
-            ),
-        }
-        for row in db.session.execute(query)
-    ]
-
-
-def normalise_id(function_id: str) -> str:
-    return (function_id or "").strip().lower()
-
-
-def _lookup_id(function_id: str) -> str | None:
-    """The stored id to look for, or None when no function can have it (so the database is not asked).
-
-    Every stored id passed `check_new_id`; anything else, such as a NUL character that PostgreSQL refuses in a
-    query, simply does not exist.
-    """
-    candidate = normalise_id(function_id) if isinstance(function_id, str) else ""
-    return candidate if ID_PATTERN.fullmatch(candidate) else None
-
-
-def _known_id(function_id: str) -> str:
-    """The stored id to write to; ``FunctionNotFound`` at once when no function can have it."""
-    lookup = _lookup_id(function_id)
-    if lookup is None:
-        raise FunctionNotFound()
-    return lookup
-
-
-def get_function(function_id: str) -> Function:
-    lookup = _lookup_id(function_id)
-    f = db.session.get(Function, lookup) if lookup is not None else None
-    if f is None:
-        raise FunctionNotFound()
-    return f
-
-
-def function_model_by_id(function_id: str) -> dict:
-    """FunctionModel of one function, read without building the model (the API's single read)."""
-    lookup = _lookup_id(function_id)
-    row = _ONE_FUNCTION_MODEL.first(id=lookup) if lookup is not None else None
-    if row is None:
-        raise FunctionNotFound()
-    return dict(zip(FUNCTION_MODEL, row, strict=True))  # already wire values, as list_functions' rows
-
-
-def function_exists(function_id: str) -> bool:
-    lookup = _lookup_id(function_id)
-    return (
-        lookup is not None and db.session.scalar(select(Function.id).where(Function.id == lookup)) is not None
-    )
-
-
-# --- checks ---------------------------------------------------------------------------------------------------
-
-
-def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ServiceError(
-            "The name must not be empty.", field="name", errors=[field_error("name", "Enter a name.")]
-        )
-    name = name.strip()
-    problem = storable.text_problem(name)
-    if problem:
-        message = f"The name must not contain {problem}."
-        raise ServiceError(message, field="name", errors=[field_error("name", message)])
-    if len(name) > MAX_NAME_LENGTH:
-        message = f"The name is longer than {MAX_NAME_LENGTH} characters."
-        raise ServiceError(message, field="name", errors=[field_error("name", message)])
-    return name
-
-
-def check_new_id(function_id: Any) -> str:
-    """The id to store (lower-cased); anything but 1–64 of `[A-Za-z0-9_]` is refused, surrounding spaces too."""
-    if not isinstance(function_id, str) or ID_PATTERN.fullmatch(function_id) is None:
-        raise ServiceError(ID_FORMAT_ERROR, kind="invalid_id", field="id")
-    return function_id.lower()
-
-
-def id_taken() -> ServiceError:
-    return ServiceError(ID_TAKEN_ERROR, kind="duplicate_id", field="id")
-
-
-def build_meta(client_meta: Any, manifest: dict, toggle: bool) -> dict:
-    """`description`, the manifest from the code, the client's other keys verbatim, then `toggle` if any."""
-    if client_meta is None:
-        client_meta = {}
-    if not isinstance(client_meta, dict):
-        raise ServiceError("meta must be an object.")
-    description = client_meta.get("description")
-    if description is not None and not isinstance(description, str):
-        raise ServiceError("meta.description must be a string or null.")
-    if description is not None and storable.text_problem(description):
-        raise ServiceError(f"The description must not contain {storable.text_problem(description)}.")
-    unstorable = storable.first_problem(client_meta, "meta")
-    if unstorable:
-        raise ServiceError(unstorable)
-    meta = {"description": description, "manifest": dict(manifest or {})}
-    for key, value in client_meta.items():
-        if key not in meta and key not in DERIVED_META_KEYS:
-            meta[key] = value
-    if toggle:
-        meta["toggle"] = True
-    return meta
-
-
-# --- writing --------------------------------------------------------------------------------------------------
 
 _version_clock_lock = threading.Lock()
 _version_clock_last = 0
@@ -396,7 +172,7 @@ def create_function(
     function_id = check_new_id(id)
 
     def check_unique() -> None:
-        if function_exists(function_id):
+        if function_reads.function_exists(function_id):
             raise id_taken()
 
     try:
@@ -429,7 +205,7 @@ def create_function(
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        if function_exists(function_id):
+        if function_reads.function_exists(function_id):
             raise id_taken() from None
         raise
     return f
@@ -451,7 +227,7 @@ def update_function(
     """
     return update_loaded(
         user,
-        get_function(function_id),
+        function_reads.get_function(function_id),
         name=name,
         content=content,
         meta=meta,
@@ -520,7 +296,7 @@ _SWITCH_ACTIONS = {
 
 def _flip(function_id: str, column) -> Function:
     """Flip a boolean column in one UPDATE, so concurrent toggles never lose a flip."""
-    lookup = _known_id(function_id)
+    lookup = function_reads.known_id(function_id)
     statement = (
         update(Function)
         .where(Function.id == lookup)
@@ -531,7 +307,7 @@ def _flip(function_id: str, column) -> Function:
     with committed():
         f = db.session.execute(statement).scalars().one_or_none()
         if f is None:
-            raise FunctionNotFound()
+            raise function_reads.FunctionNotFound()
         audit.record(_SWITCH_ACTIONS[column.key][bool(getattr(f, column.key))], "function", f.id)
         # Detached before the commit so that the answer shows this flip, not whatever another request did next.
         db.session.expunge(f)
@@ -545,7 +321,7 @@ def update_one(function_id: str, **values: Any) -> None:
             update(Function).where(Function.id == function_id).values(**values)
         ).rowcount
         if written != 1:
-            raise FunctionNotFound()
+            raise function_reads.FunctionNotFound()
 
 
 def set_switches(
@@ -557,14 +333,14 @@ def set_switches(
         for name, value in (("is_active", is_active), ("is_global", is_global))
         if value is not None
     }
-    lookup = _known_id(function_id)
+    lookup = function_reads.known_id(function_id)
     if values:
-        f = get_function(lookup)
+        f = function_reads.get_function(lookup)
         for name, value in values.items():
             if bool(getattr(f, name)) != value:
                 audit.record(_SWITCH_ACTIONS[name][value], "function", lookup)
         update_one(lookup, **values, updated_at=now())  # commits the entries with the switches, or neither
-    return get_function(lookup)
+    return function_reads.get_function(lookup)
 
 
 def toggle_active(function_id: str) -> Function:
@@ -577,25 +353,11 @@ def toggle_global(function_id: str) -> Function:
 
 def delete_function(function_id: str) -> bool:
     """Delete a function with its user valves and history; ``FunctionNotFound`` when there is no such function."""
-    function_id = _known_id(function_id)
+    function_id = function_reads.known_id(function_id)
     name = db.session.scalar(select(Function.name).where(Function.id == function_id))
     with committed():
         if not delete_functions([function_id]):
-            raise FunctionNotFound()
+            raise function_reads.FunctionNotFound()
         audit.record("function.deleted", "function", function_id, {"name": name})
     retire_workers([function_id])
     return True
-
-
-# --- export ---------------------------------------------------------------------------------------------------
-
-
-def export_functions(include_valves: bool = False) -> list[dict]:
-    """Every function as FunctionModel (FunctionWithValvesModel with valves), oldest first."""
-    functions = db.session.scalars(select(Function).order_by(Function.created_at, Function.id))
-    serialise = function_with_valves_model if include_valves else function_model
-    return [serialise(f) for f in functions]
-
-
-def count_functions() -> int:
-    return db.session.scalar(select(func.count()).select_from(Function))

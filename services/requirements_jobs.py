@@ -11,7 +11,7 @@ import os
 from flask import current_app
 
 import loader
-from services import functions
+from services import function_reads
 from services.errors import Forbidden, NotFound, ServiceError
 
 INSTALL_DISABLED = "Installing requirements is turned off. The operator can allow it by setting SLUICE_ALLOW_PIP_INSTALL=true."
@@ -31,7 +31,7 @@ def jobs_dir() -> str:
 
 def requirements_status(function_id: str) -> dict:
     """The function's requirements, each checked: `valid` (with installed versions), `missing`, `invalid`."""
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     manifest = (f.meta or {}).get("manifest") or {}
     value = manifest.get("requirements") if isinstance(manifest, dict) else None
     return {"id": f.id, **_status_of(value if isinstance(value, str) else None)}

@@ -25,7 +25,7 @@ import loader
 from extensions import db
 from loader import RUN_METHODS
 from models import ID_PATTERN, Function, User
-from services import functions, safe_mode, valves
+from services import function_reads, safe_mode, valves
 from services.errors import Forbidden, ServiceError
 from services.loading import load_in_loader, prepare_code
 
@@ -136,9 +136,9 @@ def _is_admin(caller: Any) -> bool:
 
 
 def _stored_function(function_id: str, caller: Any) -> Function:
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     if not _is_admin(caller) and not f.is_active:
-        raise functions.FunctionNotFound()
+        raise function_reads.FunctionNotFound()
     return f
 
 
@@ -266,10 +266,12 @@ def run_call(
         if not _is_admin(caller):
             raise Forbidden("Only admins may run code that is not saved.")
         content = prepare_code(function_or_content.content)
-        function_id = functions.normalise_id(function_or_content.function_id)
+        function_id = function_reads.normalise_id(function_or_content.function_id)
         if not ID_PATTERN.fullmatch(function_id):
             function_id = "function"
-        function = db.session.get(Function, function_id) if functions.function_exists(function_id) else None
+        function = (
+            db.session.get(Function, function_id) if function_reads.function_exists(function_id) else None
+        )
         loaded = load_in_loader(content, function_id=function_id)
         function_type = loaded.type if loaded.ok else None  # code that does not load fails in the run itself
     else:
@@ -279,7 +281,7 @@ def run_call(
             else _stored_function(function_or_content, caller)
         )
         if not _is_admin(caller) and not function.is_active:
-            raise functions.FunctionNotFound()
+            raise function_reads.FunctionNotFound()
         content = function.content
         function_id = function.id
         function_type = function.type

@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 import loader
 from extensions import db
 from models import Function, User, now
-from services import audit, loading
+from services import audit, function_checks, function_shapes, loading
 from services import functions as fs
 from services.errors import ServiceError
 
@@ -136,8 +136,8 @@ def _check_valves(content: str, function_id: str, values: dict, load: Any) -> di
 def _plan_item(
     user: User, item: dict, existing: Function | None, reset_incompatible_valves: bool = False
 ) -> _Planned:
-    function_id = fs.check_new_id(item.get("id"))
-    name = fs.check_name(item.get("name"))
+    function_id = function_checks.check_new_id(item.get("id"))
+    name = function_checks.check_name(item.get("name"))
     content = loading.prepare_code(item.get("content"))
     stored_valves = (
         dict(existing.valves) if existing is not None and isinstance(existing.valves, dict) else {}
@@ -178,7 +178,7 @@ def _plan_item(
         id=function_id,
         name=name,
         content=content,
-        meta=fs.build_meta(item.get("meta"), manifest, toggle),
+        meta=function_checks.build_meta(item.get("meta"), manifest, toggle),
         valves=valves,
         is_active=bool(item.get("is_active")),
         is_global=bool(item.get("is_global")),
@@ -238,7 +238,7 @@ def _sync(
     for item in items:
         raw_id = item.get("id")
         try:
-            function_id = fs.check_new_id(raw_id)
+            function_id = function_checks.check_new_id(raw_id)
             if function_id in seen:
                 raise ServiceError(
                     "This id appears more than once in the list.", kind="duplicate_id", field="id"
@@ -295,7 +295,7 @@ def _apply(user: User, plans: list[_Planned], deleted: list[str]) -> list[dict]:
             db.session.add(f)
             audit.record("function.created", "function", plan.id, {"name": plan.name, "via": "sync"})
         elif not (changes := _changes(plan)):
-            answer.append(fs.function_with_valves_model(f))
+            answer.append(function_shapes.function_with_valves_model(f))
             continue
         else:
             details = {"changed": changes, "via": "sync"}
@@ -314,6 +314,6 @@ def _apply(user: User, plans: list[_Planned], deleted: list[str]) -> list[dict]:
             load=plan.load,
             at=timestamp,
         )
-        answer.append(fs.function_with_valves_model(f))
+        answer.append(function_shapes.function_with_valves_model(f))
     db.session.flush()
     return answer

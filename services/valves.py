@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from extensions import db
 from models import Function, User, UserValves, now
-from services import audit, functions, safe_mode
+from services import audit, function_reads, functions, safe_mode
 from services.loading import incompatible, load_in_loader, user_dict, validate_in_loader, validate_valves
 from services.sealed_valves import for_storage
 
@@ -64,7 +64,7 @@ def with_factory_defaults(schema: dict | None, defaults: dict | None) -> dict | 
 
 
 def get_valves(function_id: str) -> dict:
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     return dict(f.valves) if isinstance(f.valves, dict) else {}
 
 
@@ -73,7 +73,7 @@ def valves_spec(function_id: str, user: User | None = None, *, for_form: bool = 
 
     ``for_form`` adds the defaults of `default_factory` fields (see ``with_factory_defaults``).
     """
-    return _schema(functions.get_function(function_id), "valves_schema", user, for_form=for_form)
+    return _schema(function_reads.get_function(function_id), "valves_schema", user, for_form=for_form)
 
 
 def update_valves(function_id: str, values: dict) -> dict:
@@ -81,7 +81,7 @@ def update_valves(function_id: str, values: dict) -> dict:
 
     The function's ``updated_at`` moves too, as in Open WebUI: lists sorted by it and exports show the change.
     """
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     before = f.valves if isinstance(f.valves, dict) else {}
     stored = validate_valves(f.content, f.id, values)
     # Which fields changed, never their values: valves hold secrets. Committed by update_one with the valves.
@@ -94,7 +94,7 @@ def update_valves(function_id: str, values: dict) -> dict:
 
 def clear_valves(function_id: str) -> None:
     """Forget every stored admin valve, so the function runs on its defaults (an empty set needs no validation)."""
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     before = f.valves if isinstance(f.valves, dict) else {}
     audit.record(
         "function.valves_changed",
@@ -109,9 +109,9 @@ def clear_valves(function_id: str) -> None:
 
 
 def _function_for_user(user: User, function_id: str) -> Function:
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     if not user.is_admin and (not f.is_active or safe_mode.is_on()):
-        raise functions.FunctionNotFound()
+        raise function_reads.FunctionNotFound()
     return f
 
 
@@ -173,5 +173,5 @@ def update_user_valves(user: User, function_id: str, values: dict) -> dict:
             )
     except IntegrityError:
         # The function was deleted between the check and the write (rolled back already).
-        raise functions.FunctionNotFound() from None
+        raise function_reads.FunctionNotFound() from None
     return stored

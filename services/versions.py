@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Function, FunctionVersion, User
-from services import audit, diffs, functions
+from services import audit, diffs, function_reads, functions
 from services.errors import NotFound, ServiceError
 
 HISTORY_PAGE_SIZE = 20
@@ -90,7 +90,7 @@ def _page_rows(function_id: str, page: int) -> list[tuple[FunctionVersion, str |
 
 def list_versions(function_id: str, page: int = 1) -> list[dict]:
     """One page of a function's versions, newest first."""
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     rows = _page_rows(f.id, page)
     answer = []
     for index, (version, author) in enumerate(rows[:HISTORY_PAGE_SIZE]):
@@ -108,7 +108,7 @@ def count_versions(function_id: str) -> int:
 def history_page(function_id: str, page: int = 1) -> dict:
     """One page of the console's history: each version with its author, message and size of change (the lines it
     added and removed against the version before it; the first version adds all its lines)."""
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     total = count_versions(f.id)
     pages = max(1, -(-total // HISTORY_PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -153,7 +153,7 @@ def _change_size(parent: FunctionVersion | None, version: FunctionVersion) -> tu
 
 def version_choices(function_id: str) -> list[dict]:
     """Every version of a function, newest first, without its code: what a "compare" picker offers."""
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     rows = db.session.execute(
         select(FunctionVersion.id, FunctionVersion.created_at, FunctionVersion.commit_message, User.name)
         .outerjoin(User, User.id == FunctionVersion.user_id)
@@ -186,7 +186,7 @@ def compare_versions(function_id: str, from_id: str, to_id: str) -> dict:
 
 
 def get_version(function_id: str, version_id: str) -> FunctionVersion:
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     if not isinstance(version_id, str) or "\x00" in version_id:
         raise NotFound(
             VERSION_NOT_FOUND_ERROR, kind="version_not_found"
@@ -231,7 +231,7 @@ def restore_version(
     user: User, function_id: str, version_id: str, reset_incompatible_valves: bool = False
 ) -> Function:
     """Make a saved version current again, loading its code as an update does."""
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     version = get_version(f.id, version_id)
     return functions.update_loaded(
         user,
@@ -246,7 +246,7 @@ def restore_version(
 
 
 def delete_version(function_id: str, version_id: str) -> bool:
-    f = functions.get_function(function_id)
+    f = function_reads.get_function(function_id)
     version = get_version(f.id, version_id)
     if f.version_id == version.id:
         raise ServiceError(CURRENT_VERSION_ERROR, kind="current_version")

@@ -41,6 +41,8 @@ from services import (
     chat_models,
     function_import,
     function_meta,
+    function_reads,
+    function_shapes,
     functions,
     requirements_jobs,
     running,
@@ -169,12 +171,12 @@ def functions_id_available():
     Always 200 with ``{"available": bool}``: asking the API for the function answered 404 for every free id, which
     browsers list as an error in their console.
     """
-    function_id = functions.normalise_id(request.args.get("id", ""))
+    function_id = function_reads.normalise_id(request.args.get("id", ""))
     valid = bool(ID_PATTERN.fullmatch(function_id))
     return {
         "id": function_id,
         "valid": valid,
-        "available": valid and not functions.function_exists(function_id),
+        "available": valid and not function_reads.function_exists(function_id),
     }
 
 
@@ -338,7 +340,7 @@ def _editor_page(mode: str, form: dict[str, str], errors=None, load_error=None, 
         "errors": errors,
         # Said before saving, so a prefilled id that is taken (a loaded or cloned function that is already here)
         # is changed first rather than refused after; a refused id already has its error instead.
-        "id_taken": creating and "id" not in errors and functions.function_exists(form.get("id", "")),
+        "id_taken": creating and "id" not in errors and function_reads.function_exists(form.get("id", "")),
         "load_error": load_error,
         "function": function,
         "starters": {kind: starter(kind) for kind in STARTER_TYPES} if creating else {},
@@ -469,11 +471,13 @@ def functions_export():
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     if function_id:
         function = _function_or_404(function_id)
-        serialise = functions.function_with_valves_model if include_valves else functions.function_model
+        serialise = (
+            function_shapes.function_with_valves_model if include_valves else function_shapes.function_model
+        )
         items = [serialise(function)]
         filename = f"function-{function.id}-export-{stamp}.json"
     else:
-        items = functions.export_functions(include_valves)
+        items = function_reads.export_functions(include_valves)
         filename = f"functions-export-{stamp}.json"
     body = json.dumps(items, indent=2, ensure_ascii=False)
     return Response(
@@ -550,7 +554,7 @@ def _function_or_404(function_id: str):
     if not function_id:
         abort(404)
     try:
-        return functions.get_function(function_id)
+        return function_reads.get_function(function_id)
     except NotFound:
         abort(404)
 

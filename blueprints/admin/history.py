@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from services import functions
+from services import function_reads
 from services import versions as versions_service
 from services.errors import ServiceError
 from web.access import admin_pages_only
@@ -46,7 +46,7 @@ def versions_list():
 @bp.get("/version")
 def version_view():
     """One version's name, meta and code, highlighted, read-only."""
-    function = functions.get_function(request.args.get("id", ""))
+    function = function_reads.get_function(request.args.get("id", ""))
     version = versions_service.get_version(function.id, request.args.get("version", ""))
     return render_template(
         "history/version.html",
@@ -60,7 +60,7 @@ def version_view():
 @bp.get("/compare")
 def compare():
     """Two versions compared: the name and meta keys that differ, and the code as a highlighted diff."""
-    function = functions.get_function(request.args.get("id", ""))
+    function = function_reads.get_function(request.args.get("id", ""))
     choices = versions_service.version_choices(function.id)
     to_id = request.args.get("to") or function.version_id
     from_id = request.args.get("from")
@@ -90,7 +90,7 @@ def compare():
 @bp.route("/restore", methods=["GET", "POST"])
 def restore():
     """Ask to confirm (GET), then make the version current again, its code loaded as a save's is (POST)."""
-    function = functions.get_function(request.values.get("id", ""))
+    function = function_reads.get_function(request.values.get("id", ""))
     version = versions_service.get_version(function.id, request.values.get("version", ""))
     error = None
     if request.method == "POST":
@@ -121,7 +121,7 @@ def restore():
 @bp.route("/delete", methods=["GET", "POST"])
 def delete():
     """Ask to confirm (GET), then delete the version (POST); the current version is never deleted."""
-    function = functions.get_function(request.values.get("id", ""))
+    function = function_reads.get_function(request.values.get("id", ""))
     version = versions_service.get_version(function.id, request.values.get("version", ""))
     error = None
     if request.method == "POST":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, redirect, render_template, request, url_for
 
-from services import function_meta, functions, valves_pages
+from services import function_meta, function_reads, valves_pages
 from services import valves as valves_service
 from web.access import page_admin_required, page_user
 from web.valves_forms import valves_page
@@ -23,7 +23,7 @@ def register(app: Flask) -> None:
 @page_admin_required
 def function_valves():
     """Edit a function's admin valves in a form generated from its `Valves` schema."""
-    function = functions.get_function(request.args.get("id", ""))
+    function = function_reads.get_function(request.args.get("id", ""))
     spec = valves_service.valves_spec(function.id, user=page_user(), for_form=True)
     stored = valves_service.get_valves(function.id)
     saved, context, status = valves_page(

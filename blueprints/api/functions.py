@@ -6,8 +6,8 @@ from flask import current_app
 
 from blueprints.api import api
 from blueprints.api import schemas as s
+from services import function_reads, function_shapes, sync, url_loader
 from services import functions as fs
-from services import sync, url_loader
 from web.access import api_caller
 
 # --- lists and export -------------------------------------------------------------------------------------------
@@ -23,7 +23,7 @@ from web.access import api_caller
 )
 def list_functions():
     """Admins get every function; other users get the active ones."""
-    return fs.list_functions(api_caller())
+    return function_reads.list_functions(api_caller())
 
 
 @api.route(
@@ -35,7 +35,7 @@ def list_functions():
 )
 def list_with_users():
     """Every function with its creator, newest change first."""
-    return fs.list_functions_with_users()
+    return function_reads.list_functions_with_users()
 
 
 @api.route(
@@ -48,7 +48,7 @@ def list_with_users():
 )
 def export(query: s.ExportQuery):
     """FunctionModel[], or FunctionWithValvesModel[] with `include_valves=true`."""
-    return fs.export_functions(include_valves=query.include_valves)
+    return function_reads.export_functions(include_valves=query.include_valves)
 
 
 # --- create, read, update, delete -------------------------------------------------------------------------------
@@ -73,13 +73,13 @@ def create(body: s.FunctionCreateForm):
         meta=body.meta.to_dict() if body.meta is not None else None,
         commit_message=body.commit_message,
     )
-    return fs.function_response(f)
+    return function_shapes.function_response(f)
 
 
 @api.route("/id/<id>", "GET", auth="admin", summary="Get a function", response=s.FunctionModel, errors=(404,))
 def get_function(id: str):
     """One function with its code."""
-    return fs.function_model_by_id(id)
+    return function_reads.function_model_by_id(id)
 
 
 @api.route(
@@ -103,7 +103,7 @@ def update(id: str, body: s.FunctionForm, query: s.UpdateQuery):
         commit_message=body.commit_message,
         reset_incompatible_valves=query.reset_incompatible_valves,
     )
-    return fs.function_model(f)
+    return function_shapes.function_model(f)
 
 
 @api.route(
@@ -116,7 +116,7 @@ def update(id: str, body: s.FunctionForm, query: s.UpdateQuery):
 )
 def toggle(id: str):
     """Flip `is_active` in one atomic update."""
-    return fs.function_model(fs.toggle_active(id))
+    return function_shapes.function_model(fs.toggle_active(id))
 
 
 @api.route(
@@ -129,7 +129,7 @@ def toggle(id: str):
 )
 def toggle_global(id: str):
     """Flip `is_global` in one atomic update."""
-    return fs.function_model(fs.toggle_global(id))
+    return function_shapes.function_model(fs.toggle_global(id))
 
 
 @api.route(

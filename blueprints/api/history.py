@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from blueprints.api import api
 from blueprints.api import schemas as s
-from services import functions as fs
+from services import function_shapes
 from services import versions as versions_service
 from web.access import api_caller
 
@@ -63,7 +63,7 @@ def history_entry(id: str, version_id: str):
 def restore_version(id: str, body: s.VersionForm, query: s.UpdateQuery):
     """Make a saved version current again; its code is loaded as an update's is."""
     f = versions_service.restore_version(api_caller(), id, body.version_id, query.reset_incompatible_valves)
-    return fs.function_model(f)
+    return function_shapes.function_model(f)
 
 
 @api.route(

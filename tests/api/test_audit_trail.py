@@ -333,11 +333,11 @@ def test_refused_changes_record_nothing(app, admin_api, admin_client, admin_id):
 
 
 def test_a_change_that_fails_at_its_commit_leaves_no_entry(app, admin_api, monkeypatch):
-    from services import functions
+    from services import function_reads
 
     admin_api.create()
     # Two saves of one new id that both pass the check: the database refuses the second at the commit.
-    monkeypatch.setattr(functions, "function_exists", lambda function_id: False)
+    monkeypatch.setattr(function_reads, "function_exists", lambda function_id: False)
     assert admin_api.post("/create", F.form()).status_code in (400, 500)
     assert [a for a, _f, _t in recorded(app, "function.")] == ["function.created"]
 

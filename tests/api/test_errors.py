@@ -206,14 +206,14 @@ def test_json_nested_too_deeply_is_422(admin_api, sample):
 def test_an_unexpected_failure_anywhere_is_a_json_500(
     app, admin_api, sample, monkeypatch, method, path, body
 ):
-    from services import functions, sync
+    from services import function_reads, sync
 
     def broken(*args, **kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(functions, "get_function", broken)
-    monkeypatch.setattr(functions, "function_exists", broken)
-    monkeypatch.setattr(functions, "function_model_by_id", broken)
+    monkeypatch.setattr(function_reads, "get_function", broken)
+    monkeypatch.setattr(function_reads, "function_exists", broken)
+    monkeypatch.setattr(function_reads, "function_model_by_id", broken)
     monkeypatch.setattr(sync, "_apply", broken)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = admin_api.client.open(

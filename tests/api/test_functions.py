@@ -650,12 +650,12 @@ def test_both_prefixes_see_the_same_functions(client, admin_key, sample):
 
 
 def test_an_unexpected_failure_is_a_json_500(app, admin_api, sample, monkeypatch):
-    from services import functions
+    from services import function_reads
 
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(functions, "function_model_by_id", broken)
+    monkeypatch.setattr(function_reads, "function_model_by_id", broken)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = admin_api.get("/id/sample_filter")
     assert response.status_code == 500

@@ -31,10 +31,10 @@ def save(app, user_id, function_id="sample_filter", **changes) -> str:
     """Save a new version through the service layer (as the editor does) and return its id."""
     from extensions import db
     from models import User
-    from services import functions
+    from services import function_reads, functions
 
     with app.app_context():
-        f = functions.get_function(function_id)
+        f = function_reads.get_function(function_id)
         values = {"name": f.name, "content": f.content, "meta": None, **changes}
         f = functions.update_function(db.session.get(User, user_id), function_id, **values)
         return f.version_id

@@ -133,9 +133,9 @@ def test_a_missing_function_has_the_same_404_page_as_a_missing_address(admin_cli
 
 def test_a_reworded_not_found_sentence_still_gives_the_page_its_own(admin_client, monkeypatch):
     # The page chooses its sentence by the error's kind, so the API's wording may change freely.
-    from services import functions
+    from services import function_reads
 
-    monkeypatch.setattr(functions, "NOT_FOUND_ERROR", "No such function, reworded.")
+    monkeypatch.setattr(function_reads, "NOT_FOUND_ERROR", "No such function, reworded.")
     response = admin_client.get("/admin/functions/valves?id=nope")
     assert response.status_code == 404
     page = response.get_data(as_text=True)

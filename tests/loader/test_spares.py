@@ -1,4 +1,4 @@
-"""When the zygote warms its spares up (loader/parent.py `_replenish`): as soon as no job is in flight, even when a
+"""When the zygote warms its spares up (loader/spares.py `_replenish`): as soon as no job is in flight, even when a
 request came a moment ago, so that saves made one after the other each find a warm spare; never while a job runs.
 
 A Zygote installs signal handlers and makes its process a subreaper, so each case runs in a Python of its own.

@@ -20,14 +20,14 @@ def test_an_error_is_invalid_by_default_and_its_answer_shows_neither_kind_nor_fi
 
 
 def test_the_service_checks_say_which_field_they_refuse():
-    from services import functions, loading
+    from services import function_checks, loading
 
     with pytest.raises(ServiceError) as caught:
-        functions.check_new_id("not an id")
+        function_checks.check_new_id("not an id")
     assert (caught.value.kind, caught.value.field) == ("invalid_id", "id")
-    assert (functions.id_taken().kind, functions.id_taken().field) == ("duplicate_id", "id")
+    assert (function_checks.id_taken().kind, function_checks.id_taken().field) == ("duplicate_id", "id")
     with pytest.raises(ServiceError) as caught:
-        functions.check_name("  ")
+        function_checks.check_name("  ")
     assert caught.value.field == "name"
     with pytest.raises(ServiceError) as caught:
         loading.check_content("")

@@ -655,7 +655,7 @@ def test_a_reapers_report_of_how_a_worker_ended_reads_as_its_exit_status(status)
     """Where a worker runs under a reaper (pid 1 of a process-id namespace), the worker's exit status reaches the
     parent only as the reaper's report: the call's error says the same as from the status itself."""
     from loader.errors import exit_status_error
-    from loader.runtime.pool import _exit_cause, _reported_status
+    from loader.runtime.limits import _exit_cause, _reported_status
 
     assert _reported_status(exit_status_error(status)) == status
     assert _exit_cause(_reported_status(exit_status_error(status)), loading=False) == _exit_cause(
@@ -722,7 +722,8 @@ def test_the_pool_stops_a_worker_that_floods_while_its_output_is_read_without_re
     call (it used to recurse until the parent died)."""
     import json
 
-    from loader.runtime.pool import Call, Pool, Worker
+    from loader.runtime.pool import Pool
+    from loader.runtime.records import Call, Worker
 
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)

@@ -1,0 +1,276 @@
+"""The zygote's children: forking them (each waits as a spare until it is handed a job), handing them their jobs
+with the identity they take and the folders they hide, and keeping spares forked and warm.
+
+`Spares` is a part of `Zygote` (loader/parent.py), whose `__init__` sets up the state these methods share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import time
+
+from loader import homes, namespaces, scratch
+from loader.privileges import package_paths, plan_hidden_paths, probe
+from loader.protocol import READ_CHUNK, encode_message
+
+F_SETPIPE_SZ = 1031
+# A spare is not forked while a job younger than this runs: the fork would stall the loop just as it answers.
+SPARE_DELAY = 0.02
+# At most this many packages directories' access checks are remembered.
+ACCESS_CACHE = 64
+
+
+class Child:
+    """A forked child: a spare waiting for its job, or a job in progress (then `request` is set)."""
+
+    __slots__ = (
+        "id",
+        "request",
+        "pid",
+        "job_fd",
+        "result_fd",
+        "output_fd",
+        "workdir",
+        "deadline",
+        "result",
+        "output",
+        "dropped",
+        "printed",
+        "answered",
+        "started",
+        "warmed",
+        "notice",
+        "worker",
+    )
+
+    def __init__(self):
+        self.id = None
+        self.request: dict | None = None
+        self.pid = 0
+        self.job_fd = self.result_fd = self.output_fd = -1
+        self.workdir = ""
+        self.deadline = 0.0
+        self.result = bytearray()
+        self.output = bytearray()
+        self.dropped = 0
+        self.printed = 0  # bytes of output in all, kept or dropped
+        self.answered = False
+        self.started = 0.0
+        self.warmed = False
+        self.notice: list[str] = []
+        # A runtime worker's bookkeeping (loader/runtime/records.py `Worker`); its `request` stays None.
+        self.worker = None
+
+
+class Forked(BaseException):
+    """Raised in a child just forked by the loop, and caught where the loop was entered (`run_until_forked`).
+
+    The child is a copy of the zygote, and the frames the fork happened in (and their callers') hold the zygote,
+    other jobs' requests (code, valves values, users) and the bytes last read from the caller, which may include
+    the next requests. Unwinding to the base of the loop drops those frames before any function code could walk
+    up to them (`sys._getframe().f_back`). A BaseException, so that no `except Exception` on the way stops it.
+    """
+
+    def __init__(self, arguments: dict):
+        super().__init__()
+        self.arguments = arguments
+
+
+class Spares:
+    """The zygote's children and spares (a part of `Zygote`, loader/parent.py)."""
+
+    def _busy(self) -> int:
+        return sum(1 for item in self.children.values() if item.request is not None)
+
+    def _waiting(self) -> list[Child]:
+        return [item for item in self.children.values() if item.request is not None and not item.answered]
+
+    def _spawn(self, *, network: bool = False) -> Child | None:
+        """Fork a child that waits for its job on a pipe; None (and the reason logged) if that is impossible.
+        `network`: a runtime worker's child, forked by the template that keeps the network (or by this process where
+        there is none, never by the load children's template, whose network namespace has no interface)."""
+        try:
+            threads = len(os.listdir("/proc/self/task"))
+        except OSError:
+            threads = 1
+        if (
+            threads > 1
+        ):  # forking a multi-threaded process could copy a lock held by a thread that is not there
+            self.last_spawn_error = "the loader process is multi-threaded and cannot fork safely"
+            return None
+        item = Child()
+        fds: list[int] = []
+        try:
+            item.workdir = self._new_workdir()
+            for _ in range(3):
+                fds.extend(os.pipe())
+            job_r, job_w, result_r, result_w, output_r, output_w = fds
+            for fd in (job_w, result_w):
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(fd, F_SETPIPE_SZ, READ_CHUNK)
+            arguments = {
+                "devnull_fd": self.devnull_fd,
+                "workdir": item.workdir,
+                "confine": self.confine,
+                "secrets": self.secrets,
+            }
+            template = self.worker_template if network else self.template
+            if template is not None:
+                pid = template.spawn(arguments, [job_r, result_w, output_w])
+            else:
+                pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            scratch.remove_tree(item.workdir)
+            self.last_spawn_error = f"could not start a child: {exc}"
+            return None
+        if pid == 0:  # pragma: no cover - runs in the child: leave every frame of the loop (see Forked)
+            raise Forked(
+                {
+                    **arguments,
+                    "job_fd": job_r,
+                    "result_fd": result_w,
+                    "output_fd": output_w,
+                    "zygote_pid": self.pid,
+                    "prctl": self.prctl,
+                }
+            )
+        self.forks += 1
+        for fd in (job_r, result_w, output_w):
+            os.close(fd)
+        item.pid, item.job_fd, item.result_fd, item.output_fd = pid, job_w, result_r, output_r
+        self.children[pid] = item
+        for fd, which in ((result_r, "result"), (output_r, "output")):
+            os.set_blocking(fd, False)
+            self.pipes[fd] = (item, which)
+            self.poller.register(fd, select.POLLIN)
+        return item
+
+    def _new_workdir(self) -> str:
+        """A fresh scratch directory in this zygote's own folder (made again if something removed it)."""
+        try:
+            return scratch.make_workdir(self.workdirs)
+        except FileNotFoundError:
+            self.workdirs = scratch.make_workdir_parent(self.pid)
+            return scratch.make_workdir(self.workdirs)
+
+    def _dispatch(self, request: dict) -> None:
+        while self.spares:
+            if self._hand(self.spares.popleft(), request):
+                return
+        item = self._spawn()
+        if item is None:
+            self._fail_request(request, "LoaderUnavailable", self.last_spawn_error)
+        elif not self._hand(item, request):
+            self._fail_request(request, "LoaderUnavailable", "a child died before it was given its job")
+
+    def _hand(self, item: Child, request: dict) -> bool:
+        """Give `request` to a waiting child; False if the child is gone."""
+        item.request, item.id = request, request.get("id")
+        item.started = time.monotonic()
+        item.deadline = item.started + float(request.get("timeout") or 10)
+        item.notice = self.confine_request(request)
+        if self.niceness is not None:
+            namespaces.hurry(item.pid, self.niceness)
+        try:
+            self._message(item, request)
+        except OSError:
+            item.request = None
+            item.answered = True
+            self._kill(item)
+            return False
+        finally:
+            os.close(item.job_fd)
+            item.job_fd = -1
+        return True
+
+    def confine_request(self, request: dict) -> list[str]:
+        """Add to a job the identity its child takes and the folders it hides; the notices to pass on."""
+        notices = []
+        if self.identity is not None:
+            request["privileges"], notice = self._identity_for(request)
+            notices.append(notice)
+        request["hidden_paths"], notice = self._hidden_for(request)
+        notices.append(notice)
+        # Here, not in the child: the child's mounts are all read-only but the temporary folders (loader/homes.py).
+        homes.make(request)
+        return [notice for notice in notices if notice]
+
+    def worker_child(self) -> Child | None:
+        """A child to become a runtime worker (loader/runtime/pool.py): a spare, else a new one; None if none can
+        be forked. Workers run pipes that call model APIs: whatever forks them must leave them the network."""
+        return self._spawn(network=True)
+
+    def _identity_for(self, request: dict) -> tuple[dict | None, str]:
+        """The identity this job's child takes, or None (stays root) with the reason when the load user cannot read
+        the packages directory the job uses. Checked once per version (modification time) of that directory."""
+        packages_dir = request.get("packages_dir")
+        if not isinstance(packages_dir, str) or not packages_dir:
+            return self.identity, ""
+        try:
+            version = os.stat(packages_dir).st_mtime_ns
+        except OSError:  # not there: the child does not use it
+            return self.identity, ""
+        key = (packages_dir, version)
+        if key not in self.package_access:
+            if len(self.package_access) >= ACCESS_CACHE:
+                self.package_access.clear()
+            self.package_access[key] = probe(self.identity, package_paths(packages_dir))
+        problem = self.package_access[key]
+        if problem:
+            return None, f"function code is loaded as root: {problem}"
+        return self.identity, ""
+
+    def _hidden_for(self, request: dict) -> tuple[list[str], str]:
+        """The folders this job's child hides (see plan_hidden_paths), worked out once per list."""
+        paths = request.get("hidden_paths")
+        if not self.confine or not isinstance(paths, list) or not paths:
+            return [], ""
+        key = tuple(path for path in paths if isinstance(path, str))
+        if key not in self.hidden_plans:
+            if len(self.hidden_plans) >= ACCESS_CACHE:
+                self.hidden_plans.clear()
+            self.hidden_plans[key] = plan_hidden_paths(key, self.needed)
+        return self.hidden_plans[key]
+
+    def _message(self, item: Child, message: dict) -> None:
+        payload = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
+        view = memoryview(encode_message(payload))
+        while view:
+            view = view[os.write(item.job_fd, view) :]
+
+    def _replenish(self) -> None:
+        """Keep spares forked, and warm them up once the zygote is idle.
+
+        Forking and warming cost CPU, so neither happens while a young job may be about to answer, and warming
+        (which roughly doubles a load's CPU time) waits until no job is in flight: under many loads at once the
+        spares only save the fork. It does not wait for a pause in the requests: saves that come one after the
+        other (an admin, a sync, a script) each find a spare warmed in the gap since the last answer, and a warm
+        spare halves the time the code takes to load (its pages were copied before the caller waited).
+        """
+        now = time.monotonic()
+        waiting = self._waiting()
+        if any(now - item.started < SPARE_DELAY for item in waiting):
+            return
+        # The spares there are are warmed before another is forked (we wait for the fork): the next job takes the
+        # oldest spare, and saves that come one after the other give it only the gap between them to warm up in.
+        if not waiting:
+            self._warm_spares()
+        if len(self.spares) < self.spare_count:
+            item = self._spawn()
+            if item is not None:
+                self.spares.append(item)
+
+    def _warm_spares(self) -> None:
+        for item in self.spares:
+            if not item.warmed:
+                item.warmed = True
+                try:
+                    self._message(item, {"op": "warm"})
+                except OSError:
+                    self._kill(item)
