@@ -76,9 +76,17 @@ def preload(names=PRELOAD) -> tuple[list[str], list[str]]:
 
 
 def _warm_up() -> None:
-    """Load a throwaway function once, so that every lazy import on a load's path happens before any fork."""
+    """Load a throwaway function once, so that every lazy import on a load's path happens before any fork.
+
+    The compatibility layer's catalogue of Open WebUI's names is read here too: a function that imports a name
+    Sluice does not implement (most that use Open WebUI's modules do) would otherwise parse its 400 KB in each
+    child, about 3 ms of every such load and call, where here it is read once for all (about 3 MB, shared).
+    """
     with tempfile.TemporaryDirectory(prefix="sluice-warm-") as workdir:
         child.warm_up(workdir)
+    catalogue = sys.modules.get("open_webui._catalogue")
+    if catalogue is not None:
+        catalogue.modules()
 
 
 MADV_COLLAPSE = 25

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -575,3 +576,28 @@ def test_a_forked_caller_starts_its_own_zygote(loader_fast):
     assert os.waitstatus_to_exitcode(status) == 0
     assert_still_answering(loader_fast)
     assert loader_fast.stats()["zygote_pid"] == parent_zygote
+
+
+def test_children_find_open_webuis_catalogue_already_read(loader_fast):
+    """The catalogue of Open WebUI's names is read once by the zygote, before it forks: a function that imports a
+    name Sluice does not implement does not pay for parsing it again in every load and call."""
+    result = loader_fast.load_function(
+        unique(
+            textwrap.dedent(
+                """
+            from open_webui import _catalogue
+            READ_BEFORE = _catalogue._catalogue.cache_info().currsize
+            from open_webui.utils.tools import get_tools  # a name only the catalogue knows
+            from pydantic import BaseModel
+
+            class Filter:
+                class Valves(BaseModel):
+                    read_before: int = READ_BEFORE
+                    stand_in: bool = callable(get_tools)
+            """
+            )
+        )
+    )
+
+    assert result.ok, result.error
+    assert defaults(result) == {"read_before": 1, "stand_in": True}
