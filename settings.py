@@ -374,6 +374,13 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds a call waits for a free worker before it is answered 503 with `Retry-After`",
     ),
     Setting(
+        "SLUICE_RUNTIME_IDLE_SECONDS",
+        300.0,
+        non_negative_number,
+        "seconds a warm worker may go unused before it ends and gives its memory back (the next call of its function "
+        "loads it again); `0` keeps workers until another function needs the room",
+    ),
+    Setting(
         "SLUICE_HISTORY_LIMIT",
         None,
         optional_positive_whole_number,
@@ -550,6 +557,7 @@ def loader_options(app) -> dict:
         "spares": values["SLUICE_LOAD_SPARES"],
         "runtime_workers": values["SLUICE_RUNTIME_WORKERS"],
         "busy_wait": values["SLUICE_RUN_BUSY_WAIT"],
+        "worker_idle": values["SLUICE_RUNTIME_IDLE_SECONDS"],
         "hidden_paths": [*values["SLUICE_LOAD_HIDDEN_PATHS"], *loader_hidden_paths(app)],
     }
 

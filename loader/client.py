@@ -100,6 +100,9 @@ class Settings:
     run_idle_timeout: float = 30.0
     runtime_workers: int = 4
     busy_wait: float = 2.0
+    # Seconds a warm worker may sit unused before it ends (0: kept until it must make room): a server that ran
+    # functions once does not hold their workers' memory for good.
+    worker_idle: float = 300.0
 
 
 # Plain defaults: the loader reads no environment variable of its own; the app hands it every setting (configure).
@@ -136,8 +139,11 @@ def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, homes_dir=_UNSE
         "run_idle_timeout",
         "runtime_workers",
     )
-    if any(changes.get(name, 1) <= 0 for name in positive) or changes.get("busy_wait", 0) < 0:
-        raise ValueError(f"{', '.join(positive)} must be positive and busy_wait not negative")
+    if (
+        any(changes.get(name, 1) <= 0 for name in positive)
+        or min(changes.get("busy_wait", 0), changes.get("worker_idle", 0)) < 0
+    ):
+        raise ValueError(f"{', '.join(positive)} must be positive and busy_wait, worker_idle not negative")
     if packages_dir is not _UNSET:
         changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
     if homes_dir is not _UNSET:

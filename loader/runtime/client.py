@@ -89,6 +89,7 @@ def run_function(
         "run_timeout": run_timeout,
         "idle_timeout": settings.run_idle_timeout,
         "busy_wait": settings.busy_wait,
+        "worker_idle": settings.worker_idle,
         "workers": settings.runtime_workers,
         "memory_mb": settings.memory_mb,
         "output_cap": settings.output_cap,

@@ -1,6 +1,7 @@
 """Every limit on a runtime call, and how a worker ends: a part of `Pool` (loader/runtime/pool.py), whose
 `__init__` sets up the state these methods share.
 
+A worker left idle for `worker_idle` seconds ends too, so that warm workers do not hold their memory for good.
 Limits, all enforced here by killing the worker's process group (the next call starts a fresh worker): the load
 timeout while a worker loads, `run_timeout` per call, `idle_timeout` between a streaming call's frames, an output
 flood (`FLOOD_FACTOR` times the output cap in one call, loader/runtime/answers.py), and the caller's cancel. A
@@ -69,7 +70,11 @@ class Limits:
             if worker.outbox:
                 self._flush(worker)
             call = worker.call
-            if worker.state == "starting" and worker.load_deadline <= now:
+            if worker.state == "idle" and self.worker_idle and worker.last_used + self.worker_idle <= now:
+                self._kill(
+                    worker
+                )  # unused for `worker_idle` seconds: its memory goes back, the next call loads anew
+            elif worker.state == "starting" and worker.load_deadline <= now:
                 message = (
                     f"loading the function took longer than {worker.load_timeout:g} s (SLUICE_LOAD_TIMEOUT)"
                 )
@@ -109,6 +114,8 @@ class Limits:
                 moments.append(worker.call.deadline)
                 if worker.call.idle_deadline:
                     moments.append(worker.call.idle_deadline)
+            elif worker.state == "idle" and self.worker_idle:
+                moments.append(worker.last_used + self.worker_idle)
         if self.queue:
             moments.append(min(call.queued_until for call in self.queue))
         return moments

@@ -38,6 +38,9 @@ class Pool(Answers, Limits):
         self.queue: deque[Call] = deque()
         self.calls: dict = {}  # id -> Call, for every call not yet answered
         self.limit = 4
+        self.worker_idle = (
+            300.0  # seconds an idle worker is kept (0: until it must make room), from the calls
+        )
 
     # --- requests from the client ------------------------------------------------------------------------------
 
@@ -51,6 +54,7 @@ class Pool(Answers, Limits):
             return
         call = Call(request)
         self.limit = call.settings["workers"]
+        self.worker_idle = call.settings["worker_idle"]
         self.calls[call.id] = call
         self._retire_stale(call)
         self._trim()

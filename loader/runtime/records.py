@@ -52,6 +52,7 @@ class Call:
             "run_timeout": _number(request.get("run_timeout"), 60.0),
             "idle_timeout": _number(request.get("idle_timeout"), 30.0),
             "busy_wait": _number(request.get("busy_wait"), 2.0, minimum=0.0),
+            "worker_idle": _number(request.get("worker_idle"), 300.0, minimum=0.0),
             "workers": max(1, int(_number(request.get("workers"), 4))),
             "memory_mb": int(_number(request.get("memory_mb"), 1024)),
             "output_cap": int(_number(request.get("output_cap"), DEFAULT_OUTPUT_CAP, minimum=0)),

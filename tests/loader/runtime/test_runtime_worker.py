@@ -831,3 +831,30 @@ def test_the_pipes_method_answers_a_manifolds_models_read_with_its_stored_valves
     ]
     plain = run_function_collect(unique(COUNTER), function_id="plain", method="pipes")
     assert plain.ok and plain.result == [{"id": "plain", "name": "", "sub": None}]
+
+
+def test_a_worker_left_unused_ends_and_the_next_call_loads_anew(runtime):
+    """Warm workers give their memory back once unused for `worker_idle` seconds; 0 keeps them."""
+    from loader import client
+    from loader.runtime.client import worker_summary
+
+    before = client.settings().worker_idle
+    runtime.shutdown()  # a parent without workers
+    runtime.configure(worker_idle=0.5)
+    try:
+        code = unique(COUNTER)
+        assert run(runtime, code, function_id="idle").result == [("text", "n1")]
+        assert run(runtime, code, function_id="idle").result == [("text", "n2")]  # the same warm instance
+        assert worker_summary()["idle"] == 1
+        deadline = time.monotonic() + 10
+        while worker_summary()["idle"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert worker_summary() == {"starting": 0, "idle": 0, "busy": 0, "waiting": 0}
+        assert run(runtime, code, function_id="idle").result == [("text", "n1")]  # loaded anew
+
+        runtime.configure(worker_idle=0)
+        assert run(runtime, code, function_id="idle").result == [("text", "n2")]
+        time.sleep(1.0)
+        assert worker_summary()["idle"] == 1
+    finally:
+        runtime.configure(worker_idle=before)
