@@ -280,7 +280,14 @@ SETTINGS: tuple[Setting, ...] = (
         2,
         whole_number,
         "load children each worker's loader keeps forked and warmed up, once it has had a first load: each holds "
-        "about 7 MiB; with one instead of two, two loads at once take about a third longer; 0 forks one per load",
+        "about 14 MiB; with one instead of two, two loads at once take about a third longer; 0 forks one per load",
+    ),
+    Setting(
+        "SLUICE_LOAD_SPARES_IDLE_SECONDS",
+        60.0,
+        non_negative_number,
+        "seconds without a load after which those spares end, so that an idle server holds no memory for them (the "
+        "next load forks its child then, a few milliseconds slower, and the spares come back); `0` keeps them",
     ),
     Setting(
         "SLUICE_MAX_CONCURRENT_LOADS",
@@ -555,6 +562,7 @@ def loader_options(app) -> dict:
         "run_timeout": values["SLUICE_RUN_TIMEOUT"],
         "run_idle_timeout": values["SLUICE_RUN_IDLE_TIMEOUT"],
         "spares": values["SLUICE_LOAD_SPARES"],
+        "spare_idle": values["SLUICE_LOAD_SPARES_IDLE_SECONDS"],
         "runtime_workers": values["SLUICE_RUNTIME_WORKERS"],
         "busy_wait": values["SLUICE_RUN_BUSY_WAIT"],
         "worker_idle": values["SLUICE_RUNTIME_IDLE_SECONDS"],

@@ -84,6 +84,9 @@ class Settings:
     result_cap: int = 2 * 1024 * 1024
     max_jobs: int = 8
     spares: int = 2
+    # Seconds without a load after which the spares end (0: kept): an idle server does not hold their memory, and
+    # the next load forks a child as a server without spares does, then the spares come back.
+    spare_idle: float = 60.0
     python: str = sys.executable
     # When the server runs as root, load children switch to `load_user` before running function code: "auto"
     # unless that user cannot read what function code needs (then they stay root, and it is logged), "always",
@@ -141,9 +144,11 @@ def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, homes_dir=_UNSE
     )
     if (
         any(changes.get(name, 1) <= 0 for name in positive)
-        or min(changes.get("busy_wait", 0), changes.get("worker_idle", 0)) < 0
+        or min(changes.get(name, 0) for name in ("busy_wait", "worker_idle", "spare_idle")) < 0
     ):
-        raise ValueError(f"{', '.join(positive)} must be positive and busy_wait, worker_idle not negative")
+        raise ValueError(
+            f"{', '.join(positive)} must be positive and busy_wait, worker_idle, spare_idle not negative"
+        )
     if packages_dir is not _UNSET:
         changes["packages_dir"] = os.path.abspath(packages_dir) if packages_dir else None
     if homes_dir is not _UNSET:
@@ -152,7 +157,7 @@ def configure(timeout=None, memory_mb=None, packages_dir=_UNSET, homes_dir=_UNSE
         old, _settings = _settings, replace(_settings, **changes)
     if old.packages_dir != _settings.packages_dir or old.hidden_paths != _settings.hidden_paths:
         clear_cache()
-    restart = ("max_jobs", "spares", "python", "drop_privileges", "load_user")
+    restart = ("max_jobs", "spares", "spare_idle", "python", "drop_privileges", "load_user")
     if any(getattr(old, name) != getattr(_settings, name) for name in restart):
         shutdown()
     _cache.resize(_settings.cache_size)

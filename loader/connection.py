@@ -88,6 +88,7 @@ class ZygoteProcess:
             str(os.getpid()),
             settings.drop_privileges if os.geteuid() == 0 else "off",
             settings.load_user,
+            str(settings.spare_idle),
         ]
         # Forked by the master's loader seed where there is one (loader/seed.py), else exec'd as our own child.
         self.proc = seed.spawn(settings.python, zygote_argv, STARTUP_LIMIT) or launcher.run(

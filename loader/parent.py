@@ -75,6 +75,7 @@ class Zygote(Spares, Replies, Reaping):
         max_jobs: int,
         spares: int,
         ready: dict,
+        spare_idle: float = 0.0,
         privileges: dict | None = None,
         confined: dict | None = None,
         template: namespaces.Template | None = None,
@@ -86,6 +87,9 @@ class Zygote(Spares, Replies, Reaping):
         self.devnull_fd = devnull_fd
         self.max_jobs = max(1, max_jobs)
         self.spare_count = max(0, spares)
+        # Spares end once no load came for this many seconds (0: never); `last_load` is when the last one came.
+        self.spare_idle = max(0.0, spare_idle)
+        self.last_load = time.monotonic()
         self.pid = os.getpid()
         self.children: dict[int, Child] = {}
         self.spares: deque[Child] = deque()
@@ -194,6 +198,8 @@ class Zygote(Spares, Replies, Reaping):
             moments.append(max(item.started for item in waiting) + SPARE_DELAY)
         if not waiting and any(not item.warmed for item in self.spares):
             moments.append(now)
+        if self.spares and self.spare_idle:
+            moments.append(self.last_load + self.spare_idle)
         if not moments:
             return -1
         return max(0, int((min(moments) - now) * 1000) + 1)

@@ -160,6 +160,7 @@ class Spares:
             return scratch.make_workdir(self.workdirs)
 
     def _dispatch(self, request: dict) -> None:
+        self.last_load = time.monotonic()
         while self.spares:
             if self._hand(self.spares.popleft(), request):
                 return
@@ -257,6 +258,9 @@ class Spares:
         waiting = self._waiting()
         if any(now - item.started < SPARE_DELAY for item in waiting):
             return
+        if self.spare_idle and not waiting and now - self.last_load >= self.spare_idle:
+            self._retire_spares()  # none forked again until a load comes
+            return
         # The spares there are are warmed before another is forked (we wait for the fork): the next job takes the
         # oldest spare, and saves that come one after the other give it only the gap between them to warm up in.
         if not waiting:
@@ -265,6 +269,16 @@ class Spares:
             item = self._spawn()
             if item is not None:
                 self.spares.append(item)
+
+    def _retire_spares(self) -> None:
+        """End every spare: each reads end of file on its job pipe and leaves (killed too, so at once)."""
+        while self.spares:
+            item = self.spares.popleft()
+            if item.job_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(item.job_fd)
+                item.job_fd = -1
+            self._kill(item)
 
     def _warm_spares(self) -> None:
         for item in self.spares:

@@ -198,6 +198,7 @@ def run_zygote(request_fd: int, answer_fd: int, devnull_fd: int, argv: list[str]
     spares = int(argv[1]) if len(argv) > 1 else 2
     drop_mode = argv[3] if len(argv) > 3 else "off"
     load_user = argv[4] if len(argv) > 4 else DEFAULT_LOAD_USER
+    spare_idle = float(argv[5]) if len(argv) > 5 else 0.0
     owners = {os.getuid()}
     if drop_mode != "off" and os.geteuid() == 0:
         with contextlib.suppress(LookupError):
@@ -248,6 +249,7 @@ def run_zygote(request_fd: int, answer_fd: int, devnull_fd: int, argv: list[str]
             devnull_fd,
             max_jobs=max_jobs,
             spares=spares,
+            spare_idle=spare_idle,
             ready=ready,
             privileges=privileges,
             confined=confined,

@@ -252,3 +252,30 @@ def test_shutdown_stops_the_zygote_and_every_spare(loader_fast):
     assert time.monotonic() - started < 2
     assert all_gone(pids, within=1) == []
     loader_fast.start()
+
+
+def test_an_idle_loader_ends_its_spares_and_the_next_load_brings_them_back(loader_fast):
+    from loader import client
+
+    before = client.settings().spare_idle
+    loader_fast.configure(spare_idle=0.5)  # restarts the zygote with that setting
+    try:
+
+        def spares() -> int:
+            header, _body = client._current.call({"op": "ping"}, wait=5)
+            return header["spares"]
+
+        assert loader_fast.load_function("class Filter:\n    pass\n# idle 1\n").ok
+        deadline = time.monotonic() + 10
+        while spares() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spares() == 2
+        time.sleep(1.0)
+        assert spares() == 0
+        assert loader_fast.load_function("class Filter:\n    pass\n# idle 2\n").ok  # forked for it
+        deadline = time.monotonic() + 10
+        while spares() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spares() == 2
+    finally:
+        loader_fast.configure(spare_idle=before)

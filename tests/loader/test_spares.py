@@ -6,6 +6,7 @@ A Zygote installs signal handlers and makes its process a subreaper, so each cas
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -163,3 +164,65 @@ def test_not_root_leaves_the_priority_alone():
     os.waitpid(pid, 0)
     assert said[0] == "False"
     assert said[1] == said[2]  # niceness unchanged
+
+
+# A zygote with two spares (stand-ins forked here, leaving on end of file) whose last load came IDLE seconds ago, with
+# spare_idle 60; after one turn of `_replenish` prints the spares left, each one's job pipe (-1: closed), how many
+# children it forked and its poll timeout.
+IDLE_SCRIPT = """
+import json, os, sys, time
+from loader import parent
+
+idle = float(sys.argv[1])
+request_r, request_w = os.pipe()
+answer_r, answer_w = os.pipe()
+zygote = parent.Zygote(
+    request_r, answer_w, os.open(os.devnull, os.O_RDWR), max_jobs=2, spares=2, ready={}, spare_idle=60
+)
+ends = []
+for _ in range(2):
+    spare = parent.Child()
+    read_end, spare.job_fd = os.pipe()
+    spare.pid = os.fork()
+    if spare.pid == 0:
+        os.close(spare.job_fd)
+        os.read(read_end, 1)  # waits like a spare, leaves on end of file
+        os._exit(0)
+    os.close(read_end)
+    zygote.children[spare.pid] = spare
+    zygote.spares.append(spare)
+    ends.append(spare)
+zygote.last_load = time.monotonic() - idle
+spawned = []
+zygote._spawn = lambda network=False: spawned.append(network) or None
+zygote._replenish()
+print(json.dumps([len(zygote.spares), [spare.job_fd for spare in ends], len(spawned), zygote._poll_timeout()]))
+zygote.children.clear()
+zygote.spares.clear()
+zygote.shutdown()
+"""
+
+
+def replenished_after(idle: float) -> list:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(IDLE_SCRIPT), str(idle)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_spares_end_once_no_load_came_for_spare_idle_seconds():
+    """An idle server gives the spares' memory back: after spare_idle seconds without a load every spare's job pipe
+    is closed (it leaves on end of file) and none is forked again until a load comes."""
+    left, job_fds, forked, _timeout = replenished_after(61)
+    assert left == 0 and job_fds == [-1, -1] and forked == 0
+
+
+def test_spares_stay_while_loads_come_and_the_loop_wakes_to_end_them():
+    left, job_fds, forked, timeout = replenished_after(1)
+    assert left == 2 and all(fd >= 0 for fd in job_fds) and forked == 0
+    assert 58_000 <= timeout <= 60_000  # the loop wakes when they are due to end
