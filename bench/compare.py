@@ -198,6 +198,10 @@ class Database:
 
 def start_sluice(database: Database, workdir: str, args) -> tuple[Server, object, float]:
     env = server_env(database.url, workdir)
+    # Spares and warm workers end after this long without use (60 s and 300 s by default), shorter here so that the
+    # last row can show the idle server after they did without a long wait.
+    for name in ("SLUICE_LOAD_SPARES_IDLE_SECONDS", "SLUICE_RUNTIME_IDLE_SECONDS"):
+        env.setdefault(name, str(args.idle_after))
     flask = [str(ROOT / ".venv/bin/flask"), "--app", "app"]
     run([*flask, "init-db"], env)
     run([*flask, "create-user", "--email", "bench@example.com", "--name", "Bench", "--password", PASSWORD,
@@ -377,6 +381,8 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> None:
                 f"{timed([lambda: server.http.post(sync, json={'functions': sync_items(args.sync, 1)}, timeout=600)])[0] / 1000:.2f} s"
             )
             cells["memory idle after all RSS/PSS"] = memory_cell(server.pid)
+            time.sleep(args.idle_after + 5)
+            cells[f"memory idle {args.idle_after + 5:g} s later RSS/PSS"] = memory_cell(server.pid)
             for label, result in server.pooled.items():
                 cells[label] = load_cell(result)
         finally:
@@ -441,6 +447,14 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=30, help="sequential calls per write measurement")
     parser.add_argument("--sync", type=int, default=500)
+    parser.add_argument(
+        "--idle-after",
+        type=float,
+        default=20,
+        help="seconds without use after which Sluice's spares and warm workers end (its "
+        "SLUICE_LOAD_SPARES_IDLE_SECONDS and SLUICE_RUNTIME_IDLE_SECONDS, unless set); the last row is measured "
+        "5 s after that",
+    )
     parser.add_argument("--other", help="base URL of another server to measure alongside (e.g. Open WebUI)")
     parser.add_argument("--other-key", help="an admin API key of that server")
     parser.add_argument("--other-pid", type=int, help="its main process, to read its memory and CPU")
