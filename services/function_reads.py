@@ -47,6 +47,8 @@ _ONE_FUNCTION_MODEL = PreparedSelect(
     select(*(getattr(Function, key) for key in FUNCTION_MODEL)).where(Function.id == bindparam("id")),
     wire_json=("meta",),
 )
+# Asked by every create while the loader runs the code: through the ORM it was a millisecond of the request's CPU.
+_FUNCTION_ID = PreparedSelect(select(Function.id).where(Function.id == bindparam("id")))
 
 
 def list_functions(viewer: User) -> list[dict]:
@@ -122,9 +124,7 @@ def function_model_by_id(function_id: str) -> dict:
 
 def function_exists(function_id: str) -> bool:
     lookup = _lookup_id(function_id)
-    return (
-        lookup is not None and db.session.scalar(select(Function.id).where(Function.id == lookup)) is not None
-    )
+    return lookup is not None and _FUNCTION_ID.first(id=lookup) is not None
 
 
 def export_functions(include_valves: bool = False) -> list[dict]:
