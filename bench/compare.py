@@ -159,6 +159,13 @@ def memory_cell(pid: int) -> str:
     return f"{used.rss_mib:.0f}/{used.pss_mib:.0f} MiB ({used.processes} procs)"
 
 
+def pss_by_role(pid: int) -> str:
+    """Each of the server's processes by role (bench/idle.py's names) with its PSS: where the memory is."""
+    from idle import roles
+
+    return ", ".join(f"{role} {memory([each]).pss_mib:.0f}" for role, each in roles(pid))
+
+
 # --- Sluice: a database, a server, data ---------------------------------------------------------------------------
 
 
@@ -383,6 +390,7 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> None:
             cells["memory idle after all RSS/PSS"] = memory_cell(server.pid)
             time.sleep(args.idle_after + 5)
             cells[f"memory idle {args.idle_after + 5:g} s later RSS/PSS"] = memory_cell(server.pid)
+            print(f"{server.name}, idle at the end, PSS by process: {pss_by_role(server.pid)}", flush=True)
             for label, result in server.pooled.items():
                 cells[label] = load_cell(result)
         finally:

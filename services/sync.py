@@ -228,10 +228,26 @@ def sync_functions(
         return _sync(user, items, dry_run=False, reset_incompatible_valves=reset_incompatible_valves)
 
 
+# Ids per `IN (...)` when reading the listed functions: well within every database's limit on bound parameters.
+READ_CHUNK = 500
+
+
+def _stored_functions(items: list[dict], stored_ids: set[str]) -> dict[str, Function]:
+    """The stored functions the items name, by id. Only those are read whole: the others are only deleted, by id,
+    and reading every stored function's code to sync a few held it all in the worker's memory at once."""
+    named = sorted({item["id"].lower() for item in items if isinstance(item.get("id"), str)} & stored_ids)
+    found: dict[str, Function] = {}
+    for start in range(0, len(named), READ_CHUNK):
+        chunk = named[start : start + READ_CHUNK]
+        found.update((f.id, f) for f in db.session.scalars(select(Function).where(Function.id.in_(chunk))))
+    return found
+
+
 def _sync(
     user: User, items: list[dict], *, dry_run: bool, reset_incompatible_valves: bool
 ) -> list[dict] | dict:
-    stored = {f.id: f for f in db.session.scalars(select(Function))}
+    stored_ids = set(db.session.scalars(select(Function.id)))
+    stored = _stored_functions(items, stored_ids)
     plans: list[_Planned] = []
     errors: list[dict] = []
     seen: set[str] = set()
@@ -256,7 +272,7 @@ def _sync(
         raise SyncFailed(errors, len(items))
 
     listed = {plan.id for plan in plans}
-    deleted = sorted(function_id for function_id in stored if function_id not in listed)
+    deleted = sorted(function_id for function_id in stored_ids if function_id not in listed)
     created = [plan.id for plan in plans if plan.existing is None]
     updated = [plan.id for plan in plans if plan.existing is not None and _changed(plan)]
     unchanged = [plan.id for plan in plans if plan.existing is not None and not _changed(plan)]
