@@ -70,7 +70,13 @@ ALLOWED = [
         "functions",
         r"^SELECT functions\.id, functions\.version_id, .* FROM functions( ORDER BY functions\.created_at, "
         r"functions\.id)?$",
-        "an export answers every function, and a sync compares every stored function with the file",
+        "an export answers every function",
+    ),
+    Allowance(
+        "functions",
+        r"^SELECT functions\.id FROM functions$",
+        "a sync deletes every stored function it does not list: it reads every id, from an index (never the rows;"
+        " the functions it lists are read by id)",
     ),
     Allowance(
         "functions",
