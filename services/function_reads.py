@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 
 from extensions import db
 from models import ID_PATTERN, Function, User
@@ -132,7 +132,3 @@ def export_functions(include_valves: bool = False) -> list[dict]:
     functions = db.session.scalars(select(Function).order_by(Function.created_at, Function.id))
     serialise = function_with_valves_model if include_valves else function_model
     return [serialise(f) for f in functions]
-
-
-def count_functions() -> int:
-    return db.session.scalar(select(func.count()).select_from(Function))
