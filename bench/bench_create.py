@@ -65,6 +65,21 @@ def _own_pid_namespace(pid: int) -> bool:
     return False
 
 
+def timed_creates(server, creates: list[tuple[str, str, str]], pause: float) -> list[float]:
+    """Create each (id, name, code) on `server` in turn, `pause` seconds apart; the milliseconds of each."""
+    timings = []
+    for fid, name, content in creates:
+        if pause:
+            time.sleep(pause)
+        body = {"id": fid, "name": name, "content": content, "meta": {"description": name}}
+        began = time.perf_counter()
+        answer = server.http.post(server.url("/api/v1/functions/create"), json=body, timeout=60)
+        timings.append((time.perf_counter() - began) * 1000)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{server.root} create {fid}: {answer.status_code} {answer.text[:300]}")
+    return timings
+
+
 class Sluice:
     def __init__(self, root: Path, kind: str, postgres: str, args):
         self.root = root
@@ -149,17 +164,9 @@ class Sluice:
 
     def round(self, number: int, made: list[tuple[str, str]], pause: float) -> float:
         before = self.snapshot()
-        timings = []
-        for name, content in made:
-            if pause:
-                time.sleep(pause)
-            fid = f"r{number}_{name}"[:60]
-            body = {"id": fid, "name": name, "content": content, "meta": {"description": name}}
-            began = time.perf_counter()
-            answer = self.http.post(self.url("/api/v1/functions/create"), json=body, timeout=60)
-            timings.append((time.perf_counter() - began) * 1000)
-            if answer.status_code != 200:
-                raise RuntimeError(f"{self.root} create {fid}: {answer.status_code} {answer.text[:300]}")
+        timings = timed_creates(
+            self, [(f"r{number}_{name}"[:60], name, content) for name, content in made], pause
+        )
         after = self.snapshot()
         for pid, (role, own, reaped, started) in after.items():
             earlier = before.get(pid)
@@ -210,18 +217,9 @@ class Other:
         return self.url("/api/v1/functions" + path)
 
     def round(self, number: int, made: list[tuple[str, str]], pause: float) -> float:
-        timings = []
-        for name, content in made:
-            if pause:
-                time.sleep(pause)
-            fid = f"bench_c{number}_{name}".lower()[:60]
-            body = {"id": fid, "name": name, "content": content, "meta": {"description": name}}
-            began = time.perf_counter()
-            answer = self.http.post(self.url("/api/v1/functions/create"), json=body, timeout=60)
-            timings.append((time.perf_counter() - began) * 1000)
-            if answer.status_code != 200:
-                raise RuntimeError(f"{self.base} create {fid}: {answer.status_code} {answer.text[:300]}")
-            self.made.append(fid)
+        creates = [(f"bench_c{number}_{name}".lower()[:60], name, content) for name, content in made]
+        timings = timed_creates(self, creates, pause)
+        self.made += [fid for fid, _name, _content in creates]
         self.creates += len(made)
         self.timings += timings
         self.p50s.append(statistics.median(timings))
