@@ -4,7 +4,7 @@
 in ``instance/config.py``), its default, how a value is checked, and what it means. Loading, validation and the
 README's configuration table all come from it (``python settings.py --markdown`` prints the table; a test keeps the
 README equal to it). A value that does not fit stops start-up with a message naming the setting. No other module
-reads the environment for a Sluice setting. Over 450 lines because the list itself, one entry per setting with its
+reads the environment for a Sluice setting. Over 600 lines because the list itself, one entry per setting with its
 meaning, is most of it; splitting the list from its checks would put the two halves of each rule apart.
 """
 

@@ -71,9 +71,8 @@ class Limits:
                 self._flush(worker)
             call = worker.call
             if worker.state == "idle" and self.worker_idle and worker.last_used + self.worker_idle <= now:
-                self._kill(
-                    worker
-                )  # unused for `worker_idle` seconds: its memory goes back, the next call loads anew
+                # Unused for `worker_idle` seconds: its memory goes back, and the next call loads anew.
+                self._kill(worker)
             elif worker.state == "starting" and worker.load_deadline <= now:
                 message = (
                     f"loading the function took longer than {worker.load_timeout:g} s (SLUICE_LOAD_TIMEOUT)"

@@ -38,9 +38,8 @@ class Pool(Answers, Limits):
         self.queue: deque[Call] = deque()
         self.calls: dict = {}  # id -> Call, for every call not yet answered
         self.limit = 4
-        self.worker_idle = (
-            300.0  # seconds an idle worker is kept (0: until it must make room), from the calls
-        )
+        # Seconds an idle worker is kept (0: until it must make room), as each call says; workers start for calls.
+        self.worker_idle = 0.0
 
     # --- requests from the client ------------------------------------------------------------------------------
 
