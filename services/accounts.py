@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, func, inspect, select, update
+from sqlalchemy import and_, bindparam, func, inspect, select, update
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 
 from extensions import db
@@ -261,22 +261,49 @@ def api_key_for(plain: str) -> ApiKey | None:
 # The owner is returned as a detached snapshot (``_caller_snapshot``).
 _USER_COLUMNS = tuple(User.__table__.columns)
 _USER_MANAGER = inspect(User).class_manager
-_KEY_WITH_OWNER = PreparedSelect(
-    select(ApiKey.id, ApiKey.is_connection, ApiKey.revoked_at, ApiKey.last_used_at, *_USER_COLUMNS)
+_KEY_COLUMNS = (ApiKey.id, ApiKey.is_connection, ApiKey.revoked_at, ApiKey.last_used_at)
+# The same columns as a subquery that an API read joins its own rows to (``key_owner_of``), so that the caller and
+# what it asked for come in one round trip; labelled, since the key's, the owner's and the read's names overlap.
+KEY_OWNER = (
+    select(
+        *(column.label(f"key_{column.key}") for column in _KEY_COLUMNS),
+        *(column.label(f"owner_{column.key}") for column in _USER_COLUMNS),
+    )
     .join(User, User.id == ApiKey.user_id)
     .where(ApiKey.key_hash == bindparam("digest"))
+    .subquery("key_owner")
 )
+KEY_OWNER_WIDTH = len(KEY_OWNER.c)  # a joined read's row starts with these values
+# Whether the key may call the API at all (not revoked, not a connection key, its owner approved), for a join to
+# read nothing for a caller that is turned away anyway.
+KEY_OWNER_MAY_CALL = and_(
+    KEY_OWNER.c.key_revoked_at.is_(None),
+    KEY_OWNER.c.key_is_connection.is_(False),
+    KEY_OWNER.c.owner_role != "pending",
+)
+KEY_OWNER_IS_ADMIN = and_(KEY_OWNER_MAY_CALL, KEY_OWNER.c.owner_role == "admin")
+_KEY_WITH_OWNER = PreparedSelect(select(*KEY_OWNER.c))
+
+
+def key_digest(plain: str) -> str | None:
+    """What a presented key is looked up by, or None when it cannot be a key (so the database is not asked)."""
+    if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
+        return None
+    return _key_digest(plain)
 
 
 def user_for_api_key(plain: str) -> User | None:
     """The owner of an ordinary key, or None for an unknown, revoked or malformed key or a connection key (which
     only the gateway takes)."""
-    if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
-        return None
-    row = _KEY_WITH_OWNER.first(digest=_key_digest(plain))
-    if row is None:
-        return None
-    key_id, is_connection, revoked_at, last_used_at, *user_values = row
+    digest = key_digest(plain)
+    row = _KEY_WITH_OWNER.first(digest=digest) if digest is not None else None
+    return key_owner_of(row) if row is not None else None
+
+
+def key_owner_of(row) -> User | None:
+    """The caller a row of ``KEY_OWNER`` names (its first ``KEY_OWNER_WIDTH`` values; a read joined to it may
+    follow), or None when the key is revoked or a connection key. Notes the key's use, at most once a minute."""
+    key_id, is_connection, revoked_at, last_used_at, *user_values = row[:KEY_OWNER_WIDTH]
     if revoked_at is not None or is_connection:
         return None
     if last_used_at is None or now() - last_used_at > 60:  # as api_key_for: at most one write a minute

@@ -16,6 +16,7 @@ Only for plain SELECTs with named bind parameters; everything else goes through 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Collection
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 from flask import Flask, g, has_app_context
 from flask_sqlalchemy.session import Session as FlaskSession
-from sqlalchemy import Select, event
+from sqlalchemy import Select, Text, cast, event
 from sqlalchemy.engine import Dialect
 
 from extensions import db
@@ -117,9 +118,19 @@ def install_prepared_reads(app: Flask) -> None:
 class _Compiled:
     """The statement as one dialect runs it: SQL text, how to order parameters, and each column's processor."""
 
-    __slots__ = ("sql", "positions", "bind_processors", "result_processors", "keys")
+    __slots__ = ("sql", "positions", "bind_processors", "constants", "result_processors", "keys")
 
     def __init__(self, statement: Select, dialect: Dialect, wire_json: Collection[str] = ()):
+        columns = statement.selected_columns
+        if wire_json:
+            # Read as their text, which PostgreSQL's driver would otherwise decode (SQLite's hands back text anyway).
+            statement = statement.with_only_columns(
+                *(
+                    cast(column, Text).label(column.key) if column.key in wire_json else column
+                    for column in columns
+                ),
+                maintain_column_froms=True,
+            )
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         # Positional paramstyles (SQLite's qmark) name the order; named ones (psycopg's pyformat) take a dict.
@@ -129,10 +140,12 @@ class _Compiled:
             for name, bind in compiled.binds.items()
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        self.keys = tuple(column.key for column in statement.selected_columns)
+        # Values written into the statement (``role == "admin"``) are bound parameters too, each with its value.
+        self.constants = {name: bind.value for bind, name in compiled.bind_names.items() if not bind.required}
+        self.keys = tuple(column.key for column in columns)
         # (index, processor) of the columns whose values need converting; the others are taken as fetched.
         processors = []
-        for index, column in enumerate(statement.selected_columns):
+        for index, column in enumerate(columns):
             processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
             if column.key in wire_json:
                 processor = _json_object_for_the_wire(processor)
@@ -141,6 +154,8 @@ class _Compiled:
         self.result_processors: tuple[tuple[int, Callable], ...] = tuple(processors)
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict:
+        if self.constants:
+            values = {**self.constants, **values}
         processed = {
             name: (self.bind_processors[name](value) if name in self.bind_processors else value)
             for name, value in values.items()
@@ -154,17 +169,22 @@ def _json_object_for_the_wire(decode: Callable | None) -> Callable:
     """A JSON object column as the wire shows it: an ``orjson.Fragment`` of its stored text, which the answer embeds
     without decoding it, or the driver's dict; ``{}`` for anything that is not an object.
 
-    Decoding each function's ``meta`` only to encode it again was an eighth of `GET /api/v1/functions/` on SQLite
-    (PostgreSQL's driver hands back decoded values, which this takes as they are). Stored JSON is strict
-    (services.storable refuses NaN and infinities), so the text is JSON as it is; a row written by hand with a bare
-    ``NaN`` is decoded as before. Doing the ``{}`` here too lets a list answer's rows become dicts with no pass of
-    their own.
+    Decoding each function's ``meta`` only to encode it again was an eighth of `GET /api/v1/functions/` on SQLite,
+    and on PostgreSQL (whose driver decodes JSON with the standard library) a tenth of a 20-function list's CPU, so
+    such columns are read as text on either. Stored JSON is strict (services.storable refuses NaN and infinities),
+    so the text is JSON as it is; a row written by hand with a bare ``NaN`` is decoded as before. Doing the ``{}``
+    here too lets a list answer's rows become dicts with no pass of their own.
     """
 
     def process(value: Any) -> Any:
-        if type(value) is str and value[:1] == "{" and "NaN" not in value and "Infinity" not in value:
-            return orjson.Fragment(value)
-        if decode is not None:
+        if type(value) is str:
+            if value[:1] == "{" and "NaN" not in value and "Infinity" not in value:
+                return orjson.Fragment(value)
+            try:
+                value = decode(value) if decode is not None else json.loads(value)
+            except ValueError:
+                return {}
+        elif decode is not None and value is not None:
             value = decode(value)
         return value if isinstance(value, dict) else {}
 

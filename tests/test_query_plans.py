@@ -62,9 +62,11 @@ ALLOWED = [
     # --- every row, by contract ----------------------------------------------------------------------------------
     Allowance(
         "functions",
-        r"^SELECT functions\.version_id, functions\.id, .* FROM functions .*ORDER BY functions\.updated_at DESC, "
+        r"^SELECT (key_owner\.\w+, )*functions\.version_id, functions\.id, .* FROM "
+        r"(\(SELECT api_keys\..*\) AS key_owner LEFT OUTER JOIN )?functions .*ORDER BY functions\.updated_at DESC, "
         r"functions\.id$",
-        "GET / and GET /list answer every function (a user's GET / every active one): unpaginated by contract",
+        "GET / and GET /list answer every function (a user's GET / every active one): unpaginated by contract;"
+        " GET / with an API key joins them to the key's row",
     ),
     Allowance(
         "functions",

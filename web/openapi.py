@@ -190,6 +190,7 @@ class ApiRoute:
     description: str = ""
     tags: list[str] = field(default_factory=list)
     streams: bool = False  # may answer text/event-stream instead of JSON
+    authenticated_by_view: bool = False  # no guard before the view: it checks ``auth`` in its own read
 
     @property
     def statuses(self) -> list[int]:
@@ -239,11 +240,16 @@ class RouteRegistry:
         errors: tuple[int, ...] = (),
         strict_slashes: bool | None = None,
         streams: bool = False,
+        authenticated_by_view: bool = False,
     ) -> Callable:
         """Register ``view(**path, [query=...], [body=...])``; it returns plain data, answered as JSON.
 
         With ``streams``, the view may also return a ``Response`` of its own (server-sent events), documented as a
         `text/event-stream` alternative of the 200 answer.
+
+        With ``authenticated_by_view``, no guard runs before the view: it authenticates the caller and checks
+        ``auth`` itself, in its read's own query (``web.access.read_as_caller``). Only for reads that change
+        nothing; the document still says ``auth``, and tests/api/test_access.py holds such routes to it.
         """
         if auth not in AUTH_LEVELS:
             raise ValueError(f"unknown auth level {auth!r}")
@@ -262,7 +268,9 @@ class RouteRegistry:
                 return jsonify(answer)
 
             guarded = endpoint
-            if auth == "admin":
+            if authenticated_by_view:
+                pass
+            elif auth == "admin":
                 guarded = api_admin_required(endpoint)
             elif auth == "user":
                 guarded = api_user_required(endpoint)
@@ -282,6 +290,7 @@ class RouteRegistry:
                     description=(view.__doc__ or "").strip(),
                     tags=[self.tag],
                     streams=streams,
+                    authenticated_by_view=authenticated_by_view,
                 )
             )
             return view

@@ -8,7 +8,7 @@ from blueprints.api import api
 from blueprints.api import schemas as s
 from services import function_reads, function_shapes, sync, url_loader
 from services import functions as fs
-from web.access import api_caller
+from web.access import api_caller, read_as_caller
 
 # --- lists and export -------------------------------------------------------------------------------------------
 
@@ -20,10 +20,11 @@ from web.access import api_caller
     summary="List functions",
     response=list[s.FunctionResponse],
     strict_slashes=False,
+    authenticated_by_view=True,
 )
 def list_functions():
     """Admins get every function; other users get the active ones."""
-    return function_reads.list_functions(api_caller())
+    return read_as_caller("user", function_reads.list_functions, function_reads.list_functions_as_key)
 
 
 @api.route(
@@ -76,10 +77,22 @@ def create(body: s.FunctionCreateForm):
     return function_shapes.function_response(f)
 
 
-@api.route("/id/<id>", "GET", auth="admin", summary="Get a function", response=s.FunctionModel, errors=(404,))
+@api.route(
+    "/id/<id>",
+    "GET",
+    auth="admin",
+    summary="Get a function",
+    response=s.FunctionModel,
+    errors=(404,),
+    authenticated_by_view=True,
+)
 def get_function(id: str):
     """One function with its code."""
-    return function_reads.function_model_by_id(id)
+    return read_as_caller(
+        "admin",
+        lambda _caller: function_reads.function_model_by_id(id),
+        lambda digest: function_reads.function_model_as_key(digest, id),
+    )
 
 
 @api.route(

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.api.conftest import INVALID, NO_PERMISSION, NOT_AUTHENTICATED, PREFIXES
+from tests.api.conftest import INVALID, NO_PERMISSION, NOT_AUTHENTICATED, PREFIXES, Api
 from tests.conftest import PASSWORD, bearer, make_app
 
 # The SPEC's routes (§3, §3.1) and the requirements routes: (method, path after the prefix, who).
@@ -208,3 +208,50 @@ def test_an_empty_session_cookie_is_no_credential(client):
     client.set_cookie("session", "")
     response = client.get("/api/v1/functions/")
     assert (response.status_code, response.get_json()) == (401, {"detail": NOT_AUTHENTICATED})
+
+
+def test_only_reads_authenticate_in_their_own_query():
+    """A route without a guard before its view must change nothing: its read runs before the caller is known."""
+    from blueprints.api import api
+
+    unguarded = sorted((route.method, route.rule) for route in api.routes if route.authenticated_by_view)
+    assert unguarded == [("GET", "/"), ("GET", "/id/<id>")]
+
+
+@pytest.mark.parametrize("path", ["/", "/id/sample_filter", "/id/no_such_function"])
+def test_a_read_joined_to_its_key_turns_away_what_the_guard_would(app, client, admin_key, path):
+    """Revoked keys, connection keys, unknown keys, pending owners and users on an admin read get the guard's
+    answers, and an allowed caller's answer is the same as with a session cookie."""
+    from extensions import db
+    from models import ApiKey, User
+    from services import accounts
+    from tests.conftest import sign_in
+
+    Api(client, admin_key).create("sample_filter")
+    with app.app_context():
+        admin = db.session.scalar(db.select(User).where(User.role == "admin"))
+        _connection_key, connection = accounts.create_api_key(admin, "c", connection=True)
+        revoked_record, revoked = accounts.create_api_key(admin, "r")
+        accounts.revoke_api_key(admin, revoked_record.id)
+        user = accounts.create_user("U", "u@example.com", PASSWORD, role="user")
+        user_key = accounts.create_api_key(db.session.get(User, user.id), "u")[1]
+        pending = accounts.create_user("P", "p@example.com", PASSWORD, role="pending")
+        pending_key = accounts.create_api_key(db.session.get(User, pending.id), "p")[1]
+        assert db.session.get(ApiKey, revoked_record.id).revoked_at is not None
+    url = "/api/v1/functions" + path
+    for key in (connection, revoked, "sk-" + "0" * 48, "sk-short"):
+        response = client.get(url, headers=bearer(key))
+        assert (response.status_code, response.get_json()["detail"]) == (401, INVALID), key
+    response = client.get(url, headers=bearer(pending_key))
+    assert (response.status_code, response.get_json()["detail"]) == (401, NO_PERMISSION)
+    by_user = client.get(url, headers=bearer(user_key))
+    if path == "/":
+        assert by_user.status_code == 200 and by_user.get_json() == []  # the sample is not active
+    else:
+        assert (by_user.status_code, by_user.get_json()["detail"]) == (401, NO_PERMISSION)
+    by_key = client.get(url, headers=bearer(admin_key))
+    browser = app.test_client()
+    sign_in(browser, "admin@example.com")
+    by_cookie = browser.get(url)
+    assert (by_key.status_code, by_key.get_json()) == (by_cookie.status_code, by_cookie.get_json())
+    assert by_key.status_code == (404 if path == "/id/no_such_function" else 200)

@@ -214,6 +214,7 @@ def test_an_unexpected_failure_anywhere_is_a_json_500(
     monkeypatch.setattr(function_reads, "get_function", broken)
     monkeypatch.setattr(function_reads, "function_exists", broken)
     monkeypatch.setattr(function_reads, "function_model_by_id", broken)
+    monkeypatch.setattr(function_reads, "function_model_as_key", broken)
     monkeypatch.setattr(sync, "_apply", broken)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = admin_api.client.open(

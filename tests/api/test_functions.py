@@ -655,7 +655,7 @@ def test_an_unexpected_failure_is_a_json_500(app, admin_api, sample, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(function_reads, "function_model_by_id", broken)
+    monkeypatch.setattr(function_reads, "function_model_as_key", broken)  # the read an API key makes
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = admin_api.get("/id/sample_filter")
     assert response.status_code == 500
