@@ -296,7 +296,12 @@ def user_for_api_key(plain: str) -> User | None:
     """The owner of an ordinary key, or None for an unknown, revoked or malformed key or a connection key (which
     only the gateway takes)."""
     digest = key_digest(plain)
-    row = _KEY_WITH_OWNER.first(digest=digest) if digest is not None else None
+    return owner_for_digest(digest) if digest is not None else None
+
+
+def owner_for_digest(digest: str) -> User | None:
+    """``user_for_api_key`` for a key's digest (``key_digest``)."""
+    row = _KEY_WITH_OWNER.first(digest=digest)
     return key_owner_of(row) if row is not None else None
 
 

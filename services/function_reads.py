@@ -11,7 +11,14 @@ from sqlalchemy import and_, bindparam, or_, select
 from extensions import db
 from models import ID_PATTERN, Function, User
 from services import safe_mode
-from services.accounts import KEY_OWNER, KEY_OWNER_IS_ADMIN, KEY_OWNER_MAY_CALL, KEY_OWNER_WIDTH, key_owner_of
+from services.accounts import (
+    KEY_OWNER,
+    KEY_OWNER_IS_ADMIN,
+    KEY_OWNER_MAY_CALL,
+    KEY_OWNER_WIDTH,
+    key_owner_of,
+    owner_for_digest,
+)
 from services.errors import NotFound
 from services.function_shapes import (
     FUNCTION_MODEL,
@@ -88,6 +95,11 @@ def list_functions(viewer: User) -> list[dict]:
 def list_functions_as_key(digest: str) -> tuple[User | None, Callable[[], list[dict]]]:
     """``list_functions`` for the owner of the API key with ``digest``, in the key's own query: the owner (None for
     no usable key), and what makes the answer once the caller's role has been checked."""
+    if db.engine.dialect.name == "sqlite":
+        # In process, a second statement costs less than the key's columns repeated on every row (a 1,000-function
+        # list took a quarter longer joined), so there the key comes first and the list only for an allowed caller.
+        owner = owner_for_digest(digest)
+        return owner, lambda: list_functions(owner)
     rows = _FUNCTIONS_AS_KEY.rows(digest=digest)
     owner = key_owner_of(rows[0]) if rows else None
     if owner is None or (not owner.is_admin and safe_mode.is_on()):
