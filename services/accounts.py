@@ -241,12 +241,11 @@ def create_api_key(user: User, name: str = "", *, connection: bool = False) -> t
 
 def api_key_for(plain: str) -> ApiKey | None:
     """The key record of a presented key (its ``user`` the owner), or None for an unknown, revoked or malformed key."""
-    if not plain.startswith(API_KEY_PREFIX) or len(plain) < len(API_KEY_PREFIX) + 32:
+    digest = key_digest(plain)
+    if digest is None:
         return None
     # The owner comes in the same query: every API request needs it, and a lazy load would be a second round trip.
-    key = db.session.scalar(
-        select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_hash == _key_digest(plain))
-    )
+    key = db.session.scalar(select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_hash == digest))
     if key is None or key.is_revoked:
         return None
     # Written at most once a minute so that busy scripts do not turn every read into a write.

@@ -268,11 +268,9 @@ class RouteRegistry:
                 return jsonify(answer)
 
             guarded = endpoint
-            if authenticated_by_view:
-                pass
-            elif auth == "admin":
+            if auth == "admin" and not authenticated_by_view:
                 guarded = api_admin_required(endpoint)
-            elif auth == "user":
+            elif auth == "user" and not authenticated_by_view:
                 guarded = api_user_required(endpoint)
             options = {} if strict_slashes is None else {"strict_slashes": strict_slashes}
             self.blueprint.add_url_rule(rule, view.__name__, guarded, methods=[method], **options)
