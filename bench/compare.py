@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import free_port, run, server_env, start_server  # noqa: E402
 from bench_console import code_of, function_rows, insert_functions  # noqa: E402
 from load import LoadResult, hammer  # noqa: E402
-from procs import cpu_seconds, memory, tree  # noqa: E402
+from procs import cpu_seconds, database_seconds, machine_time, memory, tree  # noqa: E402
 from timing import percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fixtures" / "functions"
 PASSWORD = "bench password 1234"
+CORES = os.cpu_count() or 1
 VALVED = '''"""
 title: Bench Valved {n}
 version: 1.0.{n}
@@ -139,18 +140,26 @@ class Server:
 
     def get_load(self, label: str, path: str, concurrency: int, seconds: float) -> LoadResult:
         pids = tree(self.pid) if self.pid else []
-        before = cpu_seconds(pids)
+        before, machine, database = cpu_seconds(pids), machine_time(), database_seconds()
         result = hammer(self.api(path), self.headers, concurrency, seconds, client=self.client)
         if pids:
             result.cpu = cpu_seconds(pids) - before
+        result.machine = machine_time() - machine
+        result.database = database_seconds() - database
         self.pooled.setdefault(label, LoadResult()).add(result)
         return result
 
 
 def load_cell(result: LoadResult) -> str:
     cell = f"{result.rate:.0f}/s {result.p(0.5):.1f}|{result.p(0.99):.1f} ms"
+    per_request = 1000 / max(1, result.requests)
     if result.cpu:
-        cell += f" cpu {1000 * result.cpu / max(1, result.requests):.2f}"
+        cell += f" cpu {per_request * result.cpu:.2f}"
+    if result.machine is not None and result.requests:
+        # The whole machine's busy time per request (load client, database server and kernel included), what the
+        # database server took of it, and the share of the run's wall time the hypervisor stole.
+        cell += f" (all {per_request * result.machine.busy:.2f}, db {per_request * result.database:.2f}"
+        cell += f", steal {100 * result.machine.steal / max(1e-9, result.seconds * CORES):.0f}%)"
     return cell + (f" ERR {result.errors}" if result.errors else "")
 
 

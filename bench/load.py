@@ -26,9 +26,13 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from timing import percentile
+
+if TYPE_CHECKING:
+    from procs import MachineTime
 
 
 @dataclass
@@ -40,6 +44,8 @@ class LoadResult:
     errors: int = 0
     seconds: float = 0.0
     cpu: float | None = None  # CPU seconds the server's processes used meanwhile, when the caller measured it
+    machine: MachineTime | None = None  # the whole machine's CPU time meanwhile (bench/procs.py), likewise
+    database: float = 0.0  # CPU seconds of the machine's PostgreSQL processes meanwhile, likewise
     requests: int = 0
     client: str = ""
 
@@ -55,6 +61,9 @@ class LoadResult:
         self.seconds += other.seconds
         if other.cpu is not None:
             self.cpu = (self.cpu or 0.0) + other.cpu
+        if other.machine is not None:
+            self.machine = other.machine if self.machine is None else self.machine + other.machine
+        self.database += other.database
         self.client = self.client or other.client
 
     def p(self, fraction: float) -> float:

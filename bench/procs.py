@@ -83,3 +83,40 @@ def describe(pids: list[int]) -> list[tuple[int, str, float]]:
             continue
         rows.append((pid, command, rss))
     return rows
+
+
+@dataclass
+class MachineTime:
+    """CPU seconds the whole machine spent, from /proc/stat: busy (every process and the kernel, all cores) and
+    stolen by the hypervisor. On a saturated machine, requests/s is the cores' time divided by the busy time per
+    request, so these say where a throughput gap comes from (the database server's share: `database_seconds`)."""
+
+    busy: float
+    steal: float
+
+    def __sub__(self, other: MachineTime) -> MachineTime:
+        return MachineTime(self.busy - other.busy, self.steal - other.steal)
+
+    def __add__(self, other: MachineTime) -> MachineTime:
+        return MachineTime(self.busy + other.busy, self.steal + other.steal)
+
+
+def machine_time() -> MachineTime:
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    busy = sum(fields[:3]) + sum(fields[5:7])
+    steal = fields[7] if len(fields) > 7 else 0
+    return MachineTime(busy / TICKS, steal / TICKS)
+
+
+def database_seconds() -> float:
+    """CPU seconds used so far by the machine's PostgreSQL server processes (any user's), 0 if none runs."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return cpu_seconds(pids)
