@@ -419,10 +419,15 @@ def start_ceiling(args, workdir: str):
 
 
 def other_writes(other: Server, args, table: dict) -> None:
+    """The other server's writes; the functions they create stay for its GETs (as Sluice's do), until
+    `other_cleanup`."""
     cells = table.setdefault(other.name, {})
     cells.update(writes(other, "bench_", args.functions, args.repeat))
     if other.pid:
         cells["memory under load RSS/PSS"] = memory_cell(other.pid)
+
+
+def other_cleanup(other: Server, args) -> None:
     for fid, _ in corpus(args.functions):
         other.http.delete(other.api(f"/id/bench_{fid}/delete"))
     other.http.delete(other.api("/id/bench_valved/delete"))
@@ -502,11 +507,13 @@ def main() -> None:
                         f"corpus files the other server refuses, left out on both: {sorted(REFUSED_BY_OTHER)}",
                         flush=True,
                     )
-                other_writes(other, args, table)
                 others.insert(0, other)
+                other_writes(other, args, table)
             for kind in args.databases.split(","):
                 measure_sluice(kind, others, args, table)
         finally:
+            if args.other and others[0] is not ceiling:
+                other_cleanup(others[0], args)
             ceiling_process.terminate()
             ceiling_process.wait(timeout=30)
     for server in others:

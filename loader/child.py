@@ -98,7 +98,7 @@ def run(
             if serving:
                 runtime_worker.serve(request, job_fd, result_fd, workdir)  # never returns
             answer = describe.answer(request, workdir)
-        payload = _encode(answer, int(request.get("result_cap") or 2 * 1024 * 1024))
+        payload = _encode(answer, int(request.get("result_cap") or protocol.DEFAULT_RESULT_CAP))
         runtime_worker.flush_std()
         _send(result_fd, payload)
     except BaseException:  # the child must leave through _exit whatever happened

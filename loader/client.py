@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from loader.connection import Unavailable, ZygoteProcess
 from loader.json_values import TooLarge, json_safe
 from loader.plain_valves import plain_class
-from loader.protocol import error
+from loader.protocol import DEFAULT_OUTPUT_CAP, DEFAULT_RESULT_CAP, error
 from loader.results import LoadError, LoadResult, ValvesResult
 from loader.valves import check_valves
 
@@ -77,11 +77,12 @@ class Settings:
     # config and data folders), kept across loads and calls; None: the scratch directory, gone with the child.
     homes_dir: str | None = None
     cache_size: int = 256
-    output_cap: int = 64 * 1024  # output kept and shown with a load's answer; the rest is counted, not kept
+    # Output kept and shown with a load's answer; the rest is counted, not kept.
+    output_cap: int = DEFAULT_OUTPUT_CAP
     # Output a load may print in all: beyond it the load ends with OutputLimit (a flood is a broken function, not
     # something to skim through at 64 KiB a time until the timeout).
     load_output_mb: float = 1.0
-    result_cap: int = 2 * 1024 * 1024
+    result_cap: int = DEFAULT_RESULT_CAP
     max_jobs: int = 8
     spares: int = 2
     # Seconds without a load after which the spares end (0: kept): an idle server does not hold their memory, and

@@ -17,6 +17,10 @@ import os
 PREFIX = 8
 MESSAGE_PREFIX = 4
 READ_CHUNK = 1 << 20
+# What a request may set as `output_cap` (output kept with its answer; the rest is counted, not kept) and `result_cap`
+# (the largest answer a child may send), and what every part of the loader assumes when it does not.
+DEFAULT_OUTPUT_CAP = 64 * 1024
+DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 
 
 def error(kind: str, message: str, line: int | None = None, column: int | None = None) -> dict:

@@ -9,6 +9,8 @@ import os
 import time
 
 from loader.protocol import (
+    DEFAULT_OUTPUT_CAP,
+    DEFAULT_RESULT_CAP,
     MESSAGE_PREFIX,
     complete_message,
     encode_frame,
@@ -18,9 +20,6 @@ from loader.protocol import (
     read_available,
 )
 from loader.spares import Child
-
-DEFAULT_OUTPUT_CAP = 64 * 1024
-DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 
 
 class Replies:

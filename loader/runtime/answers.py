@@ -11,6 +11,7 @@ import json
 import time
 
 from loader.protocol import (
+    DEFAULT_OUTPUT_CAP,
     MESSAGE_PREFIX,
     complete_message,
     error,
@@ -18,7 +19,7 @@ from loader.protocol import (
     message_size,
     read_available,
 )
-from loader.runtime.records import DEFAULT_OUTPUT_CAP, Call, Worker
+from loader.runtime.records import Call, Worker
 
 # A call that prints more than this many times the output cap is stopped: it floods the pipe, nobody reads it.
 FLOOD_FACTOR = 16

@@ -8,8 +8,7 @@ from __future__ import annotations
 import codecs
 import time
 
-DEFAULT_OUTPUT_CAP = 64 * 1024
-DEFAULT_RESULT_CAP = 2 * 1024 * 1024
+from loader.protocol import DEFAULT_OUTPUT_CAP, DEFAULT_RESULT_CAP
 
 
 class Call:

@@ -36,7 +36,6 @@ from loader.runtime.calls import invoke, list_pipes
 from loader.runtime.context import CallContext
 
 TRACEBACK_LIMIT = 16 * 1024
-DEFAULT_RESULT_CAP = 2 * 1024 * 1024
 LOADER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Taken before any function code runs, so that code patching `os` or `json` cannot stop the worker from answering.
@@ -78,7 +77,7 @@ class Worker:
         self.job_fd = job_fd
         self.result_fd = result_fd
         self.memory_mb = int(request.get("memory_mb") or 1024)
-        self.result_cap = int(request.get("result_cap") or DEFAULT_RESULT_CAP)
+        self.result_cap = int(request.get("result_cap") or protocol.DEFAULT_RESULT_CAP)
         self.module_name, self.path = describe.module_path(workdir, request.get("function_id"))
         self.content = request.get("content") or ""
         self.instance = None
