@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, false
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, now
@@ -13,6 +13,8 @@ ROLES = ("admin", "user", "pending")
 
 class User(UserMixin, Base):
     __tablename__ = "users"
+    # The users page reads accounts a page at a time in this order (services/accounts.py `search_users`).
+    __table_args__ = (Index("ix_users_created_at_email", "created_at", "email"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(256))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, bindparam, func, inspect, select, update
+from sqlalchemy import and_, bindparam, case, func, inspect, or_, select, update
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 
 from extensions import db
@@ -17,6 +17,7 @@ from models import ROLES, ApiKey, User, new_id, now
 from services import audit, storable
 from services import sign_in_throttle as throttle
 from services.errors import NotFound, ServiceError
+from services.function_search import LIKE_ESCAPE, MAX_PAGE, _positive_int, escape_like
 from services.prepared import PreparedSelect
 
 _hasher = PasswordHasher()
@@ -177,8 +178,125 @@ def get_user(user_id: str) -> User:
     return user
 
 
-def list_users() -> list[User]:
-    return list(db.session.scalars(select(User).order_by(User.created_at, User.email)))
+# --- the users page: accounts a page at a time -----------------------------------------------------------------
+
+USERS_PER_PAGE = 50
+MAX_USERS_PER_PAGE = 200
+ROLE_FILTERS = ROLES  # what the page's role filter offers besides "any"
+
+
+@dataclass(frozen=True)
+class UsersQuery:
+    """What the users page shows: words every account shown has in its name or email (`q`), one role or any,
+    and which page. Read leniently from the query string, like the functions list's."""
+
+    q: str = ""
+    role: str = ""
+    page: int = 1
+    per_page: int = USERS_PER_PAGE
+
+    @classmethod
+    def from_args(cls, args) -> UsersQuery:
+        role = args.get("role", "")
+        return cls(
+            q=" ".join(str(args.get("q", "")).split())[:200],
+            role=role if role in ROLE_FILTERS else "",
+            page=_positive_int(args.get("page"), 1, MAX_PAGE),
+            per_page=_positive_int(args.get("per_page"), USERS_PER_PAGE, MAX_USERS_PER_PAGE),
+        )
+
+    def to_args(self, **changes) -> dict:
+        """Query-string arguments that reproduce this query (with ``changes``), omitting the defaults."""
+        query = replace(self, **changes)
+        args: dict = {}
+        if query.q:
+            args["q"] = query.q
+        if query.role:
+            args["role"] = query.role
+        if query.page != 1:
+            args["page"] = query.page
+        if query.per_page != USERS_PER_PAGE:
+            args["per_page"] = query.per_page
+        return args
+
+    @property
+    def is_filtered(self) -> bool:
+        return bool(self.q or self.role)
+
+
+@dataclass
+class UsersPage:
+    users: list[User]
+    matching: int  # accounts the query finds, on every page
+    total: int  # every account
+    pending: int  # every account waiting for approval
+    pages: int
+
+
+def search_users(query: UsersQuery) -> UsersPage:
+    """One page of accounts: those waiting for approval first (someone has to act on them), then the others; each
+    part by creation time, then email. Filtered by a role, only that role's accounts, in the same order.
+
+    At most three statements whatever the number of accounts: the counts (one pass over the table), then the
+    page's part of each list, read in the order of an index and stopped at the page's end."""
+    words = _words_found(query.q)
+    is_pending = User.role == "pending"
+    filtered = query.is_filtered
+    found = and_(*words, *([User.role == query.role] if query.role else [])) if filtered else None
+    counts = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((is_pending, 1), else_=0)), 0),
+            *(
+                (
+                    func.coalesce(func.sum(case((found, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((and_(found, is_pending), 1), else_=0)), 0),
+                )
+                if filtered
+                else ()
+            ),
+        ).select_from(User)
+    ).one()
+    total, pending = int(counts[0]), int(counts[1])
+    matching, matching_pending = (int(counts[2]), int(counts[3])) if filtered else (total, pending)
+    start = (query.page - 1) * query.per_page
+    end = start + query.per_page
+
+    def part(condition, offset: int, limit: int) -> list[User]:
+        if limit <= 0:
+            return []
+        statement = select(User).where(condition, *words).order_by(User.created_at, User.email)
+        return list(db.session.scalars(statement.offset(offset).limit(limit)))
+
+    if query.role:
+        users = part(User.role == query.role, start, query.per_page)
+    else:
+        users = part(is_pending, start, min(end, matching_pending) - start)
+        users += part(
+            User.role != "pending", max(0, start - matching_pending), end - max(start, matching_pending)
+        )
+    return UsersPage(
+        users=users,
+        matching=matching,
+        total=total,
+        pending=pending,
+        pages=max(1, -(-matching // query.per_page)),
+    )
+
+
+def _words_found(text: str) -> list:
+    """Conditions that every word of ``text`` appears in the account's name or email: "ann example.org" finds Ann
+    at example.org."""
+    conditions = []
+    for term in text.lower().split():
+        pattern = f"%{escape_like(term)}%"
+        conditions.append(
+            or_(
+                func.lower(User.name).like(pattern, escape=LIKE_ESCAPE),
+                func.lower(User.email).like(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+    return conditions
 
 
 def change_role(acting: User, user_id: str, role: str) -> User:

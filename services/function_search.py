@@ -267,7 +267,7 @@ def _conditions(query: FunctionQuery) -> list[ColumnElement[bool]]:
         conditions.append(
             and_(
                 *(
-                    or_(*(column.like(f"%{_escape_like(term)}%", escape=LIKE_ESCAPE) for column in searched))
+                    or_(*(column.like(f"%{escape_like(term)}%", escape=LIKE_ESCAPE) for column in searched))
                     for term in terms
                 )
             )
@@ -275,7 +275,7 @@ def _conditions(query: FunctionQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _escape_like(term: str) -> str:
+def escape_like(term: str) -> str:
     return (
         term.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
         .replace("%", LIKE_ESCAPE + "%")

@@ -95,8 +95,16 @@ ALLOWED = [
     ),
     Allowance(
         "users",
-        r"^SELECT users\.id, .* FROM users ORDER BY users\.created_at, users\.email$",
-        "the users page lists every account (it is not paginated)",
+        r"^SELECT count\(\*\) AS count_1, coalesce\(sum\(CASE WHEN \(users\.role = .* FROM users$",
+        "the users page says how many accounts there are, how many wait for approval and how many match its"
+        " search: one pass over the table for all three",
+    ),
+    Allowance(
+        "users",
+        r"^SELECT users\.id, .* FROM users WHERE .*lower\(users\.name\) LIKE .* ORDER BY users\.created_at, "
+        r"users\.email LIMIT ",
+        "the users page's search looks for words inside names and emails: no b-tree index finds a substring, so a"
+        " search reads every account once",
     ),
     Allowance(
         "audit_log",
@@ -123,6 +131,14 @@ ALLOWED = [
         "functions",
         r"^SELECT functions\.id FROM functions ORDER BY functions\.id LIMIT ",
         "the audit filter suggests the first 1,000 function ids, in order",
+        stops_early=True,
+    ),
+    Allowance(
+        "users",
+        r"^SELECT users\.id, .* FROM users WHERE users\.role (!=|=) \S+ ORDER BY users\.created_at, users\.email "
+        r"LIMIT ",
+        "the users page lists accounts a page at a time (those waiting for approval, then the others, or one"
+        " role's), read through ix_users_created_at_email and stopped at the page's end",
         stops_early=True,
     ),
     Allowance(
@@ -158,6 +174,13 @@ IN_INDEX_ORDER = {
 
 def folded(sql: str) -> str:
     return " ".join(sql.split())
+
+
+def stops_early(statement: Statement) -> bool:
+    """Whether ``statement`` takes its first rows under an allowance that lets it walk a table in an index's order."""
+    return " LIMIT " in folded(statement.sql) and any(
+        allowance.stops_early and allowance.matches(statement.sql) for allowance in ALLOWED
+    )
 
 
 def in_index_order(statement: Statement) -> str | None:
@@ -536,7 +559,14 @@ def drive_console(app, busy: Busy) -> None:
     admin("GET", "/admin/functions/delete?id=console_made")
     admin.form("/admin/functions/delete", {"id": "console_made"}, token_from="/admin/functions")
 
-    admin("GET", "/admin/users")
+    for query in (
+        "",
+        "?page=2&per_page=2",
+        "?role=pending",
+        "?role=user&page=2&per_page=1",
+        "?q=person+example",
+    ):
+        admin("GET", f"/admin/users{query}")
     admin.form(
         "/admin/users",
         {"name": "Made Person", "email": "made@example.com", "password": PASSWORD, "role": "user"},
@@ -651,7 +681,9 @@ def explain(app, run: Run) -> None:
             for setting in ("enable_sort", "enable_bitmapscan"):
                 conn.exec_driver_sql(f"SET LOCAL {setting} = off")
         for statement in run.statements:
-            if in_index_order(statement) and statement.key not in run.ordered_plans:
+            if (
+                in_index_order(statement) or stops_early(statement)
+            ) and statement.key not in run.ordered_plans:
                 run.ordered_plans[statement.key] = explained(conn, statement)
         conn.rollback()
 
@@ -793,8 +825,14 @@ def test_no_statement_reads_a_growing_table_whole(run):
         plan = run.plans.get(statement.key)
         for scan in plan.scans if plan else []:
             allowance = next((a for a in ALLOWED if a.table == scan.table and a.matches(statement.sql)), None)
-            stops = " LIMIT " in folded(statement.sql) and scan.ordered
-            if allowance is None or (allowance.stops_early and not stops):
+            if allowance is not None and allowance.stops_early:
+                # Whether an index gives the order, asked with sorts and bitmaps off: on a small table PostgreSQL
+                # may rightly fetch every row by a bitmap and sort them, or not, as its statistics go.
+                ordered = run.ordered_plans.get(statement.key)  # none without a LIMIT: it reads every row
+                walked = [each for each in ordered.scans if each.table == scan.table] if ordered else []
+                if ordered and not ordered.sorts and all(each.ordered for each in walked):
+                    continue
+            if allowance is None or allowance.stops_early:
                 found.add(described(statement, scan.detail))
     listing = "\n".join(sorted(found))
     assert not found, f"{len(found)} statements read a whole table on {run.backend}:\n{listing}"

@@ -27,15 +27,12 @@ def _helpers():
 
 
 def _page(form=None, errors=None, status=200):
-    users = accounts.list_users()
-    # Pending accounts first: they are waiting for someone to act.
-    users.sort(key=lambda u: (u.role != "pending",))
-    pending = sum(1 for u in users if u.role == "pending")
+    query = accounts.UsersQuery.from_args(request.args)
     return (
         render_template(
             "users/list.html",
-            users=users,
-            pending_count=pending,
+            query=query,
+            page=accounts.search_users(query),
             form=form or {"name": "", "email": "", "role": "user"},
             errors=errors or {},
         ),
@@ -45,7 +42,8 @@ def _page(form=None, errors=None, status=200):
 
 @bp.get("")
 def users_list():
-    """Every account with its role, pending ones first and highlighted; and a form to create one."""
+    """The accounts a page at a time (searched by name or email, filtered by role), pending ones first and
+    highlighted; and a form to create one."""
     return _page()
 
 

@@ -20,6 +20,8 @@ PAGES = [
     "/admin/functions",
     "/admin/functions?q=filter&sort=name",
     "/admin/users",
+    "/admin/users?q=example&page=2&per_page=5",
+    "/admin/users?role=user",
     "/settings/valves",
     "/settings/keys",
 ]

@@ -188,3 +188,105 @@ def test_delete_needs_the_csrf_token(app, admin_client, user_id):
 @pytest.mark.parametrize("action", ["role", "approve", "delete"])
 def test_actions_only_accept_post(admin_client, user_id, action):
     assert admin_client.get(f"{URL}/{user_id}/{action}").status_code == 405
+
+
+# --- many accounts: a page at a time, searched, filtered ------------------------------------------------------
+
+
+def add_accounts(app, count: int, pending_every: int = 0) -> list[str]:
+    """``count`` accounts written directly (no password hashing), created one second apart; every
+    ``pending_every``-th one waits for approval. Their emails, in creation order."""
+    from extensions import db
+    from models import User
+
+    emails = []
+    with app.app_context():
+        for n in range(count):
+            pending = pending_every and n % pending_every == 0
+            email = f"member{n:03d}@{'waiting' if pending else 'team'}.example.org"
+            db.session.add(
+                User(
+                    name=f"Member {n:03d}",
+                    email=email,
+                    role="pending" if pending else "user",
+                    password_hash="not a hash",
+                    created_at=2_000_000_000 + n,
+                )
+            )
+            emails.append(email)
+        db.session.commit()
+    return emails
+
+
+def listed(page: bytes) -> list[str]:
+    return re.findall(r'data-testid="user-row-([^"]+)"', page.decode())
+
+
+def test_many_accounts_are_listed_a_page_at_a_time_pending_first(app, admin_client, admin_id):
+    emails = add_accounts(app, 120, pending_every=40)  # members 0, 40 and 80 wait
+    waiting = [emails[0], emails[40], emails[80]]
+    first = admin_client.get(URL)
+    rows = listed(first.data)
+    assert len(rows) == 50 and rows[:3] == waiting  # those waiting first, oldest first
+    assert rows[3] == "admin@example.com"  # then everyone else by creation
+    assert b"Showing 1\xe2\x80\x9350 of 121" in first.data and b"3 waiting for approval" in first.data
+    assert b'data-testid="pagination"' in first.data and b'href="/admin/users?page=2"' in first.data
+    every = (
+        rows + listed(admin_client.get(f"{URL}?page=2").data) + listed(admin_client.get(f"{URL}?page=3").data)
+    )
+    assert len(every) == 121 and len(set(every)) == 121  # each account once, none skipped across the seam
+    others = [email for email in emails if email not in waiting]
+    assert every == waiting + ["admin@example.com"] + others
+    last = admin_client.get(f"{URL}?page=3")
+    assert b"Showing 101\xe2\x80\x93121 of 121" in last.data
+
+
+def test_pages_split_the_waiting_accounts_too(app, admin_client, admin_id):
+    emails = add_accounts(app, 12, pending_every=2)  # six wait
+    waiting = emails[::2]
+    assert listed(admin_client.get(f"{URL}?per_page=4").data) == waiting[:4]
+    assert listed(admin_client.get(f"{URL}?per_page=4&page=2").data) == waiting[4:] + [
+        "admin@example.com",
+        emails[1],
+    ]
+
+
+def test_search_finds_every_word_in_a_name_or_email_and_keeps_the_filter_across_pages(
+    app, admin_client, admin_id
+):
+    add_accounts(app, 70, pending_every=10)
+    page = admin_client.get(f"{URL}?q=MEMBER+team")
+    rows = listed(page.data)
+    assert len(rows) == 50 and all("team" in row for row in rows)
+    assert b"of 63 matching" in page.data and b'href="/admin/users?q=MEMBER+team&amp;page=2"' in page.data
+    assert len(listed(admin_client.get(f"{URL}?q=MEMBER+team&page=2").data)) == 13
+    assert listed(admin_client.get(f"{URL}?q=member+007").data) == ["member007@team.example.org"]
+    assert listed(admin_client.get(f"{URL}?q=Admin").data) == ["admin@example.com"]  # by name
+    # LIKE's own characters are searched for as they are
+    nothing = admin_client.get(f"{URL}?q=%25")
+    assert listed(nothing.data) == [] and b"No account matches." in nothing.data
+    assert listed(admin_client.get(f"{URL}?q=member_07").data) == []
+
+
+def test_the_role_filter_shows_one_role(app, admin_client, admin_id, user_id):
+    emails = add_accounts(app, 30, pending_every=3)
+    waiting = listed(admin_client.get(f"{URL}?role=pending").data)
+    assert waiting == emails[::3]
+    assert listed(admin_client.get(f"{URL}?role=admin").data) == ["admin@example.com"]
+    users = listed(admin_client.get(f"{URL}?role=user&q=example.com").data)
+    assert users == ["user@example.com"]
+    # The lede always counts every account, whatever the filter.
+    assert b"32 accounts" in admin_client.get(f"{URL}?role=admin").data
+
+
+def test_odd_page_arguments_fall_back_rather_than_fail(app, admin_client, admin_id):
+    add_accounts(app, 5)
+    for query in ("?page=abc", "?page=-3", "?per_page=0", "?role=superuser", "?page=1&per_page=x"):
+        page = admin_client.get(URL + query)
+        assert page.status_code == 200 and len(listed(page.data)) == 6, query
+    beyond = admin_client.get(f"{URL}?page=99")
+    assert (
+        beyond.status_code == 200 and listed(beyond.data) == [] and b"Nothing on page 99 of 1" in beyond.data
+    )
+    huge = admin_client.get(f"{URL}?page=99999999999999999999")
+    assert huge.status_code == 200
