@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 
 from flask import Flask
@@ -12,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import loader
 from extensions import csrf, db, login_manager
 from models.sealed import KEYRING_EXTENSION, Keyring
+from services import audit
 from services.prepared import install_prepared_reads
 from settings import load_config, loader_options
 from web.flask_app import SluiceFlask
@@ -19,6 +21,8 @@ from web.json_provider import install_json_provider
 from web.session_cookie import CookieSessions
 
 WARM_LOADER_EXTENSION = "sluice.warm_loader"
+
+log = logging.getLogger(__name__)
 
 
 def make_instance_folder(path: str) -> None:
@@ -111,6 +115,42 @@ def after_fork(app: Flask) -> None:
                 engine.dispose(close=False)
     if app.extensions.get(WARM_LOADER_EXTENSION):
         warm_loader_in_background()
+    if app.config.get("SLUICE_AUDIT_KEEP_DAYS") and not app.testing:
+        prune_audit_in_background(app)
+
+
+# About once an hour, each worker of each instance: pruning is idempotent, and the jitter spreads them out.
+AUDIT_PRUNE_INTERVAL = 3600.0
+AUDIT_PRUNE_FIRST = 60.0
+
+
+def prune_audit_in_background(
+    app: Flask, interval: float = AUDIT_PRUNE_INTERVAL, first: float = AUDIT_PRUNE_FIRST
+):
+    """Remove audit entries older than SLUICE_AUDIT_KEEP_DAYS now and then, in a daemon thread of this process.
+    Returns the thread's stop event (tests stop it)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        wait = first + random.uniform(0, first)
+        while not stop.wait(wait):
+            wait = interval + random.uniform(0, interval / 10)
+            try:
+                with app.app_context():
+                    removed = audit.prune(app.config["SLUICE_AUDIT_KEEP_DAYS"])
+                    db.session.remove()
+            except Exception:  # the database away for a while: the next round tries again
+                log.exception("removing old audit entries failed")
+                continue
+            if removed:
+                log.info(
+                    "removed %d audit entries older than %d days",
+                    removed,
+                    app.config["SLUICE_AUDIT_KEEP_DAYS"],
+                )
+
+    threading.Thread(target=run, name="sluice-audit-pruning", daemon=True).start()
+    return stop
 
 
 def start_loader_seed(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Operator commands: `flask --app app init-db | create-user | create-api-key`."""
+"""Operator commands: `flask --app app init-db | create-user | create-api-key | rotate-valves-key | backup | restore |
+prune-audit`."""
 
 from __future__ import annotations
 
@@ -93,6 +94,26 @@ def register_commands(app: Flask) -> None:
         except backup.BackupRefused as error:
             raise click.ClickException(error.detail) from None
         click.echo(f"Restored {_counted(counts)} from {file}.")
+
+    @app.cli.command("prune-audit")
+    @click.option(
+        "--older-than",
+        "days",
+        type=click.IntRange(min=1),
+        help="Days an entry is kept (default: SLUICE_AUDIT_KEEP_DAYS).",
+    )
+    @click.option("--dry-run", is_flag=True, help="Say how many entries would go, and remove nothing.")
+    def prune_audit(days: int | None, dry_run: bool):
+        """Remove the audit trail's entries older than some days, oldest first, in batches."""
+        days = days or current_app.config["SLUICE_AUDIT_KEEP_DAYS"]
+        if not days:
+            raise click.ClickException(
+                "Say how many days to keep (--older-than DAYS), or set SLUICE_AUDIT_KEEP_DAYS: it is 0, which "
+                "keeps every entry."
+            )
+        count = audit.prune(days, dry_run=dry_run)
+        verb = "Would remove" if dry_run else "Removed"
+        click.echo(f"{verb} {count} audit entr{'y' if count == 1 else 'ies'} older than {days} days.")
 
 
 def _counted(counts: dict[str, int]) -> str:

@@ -227,6 +227,13 @@ SETTINGS: tuple[Setting, ...] = (
         "syncs at every commit, 3-5 ms more per save",
     ),
     Setting(
+        "SLUICE_AUDIT_KEEP_DAYS",
+        0,
+        whole_number,
+        "days the audit trail keeps an entry: each server worker removes older ones about once an hour (and "
+        "`flask prune-audit` on demand); `0` keeps every entry",
+    ),
+    Setting(
         "SECRET_KEY",
         None,
         optional_text,

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import g, has_app_context, has_request_context
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 
 from extensions import db
 from models import AuditEntry, Function, User, now
@@ -129,6 +129,40 @@ def record(
     )
     db.session.add(entry)
     return entry
+
+
+# --- keeping it bounded ------------------------------------------------------------------------------------------
+
+DAY = 24 * 60 * 60
+PRUNE_BATCH = 5_000
+
+
+def prune(keep_days: int, *, batch: int = PRUNE_BATCH, dry_run: bool = False) -> int:
+    """Remove the entries older than ``keep_days`` days (1 or more); how many there were.
+
+    In batches of ``batch``, oldest first, each committed on its own: a long-grown trail never holds a write lock
+    (SQLite's is the whole database's) for longer than one batch takes, and the pages and the API keep answering
+    meanwhile. Each batch finds its rows through ix_audit_log_time. ``dry_run`` only counts them."""
+    if keep_days < 1:
+        raise ValueError("keep_days must be 1 or more")
+    cutoff = now() - keep_days * DAY
+    if dry_run:
+        return db.session.scalar(select(func.count()).where(AuditEntry.created_at < cutoff)) or 0
+    removed = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                select(AuditEntry.id)
+                .where(AuditEntry.created_at < cutoff)
+                .order_by(AuditEntry.created_at, AuditEntry.id)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            return removed
+        db.session.execute(delete(AuditEntry).where(AuditEntry.id.in_(ids)))
+        db.session.commit()
+        removed += len(ids)
 
 
 def changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
