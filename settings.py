@@ -297,6 +297,15 @@ SETTINGS: tuple[Setting, ...] = (
         "next load forks its child then, a few milliseconds slower, and the spares come back); `0` keeps them",
     ),
     Setting(
+        "SLUICE_LOAD_WARM_IMPORTS_MB",
+        64,
+        whole_number,
+        "MiB each worker's loader may add to the process its load children start from by importing, once, the "
+        "modules that loaded functions import from Sluice's own environment (never from installed requirements), "
+        "so that saving such a function again skips importing them: a cloud SDK costs 150-400 ms per load "
+        "otherwise; `0` imports none",
+    ),
+    Setting(
         "SLUICE_MAX_CONCURRENT_LOADS",
         _default_concurrent_loads,
         positive_whole_number,
@@ -573,6 +582,7 @@ def loader_options(app) -> dict:
         "runtime_workers": values["SLUICE_RUNTIME_WORKERS"],
         "busy_wait": values["SLUICE_RUN_BUSY_WAIT"],
         "worker_idle": values["SLUICE_RUNTIME_IDLE_SECONDS"],
+        "warm_imports_mb": values["SLUICE_LOAD_WARM_IMPORTS_MB"],
         "hidden_paths": [*values["SLUICE_LOAD_HIDDEN_PATHS"], *loader_hidden_paths(app)],
     }
 

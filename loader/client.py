@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
+from loader import warm_imports
 from loader.connection import Unavailable, ZygoteProcess
 from loader.json_values import TooLarge, json_safe
 from loader.plain_valves import plain_class
@@ -107,6 +108,9 @@ class Settings:
     # Seconds a warm worker may sit unused before it ends (0: kept until it must make room): a server that ran
     # functions once does not hold their workers' memory for good.
     worker_idle: float = 300.0
+    # MiB each loader's template may grow by importing the modules loaded functions import (loader/warm_imports.py);
+    # 0: none are. The app passes SLUICE_LOAD_WARM_IMPORTS_MB (64 by default); code using the loader alone opts in.
+    warm_imports_mb: int = 0
 
 
 # Plain defaults: the loader reads no environment variable of its own; the app hands it every setting (configure).
@@ -206,10 +210,14 @@ def load_function(
 
         def while_loading() -> None:  # the manifest too is worked out while the child works
             worked_out.append(_manifest(content))
+            if _settings.warm_imports_mb > 0:
+                worked_out.append(warm_imports.module_names(content))
             during_once()
 
         header, answer = _run(request, while_loading)
         manifest = worked_out[0] if worked_out else _manifest(content)
+        if len(worked_out) > 1 and worked_out[1] and isinstance(answer, dict) and answer.get("ok"):
+            _warm_imports(worked_out[1])
         if header.get("error"):
             result = LoadResult.failed(content_hash, LoadError.from_answer(header["error"]), manifest)
             result.output = _output(header)
@@ -452,6 +460,14 @@ def _manifest(content: str) -> dict:
     except Exception:  # the manifest is informative; a parser bug must not hide the load result
         log.exception("parse_frontmatter failed")
         return {}
+
+
+def _warm_imports(names: list[str]) -> None:
+    """Tell the zygote which modules a function that loaded imports (no answer): its template imports those it can
+    while nothing waits, so that the next loads of such functions find them imported."""
+    zygote = _current
+    if zygote is not None:
+        zygote.post({"op": "imports", "names": names, "budget": _settings.warm_imports_mb * 1024 * 1024})
 
 
 def _output(header: dict) -> str:

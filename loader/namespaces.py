@@ -135,6 +135,8 @@ class Template:
     def spawn(self, arguments: dict, fds: list[int]) -> int:
         """Have the template fork a load child with these pipes (job, result, output) and `child.run` arguments;
         its pid, or OSError."""
+        if self.importing:  # its answer comes first on the socket: wait for the imports to finish
+            self.finish_import()
         try:
             socket.send_fds(self.sock, [json.dumps(arguments).encode()], fds)
             answer = json.loads(self.sock.recv(MESSAGE) or b"{}")
@@ -143,6 +145,36 @@ class Template:
         if not answer.get("pid"):
             raise OSError(answer.get("error") or "the template process is gone")
         return int(answer["pid"])
+
+    # --- warm imports (loader/warm_imports.py): one request at a time, answered while the zygote goes on ----------
+
+    importing = False
+    warm: list[str] = []
+    refused: dict[str, str] = {}  # noqa: RUF012 - replaced, never changed in place
+
+    def begin_import(self, names: list[str], budget: int) -> bool:
+        """Ask the template to import ``names`` (within ``budget`` bytes in all); the answer is read by
+        `finish_import` once the socket is readable, or before the next spawn. False if the template is gone."""
+        try:
+            self.sock.sendall(json.dumps({"op": "import", "names": names, "budget": budget}).encode())
+        except OSError:
+            return False
+        self.importing = True
+        return True
+
+    def finish_import(self) -> dict:
+        """Read the template's answer to `begin_import` (waiting for it): {"imported": [...], "refused": {...}}."""
+        self.importing = False
+        try:
+            answer = json.loads(self.sock.recv(MESSAGE) or b"{}")
+        except (OSError, ValueError):
+            return {}
+        if isinstance(answer, dict):
+            self.warm = self.warm + [name for name in answer.get("imported") or [] if isinstance(name, str)]
+            if isinstance(answer.get("refused"), dict):
+                self.refused = {**self.refused, **answer["refused"]}
+            return answer
+        return {}
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -243,6 +275,18 @@ def _serve_template(
             return None
         try:
             arguments = json.loads(message)
+            if (
+                arguments.get("op") == "import"
+            ):  # not a child to fork: modules to import (loader/warm_imports.py)
+                for fd in fds:
+                    os.close(fd)
+                from loader import warm_imports
+
+                answer = warm_imports.try_imports(
+                    arguments.get("names") or [], int(arguments.get("budget") or 0)
+                )
+                sock.sendall(json.dumps({"op": "import", **answer}).encode()[: MESSAGE - 1])
+                continue
             if prepared is None:
                 prepared = bool(root and arguments.get("confine")) and _prepare_mounts(
                     arguments.get("secrets")

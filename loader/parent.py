@@ -119,6 +119,11 @@ class Zygote(Spares, Replies, Reaping):
         # Why function code must not run here at all (loader/environment.py), or None.
         self.refused = ready.get("refused")
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
+        # Modules the caller's loads named, for the template to import while nothing waits (loader/warm_imports.py):
+        # those not yet asked for, and the template's memory budget for them (0: none are).
+        self.import_wanted: dict[str, None] = {}
+        self.import_asked: set[str] = set()
+        self.import_budget = 0
         # Runtime workers: children serving one function's calls (op "call"/"cancel"), loader/runtime/pool.py.
         self.pool = Pool(self)
         self.poller = select.poll()
@@ -157,6 +162,8 @@ class Zygote(Spares, Replies, Reaping):
                             pass
                 elif fd in self.pipes:
                     self._read_pipe(fd)
+                elif self.template is not None and fd == self.template.sock.fileno():
+                    self._imported()
             if self.stopping:
                 continue
             self._reap()
@@ -188,6 +195,7 @@ class Zygote(Spares, Replies, Reaping):
         self.pipes.clear()
         self.queue.clear()
         self.package_access.clear()
+        self.import_wanted.clear()
         self.pool.forget()
 
     def _poll_timeout(self) -> int:
@@ -200,6 +208,8 @@ class Zygote(Spares, Replies, Reaping):
             moments.append(now)
         if self.spares and self.spare_idle:
             moments.append(self.last_load + self.spare_idle)
+        if self._may_warm_imports():
+            moments.append(now)
         if not moments:
             return -1
         return max(0, int((min(moments) - now) * 1000) + 1)
@@ -250,9 +260,14 @@ class Zygote(Spares, Replies, Reaping):
                     "running": self._busy(),
                     "spares": len(self.spares),
                     "workers": self.pool.summary(),
+                    "warm_imports": list(self.template.warm) if self.template is not None else [],
+                    "importing": bool(self.template is not None and self.template.importing),
+                    "warm_refused": dict(self.template.refused) if self.template is not None else {},
                     "times": list(os.times())[:4],
                 }
             )
+        elif request.get("op") == "imports":  # no answer: names for the template (loader/warm_imports.py)
+            self._want_imports(request.get("names"), request.get("budget"))
         elif request.get("op") == "retire":
             retired = self.pool.retire(request.get("function_ids"))
             self._send({"kind": "answer", "id": request.get("id"), "retired": retired})

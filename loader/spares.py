@@ -13,7 +13,7 @@ import os
 import select
 import time
 
-from loader import homes, namespaces, scratch
+from loader import homes, namespaces, scratch, warm_imports
 from loader.privileges import package_paths, plan_hidden_paths, probe
 from loader.protocol import READ_CHUNK, encode_message
 
@@ -119,6 +119,8 @@ class Spares:
                 "secrets": self.secrets,
             }
             template = self.worker_template if network else self.template
+            if template is not None and template.importing:
+                self._imported()  # its answer comes first on the socket (the spares it makes stale end)
             if template is not None:
                 pid = template.spawn(arguments, [job_r, result_w, output_w])
             else:
@@ -269,6 +271,47 @@ class Spares:
             item = self._spawn()
             if item is not None:
                 self.spares.append(item)
+        self._warm_imports()
+
+    # --- warm imports (loader/warm_imports.py) ----------------------------------------------------------------
+
+    def _want_imports(self, names, budget) -> None:
+        if not isinstance(names, list) or not isinstance(budget, int) or budget <= 0 or self.template is None:
+            return
+        self.import_budget = budget
+        for name in names[: warm_imports.MOST_NAMES]:
+            if isinstance(name, str) and warm_imports.NAME.match(name) and name not in self.import_asked:
+                self.import_wanted[name] = None
+
+    def _may_warm_imports(self) -> bool:
+        """Whether to hand the template the modules wanted now: only while no job waits, none is queued, the spares
+        are all forked and warmed (a load arriving meanwhile takes one), and the template is not importing."""
+        template = self.template
+        return bool(
+            self.import_wanted
+            and template is not None
+            and not template.importing
+            and not self.queue
+            and not self._waiting()
+            and len(self.spares) >= self.spare_count
+            and all(item.warmed for item in self.spares)
+        )
+
+    def _warm_imports(self) -> None:
+        if not self._may_warm_imports():
+            return
+        names = list(self.import_wanted)
+        self.import_wanted.clear()
+        self.import_asked.update(names)
+        if self.template.begin_import(names, self.import_budget):
+            self.poller.register(self.template.sock.fileno(), select.POLLIN)
+
+    def _imported(self) -> None:
+        """The template answered: read it, and stop watching its socket (spawns read it themselves)."""
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(self.template.sock.fileno())
+        if self.template.importing and self.template.finish_import().get("imported"):
+            self._retire_spares()  # forked before the imports: the next loads take new ones that have them
 
     def _retire_spares(self) -> None:
         """End every spare: each reads end of file on its job pipe and leaves (killed too, so at once)."""

@@ -109,6 +109,9 @@ def make_app(database_url: str, **overrides):
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": "test-secret-key",
         "SLUICE_LOAD_TIMEOUT": 5.0,
+        # The loader's template importing what loaded functions import would make one test's loads depend on the
+        # ones before it: only tests/loader/test_warm_imports.py turns it on.
+        "SLUICE_LOAD_WARM_IMPORTS_MB": 0,
         "SLUICE_ALLOW_PRIVATE_URLS": False,
     }
     config.update(overrides)

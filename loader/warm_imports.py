@@ -1,0 +1,187 @@
+"""Warm imports: modules that stored functions import, imported once into the load children's template, so that
+each load of such a function stops paying for them.
+
+Why: every load runs in a fresh child forked from a clean template (loader/namespaces.py), so a function that
+imports a heavy package (a cloud SDK, a document library) imports it cold at every save: 150-400 ms where Open WebUI,
+having imported it once in its one process, takes a few. The template preloads only what most functions use
+(loader/startup.py `PRELOAD`); this adds, per server, what its own functions use.
+
+Where the names come from: the server reads them from the code it was asked to load (`module_names`: the modules
+named by its module-level `import` statements) and sends them to the zygote after the load; the zygote hands them
+to the template when nothing is waiting (loader/spares.py). The template then imports only modules of its own
+environment: it never has the packages folder of function requirements on its path, nor the code itself, so no
+function's code or data enters it, only modules any function may import. Each name is first imported in a
+throwaway child of the template (`try_imports`): a module that fails, takes longer than the allowance, starts a
+thread (the template must stay single-threaded to fork), keeps a file open (every child would inherit it) or would
+take the template past its memory budget is refused and never tried again. What the template imported shows in the zygote's ping (`warm_imports`).
+
+What it costs: the template's memory grows by what it imports (shared with every child it forks), up to
+SLUICE_LOAD_WARM_IMPORTS_MB per template; 0 turns this off. The modules stay until the loader restarts. Which
+modules other functions import can be told from `sys.modules` in any function's child.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import gc
+import importlib
+import importlib.util
+import json
+import os
+import re
+import select
+import signal
+import sys
+import time
+
+# Modules the compatibility layer provides (preloaded already, or not real modules of the environment).
+SKIPPED = ("open_webui", "utils", "apps", "main", "config", "__future__")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MOST_NAMES = 64  # per load: a file importing more is not a function worth warming up for
+TRIAL_SECONDS = 5.0
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def module_names(content: str) -> list[str]:
+    """The absolute modules `content` imports as it loads (module-level statements, inside `try`, `if` and `with`
+    blocks and class bodies too, not inside functions), in order, without repeats: `import a.b` names `a.b`, `from a.b import c`
+    names `a.b` and `a.b.c` (c may be a submodule). Code Python cannot parse names none."""
+    try:
+        tree = ast.parse(content)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found: dict[str, None] = {}
+    pending = list(tree.body)
+    while pending and len(found) < MOST_NAMES:
+        node = pending.pop(0)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue  # imported when called, not as the module loads (a class body runs as it loads)
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [
+                f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*"
+            ]
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                pending.extend(getattr(node, field, []))
+            continue
+        for name in names:
+            if NAME.match(name) and name.split(".", 1)[0] not in SKIPPED:
+                found.setdefault(name, None)
+    return list(found)[:MOST_NAMES]
+
+
+def _resident() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * PAGE
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _open_files() -> set[str]:
+    try:
+        return set(os.listdir("/proc/self/fd"))
+    except OSError:
+        return set()
+
+
+def _findable(name: str) -> bool:
+    """Whether ``name`` is a module of this process's own path (never the packages folder: it is not on it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
+
+
+def _trial(name: str, seconds: float) -> dict:
+    """Import ``name`` in a throwaway child: {"ok", "bytes", "ms"} or {"ok": False, "reason"}."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the throwaway child
+        os.close(read_end)
+        answer: dict
+        try:
+            files, before, began = _open_files(), _resident(), time.monotonic()
+            importlib.import_module(name)
+            if _threads() > 1:
+                answer = {"ok": False, "reason": "it starts a thread as it is imported"}
+            elif _open_files() - files:  # every child would inherit it, whatever it can read itself
+                answer = {"ok": False, "reason": "it keeps a file or socket open"}
+            else:
+                answer = {"ok": True, "bytes": _resident() - before, "ms": (time.monotonic() - began) * 1000}
+        except BaseException as exc:  # whatever the import raised: refused
+            answer = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        with contextlib.suppress(BaseException):
+            os.write(write_end, json.dumps(answer).encode()[:4096])
+        os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], seconds)
+        data = os.read(read_end, 4096) if ready else b""
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
+    if not data:
+        return {"ok": False, "reason": f"it took more than {seconds:g} s or ended the process"}
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return {"ok": False, "reason": "its trial gave no answer"}
+    return answer if isinstance(answer, dict) else {"ok": False, "reason": "its trial gave no answer"}
+
+
+def try_imports(names: list, budget: int, seconds: float = TRIAL_SECONDS) -> dict:
+    """In the template: import each of ``names`` that a throwaway child imported cleanly, while this process stays
+    within ``budget`` bytes more than ``budget_base`` (kept across calls in `_state`). Returns {"imported": [...],
+    "refused": {name: reason}}; names already imported are neither."""
+    state = _state()
+    imported, refused = [], {}
+    for name in names[:MOST_NAMES]:
+        if not isinstance(name, str) or not NAME.match(name) or name in sys.modules or name in state["tried"]:
+            continue
+        state["tried"].add(name)
+        if not _findable(name):
+            refused[name] = "not a module of the loader's environment"
+            continue
+        trial = _trial(name, seconds)
+        if not trial.get("ok"):
+            refused[name] = str(trial.get("reason"))
+            continue
+        if _resident() + int(trial.get("bytes") or 0) - state["base"] > budget:
+            refused[name] = "over the memory budget (SLUICE_LOAD_WARM_IMPORTS_MB)"
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # it imported in the trial: a difference here only refuses it
+            refused[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            continue
+        if _threads() > 1:  # cannot be undone: this process may no longer fork safely
+            os._exit(70)
+        imported.append(name)
+    if imported:
+        # As after the preload (loader/startup.py `prepare`): children inherit these objects without the collector
+        # walking (and so copying) every page that holds one at each of their full collections.
+        gc.collect()
+        gc.freeze()
+    return {"imported": imported, "refused": refused}
+
+
+_STATE: dict | None = None
+
+
+def _state() -> dict:
+    """What this process tried, and its resident size before its first warm import (the budget's base)."""
+    global _STATE
+    if _STATE is None:
+        _STATE = {"tried": set(), "base": _resident()}
+    return _STATE

@@ -1,0 +1,198 @@
+"""Warm imports (loader/warm_imports.py): the modules loaded functions import are imported once into the template
+load children start from, within a memory budget, and never what would break it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from loader.warm_imports import module_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- which modules a function names --------------------------------------------------------------------------------
+
+
+def test_module_names_are_the_module_level_imports():
+    content = textwrap.dedent(
+        """
+        import os, azure.storage.blob as blob
+        from google.cloud import storage, bigquery
+        from pydantic import *
+        from . import sibling
+        from open_webui.models.users import Users
+        from utils.misc import get_last_user_message
+        try:
+            import pptx
+        except ImportError:
+            pptx = None
+        if True:
+            with open(__file__):
+                import xlsxwriter
+        import os
+
+        def later():
+            import inside_a_function
+
+        class Filter:
+            import inside_a_class
+        """
+    )
+    assert module_names(content) == [
+        "os",
+        "azure.storage.blob",
+        "google.cloud",
+        "google.cloud.storage",
+        "google.cloud.bigquery",
+        "pydantic",
+        "pptx",
+        "inside_a_class",
+        "xlsxwriter",
+    ]
+    assert module_names("def broken(:\n") == []
+    assert module_names("\n".join(f"import module_{n}" for n in range(200))) == [
+        f"module_{n}" for n in range(64)
+    ]
+
+
+# --- what the template imports -------------------------------------------------------------------------------------
+
+MODULES = {
+    "warm_fine.py": "VALUE = 1\n",
+    "warm_thread.py": "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n",
+    "warm_broken.py": "raise RuntimeError('not today')\n",
+    "warm_big.py": "BLOB = bytearray(48 * 1024 * 1024)\nfor i in range(0, len(BLOB), 4096):\n    BLOB[i] = 1\n",
+    "warm_slow.py": "import time\ntime.sleep(30)\n",
+    "warm_exits.py": "import os\nos._exit(3)\n",
+    "warm_file.py": "LOG = open(__file__)\n",
+}
+
+TRY = """
+import json, sys, threading
+sys.path.insert(0, sys.argv[1])
+from loader import warm_imports
+names = ["warm_fine", "warm_thread", "warm_broken", "warm_big", "warm_slow", "warm_exits", "warm_file", "warm_missing", "json",
+         "not a name", "warm_fine"]
+first = warm_imports.try_imports(names, budget=16 * 1024 * 1024, seconds=2)
+again = warm_imports.try_imports(["warm_fine", "warm_thread"], budget=16 * 1024 * 1024, seconds=2)
+print(json.dumps({
+    "first": first,
+    "again": again,
+    "loaded": sorted(name for name in sys.modules if name.startswith("warm_")),
+    "threads": threading.active_count(),
+}))
+"""
+
+
+def test_the_template_imports_only_what_a_trial_child_imported_cleanly_within_the_budget(tmp_path):
+    for name, text in MODULES.items():
+        (tmp_path / name).write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-c", TRY, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    first = result["first"]
+    assert first["imported"] == ["warm_fine"]
+    refused = first["refused"]
+    assert "starts a thread" in refused["warm_thread"]
+    assert "RuntimeError: not today" in refused["warm_broken"]
+    assert "memory budget" in refused["warm_big"]
+    assert "more than 2 s" in refused["warm_slow"]
+    assert "ended the process" in refused["warm_exits"]
+    assert "keeps a file" in refused["warm_file"]
+    assert "not a module" in refused["warm_missing"]
+    assert "json" not in refused and "not a name" not in refused  # imported already; not a module name
+    assert result["again"] == {"imported": [], "refused": {}}  # each name is tried once
+    assert result["loaded"] == ["warm_fine"] and result["threads"] == 1
+
+
+# --- end to end: a function's imports are there for the next loads -------------------------------------------------
+
+NAMES = ("xml.dom.minidom", "email.mime.multipart", "wave")
+
+IMPORTER = """
+    import wave
+    from email.mime import multipart
+    from xml.dom import minidom
+
+    class Filter:
+        pass
+"""
+
+PROBE = """
+    import sys
+    from pydantic import BaseModel
+
+    WARM = [name for name in {names!r} if name in sys.modules]
+
+    class Filter:
+        class Valves(BaseModel):
+            warm: list = WARM
+"""
+
+
+@pytest.fixture
+def warming(loader_fast):
+    """The loader with warm imports on, and a fresh zygote (so that no earlier test's imports are in its template)."""
+    from loader import client
+
+    loader_fast.configure(warm_imports_mb=64, spares=1)
+    client.shutdown()
+    loader_fast.start()
+    yield loader_fast
+    loader_fast.configure(warm_imports_mb=0, spares=client.Settings.spares)
+    client.shutdown()
+
+
+def ping() -> dict:
+    from loader import client
+
+    header, _body = client._current.call({"op": "ping"}, wait=5)
+    return header
+
+
+def warm_in_children(loader, source) -> list:
+    result = loader.load_function(source(PROBE.format(names=NAMES)), function_id="probe")
+    assert result.ok, result.error
+    return result.valves_schema["properties"]["warm"]["default"]
+
+
+def test_a_functions_imports_are_imported_once_for_the_loads_after_it(warming, source):
+    assert warm_in_children(warming, source) == []
+    assert warming.load_function(source(IMPORTER), function_id="importer").ok
+    deadline = time.monotonic() + 20
+    while (
+        set(ping().get("warm_imports") or ()) < {"wave", "xml.dom.minidom"} or ping().get("importing")
+    ) and (time.monotonic() < deadline):
+        time.sleep(0.05)
+    assert {"wave", "xml.dom.minidom", "email.mime.multipart"} <= set(ping()["warm_imports"])
+    # The spares forked before the imports were replaced: every load from now on finds them.
+    for _ in range(3):
+        assert warm_in_children(warming, source) == list(NAMES)
+
+
+def test_nothing_is_imported_with_no_budget(loader_fast, source):
+    from loader import client
+
+    loader_fast.configure(warm_imports_mb=0)
+    client.shutdown()
+    loader_fast.start()
+    assert loader_fast.load_function(source(IMPORTER), function_id="importer").ok
+    time.sleep(0.5)
+    assert ping()["warm_imports"] == []
+    assert warm_in_children(loader_fast, source) == []
+
+
+def test_a_failed_load_warms_nothing(warming, source):
+    broken = source(IMPORTER + "\n    raise RuntimeError('broken at import')\n")
+    assert not warming.load_function(broken, function_id="broken").ok
+    time.sleep(0.5)
+    assert ping()["warm_imports"] == []
