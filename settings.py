@@ -301,8 +301,8 @@ SETTINGS: tuple[Setting, ...] = (
         64,
         whole_number,
         "MiB each worker's loader may add to the process its load children start from by importing, once, the "
-        "modules that loaded functions import from Sluice's own environment (never from installed requirements), "
-        "so that saving such a function again skips importing them: a cloud SDK costs 150-400 ms per load "
+        "modules that two loads have imported from Sluice's own environment (never from installed requirements), "
+        "so that saving such a function again skips importing them: a cloud SDK costs 150-500 ms per load "
         "otherwise; `0` imports none",
     ),
     Setting(

@@ -120,7 +120,9 @@ class Zygote(Spares, Replies, Reaping):
         self.refused = ready.get("refused")
         self.hidden_plans: dict[tuple, tuple[list[str], str]] = {}
         # Modules the caller's loads named, for the template to import while nothing waits (loader/warm_imports.py):
-        # those not yet asked for, and the template's memory budget for them (0: none are).
+        # how many loads named each, those named by a second load and not yet asked for, and the template's memory
+        # budget for them (0: none are).
+        self.import_seen: dict[str, int] = {}
         self.import_wanted: dict[str, None] = {}
         self.import_asked: set[str] = set()
         self.import_budget = 0
@@ -196,6 +198,7 @@ class Zygote(Spares, Replies, Reaping):
         self.queue.clear()
         self.package_access.clear()
         self.import_wanted.clear()
+        self.import_seen.clear()
         self.pool.forget()
 
     def _poll_timeout(self) -> int:

@@ -276,11 +276,19 @@ class Spares:
     # --- warm imports (loader/warm_imports.py) ----------------------------------------------------------------
 
     def _want_imports(self, names, budget) -> None:
+        """Note the modules a load named; a module a second load names is wanted. Only then: what one load alone
+        imports would cost the template's memory (and an import meanwhile) for nothing, where a function saved
+        again, or many functions using the same package, load it again and again."""
         if not isinstance(names, list) or not isinstance(budget, int) or budget <= 0 or self.template is None:
             return
         self.import_budget = budget
         for name in names[: warm_imports.MOST_NAMES]:
-            if isinstance(name, str) and warm_imports.NAME.match(name) and name not in self.import_asked:
+            if not isinstance(name, str) or not warm_imports.NAME.match(name) or name in self.import_asked:
+                continue
+            if len(self.import_seen) >= warm_imports.MOST_SEEN and name not in self.import_seen:
+                self.import_seen.clear()  # a bound on names seen once; those wanted already stay wanted
+            self.import_seen[name] = self.import_seen.get(name, 0) + 1
+            if self.import_seen[name] >= 2:
                 self.import_wanted[name] = None
 
     def _may_warm_imports(self) -> bool:

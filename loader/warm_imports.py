@@ -7,8 +7,10 @@ having imported it once in its one process, takes a few. The template preloads o
 (loader/startup.py `PRELOAD`); this adds, per server, what its own functions use.
 
 Where the names come from: the server reads them from the code it was asked to load (`module_names`: the modules
-named by its module-level `import` statements) and sends them to the zygote after the load; the zygote hands them
-to the template when nothing is waiting (loader/spares.py). The template then imports only modules of its own
+named by its module-level `import` statements) and sends them to the zygote after the load; once a second load
+names a module (the same function saved again, or another using the same package), the zygote hands it to the
+template when nothing is waiting (loader/spares.py). A module one load alone uses is not worth the template's
+memory, nor an import while other loads may be coming. The template then imports only modules of its own
 environment: it never has the packages folder of function requirements on its path, nor the code itself, so no
 function's code or data enters it, only modules any function may import. Each name is first imported in a
 throwaway child of the template (`try_imports`): a module that fails, takes longer than the allowance, starts a
@@ -39,6 +41,7 @@ import time
 SKIPPED = ("open_webui", "utils", "apps", "main", "config", "__future__")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MOST_NAMES = 64  # per load: a file importing more is not a function worth warming up for
+MOST_SEEN = 4096  # names the zygote counts before it starts counting again
 TRIAL_SECONDS = 5.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
