@@ -136,9 +136,8 @@ def prune_audit_in_background(
         while not stop.wait(wait):
             wait = interval + random.uniform(0, interval / 10)
             try:
-                with app.app_context():
+                with app.app_context():  # its teardown gives the session's connection back
                     removed = audit.prune(app.config["SLUICE_AUDIT_KEEP_DAYS"])
-                    db.session.remove()
             except Exception:  # the database away for a while: the next round tries again
                 log.exception("removing old audit entries failed")
                 continue

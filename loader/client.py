@@ -206,18 +206,18 @@ def load_function(
     user_key = _digest(user) if user is not None else "no user"
 
     def compute():
-        worked_out: list[dict] = []
+        worked_out: dict = {}
 
-        def while_loading() -> None:  # the manifest too is worked out while the child works
-            worked_out.append(_manifest(content))
+        def while_loading() -> None:  # the manifest and the modules too are worked out while the child works
+            worked_out["manifest"] = _manifest(content)
             if _settings.warm_imports_mb > 0:
-                worked_out.append(warm_imports.module_names(content))
+                worked_out["modules"] = warm_imports.module_names(content)
             during_once()
 
         header, answer = _run(request, while_loading)
-        manifest = worked_out[0] if worked_out else _manifest(content)
-        if len(worked_out) > 1 and worked_out[1] and isinstance(answer, dict) and answer.get("ok"):
-            _warm_imports(worked_out[1])
+        manifest = worked_out["manifest"] if "manifest" in worked_out else _manifest(content)
+        if worked_out.get("modules") and isinstance(answer, dict) and answer.get("ok"):
+            _warm_imports(worked_out["modules"])
         if header.get("error"):
             result = LoadResult.failed(content_hash, LoadError.from_answer(header["error"]), manifest)
             result.output = _output(header)

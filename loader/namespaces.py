@@ -31,7 +31,7 @@ import signal
 import socket
 import sys
 
-from loader import confinement
+from loader import confinement, warm_imports
 from loader.errors import exit_status_error
 
 CLONE_NEWNET = 0x40000000
@@ -275,13 +275,10 @@ def _serve_template(
             return None
         try:
             arguments = json.loads(message)
-            if (
-                arguments.get("op") == "import"
-            ):  # not a child to fork: modules to import (loader/warm_imports.py)
+            # Not a child to fork: modules to import (loader/warm_imports.py).
+            if arguments.get("op") == "import":
                 for fd in fds:
                     os.close(fd)
-                from loader import warm_imports
-
                 answer = warm_imports.try_imports(
                     arguments.get("names") or [], int(arguments.get("budget") or 0)
                 )
