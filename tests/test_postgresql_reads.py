@@ -1,5 +1,6 @@
-"""Reads on PostgreSQL: a request's prepared reads run in autocommit on a borrowed connection, which goes back to the
-pool as the pool lent it; a connection the server closed is replaced at checkout without a ping on every request."""
+"""Reads on PostgreSQL: a request's prepared reads go to libpq on a borrowed connection, which runs them in autocommit
+(no BEGIN is sent) and goes back to the pool as the pool lent it; each statement is prepared once per connection;
+a connection the server closed is replaced at checkout without a ping on every request."""
 
 from __future__ import annotations
 
@@ -79,7 +80,9 @@ def test_reads_run_in_autocommit_see_committed_data_and_leave_no_transaction_ope
     with app.app_context():
         assert list(NAME.first(id="plain")) == ["before"]
         pooled = _borrowed()[0]
-        assert pooled.driver_connection.autocommit is True
+        # Not switched to autocommit, and yet no transaction: libpq sent the statement without a BEGIN.
+        assert pooled.driver_connection.autocommit is False
+        assert pooled.driver_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         pid = pooled.driver_connection.info.backend_pid
         assert _state(observer, pid) == "idle"  # not "idle in transaction": nothing to roll back later
         observer.execute("UPDATE functions SET name = 'after' WHERE id = 'plain'")
@@ -139,18 +142,60 @@ def test_a_failed_read_invalidates_the_borrowed_connection(app, stored):
     assert all(connection.autocommit is False for connection in _idle_connections(app))
 
 
-def test_autocommit_that_cannot_be_restored_invalidates_rather_than_returning(app, stored):
+def _prepared_reads(connection) -> list[tuple[str, object, int]]:
+    """Sluice's prepared reads on ``connection``'s backend, asked on that connection: (name, when it was prepared,
+    how many times it ran)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, prepare_time, generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE name LIKE 'sluice_read_%' ORDER BY name"
+        )
+        found = cursor.fetchall()
+    connection.rollback()  # psycopg began a transaction for this; the pool must get it back idle
+    return found
+
+
+def test_each_statement_is_prepared_once_per_connection(app, stored, observer):
+    """Later reads of a statement only execute it: the server parsed and planned it once on this connection."""
+    with app.app_context():
+        assert list(NAME.first(id="plain")) == ["before"]
+        connection = _borrowed()[0].driver_connection
+        [(name, prepared_at, runs)] = _prepared_reads(connection)
+        assert runs == 1
+        observer.execute("UPDATE functions SET name = 'after' WHERE id = 'plain'")
+        assert list(NAME.first(id="plain")) == ["after"]
+        assert NAME.first(id="missing") is None
+        assert _prepared_reads(connection) == [(name, prepared_at, 3)]
+
+
+def test_a_statement_the_server_forgot_is_prepared_again(app, stored):
+    """A pooler in between, or DEALLOCATE ALL: the read prepares its statement again instead of failing."""
+    with app.app_context():
+        assert list(NAME.first(id="plain")) == ["before"]
+        connection = _borrowed()[0].driver_connection
+        connection.execute("DEALLOCATE ALL")
+        connection.rollback()
+        assert _prepared_reads(connection) == []
+        assert list(NAME.first(id="plain")) == ["before"]
+        assert _borrowed()[0].driver_connection is connection  # the same connection, not an invalidated one
+        assert [runs for _name, _at, runs in _prepared_reads(connection)] == [1]
+
+
+def test_a_read_in_the_sessions_transaction_runs_inside_it(app, stored, observer):
+    """Within a transaction the read goes to libpq on the session's connection and sees its uncommitted change."""
     from extensions import db
 
     with app.app_context():
-        engine = db.engine
-        NAME.first(id="plain")
-        pooled = _borrowed()[0]
-        connection = pooled.driver_connection
-        connection.execute("BEGIN")  # a state psycopg refuses to switch autocommit in
-    assert connection.closed  # invalidated at teardown, not handed back in a transaction
-    assert engine.pool.checkedout() == 0
-    assert connection not in _idle_connections(app)
+        function = db.session.get(Function, "plain")
+        function.name = "uncommitted"
+        db.session.flush()
+        assert list(NAME.first(id="plain")) == ["uncommitted"]
+        connection = db.session.connection().connection.driver_connection
+        assert connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        db.session.rollback()
+        assert list(NAME.first(id="plain")) == ["before"]
+    committed = observer.execute("SELECT name FROM functions WHERE id = 'plain'").fetchone()[0]
+    assert committed == "before"
 
 
 def _terminate_every_idle_backend(app, observer) -> list[int]:
