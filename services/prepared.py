@@ -235,13 +235,11 @@ def _run_libpq(driver_connection, compiled: _Compiled, parameters: dict) -> list
             transformer.set_pgresult(result)
             return transformer.load_rows(0, result.ntuples, tuple)
         error = psycopg_errors.error_from_result(result, encoding=driver_connection.info.encoding)
-        if (
-            attempt == 1
-            and error.sqlstate == _UNKNOWN_STATEMENT
-            and driver_connection.info.transaction_status == pq.TransactionStatus.IDLE
-        ):
-            prepared.discard(compiled.libpq_name)
-            continue
+        if error.sqlstate == _UNKNOWN_STATEMENT:
+            prepared.discard(compiled.libpq_name)  # prepared again by the next read on this connection
+            # Outside a transaction nothing was spoilt by the failure: prepare it and run it again now.
+            if attempt == 1 and driver_connection.info.transaction_status == pq.TransactionStatus.IDLE:
+                continue
         raise error
     raise AssertionError("unreachable")
 

@@ -181,6 +181,27 @@ def test_a_statement_the_server_forgot_is_prepared_again(app, stored):
         assert [runs for _name, _at, runs in _prepared_reads(connection)] == [1]
 
 
+def test_a_statement_forgotten_inside_a_transaction_fails_that_read_only(app, stored):
+    """Inside a transaction the failure has spoilt it, so the read is not retried there; but the name is forgotten,
+    so the next read on the connection prepares the statement again rather than failing in turn."""
+    from extensions import db
+
+    with app.app_context():
+        db.session.get(Function, "plain")  # the session's transaction and its connection
+        connection = db.session.connection().connection.driver_connection
+        assert list(NAME.first(id="plain")) == ["before"]
+        connection.execute("DEALLOCATE ALL")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            NAME.first(id="plain")
+        db.session.rollback()
+        # A transaction again, begun by psycopg for this statement.
+        db.session.execute(select(Function.id)).all()
+        assert db.session.connection().connection.driver_connection is connection
+        assert connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert list(NAME.first(id="plain")) == ["before"]
+        db.session.rollback()
+
+
 def test_a_read_in_the_sessions_transaction_runs_inside_it(app, stored, observer):
     """Within a transaction the read goes to libpq on the session's connection and sees its uncommitted change."""
     from extensions import db
