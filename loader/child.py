@@ -18,6 +18,7 @@ import resource
 import signal
 import sys
 import tempfile
+import time
 
 from loader import confinement, describe, environment, namespaces, private_tmp, protocol
 from loader import homes as homes_module
@@ -79,6 +80,7 @@ def run(
                 break
             with contextlib.suppress(Exception):
                 warm_up(workdir)
+        received = time.monotonic()
         namespaces.restore_priority()  # a spare waits and warms up nicer than the job's code runs
         serving = request.get("op") == "serve"  # a runtime worker: the job pipe stays open for its calls
         if not serving:
@@ -97,7 +99,13 @@ def run(
         else:
             if serving:
                 runtime_worker.serve(request, job_fd, result_fd, workdir)  # never returns
+            prepared = time.monotonic()
             answer = describe.answer(request, workdir)
+            if request.get("op") == "load":
+                # When the job arrived, its folders and identity were in place, and the code was described (the
+                # system's monotonic clock, shared with the caller): where a load's time went
+                # (bench/profile_load_hops.py). The app reads no such field.
+                answer["timing"] = {"received": received, "prepared": prepared, "described": time.monotonic()}
         payload = _encode(answer, int(request.get("result_cap") or protocol.DEFAULT_RESULT_CAP))
         runtime_worker.flush_std()
         _send(result_fd, payload)

@@ -55,6 +55,31 @@ def test_small_filter_with_valves(loader_fast):
     json.dumps(result.to_dict())
 
 
+def test_a_load_answer_says_when_the_child_received_prepared_and_described_it(loader_fast, monkeypatch):
+    """The child's stamps (the system's monotonic clock) fall inside the caller's call, in order; the app's result
+    does not carry them. bench/profile_load_hops.py reads them to tell the hand-offs from the child's own work."""
+    import time
+
+    from loader import client
+
+    answers = []
+    run = client._run
+
+    def keep(request, during=None):
+        header, answer = run(request, during)
+        answers.append(answer)
+        return header, answer
+
+    monkeypatch.setattr(client, "_run", keep)
+    began = time.monotonic()
+    result = loader_fast.load_function(unique(SMALL_FILTER))
+    ended = time.monotonic()
+    assert result.ok, result.error
+    timing = answers[0]["timing"]
+    assert began < timing["received"] <= timing["prepared"] <= timing["described"] < ended
+    assert "timing" not in json.dumps(result.to_dict())
+
+
 @pytest.mark.parametrize(
     ("classes", "expected"),
     [
