@@ -266,7 +266,10 @@ def test_deep_native_recursion_is_killed_not_fatal(loader_fast):
     result = loader_fast.load_function(unique(code))
 
     assert not result.ok
-    assert result.error.type in ("Killed", "RecursionError", "MemoryError", "Timeout")
+    # Where the C stack runs out decides the error: the kernel's kill, a RecursionError, or (about one run in
+    # five, when it runs out inside a C function that then fails without setting an exception) CPython 3.11's
+    # "SystemError: error return without exception set". Each ends the load alone; the loader keeps answering.
+    assert result.error.type in ("Killed", "RecursionError", "MemoryError", "Timeout", "SystemError")
     assert_still_answering(loader_fast)
 
 
