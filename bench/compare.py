@@ -133,6 +133,7 @@ class Server:
         self.http = requests.Session()
         self.http.headers.update(self.headers)
         self.pooled: dict[str, LoadResult] = {}
+        self.p50s: dict[str, float] = {}  # each write measurement's p50 in ms, for the targets' check
         self.fills = False  # whether its list is to be filled (through its API) for the 1,000-function runs
 
     def api(self, path: str) -> str:
@@ -261,11 +262,15 @@ def sync_items(count: int, version: int) -> list[dict]:
 # --- the measurements -------------------------------------------------------------------------------------------
 
 
+CREATE = "create (corpus, sequential) p50/p95"
+VALVES_UPDATE = "valves update p50/p95"
+
+
 def writes(server: Server, prefix: str, count: int, repeat: int) -> dict[str, str]:
     """Create, update, valves and user-valves updates, sequential; the functions are left for the GETs."""
     rows = {}
     made = corpus(count)
-    rows["create (corpus, sequential) p50/p95"] = p50_p95(
+    rows[CREATE] = p50_p95(
         timed(
             lambda i=i, c=c: server.http.post(server.api("/create"), json={"id": f"{prefix}{i}", "name": i, "content": c, "meta": {"description": i}})
             for i, c in made
@@ -282,12 +287,13 @@ def writes(server: Server, prefix: str, count: int, repeat: int) -> dict[str, st
             for n in range(repeat)
         )
     )  # fmt: skip
-    rows["valves update p50/p95"] = p50_p95(
+    rows[VALVES_UPDATE] = p50_p95(
         timed(lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/update"), json={"priority": n, "prefix": f"p{n}"}) for n in range(repeat))
     )  # fmt: skip
     rows["user valves update p50/p95"] = p50_p95(
         timed(lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/user/update"), json={"shout": bool(n % 2)}) for n in range(repeat))
     )  # fmt: skip
+    server.p50s.update({label: float(cell.split(" / ")[0]) for label, cell in rows.items()})
     return rows
 
 
@@ -322,7 +328,7 @@ def alternate(
     return results
 
 
-def measure_sluice(kind: str, others: list[Server], args, table: dict) -> None:
+def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server | None:
     with tempfile.TemporaryDirectory(prefix="sluice-compare-") as workdir:
         database = Database(kind, workdir, args.postgres)
         process = None
@@ -402,6 +408,7 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> None:
             print(f"{server.name}, idle at the end, PSS by process: {pss_by_role(server.pid)}", flush=True)
             for label, result in server.pooled.items():
                 cells[label] = load_cell(result)
+            return server
         finally:
             if process is not None:
                 process.terminate()
@@ -451,6 +458,45 @@ def print_table(table: dict) -> None:
         )
 
 
+def targets(measured: list[Server], other: Server | None, ceiling: Server, listed: int) -> list[str]:
+    """Issue 13's targets, worked out from this run: each GET at 16 clients against the other server (at least 10
+    times its requests/s) and the ceiling (at least half), its p99 (at most 50 ms), and create's and valves update's
+    p50 (no slower than the other server's; at most 15 ms)."""
+    lines = ["targets, from this run (met: +, missed: -):"]
+
+    def mark(ok: bool) -> str:
+        return "+" if ok else "-"
+
+    for server in measured:
+        parts = []
+        for label in (f"GET / ({listed} fns) c=16", "GET /id/{id} c=16"):
+            mine = server.pooled.get(label)
+            if mine is None or not mine.rate:
+                continue
+            part = f"{label.split(' (')[0].split(' c=')[0]}: {mine.rate:.0f}/s"
+            theirs = other.pooled.get(label) if other is not None else None
+            if theirs is not None and theirs.rate:
+                times = mine.rate / theirs.rate
+                part += f" {mark(times >= 10)}{times:.1f}x the other"
+            top = ceiling.pooled.get(label)
+            if top is not None and top.rate:
+                share = mine.rate / top.rate
+                part += f" {mark(share >= 0.5)}{100 * share:.0f}% of the ceiling"
+            p99 = mine.p(0.99)
+            parts.append(f"{part} {mark(p99 <= 50)}p99 {p99:.1f} ms")
+        create = server.p50s.get(CREATE)
+        if create is not None:
+            part = f"create p50 {create:.1f} ms"
+            if other is not None and other.p50s.get(CREATE):
+                part = f"{mark(create <= other.p50s[CREATE])}{part} against {other.p50s[CREATE]:.1f}"
+            parts.append(part)
+        valves = server.p50s.get(VALVES_UPDATE)
+        if valves is not None:
+            parts.append(f"{mark(valves <= 15)}valves update p50 {valves:.1f} ms")
+        lines.append(f"  {server.name}: " + "; ".join(parts))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -492,6 +538,7 @@ def main() -> None:
     if args.quick:
         args.seconds, args.rounds, args.repeat, args.sync = 2.0, 1, 10, 50
     table: dict[str, dict[str, str]] = {}
+    measured: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="sluice-ceiling-") as workdir:
         ceiling, ceiling_process = start_ceiling(args, workdir)
         others = [ceiling]
@@ -510,7 +557,7 @@ def main() -> None:
                 others.insert(0, other)
                 other_writes(other, args, table)
             for kind in args.databases.split(","):
-                measure_sluice(kind, others, args, table)
+                measured.append(measure_sluice(kind, others, args, table))
         finally:
             if args.other and others[0] is not ceiling:
                 other_cleanup(others[0], args)
@@ -526,6 +573,10 @@ def main() -> None:
     )
     print("cells: req/s p50|p99 ms, and Sluice's CPU ms per request; writes p50/p95 of sequential calls\n")
     print_table(table)
+    print()
+    other = others[0] if args.other and others[0] is not ceiling else None
+    for line in targets(measured, other, ceiling, args.functions + 1):
+        print(line)
 
 
 if __name__ == "__main__":
