@@ -268,33 +268,29 @@ VALVES_UPDATE = "valves update p50/p95"
 
 def writes(server: Server, prefix: str, count: int, repeat: int) -> dict[str, str]:
     """Create, update, valves and user-valves updates, sequential; the functions are left for the GETs."""
-    rows = {}
+    timings: dict[str, list[float]] = {}
     made = corpus(count)
-    rows[CREATE] = p50_p95(
-        timed(
-            lambda i=i, c=c: server.http.post(server.api("/create"), json={"id": f"{prefix}{i}", "name": i, "content": c, "meta": {"description": i}})
-            for i, c in made
-        )
+    timings[CREATE] = timed(
+        lambda i=i, c=c: server.http.post(server.api("/create"), json={"id": f"{prefix}{i}", "name": i, "content": c, "meta": {"description": i}})
+        for i, c in made
     )  # fmt: skip
     fid = f"{prefix}valved"
     server.http.post(
         server.api("/create"), json={"id": fid, "name": "Valved", "content": VALVED.format(n=0), "meta": {}}
     )
     server.http.post(server.api(f"/id/{fid}/toggle"))
-    rows["update p50/p95"] = p50_p95(
-        timed(
-            lambda n=n: server.http.post(server.api(f"/id/{fid}/update"), json={"id": fid, "name": "Valved", "content": VALVED.format(n=n + 1), "meta": {}})
-            for n in range(repeat)
-        )
+    timings["update p50/p95"] = timed(
+        lambda n=n: server.http.post(server.api(f"/id/{fid}/update"), json={"id": fid, "name": "Valved", "content": VALVED.format(n=n + 1), "meta": {}})
+        for n in range(repeat)
     )  # fmt: skip
-    rows[VALVES_UPDATE] = p50_p95(
-        timed(lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/update"), json={"priority": n, "prefix": f"p{n}"}) for n in range(repeat))
+    timings[VALVES_UPDATE] = timed(
+        lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/update"), json={"priority": n, "prefix": f"p{n}"}) for n in range(repeat)
     )  # fmt: skip
-    rows["user valves update p50/p95"] = p50_p95(
-        timed(lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/user/update"), json={"shout": bool(n % 2)}) for n in range(repeat))
+    timings["user valves update p50/p95"] = timed(
+        lambda n=n: server.http.post(server.api(f"/id/{fid}/valves/user/update"), json={"shout": bool(n % 2)}) for n in range(repeat)
     )  # fmt: skip
-    server.p50s.update({label: float(cell.split(" / ")[0]) for label, cell in rows.items()})
-    return rows
+    server.p50s.update({label: statistics.median(values) for label, values in timings.items()})
+    return {label: p50_p95(values) for label, values in timings.items()}
 
 
 def fill_other(other: Server, count: int) -> list[str]:
@@ -328,7 +324,7 @@ def alternate(
     return results
 
 
-def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server | None:
+def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server:
     with tempfile.TemporaryDirectory(prefix="sluice-compare-") as workdir:
         database = Database(kind, workdir, args.postgres)
         process = None

@@ -63,17 +63,14 @@ def _reading_connection():
             )
     borrowed = g.get(_BORROWED)
     if borrowed is None:
-        # Kept for the request: Flask-SQLAlchemy finds the engine through the current app at each lookup.
-        borrowed = _borrow(db.engine)
+        # Kept for the request: Flask-SQLAlchemy finds the engine through the current app at each lookup. On
+        # PostgreSQL the reads go to libpq (``_run_libpq``), which sends no BEGIN: they run in autocommit while
+        # psycopg's own state stays as the pool lent it.
+        engine = db.engine
+        borrowed = (engine.raw_connection(), engine)
         setattr(g, _BORROWED, borrowed)
     pooled, engine = borrowed
     return pooled.driver_connection, engine.dispatch, None, engine.dialect
-
-
-def _borrow(engine):
-    """A pool connection for a request's reads. On PostgreSQL the reads go to libpq directly (``_run_libpq``),
-    which sends no BEGIN: they run in autocommit while psycopg's own state stays as the pool lent it."""
-    return engine.raw_connection(), engine
 
 
 def give_back_borrowed_connection(*_args: Any) -> None:
