@@ -485,6 +485,9 @@ def _run(request: dict, during=None) -> tuple[dict, object]:
     """Send one job to the zygote and wait for its answer: (header, parsed child answer or None); `during` is
     called once the job is sent, before waiting (see `ZygoteProcess.call`)."""
     current = _settings
+    if current.warm_imports_mb > 0 and isinstance(request.get("content"), str):
+        # What the zygote routes it by: a load importing a package its warm template holds is forked from that one.
+        request = {**request, "modules": warm_imports.top_level_packages(request["content"])}
     request = {
         **request,
         "timeout": current.timeout,

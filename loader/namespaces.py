@@ -146,6 +146,32 @@ class Template:
             raise OSError(answer.get("error") or "the template process is gone")
         return int(answer["pid"])
 
+    def fork_template(self) -> Template | None:
+        """Have this template fork a second one, the zygote's child like the load children, in the same namespaces
+        and as clean (it has never held a job either): the template warm imports go to (loader/warm_imports.py).
+        None if it could not be started."""
+        if self.importing:
+            self.finish_import()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            try:
+                socket.send_fds(self.sock, [json.dumps({"op": "template"}).encode()], [theirs.fileno()])
+            finally:
+                theirs.close()
+            answer = json.loads(self.sock.recv(MESSAGE) or b"{}")
+            if not answer.get("pid"):
+                ours.close()
+                return None
+            second = Template(int(answer["pid"]), ours, {})
+            second.report = json.loads(ours.recv(MESSAGE) or b"{}")
+        except (OSError, ValueError):
+            ours.close()
+            return None
+        if not second.report.get("ready"):
+            second.stop()
+            return None
+        return second
+
     # --- warm imports (loader/warm_imports.py): one request at a time, answered while the zygote goes on ----------
 
     importing = False
@@ -238,9 +264,16 @@ def start_template(
 
 
 def _serve_template(
-    sock: socket.socket, zygote_pid: int, lifeline: int, root: bool, network: bool = False
+    sock: socket.socket,
+    zygote_pid: int,
+    lifeline: int,
+    root: bool,
+    network: bool = False,
+    prepared: bool | None = None,
 ) -> dict | None:
-    """The template's loop; returns only in a child it forked (its arguments), or None when the zygote is gone."""
+    """The template's loop; returns only in a child it forked (its arguments), or None when the zygote is gone.
+    `prepared`: for a template forked by another (`Template.fork_template`), what the first one's mount work left
+    (it shares that mount namespace, and the network namespace: `network` is then True, there is none to leave)."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != zygote_pid:
         return None
@@ -265,7 +298,8 @@ def _serve_template(
             report["pid_namespace"] = True
     report["reason"] = "; ".join(problems) or None
     sock.sendall(json.dumps(report).encode())
-    prepared = None  # whether our mount namespace holds what every child's would (confinement.prepare)
+    # `prepared`: whether our mount namespace holds what every child's would (confinement.prepare); None: not known
+    # until the first child's arguments say whether to confine.
     while True:
         try:
             message, fds, _flags, _address = socket.recv_fds(sock, MESSAGE, 3)
@@ -275,6 +309,19 @@ def _serve_template(
             return None
         try:
             arguments = json.loads(message)
+            # Not a load child: a second template, for warm imports (`Template.fork_template`).
+            if arguments.get("op") == "template":
+                if len(fds) != 1:
+                    raise ValueError("a template needs its socket")
+                pid = clone(CLONE_PARENT)
+                if pid == 0:
+                    sock.close()
+                    return _serve_template(
+                        socket.socket(fileno=fds[0]), zygote_pid, lifeline, root, True, prepared
+                    )
+                os.close(fds[0])
+                sock.sendall(json.dumps({"pid": pid}).encode())
+                continue
             # Not a child to fork: modules to import (loader/warm_imports.py).
             if arguments.get("op") == "import":
                 for fd in fds:

@@ -113,6 +113,8 @@ class Zygote(Spares, Replies, Reaping):
         self.template = template
         # Runtime workers come from a second clean template that keeps the network (their pipes call model APIs).
         self.worker_template = worker_template
+        # Warm imports go to a third, forked by the first when the first modules are wanted (loader/spares.py).
+        self.warm_template: namespaces.Template | None = None
         self.lifeline = lifeline
         # Children wait nicer than jobs run when we are root (namespaces.SPARE_NICENESS): the niceness to hand back.
         self.niceness = os.getpriority(os.PRIO_PROCESS, 0) if os.geteuid() == 0 else None
@@ -164,7 +166,7 @@ class Zygote(Spares, Replies, Reaping):
                             pass
                 elif fd in self.pipes:
                     self._read_pipe(fd)
-                elif self.template is not None and fd == self.template.sock.fileno():
+                elif self.warm_template is not None and fd == self.warm_template.sock.fileno():
                     self._imported()
             if self.stopping:
                 continue
@@ -254,6 +256,7 @@ class Zygote(Spares, Replies, Reaping):
         if self.refused and request.get("op") != "ping":
             self._fail_request(request, "LoaderUnavailable", self.refused)
         elif request.get("op") == "ping":
+            warm = self.warm_template
             self._send(
                 {
                     "kind": "answer",
@@ -263,9 +266,10 @@ class Zygote(Spares, Replies, Reaping):
                     "running": self._busy(),
                     "spares": len(self.spares),
                     "workers": self.pool.summary(),
-                    "warm_imports": list(self.template.warm) if self.template is not None else [],
-                    "importing": bool(self.template is not None and self.template.importing),
-                    "warm_refused": dict(self.template.refused) if self.template is not None else {},
+                    "warm_imports": list(warm.warm) if warm is not None else [],
+                    "importing": bool(warm is not None and warm.importing),
+                    "warm_refused": dict(warm.refused) if warm is not None else {},
+                    "warm_template_pid": warm.pid if warm is not None else None,
                     "times": list(os.times())[:4],
                 }
             )

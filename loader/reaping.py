@@ -59,10 +59,14 @@ class Reaping:
             if info is None or info.si_pid == 0:
                 break
             pid = info.si_pid
-            if pid in self._template_pids():
+            if self.warm_template is not None and pid == self.warm_template.pid:
+                # Only warm imports are lost (an import that started a thread ends it, say): loads go on from the
+                # first template, and nothing more is imported (`_want_imports`).
+                self._warm_template_ended()
+            elif pid in self._template_pids():
                 # Children come only from the templates, which cannot be made again from here (this process has
                 # held jobs): stop, and the client starts a new loader at its next load.
-                self.template = self.worker_template = None
+                self.template = self.worker_template = self.warm_template = None
                 self.stopping = True
             item = self.children.get(pid)
             if item is not None:  # kill what is left of its group while the leader's pid still pins the group
@@ -113,8 +117,20 @@ class Reaping:
         else:
             item.output_fd = -1
 
+    def _templates(self) -> list:
+        return [
+            item for item in (self.template, self.worker_template, self.warm_template) if item is not None
+        ]
+
     def _template_pids(self) -> set[int]:
-        return {template.pid for template in (self.template, self.worker_template) if template is not None}
+        return {template.pid for template in self._templates()}
+
+    def _warm_template_ended(self) -> None:
+        template, self.warm_template = self.warm_template, None
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(template.sock.fileno())
+        with contextlib.suppress(OSError):
+            template.sock.close()
 
     def _sweep(self) -> None:
         """Kill processes that are our children but not ones we forked: grandchildren orphaned to the subreaper."""
@@ -153,9 +169,8 @@ class Reaping:
             scratch.remove_tree(item.workdir)
         self.children.clear()
         self.spares.clear()
-        for template in (self.template, self.worker_template):
-            if template is not None:
-                template.stop()
+        for template in self._templates():
+            template.stop()
         self._sweep()
         scratch.remove_tree(self.workdirs)
 

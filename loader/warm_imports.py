@@ -1,5 +1,5 @@
-"""Warm imports: modules that stored functions import, imported once into the load children's template, so that
-each load of such a function stops paying for them.
+"""Warm imports: modules that stored functions import, imported once into a second template of load children (the
+warm template), so that each load of such a function stops paying for them.
 
 Why: every load runs in a fresh child forked from a clean template (loader/namespaces.py), so a function that
 imports a heavy package (a cloud SDK, a document library) imports it cold at every save: 150-400 ms where Open WebUI,
@@ -9,7 +9,9 @@ having imported it once in its one process, takes a few. The template preloads o
 Where the names come from: the server reads them from the code it was asked to load (`module_names`: the modules
 named by its module-level `import` statements) and sends them to the zygote after the load; once a second load
 names a module (the same function saved again, or another using the same package), the zygote hands it to the
-template when nothing is waiting (loader/spares.py). A module one load alone uses is not worth the template's
+warm template when nothing is waiting (loader/spares.py), forking that template from the first one the first time.
+Loads whose code names a package the warm template imported are forked from it; the others from the first template,
+which stays as small as it started (a template's size is paid by every fork and every child's start and exit). A module one load alone uses is not worth the template's
 memory, nor an import while other loads may be coming. The template then imports only modules of its own
 environment: it never has the packages folder of function requirements on its path, nor the code itself, so no
 function's code or data enters it, only modules any function may import. Each name is first imported in a
@@ -17,9 +19,10 @@ throwaway child of the template (`try_imports`): a module that fails, takes long
 thread (the template must stay single-threaded to fork), keeps a file open (every child would inherit it) or would
 take the template past its memory budget is refused and never tried again. What the template imported shows in the zygote's ping (`warm_imports`).
 
-What it costs: the template's memory grows by what it imports (shared with every child it forks), up to
-SLUICE_LOAD_WARM_IMPORTS_MB per template; 0 turns this off. The modules stay until the loader restarts. Which
-modules other functions import can be told from `sys.modules` in any function's child.
+What it costs: one more process per loader once something is wanted, whose memory grows by what it imports (shared
+with every child it forks), up to SLUICE_LOAD_WARM_IMPORTS_MB; 0 turns this off. The modules stay until the loader
+restarts. Which modules other functions that import the same packages use can be told from `sys.modules` in their
+children.
 """
 
 from __future__ import annotations
@@ -74,6 +77,33 @@ def module_names(content: str) -> list[str]:
             if NAME.match(name) and name.split(".", 1)[0] not in SKIPPED:
                 found.setdefault(name, None)
     return list(found)[:MOST_NAMES]
+
+
+# An import statement at the start of a line, at any indent: `from a.b import c` (group 1) or `import a.b as c, d`
+# (group 2, up to a comment, a semicolon or the line's end).
+_IMPORT_LINE = re.compile(
+    r"^[ \t]*(?:from[ \t]+([A-Za-z_][\w.]*)[ \t]+import\b|import[ \t]+([^\n#;]+))", re.M
+)
+
+
+def top_level_packages(content: str) -> list[str]:
+    """The top-level packages `content`'s import statements name (`a` for `import a.b` or `from a.b import c`), read
+    from its lines without parsing it: what the zygote routes a load by (loader/spares.py `_wants_warm`), before the
+    code is sent. Imports inside functions and strings that look like imports count too; routing by them is only
+    ever slower (a fork from the bigger template), never wrong."""
+    found: dict[str, None] = {}
+    for match in _IMPORT_LINE.finditer(content):
+        if match.group(1):
+            names = [match.group(1)]
+        else:
+            names = [part.split()[0] for part in match.group(2).split(",") if part.strip()]
+        for name in names:
+            root = name.split(".", 1)[0]
+            if NAME.match(root) and root not in SKIPPED:
+                found[root] = None
+        if len(found) >= MOST_NAMES:
+            break
+    return list(found)
 
 
 def _resident() -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.warm_imports import module_names
+from loader.warm_imports import module_names, top_level_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +60,21 @@ def test_module_names_are_the_module_level_imports():
     assert module_names("\n".join(f"import module_{n}" for n in range(200))) == [
         f"module_{n}" for n in range(64)
     ]
+
+
+def test_top_level_packages_are_read_from_the_import_lines():
+    source = textwrap.dedent(
+        """
+        import os, sys as system
+        from a.b import (c,
+            d)
+        from . import sibling
+        from open_webui.utils import misc
+            import google.cloud.storage as storage  # indented: inside a function or a block
+        x = "import"; importlib = 1
+        """
+    )
+    assert top_level_packages(source) == ["os", "sys", "a", "google"]
 
 
 # --- what the template imports -------------------------------------------------------------------------------------
@@ -159,8 +174,15 @@ def ping() -> dict:
     return header
 
 
-def warm_in_children(loader, source) -> list:
-    result = loader.load_function(source(PROBE.format(names=NAMES)), function_id="probe")
+# The same, naming one of the modules in an import it never runs: the zygote routes it to the warm template.
+PROBE_IMPORTING = f"""{PROBE}
+        def later(self):
+            import wave
+"""
+
+
+def warm_in_children(loader, source, probe=PROBE) -> list:
+    result = loader.load_function(source(probe.format(names=NAMES)), function_id="probe")
     assert result.ok, result.error
     return result.valves_schema["properties"]["warm"]["default"]
 
@@ -178,9 +200,39 @@ def test_modules_two_loads_import_are_imported_once_for_the_loads_after_them(war
     ) and (time.monotonic() < deadline):
         time.sleep(0.05)
     assert {"wave", "xml.dom.minidom", "email.mime.multipart"} <= set(ping()["warm_imports"])
-    # The spares forked before the imports were replaced: every load from now on finds them.
+    # They are in a second template: every load importing one of their packages from now on starts with them all,
+    # and the others start from the first template, as small as before (its forks and children cost no more).
     for _ in range(3):
-        assert warm_in_children(warming, source) == list(NAMES)
+        assert warm_in_children(warming, source, PROBE_IMPORTING) == list(NAMES)
+        assert warm_in_children(warming, source) == []
+    assert ping()["warm_template_pid"] not in (None, client_template_pid())
+
+
+def client_template_pid():
+    from loader import client
+
+    return client._current.ready.get("template_pid")
+
+
+def test_loads_go_on_from_the_first_template_when_the_warm_one_ends(warming, source):
+    import os
+    import signal
+
+    for _ in range(2):
+        assert warming.load_function(source(IMPORTER), function_id="importer").ok
+    deadline = time.monotonic() + 20
+    while "wave" not in (ping().get("warm_imports") or ()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    warm_pid = ping()["warm_template_pid"]
+    assert warm_pid
+    os.kill(warm_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while ping()["warm_template_pid"] is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ping()["warm_template_pid"] is None and ping()["warm_imports"] == []
+    # Same zygote: only the warm imports are gone.
+    assert warm_in_children(warming, source, PROBE_IMPORTING) == []
+    assert warming.load_function(source(IMPORTER), function_id="importer").ok
 
 
 def test_nothing_is_imported_with_no_budget(loader_fast, source):
