@@ -300,10 +300,11 @@ SETTINGS: tuple[Setting, ...] = (
         "SLUICE_LOAD_WARM_IMPORTS_MB",
         64,
         whole_number,
-        "MiB each worker's loader may add to the process its load children start from by importing, once, the "
-        "modules that two loads have imported from Sluice's own environment (never from installed requirements), "
-        "so that saving such a function again skips importing them: a cloud SDK costs 150-500 ms per load "
-        "otherwise; `0` imports none",
+        "MiB each worker's loader may import, once, into a second process that load children of functions using "
+        "them start from: the modules that two loads have imported from Sluice's own environment (never from "
+        "installed requirements), so that saving such a function again skips importing them (a cloud SDK costs "
+        "150-500 ms per load otherwise), while other functions' loads start from the small first process as "
+        "before; `0` imports none",
     ),
     Setting(
         "SLUICE_MAX_CONCURRENT_LOADS",
