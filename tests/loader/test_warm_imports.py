@@ -254,3 +254,41 @@ def test_a_failed_load_warms_nothing(warming, source):
         assert not warming.load_function(broken, function_id="broken").ok
     time.sleep(0.5)
     assert ping()["warm_imports"] == []
+
+
+# --- which loads start from the warm template ----------------------------------------------------------------------
+
+
+class _Template:
+    def __init__(self, warm, importing=False):
+        self.warm, self.importing = warm, importing
+
+
+class _Zygote:
+    from loader.spares import Spares
+
+    _wants_warm = Spares._wants_warm
+
+    def __init__(self, template):
+        self.warm_template = template
+
+
+@pytest.mark.parametrize(
+    ("template", "request_", "wanted"),
+    [
+        (_Template(["google.cloud.storage", "pptx"]), {"op": "load", "modules": ["os", "google"]}, True),
+        (_Template(["google.cloud.storage"]), {"op": "validate", "modules": ["google.cloud"]}, True),
+        (_Template(["google.cloud.storage"]), {"op": "load", "modules": ["os", "pydantic"]}, False),
+        (_Template(["pptx"]), {"op": "load"}, False),  # a client that sends no modules
+        (_Template(["pptx"]), {"op": "load", "modules": "pptx"}, False),
+        (_Template(["pptx"]), {"op": "load", "modules": [3, None, "pptx"]}, True),
+        # While it imports, loads start from the first template.
+        (_Template(["pptx"], importing=True), {"op": "load", "modules": ["pptx"]}, False),
+        (_Template([]), {"op": "load", "modules": ["pptx"]}, False),
+        (None, {"op": "load", "modules": ["pptx"]}, False),
+    ],
+)
+def test_a_load_starts_from_the_warm_template_only_when_it_imports_one_of_its_packages(
+    template, request_, wanted
+):
+    assert _Zygote(template)._wants_warm(request_) is wanted
