@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=float, default=300)
     parser.add_argument("--corpus", action="store_true")
     parser.add_argument(
+        "--database", help="a database URL, empty or migrated (default: a new SQLite file); the creates stay there"
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="a profile of the creates: pyinstrument's if installed, else cProfile's (top 40 by own time)",
@@ -53,7 +56,7 @@ def main() -> None:
     from services import accounts
 
     folder = tempfile.TemporaryDirectory(prefix="sluice-profile-create-")
-    url = f"sqlite:///{os.path.join(folder.name, 'profile.db')}"
+    url = args.database or f"sqlite:///{os.path.join(folder.name, 'profile.db')}"
     upgrade_database(url)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "profile-" * 4})
     with app.app_context():
@@ -96,6 +99,17 @@ def main() -> None:
             flushed[0] += (time.perf_counter() - began) * 1000
 
     loader.client._run, Session.commit, Session.flush = timed_run, timed_commit, timed_flush
+    statements = [0]  # every statement sent to the database, the prepared reads' included
+
+    def count_statement(*_args):
+        statements[0] += 1
+
+    from sqlalchemy import event
+
+    with app.app_context():
+        from extensions import db
+
+        event.listen(db.engine, "before_cursor_execute", count_statement)
     if args.corpus:
         made = [(f"p_{n}_{name}", content) for n, (name, content) in enumerate(corpus(args.creates))]
     else:
@@ -125,6 +139,7 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             profiler.start, profiler.stop = profiler.enable, profiler.disable
+    statements[0] = 0
     for function_id, content in made:
         time.sleep(args.pause_ms / 1000)
         if profiler is not None:
@@ -159,6 +174,7 @@ def main() -> None:
     ]
     print(f"  {'rest of the request':<30} {median(rest):6.2f} ms median")
     print(f"  request thread CPU             {median(threads):6.2f} ms median")
+    print(f"  statements to the database     {statements[0] / len(made):6.2f} per create")
     print(f"  loader CPU (all its processes) {loader_cpu:6.2f} ms per create")
     if profiler is not None and hasattr(profiler, "output_text"):
         print(profiler.output_text(unicode=False, color=False))
