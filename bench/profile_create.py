@@ -3,11 +3,14 @@
     .venv/bin/python bench/profile_create.py                    # 40 creates of the valved bench filter, 300 ms apart
     .venv/bin/python bench/profile_create.py --pause-ms 0       # back to back
     .venv/bin/python bench/profile_create.py --corpus            # the test corpus's functions instead
+    .venv/bin/python bench/profile_create.py --database postgresql+psycopg://postgres@127.0.0.1/bench
 
-The WSGI app is called directly (no gunicorn, no sockets) on a new SQLite file, with the loader the app configures.
+The WSGI app is called directly (no gunicorn, no sockets) on a new SQLite file (or the database `--database` names,
+empty or migrated), with the loader the app configures.
 Each phase is timed around the call that does it: the loader round trip (and within it the zygote's own time from
 handing the job to a child to its answer), the flushes, the commit, and the rest of the request. CPU: the request thread's own,
-and the loader's (zygote, template and reaped children) over all creates, per create.
+and the loader's (zygote, template and reaped children) over all creates, per create; and how many statements each
+create sent to the database (on PostgreSQL each is a round trip, plus its BEGIN and COMMIT).
 """
 
 from __future__ import annotations
