@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=float, default=300)
     parser.add_argument("--corpus", action="store_true")
     parser.add_argument(
-        "--database", help="a database URL, empty or migrated (default: a new SQLite file); the creates stay there"
+        "--database",
+        help="a database URL, empty or migrated (default: a new SQLite file); the creates stay there",
     )
     parser.add_argument(
         "--profile",
