@@ -119,9 +119,8 @@ class Spares:
                 "confine": self.confine,
                 "secrets": self.secrets,
             }
+            # Only the warm template imports, and no load is forked from it meanwhile (`_wants_warm`).
             template = self.worker_template if network else self.warm_template if warm else self.template
-            if template is not None and template.importing:
-                self._imported()  # its answer comes first on the socket
             if template is not None:
                 pid = template.spawn(arguments, [job_r, result_w, output_w])
             else:
@@ -293,7 +292,7 @@ class Spares:
         """Whether a load (or valves check) imports a package the warm template has imported: its "modules" (the
         names its code's import statements give, loader/client.py) share a top-level package with one of them."""
         template = self.warm_template
-        if template is None or template.importing or not template.warm or request.get("op") == "serve":
+        if template is None or template.importing or not template.warm:
             return False
         names = request.get("modules")
         if not isinstance(names, list):
