@@ -3,10 +3,11 @@ SQLite and on PostgreSQL under the same load, with Linux `perf`.
 
     .venv/bin/python bench/perf_workers.py                     # GET /api/v1/functions/id/{id}, 16 clients, 6 s each
     .venv/bin/python bench/perf_workers.py --path / --seconds 10
+    .venv/bin/python bench/perf_workers.py --path / --functions 20 --databases postgresql   # compare.py's list
     .venv/bin/python bench/perf_workers.py --databases postgresql --postgres postgresql+psycopg://postgres@/test?host=/var/run/postgresql
 
 Each server runs as bench/compare.py starts it (gunicorn, 2 workers x 4 threads by default), one after the other,
-with one valved filter stored, under three load runs in a row: printed are requests/s, the whole machine's busy CPU
+with one valved filter stored (`--functions` adds the test corpus's first ones to it), under three load runs in a row: printed are requests/s, the whole machine's busy CPU
 ms per request and the PostgreSQL server's share (read from /proc, in a run nothing else watches), the workers' CPU
 ms and context switches per request (`perf stat`, in a second run), and the workers' samples split by library (the
 interpreter, the kernel, the database drivers...: `perf record`, in a third run, which sampling slows down).
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import VALVED, Database, start_ceiling, start_sluice  # noqa: E402
+from compare import VALVED, Database, corpus, start_ceiling, start_sluice  # noqa: E402
 from load import hammer  # noqa: E402
 from procs import database_seconds, machine_time, tree  # noqa: E402
 
@@ -131,6 +132,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--idle-after", type=float, default=300)
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=1,
+        help="functions stored: the valved filter and the first of the test corpus (compare.py lists 20)",
+    )
     args = parser.parse_args()
     if not shutil.which("perf"):
         print("perf is not installed (apt-get install linux-perf): /proc figures only", flush=True)
@@ -149,6 +156,10 @@ def main() -> None:
                     server.api("/create"),
                     json={"id": "perf_valved", "name": "Valved", "content": VALVED.format(n=0), "meta": {}},
                 ).raise_for_status()
+                for fid, content in corpus(args.functions - 1):
+                    server.http.post(
+                        server.api("/create"), json={"id": fid, "name": fid, "content": content, "meta": {}}
+                    ).raise_for_status()
                 measure(f"Sluice {kind}", server, process.pid, args.path, args, workdir)
             finally:
                 process.terminate()
