@@ -11,6 +11,8 @@ with one valved filter stored (`--functions` adds the test corpus's first ones t
 ms per request and the PostgreSQL server's share (read from /proc, in a run nothing else watches), the workers' CPU
 ms and context switches per request (`perf stat`, in a second run), and the workers' samples split by library (the
 interpreter, the kernel, the database drivers...: `perf record`, in a third run, which sampling slows down).
+After Sluice on PostgreSQL, the ceiling runs again reading each answer from that same database in one query
+(bench/ceiling.py with `CEILING_DATABASE_URL`): what a Flask app that does nothing but that query reaches.
 
 Why: compare.py shows Sluice on PostgreSQL further from the ceiling than on SQLite, while the in-process profile
 (bench/profile_api.py) finds only ~0.1 ms more of Sluice's own work there. This shows what the rest is: the same
@@ -22,6 +24,7 @@ it, only the /proc figures are printed.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -29,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import VALVED, Database, corpus, start_ceiling, start_sluice  # noqa: E402
@@ -164,6 +169,22 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait(timeout=30)
+            try:
+                if kind == "postgresql":
+                    # The ceiling again, reading its answer from the same database: the part of the gap that any
+                    # Flask app reading from PostgreSQL on each request has too.
+                    url = make_url(database.url).set(drivername="postgresql")
+                    os.environ["CEILING_DATABASE_URL"] = url.render_as_string(hide_password=False)
+                    try:
+                        ceiling, process = start_ceiling(args, workdir)
+                    finally:
+                        del os.environ["CEILING_DATABASE_URL"]
+                    try:
+                        measure("Flask + PostgreSQL", ceiling, process.pid, args.path, args, workdir)
+                    finally:
+                        process.terminate()
+                        process.wait(timeout=30)
+            finally:
                 database.drop()
 
 
