@@ -11,7 +11,9 @@ names any server that speaks Open WebUI's `/api/v1/functions` (an Open WebUI sta
 ../shared/OPEN-WEBUI.md): its GETs run alternately with Sluice's, in the same minutes, round by round; its creates
 and valves updates run on functions named `bench_*`, deleted afterwards; for the 1,000-function runs (not with
 --quick) it is filled to 1,000 through its API with `bench_many_*` functions, deleted afterwards too. The ceiling
-is a bare Flask JSON endpoint (bench/ceiling.py) under the same gunicorn settings.
+is a bare Flask JSON endpoint (bench/ceiling.py) under the same gunicorn settings. Beside Sluice on PostgreSQL
+the same app also runs reading each answer from Sluice's database in one query ("Flask + PostgreSQL read", in the
+same alternation): how far the database round trip alone takes a bare app below the ceiling.
 
 The load client (bench/load.py: `wrk` when installed, else Python clients, named in the table's heading) runs on
 the same CPUs, so requests/s understate what a server alone could do; "CPU ms/req" (all of Sluice's processes, from
@@ -32,6 +34,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import free_port, run, server_env, start_server  # noqa: E402
@@ -135,6 +138,7 @@ class Server:
         self.pooled: dict[str, LoadResult] = {}
         self.p50s: dict[str, float] = {}  # each write measurement's p50 in ms, for the targets' check
         self.fills = False  # whether its list is to be filled (through its API) for the 1,000-function runs
+        self.floor: Server | None = None  # for Sluice on PostgreSQL: the ceiling reading from its database
 
     def api(self, path: str) -> str:
         return f"{self.base}/api/v1/functions{path}"
@@ -263,6 +267,7 @@ def sync_items(count: int, version: int) -> list[dict]:
 
 
 CREATE = "create (corpus, sequential) p50/p95"
+FLASK_AND_POSTGRESQL = "Flask + PostgreSQL read"
 VALVES_UPDATE = "valves update p50/p95"
 
 
@@ -327,7 +332,7 @@ def alternate(
 def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server:
     with tempfile.TemporaryDirectory(prefix="sluice-compare-") as workdir:
         database = Database(kind, workdir, args.postgres)
-        process = None
+        process = floor = floor_process = None
         try:
             server, process, startup = start_sluice(database, workdir, args)
             column = server.name
@@ -341,6 +346,11 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server
                 timed(lambda: server.http.post(server.api(f"/id/{fid}/run"), json={"method": "inlet", "body": CHAT}) for _ in range(args.repeat))
             )  # fmt: skip
             everyone = [server, *others]
+            if kind == "postgresql":
+                # What a Flask app that only reads its answer from this database reaches, measured in the same
+                # alternation: the share of the gap to the ceiling that the database round trip itself makes.
+                floor, floor_process = start_ceiling(args, workdir, database.url)
+                everyone.append(floor)
             first_id = {s.name: s.http.get(s.api("/")).json()[0]["id"] for s in everyone}
             sampled = {}
             for concurrency in (1, 16):
@@ -362,6 +372,12 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server
                     args.rounds,
                 )
             cells["memory under load RSS/PSS"] = sampled.get("m", "-")
+            if floor is not None:
+                floor_process.terminate()
+                floor_process.wait(timeout=30)
+                floor_process = None
+                server.floor = floor
+                table[floor.name] = {label: load_cell(result) for label, result in floor.pooled.items()}
             admin_id = server.http.get(server.api("/")).json()[0]["user_id"]
             database.insert(function_rows(1000 - args.functions - 1, admin_id, first=0))
             # The other server (not the ceiling, whose list is fixed) is filled to 1,000 as well on the first
@@ -406,19 +422,25 @@ def measure_sluice(kind: str, others: list[Server], args, table: dict) -> Server
                 cells[label] = load_cell(result)
             return server
         finally:
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=30)
+            for running in (process, floor_process):
+                if running is not None:
+                    running.terminate()
+                    running.wait(timeout=30)
             database.drop()
 
 
-def start_ceiling(args, workdir: str):
+def start_ceiling(args, workdir: str, database_url: str | None = None):
+    """The bare Flask ceiling (bench/ceiling.py); with ``database_url`` (a PostgreSQL database Sluice has filled),
+    the same app reading each answer from it in one query: "Flask + PostgreSQL read"."""
+    env = dict(os.environ)
+    name = "bare Flask ceiling"
+    if database_url:
+        env["CEILING_DATABASE_URL"] = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)  # fmt: skip
+        name = FLASK_AND_POSTGRESQL
     port = free_port()
-    log = open(f"{workdir}/ceiling.log", "w")  # noqa: SIM115 - closed with the folder
-    process = start_server(
-        dict(os.environ), port, args.workers, args.threads, app="bench.ceiling:app", log=log
-    )
-    return Server("bare Flask ceiling", f"http://127.0.0.1:{port}", pid=process.pid), process
+    log = open(f"{workdir}/{'floor' if database_url else 'ceiling'}.log", "w")  # noqa: SIM115 - closed with the folder
+    process = start_server(env, port, args.workers, args.threads, app="bench.ceiling:app", log=log)
+    return Server(name, f"http://127.0.0.1:{port}", pid=process.pid), process
 
 
 def other_writes(other: Server, args, table: dict) -> None:
@@ -478,6 +500,10 @@ def targets(measured: list[Server], other: Server | None, ceiling: Server, liste
             if top is not None and top.rate:
                 share = mine.rate / top.rate
                 part += f" {mark(share >= 0.5)}{100 * share:.0f}% of the ceiling"
+            floor = server.floor.pooled.get(label) if server.floor is not None else None
+            if floor is not None and floor.rate and top is not None and top.rate:
+                # Not a target: how far the database alone takes a bare app, for reading the line above.
+                part += f" ({100 * mine.rate / floor.rate:.0f}% of {FLASK_AND_POSTGRESQL}, itself {100 * floor.rate / top.rate:.0f}% of the ceiling)"
             p99 = mine.p(0.99)
             parts.append(f"{part} {mark(p99 <= 50)}p99 {p99:.1f} ms")
         create = server.p50s.get(CREATE)

@@ -24,7 +24,6 @@ it, only the /proc figures are printed.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import subprocess
@@ -32,8 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import VALVED, Database, corpus, start_ceiling, start_sluice  # noqa: E402
@@ -173,14 +170,9 @@ def main() -> None:
                 if kind == "postgresql":
                     # The ceiling again, reading its answer from the same database: the part of the gap that any
                     # Flask app reading from PostgreSQL on each request has too.
-                    url = make_url(database.url).set(drivername="postgresql")
-                    os.environ["CEILING_DATABASE_URL"] = url.render_as_string(hide_password=False)
+                    floor, process = start_ceiling(args, workdir, database.url)
                     try:
-                        ceiling, process = start_ceiling(args, workdir)
-                    finally:
-                        del os.environ["CEILING_DATABASE_URL"]
-                    try:
-                        measure("Flask + PostgreSQL", ceiling, process.pid, args.path, args, workdir)
+                        measure(floor.name, floor, process.pid, args.path, args, workdir)
                     finally:
                         process.terminate()
                         process.wait(timeout=30)
