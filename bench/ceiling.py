@@ -6,7 +6,8 @@ authentication. Sluice's requests/s are compared with it (the issue asks for at 
 With `CEILING_DATABASE_URL` (a PostgreSQL database Sluice has filled), the same routes read their answer from it
 instead, in one query each on a connection of the thread's own (psycopg, autocommit, prepared after a few runs):
 what any Flask app that reads its answer from PostgreSQL on each request reaches, with nothing else to do.
-bench/perf_workers.py measures it beside Sluice on PostgreSQL, to tell the database's share of the gap from Sluice's.
+bench/compare.py ("Flask + PostgreSQL read") and bench/perf_workers.py measure it beside Sluice on PostgreSQL, to tell
+the database's share of the gap to the ceiling from Sluice's own.
 """
 
 from __future__ import annotations
