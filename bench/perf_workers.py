@@ -7,10 +7,11 @@ SQLite and on PostgreSQL under the same load, with Linux `perf`.
     .venv/bin/python bench/perf_workers.py --databases postgresql --postgres postgresql+psycopg://postgres@/test?host=/var/run/postgresql
 
 Each server runs as bench/compare.py starts it (gunicorn, 2 workers x 4 threads by default), one after the other,
-with one valved filter stored (`--functions` adds the test corpus's first ones to it), under three load runs in a row: printed are requests/s, the whole machine's busy CPU
-ms per request and the PostgreSQL server's share (read from /proc, in a run nothing else watches), the workers' CPU
-ms and context switches per request (`perf stat`, in a second run), and the workers' samples split by library (the
-interpreter, the kernel, the database drivers...: `perf record`, in a third run, which sampling slows down).
+with one valved filter stored (`--functions` adds the test corpus's first ones to it), under three load runs in a
+row: printed are requests/s, the whole machine's busy CPU ms per request and the PostgreSQL server's share (read from
+/proc, in a run nothing else watches), the workers' CPU ms and context switches per request (`perf stat`, in a second
+run), and the workers' samples split by library (the interpreter, the kernel, the database drivers...: `perf
+record`, in a third run, which sampling slows down).
 After Sluice on PostgreSQL, the ceiling runs again reading each answer from that same database in one query
 (bench/ceiling.py with `CEILING_DATABASE_URL`): what a Flask app that does nothing but that query reaches.
 
