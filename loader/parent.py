@@ -207,6 +207,7 @@ class Zygote(Spares, Replies, Reaping):
         now = time.monotonic()
         waiting = self._waiting()
         moments = [item.deadline for item in waiting] + self.pool.deadlines()
+        moments += [item.ending for item in self.children.values() if item.ending]
         if len(self.spares) < self.spare_count and waiting:
             moments.append(max(item.started for item in waiting) + SPARE_DELAY)
         if not waiting and any(not item.warmed for item in self.spares):

@@ -47,6 +47,10 @@ class Reaping:
                 timeout = float(item.request.get("timeout") or 10)
                 self._fail(item, "Timeout", f"loading took longer than {timeout:g} s")
                 self._kill(item)
+        for item in self.children.values():
+            if item.ending and item.ending <= now:
+                item.ending = 0.0
+                self._kill(item)
         self.pool.expire(now)
 
     def _reap(self) -> None:

@@ -19,7 +19,7 @@ from loader.protocol import (
     message_size,
     read_available,
 )
-from loader.spares import Child
+from loader.spares import ANSWERED_GRACE, Child
 
 
 class Replies:
@@ -60,7 +60,7 @@ class Replies:
                 self._kill(item)
             elif complete_message(item.result) is not None:
                 self._answer_from_child(item)
-                self._kill(item)
+                item.ending = time.monotonic() + ANSWERED_GRACE  # killed then by `_expire`
                 return
 
     def _answer_from_child(self, item: Child) -> None:
