@@ -42,6 +42,13 @@ import time
 
 # Modules the compatibility layer provides (preloaded already, or not real modules of the environment).
 SKIPPED = ("open_webui", "utils", "apps", "main", "config", "__future__")
+# ...except the modules of it that the template leaves out (loader/startup.py PRELOAD) because they stand on a heavy
+# package few functions need: `open_webui.internal.db` imports SQLAlchemy, ~220 ms at every save of a function that
+# declares its own tables, where Open WebUI has it imported once. They are Sluice's own code on the templates' path,
+# warmed like any package's module, and only these Open WebUI names route a load to the warm template (the many
+# functions that import the preloaded ones keep the small template). A test keeps this list equal to the layer's
+# files that PRELOAD leaves out.
+COMPAT_WARMABLE = frozenset({"open_webui.internal.db"})
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MOST_NAMES = 64  # per load: a file importing more is not a function worth warming up for
 MOST_SEEN = 4096  # names the zygote counts before it starts counting again
@@ -74,9 +81,15 @@ def module_names(content: str) -> list[str]:
                 pending.extend(getattr(node, field, []))
             continue
         for name in names:
-            if NAME.match(name) and name.split(".", 1)[0] not in SKIPPED:
+            if NAME.match(name) and (name.split(".", 1)[0] not in SKIPPED or name in COMPAT_WARMABLE):
                 found.setdefault(name, None)
     return list(found)[:MOST_NAMES]
+
+
+def _compat_warmable(name: str) -> bool:
+    """Whether an import line naming ``name`` may import one of COMPAT_WARMABLE (the module, or a package of it:
+    `from open_webui.internal import db`)."""
+    return any(module == name or module.startswith(name + ".") for module in COMPAT_WARMABLE)
 
 
 # An import statement at the start of a line, at any indent: `from a.b import c` (group 1) or `import a.b as c, d`
@@ -99,7 +112,7 @@ def top_level_packages(content: str) -> list[str]:
             names = [part.split()[0] for part in match.group(2).split(",") if part.strip()]
         for name in names:
             root = name.split(".", 1)[0]
-            if NAME.match(root) and root not in SKIPPED:
+            if NAME.match(root) and (root not in SKIPPED or _compat_warmable(name)):
                 found[root] = None
         if len(found) >= MOST_NAMES:
             break
@@ -125,8 +138,12 @@ def _open_files() -> set[str]:
         return set()
 
 
+NOT_A_MODULE = "not a module of the loader's environment"
+
+
 def _findable(name: str) -> bool:
-    """Whether ``name`` is a module of this process's own path (never the packages folder: it is not on it)."""
+    """Whether ``name`` is a module of this process's own path (never the packages folder: it is not on it).
+    Asked in the trial child only: for a dotted name, finding it imports its parent packages."""
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError, AttributeError):
@@ -142,6 +159,8 @@ def _trial(name: str, seconds: float) -> dict:
         answer: dict
         try:
             files, before, began = _open_files(), _resident(), time.monotonic()
+            if not _findable(name):
+                raise _NotAModule
             importlib.import_module(name)
             if _threads() > 1:
                 answer = {"ok": False, "reason": "it starts a thread as it is imported"}
@@ -149,6 +168,8 @@ def _trial(name: str, seconds: float) -> dict:
                 answer = {"ok": False, "reason": "it keeps a file or socket open"}
             else:
                 answer = {"ok": True, "bytes": _resident() - before, "ms": (time.monotonic() - began) * 1000}
+        except _NotAModule:
+            answer = {"ok": False, "reason": NOT_A_MODULE}
         except BaseException as exc:  # whatever the import raised: refused
             answer = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"}
         with contextlib.suppress(BaseException):
@@ -183,9 +204,12 @@ def try_imports(names: list, budget: int, seconds: float = TRIAL_SECONDS) -> dic
         if not isinstance(name, str) or not NAME.match(name) or name in sys.modules or name in state["tried"]:
             continue
         state["tried"].add(name)
-        if not _findable(name):
-            refused[name] = "not a module of the loader's environment"
+        parent = name.rpartition(".")[0]
+        if parent in state["tried"] and parent not in sys.modules:
+            refused[name] = "its package was refused"
             continue
+        # Whether it is a module at all is asked in the trial too: finding `a.b` imports `a`, which may be what a
+        # trial refused (a thread, an open file) and must never be imported here untried.
         trial = _trial(name, seconds)
         if not trial.get("ok"):
             refused[name] = str(trial.get("reason"))
@@ -207,6 +231,10 @@ def try_imports(names: list, budget: int, seconds: float = TRIAL_SECONDS) -> dic
         gc.collect()
         gc.freeze()
     return {"imported": imported, "refused": refused}
+
+
+class _NotAModule(Exception):
+    pass
 
 
 _STATE: dict | None = None

@@ -28,6 +28,8 @@ def test_module_names_are_the_module_level_imports():
         from pydantic import *
         from . import sibling
         from open_webui.models.users import Users
+        from open_webui.internal.db import Base, JSONField
+        from open_webui.internal import db
         from utils.misc import get_last_user_message
         try:
             import pptx
@@ -52,6 +54,7 @@ def test_module_names_are_the_module_level_imports():
         "google.cloud.storage",
         "google.cloud.bigquery",
         "pydantic",
+        "open_webui.internal.db",  # the compatibility layer's only module the template does not preload
         "pptx",
         "inside_a_class",
         "xlsxwriter",
@@ -75,6 +78,28 @@ def test_top_level_packages_are_read_from_the_import_lines():
         """
     )
     assert top_level_packages(source) == ["os", "sys", "a", "google"]
+    # Open WebUI's names route a load only when they may import a module the template leaves out.
+    assert top_level_packages("from open_webui.models.users import Users\nimport open_webui.env\n") == []
+    for line in (
+        "from open_webui.internal.db import Base",
+        "from open_webui.internal import db",
+        "import open_webui.internal.db as db",
+    ):
+        assert top_level_packages(f"import os\n{line}\n") == ["os", "open_webui"], line
+
+
+def test_the_compat_modules_warmed_are_those_the_template_leaves_out():
+    from loader.startup import PRELOAD
+    from loader.warm_imports import COMPAT_WARMABLE
+
+    compat = ROOT / "loader" / "compat"
+    modules = {
+        ".".join(path.relative_to(compat).with_suffix("").parts)
+        for path in (compat / "open_webui").rglob("*.py")
+        if not path.name.startswith("_")
+    }
+    assert "open_webui.models.users" in modules
+    assert COMPAT_WARMABLE == modules - set(PRELOAD)
 
 
 # --- what the template imports -------------------------------------------------------------------------------------
@@ -87,6 +112,7 @@ MODULES = {
     "warm_slow.py": "import time\ntime.sleep(30)\n",
     "warm_exits.py": "import os\nos._exit(3)\n",
     "warm_file.py": "LOG = open(__file__)\n",
+    "warm_thread_too.py": "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n",
 }
 
 TRY = """
@@ -94,7 +120,8 @@ import json, sys, threading
 sys.path.insert(0, sys.argv[1])
 from loader import warm_imports
 names = ["warm_fine", "warm_thread", "warm_broken", "warm_big", "warm_slow", "warm_exits", "warm_file", "warm_missing", "json",
-         "not a name", "warm_fine"]
+         "not a name", "warm_fine", "warm_thread.name", "warm_file.name", "warm_thread_too.name", "json.decoder",
+         "json.loads"]
 first = warm_imports.try_imports(names, budget=16 * 1024 * 1024, seconds=2)
 again = warm_imports.try_imports(["warm_fine", "warm_thread"], budget=16 * 1024 * 1024, seconds=2)
 print(json.dumps({
@@ -125,6 +152,11 @@ def test_the_template_imports_only_what_a_trial_child_imported_cleanly_within_th
     assert "keeps a file" in refused["warm_file"]
     assert "not a module" in refused["warm_missing"]
     assert "json" not in refused and "not a name" not in refused  # imported already; not a module name
+    # A name inside a refused module is refused with it; one inside a module never tried is found in the trial
+    # child, never here: finding `a.b` imports `a`, and this process must never import anything untried.
+    assert refused["warm_thread.name"] == refused["warm_file.name"] == "its package was refused"
+    assert "not a module" in refused["warm_thread_too.name"]
+    assert "not a module" in refused["json.loads"] and "json.decoder" not in refused
     assert result["again"] == {"imported": [], "refused": {}}  # each name is tried once
     assert result["loaded"] == ["warm_fine"] and result["threads"] == 1
 
@@ -206,6 +238,51 @@ def test_modules_two_loads_import_are_imported_once_for_the_loads_after_them(war
         assert warm_in_children(warming, source, PROBE_IMPORTING) == list(NAMES)
         assert warm_in_children(warming, source) == []
     assert ping()["warm_template_pid"] not in (None, client_template_pid())
+
+
+# A function that keeps its own table in Open WebUI's database module, which stands on SQLAlchemy (~220 ms to import):
+# the template leaves it out, so it is warmed like any package's module once two loads import it.
+TABLES = """
+    from open_webui.internal.db import Base, JSONField, get_db
+
+    class Filter:
+        pass
+"""
+
+# Its own modules are reached without import statements: a module two loads name is handed to the warm template,
+# and a load arriving while it imports starts from the first template.
+SQLALCHEMY_PROBE = """
+    WARM = ["sqlalchemy" in __import__("sys").modules]
+    {imports}
+    BaseModel = __import__("pydantic").BaseModel
+
+    class Filter:
+        class Valves(BaseModel):
+            warm: list = WARM
+"""
+
+
+def sqlalchemy_in_child(loader, source, imports: str) -> bool:
+    result = loader.load_function(source(SQLALCHEMY_PROBE.format(imports=imports)), function_id="probe")
+    assert result.ok, result.error
+    return result.valves_schema["properties"]["warm"]["default"] == [True]
+
+
+def test_open_webuis_database_module_is_warmed_for_the_functions_that_use_it(warming, source):
+    uses_db = "from open_webui.internal import db"
+    assert not sqlalchemy_in_child(warming, source, uses_db)
+    for _ in range(2):
+        assert warming.load_function(source(TABLES), function_id="tables").ok
+    deadline = time.monotonic() + 20
+    while (
+        "open_webui.internal.db" not in (ping().get("warm_imports") or ()) or ping().get("importing")
+    ) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "open_webui.internal.db" in ping()["warm_imports"]
+    for _ in range(2):
+        assert sqlalchemy_in_child(warming, source, uses_db)
+        # Functions that import only the preloaded Open WebUI modules still start from the small template.
+        assert not sqlalchemy_in_child(warming, source, "from open_webui.models.users import Users")
 
 
 def client_template_pid():
