@@ -205,11 +205,15 @@ def try_imports(names: list, budget: int, seconds: float = TRIAL_SECONDS) -> dic
             continue
         state["tried"].add(name)
         parent = name.rpartition(".")[0]
-        if parent in state["tried"] and parent not in sys.modules:
-            refused[name] = "its package was refused"
+        if parent and parent not in sys.modules:
+            if parent in state["tried"]:
+                refused[name] = "its package was refused"
+                continue
+            # Finding `a.b` imports `a`, which must never be imported here untried: the trial child finds it.
+        elif not _findable(name):
+            # Nothing new is imported to find it: a name that is no module (`pydantic.Field`) costs no trial.
+            refused[name] = NOT_A_MODULE
             continue
-        # Whether it is a module at all is asked in the trial too: finding `a.b` imports `a`, which may be what a
-        # trial refused (a thread, an open file) and must never be imported here untried.
         trial = _trial(name, seconds)
         if not trial.get("ok"):
             refused[name] = str(trial.get("reason"))
