@@ -303,8 +303,9 @@ SETTINGS: tuple[Setting, ...] = (
         "MiB each worker's loader may import, once, into a second process that load children of functions using "
         "them start from: the modules that two loads have imported from Sluice's own environment (never from "
         "installed requirements), so that saving such a function again skips importing them (a cloud SDK costs "
-        "150-500 ms per load otherwise), while other functions' loads start from the small first process as "
-        "before; `0` imports none",
+        "150-500 ms per load otherwise; Open WebUI's database module, which imports SQLAlchemy, counts too), with "
+        "one such child forked ahead like the spares, while other functions' loads start from the small first "
+        "process as before; `0` imports none",
     ),
     Setting(
         "SLUICE_MAX_CONCURRENT_LOADS",

@@ -93,6 +93,8 @@ class Zygote(Spares, Replies, Reaping):
         self.pid = os.getpid()
         self.children: dict[int, Child] = {}
         self.spares: deque[Child] = deque()
+        # One child forked from the warm template ahead of the loads routed there (loader/spares.py `_wants_warm`).
+        self.warm_spare: Child | None = None
         self.pipes: dict[int, tuple[Child, str]] = {}
         self.queue: deque[dict] = deque()
         self.inbox = bytearray()
@@ -196,6 +198,7 @@ class Zygote(Spares, Replies, Reaping):
         self.inbox = bytearray()
         self.children.clear()
         self.spares.clear()
+        self.warm_spare = None
         self.pipes.clear()
         self.queue.clear()
         self.package_access.clear()
@@ -210,9 +213,9 @@ class Zygote(Spares, Replies, Reaping):
         moments += [item.ending for item in self.children.values() if item.ending]
         if len(self.spares) < self.spare_count and waiting:
             moments.append(max(item.started for item in waiting) + SPARE_DELAY)
-        if not waiting and any(not item.warmed for item in self.spares):
+        if not waiting and any(not item.warmed for item in self._all_spares()):
             moments.append(now)
-        if self.spares and self.spare_idle:
+        if self._all_spares() and self.spare_idle:
             moments.append(self.last_load + self.spare_idle)
         if self._may_warm_imports():
             moments.append(now)
@@ -266,6 +269,7 @@ class Zygote(Spares, Replies, Reaping):
                     "forks": self.forks,
                     "running": self._busy(),
                     "spares": len(self.spares),
+                    "warm_spare_pid": self.warm_spare.pid if self.warm_spare is not None else None,
                     "workers": self.pool.summary(),
                     "warm_imports": list(warm.warm) if warm is not None else [],
                     "importing": bool(warm is not None and warm.importing),

@@ -105,6 +105,8 @@ class Reaping:
             item.job_fd = -1
         with contextlib.suppress(ValueError):
             self.spares.remove(item)
+        if item is self.warm_spare:
+            self.warm_spare = None
         del self.children[item.pid]
         scratch.remove_tree(item.workdir)
 
@@ -130,6 +132,7 @@ class Reaping:
         return {template.pid for template in self._templates()}
 
     def _warm_template_ended(self) -> None:
+        self._retire_warm_spare()  # no load is routed to the warm template's children any more
         template, self.warm_template = self.warm_template, None
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(template.sock.fileno())
@@ -173,6 +176,7 @@ class Reaping:
             scratch.remove_tree(item.workdir)
         self.children.clear()
         self.spares.clear()
+        self.warm_spare = None
         for template in self._templates():
             template.stop()
         self._sweep()

@@ -174,7 +174,10 @@ class Spares:
     def _dispatch(self, request: dict) -> None:
         self.last_load = time.monotonic()
         if self._wants_warm(request):
-            # Forked for it, without a spare's warm-up: what it imports is what a load would take far longer over.
+            # The warm spare, else a child forked for it: what it imports is what a load would take far longer over.
+            item, self.warm_spare = self.warm_spare, None
+            if item is not None and self._hand(item, request):
+                return
             item = self._spawn(warm=True)
             if item is not None and self._hand(item, request):
                 return
@@ -287,6 +290,33 @@ class Spares:
             if item is not None:
                 self.spares.append(item)
         self._warm_imports()
+        if not waiting:
+            self._fork_warm_spare()
+
+    def _fork_warm_spare(self) -> None:
+        """Keep one child of the warm template forked (and, at the next idle turn, warmed up) while it has imported
+        modules and is not importing: a load routed there then skips that fork and the child's start (10-12 ms on
+        this kind of machine, the bigger template's fork included) and runs in a child whose pages its warm-up
+        copied. Only while nothing waits, since forking stalls the loop; one whatever the spare count, since only
+        the loads of functions that import those modules use it. An import retires it (it would lack the modules)."""
+        template = self.warm_template
+        if (
+            self.warm_spare is not None
+            or self.spare_count == 0
+            or template is None
+            or template.importing
+            or not template.warm
+        ):
+            return
+        self.warm_spare = self._spawn(warm=True)
+
+    def _retire_warm_spare(self) -> None:
+        item, self.warm_spare = self.warm_spare, None
+        if item is not None:
+            self._end_spare(item)
+
+    def _all_spares(self) -> list[Child]:
+        return [*self.spares, self.warm_spare] if self.warm_spare is not None else list(self.spares)
 
     # --- warm imports (loader/warm_imports.py) ----------------------------------------------------------------
     #
@@ -352,6 +382,7 @@ class Spares:
             if self.warm_template is None:
                 return  # nothing more is asked (`_want_imports`): loads go on from the first template
         if self.warm_template.begin_import(names, self.import_budget):
+            self._retire_warm_spare()  # forked before these imports
             self.poller.register(self.warm_template.sock.fileno(), select.POLLIN)
 
     def _imported(self) -> None:
@@ -367,15 +398,18 @@ class Spares:
     def _retire_spares(self) -> None:
         """End every spare: each reads end of file on its job pipe and leaves (killed too, so at once)."""
         while self.spares:
-            item = self.spares.popleft()
-            if item.job_fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(item.job_fd)
-                item.job_fd = -1
-            self._kill(item)
+            self._end_spare(self.spares.popleft())
+        self._retire_warm_spare()
+
+    def _end_spare(self, item: Child) -> None:
+        if item.job_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(item.job_fd)
+            item.job_fd = -1
+        self._kill(item)
 
     def _warm_spares(self) -> None:
-        for item in self.spares:
+        for item in self._all_spares():
             if not item.warmed:
                 item.warmed = True
                 try:

@@ -285,6 +285,64 @@ def test_open_webuis_database_module_is_warmed_for_the_functions_that_use_it(war
         assert not sqlalchemy_in_child(warming, source, "from open_webui.models.users import Users")
 
 
+PROBE_MORE = """
+    import wave
+    {more}
+
+    class Filter:
+        pass
+"""
+
+
+def ended(pid: int, seconds: float = 5) -> bool:
+    import os
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def warm_spare_after(deadline_seconds: float = 10) -> int | None:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        header = ping()
+        if header.get("warm_spare_pid") and not header.get("importing"):
+            return header["warm_spare_pid"]
+        time.sleep(0.05)
+    return None
+
+
+def test_a_child_of_the_warm_template_waits_forked_for_the_loads_routed_there(warming, source):
+    assert ping()["warm_spare_pid"] is None  # nothing imported: no warm template, no child of it
+    for _ in range(2):
+        assert warming.load_function(source(IMPORTER), function_id="importer").ok
+    spare = warm_spare_after()
+    assert spare is not None and "wave" in ping()["warm_imports"]
+    # The load runs in it (a spare ends only with its job, an import or the idle time), and another is forked.
+    assert warming.load_function(source(PROBE_MORE.format(more="")), function_id="probe").ok
+    assert ended(spare)
+    following = warm_spare_after()
+    assert following not in (None, spare)
+    # New imports retire it: a child forked before them would lack them.
+    for _ in range(2):
+        assert warming.load_function(
+            source("import colorsys\nclass Filter:\n    pass\n"), function_id="colors"
+        ).ok
+    deadline = time.monotonic() + 20
+    while "colorsys" not in (ping().get("warm_imports") or ()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended(following)
+    renewed = warm_spare_after()
+    assert renewed not in (None, following)
+    assert warming.load_function(source(PROBE_MORE.format(more="import colorsys")), function_id="probe").ok
+    assert ended(renewed)
+
+
 def client_template_pid():
     from loader import client
 
