@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/profile_load_hops.py                  # 80 loads of a small valved filter, 200 ms apart
     .venv/bin/python bench/profile_load_hops.py --pause-ms 0     # back to back
+    .venv/bin/python bench/profile_load_hops.py --function action_cloud_storage_upload --pause-ms 300
+                                                   # a corpus file, with warm imports on (its first loads not counted)
 
 A load crosses four processes' hand-offs: the server writes the job to the zygote, the zygote hands it to a warm
 spare child, the child answers the zygote, the zygote answers the server (whose reader thread then wakes the waiting
@@ -62,7 +64,21 @@ def main() -> None:
     )
     parser.add_argument("--loads", type=int, default=80)
     parser.add_argument("--pause-ms", type=float, default=200)
+    parser.add_argument(
+        "--function",
+        help="a file of the test corpus (tests/fixtures/functions, without .py) instead of the small filter: "
+        "loaded with warm imports on (SLUICE_LOAD_WARM_IMPORTS_MB's default), after --warm-up loads not counted",
+    )
+    parser.add_argument("--warm-up", type=int, default=4)
     args = parser.parse_args()
+    source = SOURCE
+    if args.function:
+        corpus = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "functions"
+        # Braces doubled: the text is a format string with the load's number in a comment at its end.
+        code = loader.rewrite_imports((corpus / f"{args.function}.py").read_text())
+        source = code.replace("{", "{{").replace("}", "}}") + "\n# {n}\n"
+        loader.configure(warm_imports_mb=64)
+        sys.path.insert(0, loader.connection.COMPAT_DIR)  # for the in-process reference
 
     # The raw answer (with the child's stamps) and the moment the reader thread handed it over.
     seen: dict = {}
@@ -88,14 +104,17 @@ def main() -> None:
     loader.start()
     time.sleep(1.5)  # the spares fork and warm up
     rows = []
-    for n in range(args.loads):
+    for n in range(-args.warm_up if args.function else 0, args.loads):
         time.sleep(args.pause_ms / 1000)
         began = time.monotonic()
-        result = loader.load_function(SOURCE.format(n=n), function_id=f"hops_{n}")
+        result = loader.load_function(source.format(n=n), function_id=f"hops_{n}")
         ended = time.monotonic()
         timing = (seen.get("answer") or {}).get("timing") or {}
         if not result.ok or not timing:
             raise SystemExit(f"load {n} failed or gave no timing: {result.error}")
+        if n < 0:
+            time.sleep(1)  # the zygote warms what two loads imported while nothing waits
+            continue
         rows.append(
             {
                 "to child": timing["received"] - began,
@@ -112,12 +131,13 @@ def main() -> None:
         for n in range(args.loads + 20):
             began = time.perf_counter()
             describe.answer(
-                {"op": "load", "content": SOURCE.format(n=n), "function_id": f"here_{n}"}, workdir
+                {"op": "load", "content": source.format(n=n), "function_id": f"here_{n}"}, workdir
             )
             local.append(time.perf_counter() - began)
             sys.modules.pop(f"function_here_{n}", None)
 
-    print(f"{args.loads} loads of a small valved filter, {args.pause_ms:g} ms apart (ms, median and p90):")
+    what = args.function or "a small valved filter"
+    print(f"{args.loads} loads of {what}, {args.pause_ms:g} ms apart (ms, median and p90):")
     for key in rows[0]:
         values = sorted(row[key] * 1000 for row in rows)
         print(f"  {key:<12} {statistics.median(values):7.2f}  {values[int(len(values) * 0.9)]:7.2f}")
