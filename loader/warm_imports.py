@@ -143,7 +143,8 @@ NOT_A_MODULE = "not a module of the loader's environment"
 
 def _findable(name: str) -> bool:
     """Whether ``name`` is a module of this process's own path (never the packages folder: it is not on it).
-    Asked in the trial child only: for a dotted name, finding it imports its parent packages."""
+    For a dotted name, finding it imports its parent packages: the template asks only when they are imported
+    already, else the trial child does."""
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError, AttributeError):
@@ -159,17 +160,15 @@ def _trial(name: str, seconds: float) -> dict:
         answer: dict
         try:
             files, before, began = _open_files(), _resident(), time.monotonic()
-            if not _findable(name):
-                raise _NotAModule
-            importlib.import_module(name)
-            if _threads() > 1:
+            imported = _findable(name) and importlib.import_module(name) is not None
+            if not imported:
+                answer = {"ok": False, "reason": NOT_A_MODULE}
+            elif _threads() > 1:
                 answer = {"ok": False, "reason": "it starts a thread as it is imported"}
             elif _open_files() - files:  # every child would inherit it, whatever it can read itself
                 answer = {"ok": False, "reason": "it keeps a file or socket open"}
             else:
                 answer = {"ok": True, "bytes": _resident() - before, "ms": (time.monotonic() - began) * 1000}
-        except _NotAModule:
-            answer = {"ok": False, "reason": NOT_A_MODULE}
         except BaseException as exc:  # whatever the import raised: refused
             answer = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"}
         with contextlib.suppress(BaseException):
@@ -235,10 +234,6 @@ def try_imports(names: list, budget: int, seconds: float = TRIAL_SECONDS) -> dic
         gc.collect()
         gc.freeze()
     return {"imported": imported, "refused": refused}
-
-
-class _NotAModule(Exception):
-    pass
 
 
 _STATE: dict | None = None
